@@ -1,0 +1,5 @@
+//! The egress host as a library, so that the `egress` binary stays thin and end-to-end tests
+//! can speak psrpc to a running worker. See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod rpc;
