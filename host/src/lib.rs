@@ -2,4 +2,6 @@
 //! can speak psrpc to a running worker. See ARCHITECTURE.md for the map.
 
 pub mod config;
+pub mod egress;
 pub mod rpc;
+pub mod service;

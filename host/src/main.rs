@@ -5,8 +5,7 @@
 //! * `egress validate [--config F | --config-body YAML]`: print the resolved config with
 //!   secrets redacted, or the errors, and exit non-zero on errors.
 
-mod config;
-mod rpc;
+use egress_host::config;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,11 +54,17 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            egress_host::service::logging::init(&loaded.config.logging);
             for w in &loaded.warnings {
-                eprintln!("warning: {w}");
+                tracing::warn!("config: {w}");
             }
-            // The service runtime lands here (see ARCHITECTURE.md).
-            ExitCode::SUCCESS
+            match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt.block_on(egress_host::service::run(loaded.config)),
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

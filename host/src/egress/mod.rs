@@ -1,0 +1,10 @@
+//! Egress-specific logic on top of the generic [`crate::rpc`] transport: which methods exist,
+//! what a request costs, whether this worker bids, the Go egress's error texts, and the IOInfo
+//! status reporter.
+
+pub mod errors;
+pub mod ioinfo;
+pub mod methods;
+pub mod request;
+pub mod server;
+pub mod worker;
