@@ -205,11 +205,12 @@ impl Bus {
             subs.push((id, tx));
             subs.len() == 1
         };
-        if first && let Some(s) = sink.as_mut() {
-            if let Err(e) = s.subscribe(channel).await {
-                // The reader task notices the broken connection and resubscribes everything.
-                tracing::warn!(channel, error = %e, "subscribe failed; will retry on reconnect");
-            }
+        if first
+            && let Some(s) = sink.as_mut()
+            && let Err(e) = s.subscribe(channel).await
+        {
+            // The reader task notices the broken connection and resubscribes everything.
+            tracing::warn!(channel, error = %e, "subscribe failed; will retry on reconnect");
         }
         drop(sink);
         Subscription { rx, guard: SubscriptionGuard { bus: self.clone(), channel: channel.to_owned(), id } }

@@ -16,7 +16,11 @@ pub fn init(logging: &LoggingConfig) {
         // Our crates at the configured level; chatty dependencies one notch quieter.
         EnvFilter::new(format!("{level},hyper=warn,redis=warn,tower_http=warn"))
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let result = if logging.json { builder.json().try_init() } else { builder.try_init() };
     if let Err(e) = result {
         eprintln!("warning: logging already initialised: {e}");

@@ -51,6 +51,27 @@ fn redis_target(config: &ServiceConfig) -> Result<RedisTarget, String> {
     })
 }
 
+/// The Go egress logs an error when the host cannot fit its largest job; so do we, naming the
+/// request types that this host will never bid on with the configured costs.
+fn warn_about_small_hosts(config: &ServiceConfig, cores: f64) {
+    let c = &config.cpu_cost;
+    let too_big: Vec<&str> = [
+        ("room_composite", c.room_composite_cpu_cost),
+        ("web", c.web_cpu_cost),
+        ("participant", c.participant_cpu_cost),
+        ("track_composite", c.track_composite_cpu_cost),
+        ("track", c.track_cpu_cost),
+    ]
+    .into_iter()
+    .filter(|(_, cost)| *cost > cores)
+    .map(|(name, _)| name)
+    .collect();
+    if !too_big.is_empty() {
+        tracing::error!(cores, request_types = ?too_big,
+            "not enough CPU for these request types with the configured cpu_cost: they will never be accepted");
+    }
+}
+
 /// Resolves when SIGTERM or SIGINT arrives.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -89,6 +110,7 @@ pub async fn run(config: ServiceConfig) -> ExitCode {
         return ExitCode::FAILURE;
     }
     tracing::info!(node_id = %node_id, cluster_id = %config.cluster_id, cores, "egress service starting");
+    warn_about_small_hosts(&config, cores);
 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);

@@ -1,0 +1,96 @@
+//! The YAML as written, before defaults, env fallbacks and legacy mapping.
+//!
+//! Numbers that Go treats as "<= 0 means default" are signed here so that such files keep
+//! loading; the resolved types in `model.rs` are unsigned.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration;
+use super::model::{
+    AliOssConfig, AudioTempoController, AzureConfig, DebugConfig, GcpConfig, LatencyConfig,
+    LoggingConfig, RedisConfig, S3Config, SessionLimits, StorageConfig, TestOverrides,
+    null_as_default,
+};
+use super::secret::Secret;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawConfig {
+    pub redis: Option<RedisConfig>,
+    pub api_key: String,
+    pub api_secret: Secret,
+    pub ws_url: String,
+
+    pub logging: LoggingConfig,
+    pub template_base: String,
+    pub cluster_id: String,
+    pub enable_chrome_sandbox: bool,
+    pub max_upload_queue: i64,
+    pub disallow_local_storage: bool,
+    #[serde(with = "duration")]
+    pub io_create_timeout: Duration,
+    #[serde(with = "duration")]
+    pub io_update_timeout: Duration,
+    #[serde(with = "duration")]
+    pub io_selection_timeout: Duration,
+    pub io_workers: i64,
+    pub session_limits: SessionLimits,
+    pub storage: Option<StorageConfig>,
+    pub backup: Option<StorageConfig>,
+    pub s3_assume_role_key: Secret,
+    pub s3_assume_role_secret: Secret,
+    pub s3_assume_role_arn: String,
+    pub s3_assume_role_external_id: String,
+
+    pub insecure: bool,
+    pub debug: DebugConfig,
+    #[serde(deserialize_with = "null_as_default")]
+    pub chrome_flags: BTreeMap<String, serde_yaml::Value>,
+    pub latency: LatencyConfig,
+    #[serde(deserialize_with = "null_as_default")]
+    pub latency_overrides: BTreeMap<String, LatencyConfig>,
+    pub video_encoder_threads: u32,
+    pub enable_one_shot_sender_report_sync: bool,
+    pub enable_sync_engine: bool,
+    pub audio_tempo_controller: AudioTempoController,
+    pub test_overrides: TestOverrides,
+
+    pub health_port: u16,
+    pub template_port: u16,
+    pub prometheus_port: u16,
+    pub debug_handler_port: u16,
+    pub pulse_sink_reap_grace_sec: i64,
+    pub cpu_cost: RawCpuCost,
+
+    // Legacy keys (egress < 1.8.3 and the README).
+    pub log_level: String,
+    pub s3: Option<S3Config>,
+    pub azure: Option<AzureConfig>,
+    pub gcp: Option<GcpConfig>,
+    pub alioss: Option<AliOssConfig>,
+    pub backup_storage: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawCpuCost {
+    pub max_cpu_utilization: f64,
+    pub max_memory: f64,
+    pub memory_cost: f64,
+    pub room_composite_cpu_cost: f64,
+    pub audio_room_composite_cpu_cost: f64,
+    pub sdk_audio_room_composite_cpu_cost: f64,
+    pub sdk_audio_room_composite_memory_cost: f64,
+    pub web_cpu_cost: f64,
+    pub audio_web_cpu_cost: f64,
+    pub participant_cpu_cost: f64,
+    pub track_composite_cpu_cost: f64,
+    pub track_cpu_cost: f64,
+    pub max_pulse_clients: u32,
+    pub memory_source: String,
+    pub memory_kill_grace_sec: u32,
+    pub cpu_kill_grace_sec: i64,
+}
