@@ -3,5 +3,7 @@
 
 pub mod config;
 pub mod egress;
+pub mod handler;
+pub mod pipeline;
 pub mod rpc;
 pub mod service;

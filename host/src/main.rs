@@ -36,6 +36,9 @@ struct ConfigArgs {
 enum Command {
     /// Check a config: print it resolved (secrets redacted) or print its errors.
     Validate,
+    /// Run one egress (started by the service, not by hand).
+    #[command(hide = true)]
+    RunHandler,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,16 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Validate) => config::validate_command(&source),
+        Some(Command::RunHandler) => match config::load(&source) {
+            Ok(loaded) => {
+                egress_host::service::logging::init(&loaded.config.logging);
+                egress_host::handler::main(loaded.config)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
         None => {
             let loaded = match config::load(&source) {
                 Ok(loaded) => loaded,
@@ -59,7 +72,7 @@ fn main() -> ExitCode {
                 tracing::warn!("config: {w}");
             }
             match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt.block_on(egress_host::service::run(loaded.config)),
+                Ok(rt) => rt.block_on(egress_host::service::run(loaded.config, source)),
                 Err(e) => {
                     eprintln!("cannot start the async runtime: {e}");
                     ExitCode::FAILURE

@@ -3,7 +3,10 @@
 //! status reporter.
 
 pub mod errors;
+pub mod info;
 pub mod ioinfo;
+pub mod ipc;
+pub mod launcher;
 pub mod methods;
 pub mod request;
 pub mod server;

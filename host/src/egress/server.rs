@@ -10,22 +10,33 @@ use egress_proto::livekit::EgressInfo;
 use egress_proto::rpc::{ListActiveEgressRequest, ListActiveEgressResponse, StartEgressRequest};
 
 use super::errors;
+use super::info::starting_info;
+use super::ioinfo::IoInfoClient;
+use super::launcher::Launcher;
 use super::methods::{LIST_ACTIVE_EGRESS, START_EGRESS};
 use super::request::{classify, cpu_cost};
-use super::worker::Worker;
-use crate::config::CpuCostConfig;
-use crate::rpc::{Registration, RpcError, RpcServer};
+use super::worker::{ActiveEgress, Worker};
+use crate::config::ServiceConfig;
+use crate::rpc::{Registration, RequestContext, RpcError, RpcServer};
 
 #[derive(Clone)]
 pub struct EgressServer {
     worker: Arc<Worker>,
-    costs: CpuCostConfig,
+    config: Arc<ServiceConfig>,
+    io: Arc<IoInfoClient>,
+    launcher: Arc<Launcher>,
     rpc: RpcServer,
 }
 
 impl EgressServer {
-    pub fn new(worker: Arc<Worker>, costs: CpuCostConfig, rpc: RpcServer) -> Self {
-        EgressServer { worker, costs, rpc }
+    pub fn new(
+        worker: Arc<Worker>,
+        config: Arc<ServiceConfig>,
+        io: Arc<IoInfoClient>,
+        launcher: Arc<Launcher>,
+        rpc: RpcServer,
+    ) -> Self {
+        EgressServer { worker, config, io, launcher, rpc }
     }
 
     /// Subscribes StartEgress on the cluster topic. Dropping the registration stops bidding,
@@ -43,7 +54,7 @@ impl EgressServer {
                     async move {
                         tracing::info!(egress_id = %req.egress_id, request_id = %ctx.request_id,
                             node_id = %this.worker.node_id, "StartEgress claimed");
-                        this.start_egress(req)
+                        this.start_egress(req, ctx).await
                     }
                 },
             )
@@ -64,12 +75,13 @@ impl EgressServer {
         match classify(req) {
             // A request without a type: bid so we can answer it with a clear error.
             None => super::worker::LAST_RESORT_AFFINITY,
-            Some(c) => self.worker.affinity(&c, cpu_cost(&c, &self.costs, req.estimated_cpu)),
+            Some(c) => self.worker.affinity(&c, cpu_cost(&c, &self.config.cpu_cost, req.estimated_cpu)),
         }
     }
 
-    /// The checks of the Go egress's `StartEgress`, in its order.
-    fn start_egress(&self, req: StartEgressRequest) -> Result<EgressInfo, RpcError> {
+    /// The Go egress's `StartEgress`: the same checks in the same order, then CreateEgress at
+    /// livekit-server and the handler launch in parallel.
+    async fn start_egress(&self, req: StartEgressRequest, ctx: RequestContext) -> Result<EgressInfo, RpcError> {
         if self.worker.is_disabled() {
             return Err(errors::shutting_down());
         }
@@ -80,16 +92,35 @@ impl EgressServer {
         if req.egress_id.is_empty() {
             return Err(errors::invalid_input("egressID"));
         }
-        let cpu = cpu_cost(&classified, &self.costs, req.estimated_cpu);
+        let cpu = cpu_cost(&classified, &self.config.cpu_cost, req.estimated_cpu);
         if !self.worker.can_accept(cpu) {
             return Err(errors::not_enough_cpu());
         }
-        // Validation. No request type has a capture pipeline in this build (`Worker::can_run`
-        // is false for all), so every well-formed request is refused here, honestly, with the
-        // Go egress's error. Pipelines hook in at this point as they land.
-        let label = classified.request_type.label();
-        tracing::warn!(egress_id = %req.egress_id, request_type = label,
-            "refusing a request type this build cannot run");
-        Err(errors::not_supported(&format!("{label} egress")))
+        if let Err(e) = crate::pipeline::validate(&self.config, &req) {
+            tracing::warn!(egress_id = %req.egress_id, request_type = classified.request_type.label(),
+                error = %e, "request refused");
+            return Err(e);
+        }
+        let info = starting_info(&req, &classified);
+        let active = ActiveEgress { request_type: classified.request_type, cpu };
+        if !self.worker.admit(&req.egress_id, active) {
+            return Err(errors::already_exists());
+        }
+        let (created, launched) = tokio::join!(
+            self.io.create_egress(&info, Some(ctx.expiry_unix_nanos)),
+            self.launcher.launch(&req, &info)
+        );
+        match (created, launched) {
+            (_, Err(launch_err)) => {
+                self.worker.finish(&req.egress_id);
+                Err(launch_err)
+            }
+            (Err(create_err), Ok(())) => {
+                // Launched but not stored at livekit-server: abort, as Go does.
+                self.launcher.kill(&req.egress_id, &create_err.message).await;
+                Err(create_err)
+            }
+            (Ok(()), Ok(())) => Ok(info),
+        }
     }
 }

@@ -50,10 +50,10 @@ impl Worker {
         }
     }
 
-    /// Request types this build can run. Pipelines are added here as they land; a type not
+    /// Request types this build can run (see [`crate::pipeline::supports`]); a type not
     /// listed is refused honestly (see the module docs), never started as a fake.
-    pub fn can_run(&self, _request: &Classified) -> bool {
-        false
+    pub fn can_run(&self, request: &Classified) -> bool {
+        crate::pipeline::supports(request)
     }
 
     pub fn set_connected(&self, up: bool) {

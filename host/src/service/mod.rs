@@ -14,8 +14,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::ServiceConfig;
+use crate::config::{ConfigSource, ServiceConfig};
 use crate::egress::ioinfo::{IoInfoClient, IoTimeouts};
+use crate::egress::launcher::Launcher;
 use crate::egress::server::EgressServer;
 use crate::egress::worker::Worker;
 use crate::rpc::{Bus, RedisTarget, RpcServer, ids};
@@ -31,6 +32,11 @@ pub struct Shared {
 /// Where the template server finds its files: `EGRESS_TEMPLATES_DIR`, else `./templates`.
 fn templates_dir() -> PathBuf {
     std::env::var_os("EGRESS_TEMPLATES_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("templates"))
+}
+
+/// Where per-egress work directories go: `EGRESS_TMP_DIR`, else `$TMPDIR/egress`.
+fn tmp_root() -> PathBuf {
+    std::env::var_os("EGRESS_TMP_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("egress"))
 }
 
 fn redis_target(config: &ServiceConfig) -> Result<RedisTarget, String> {
@@ -85,7 +91,7 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn run(config: ServiceConfig) -> ExitCode {
+pub async fn run(config: ServiceConfig, source: ConfigSource) -> ExitCode {
     let config = Arc::new(config);
     let node_id = ids::new_id("NE_");
     let cores = std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0);
@@ -149,9 +155,25 @@ pub async fn run(config: ServiceConfig) -> ExitCode {
         update: config.io_update_timeout,
         selection: config.io_selection_timeout,
     };
-    let _io = IoInfoClient::new(bus.clone(), timeouts).await;
+    let io = Arc::new(IoInfoClient::new(bus.clone(), timeouts).await);
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot find the egress executable to launch handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let launcher = Arc::new(Launcher {
+        exe,
+        config_source: source,
+        tmp_root: tmp_root(),
+        worker: worker.clone(),
+        io: io.clone(),
+        handler_rpc: RpcServer::new(bus.clone()).with_observer(metrics.clone()),
+        links: Default::default(),
+    });
     let rpc = RpcServer::new(bus.clone()).with_observer(metrics.clone());
-    let server = EgressServer::new(worker.clone(), config.cpu_cost.clone(), rpc);
+    let server = EgressServer::new(worker.clone(), config.clone(), io, launcher, rpc);
     let list = server.register_list().await;
     let start = server.register_start(&config.cluster_id).await;
     worker.set_connected(bus.is_connected());
