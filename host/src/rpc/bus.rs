@@ -157,6 +157,10 @@ impl Bus {
         let client = redis::Client::open(info)?;
         let unreachable =
             |source| BusError::Unreachable { address: target.address.clone(), source };
+        // The pub/sub connection first: a single attempt, so an unreachable Redis is reported
+        // at once (the managed connection below retries internally).
+        let (pubsub_sink, pubsub_stream) =
+            client.get_async_pubsub().await.map_err(unreachable)?.split();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)))
@@ -165,8 +169,6 @@ impl Bus {
         let commands = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unreachable)?;
-        let (pubsub_sink, pubsub_stream) =
-            client.get_async_pubsub().await.map_err(unreachable)?.split();
         let (connected, _) = watch::channel(true);
         let bus = Bus {
             inner: Arc::new(Inner {
