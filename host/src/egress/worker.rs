@@ -35,6 +35,8 @@ pub struct Worker {
     draining: AtomicBool,
     terminating: AtomicBool,
     connected: AtomicBool,
+    /// Set once StartEgress is subscribed: before that the worker cannot take work.
+    ready: AtomicBool,
 }
 
 impl Worker {
@@ -47,6 +49,7 @@ impl Worker {
             draining: AtomicBool::new(false),
             terminating: AtomicBool::new(false),
             connected: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
         }
     }
 
@@ -62,6 +65,15 @@ impl Worker {
 
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Marks the worker able to take work (its RPCs are subscribed).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
 
     /// Stop taking work (SIGTERM/SIGINT).

@@ -27,6 +27,8 @@ async fn health(shared: Arc<Shared>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else if !w.is_connected() {
         (StatusCode::SERVICE_UNAVAILABLE, "redis disconnected")
+    } else if !w.is_ready() {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
     } else {
         (StatusCode::OK, "ok")
     };

@@ -177,6 +177,7 @@ pub async fn run(config: ServiceConfig, source: ConfigSource) -> ExitCode {
     let list = server.register_list().await;
     let start = server.register_start(&config.cluster_id).await;
     worker.set_connected(bus.is_connected());
+    worker.set_ready();
     tracing::info!(node_id = %node_id, "egress service ready: bidding on StartEgress");
 
     shutdown.await;
