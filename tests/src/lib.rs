@@ -1,1 +1,43 @@
-//! Test harness: starts real services on free ports.
+//! Test harness: starts real services on free 127.0.0.1 ports, each in its own temp dir.
+//!
+//! * [`Redis`]: `redis-server` with no persistence; `stop()`, `kill()` and `restart()` on the same port.
+//! * [`LiveKitServer`]: `livekit-server` (dev keys `devkey`/`secret`) on top of a [`Redis`].
+//! * [`Egress`]: the service under test (`$EGRESS_BIN`), configured by `EGRESS_CONFIG_BODY`;
+//!   [`egress_config`] writes a YAML that points it at a [`Redis`] and a [`LiveKitServer`].
+//! * [`Lk`]: the `lk` CLI against a [`LiveKitServer`].
+//! * [`Stack`]: all three services, started and ready.
+//! * [`free_port`], [`http_get`].
+//! * [`recording`]: test pages, test media and publishers, ffprobe checks for recording tests.
+//!
+//! Every service logs to files in its temp dir and is killed (its whole process group, SIGTERM
+//! then SIGKILL) when dropped. A service that fails to start makes the test panic with the tail of
+//! its log. Set `EGRESS_E2E_KEEP=1` to keep the temp dirs (their paths are printed).
+//!
+//! Binaries are looked up on `PATH`, then in `$EGRESS_CACHE/bin` (default
+//! `/var/cache/egress-rs/bin`), where `scripts/setup` builds `livekit-server` and `lk`.
+
+mod egress;
+mod http;
+mod livekit;
+mod lk;
+mod ports;
+mod process;
+pub mod recording;
+mod redis;
+mod stack;
+mod tools;
+
+pub use egress::{Egress, egress_bin, egress_config};
+pub use http::http_get;
+pub use livekit::{API_KEY, API_SECRET, LiveKitServer};
+pub use lk::{Lk, LkError, StartedEgress, lk};
+pub use ports::free_port;
+pub use redis::{Redis, Resp};
+pub use stack::Stack;
+pub use tools::{TestDir, find_binary};
+
+/// Signal numbers for [`Egress::signal`].
+pub use libc::{SIGINT, SIGKILL, SIGQUIT, SIGTERM};
+
+/// How long a service may take to become ready before the test fails.
+pub const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

@@ -1,0 +1,242 @@
+//! psrpc interop with a real livekit-server and real Redis: who gets StartEgress, what comes
+//! back, what is ignored, and surviving a Redis restart.
+//!
+//! Requests go through livekit-server's public API (`lk`) where the server can send them; the
+//! cases it never produces (expired and malformed requests) are crafted with the host's own
+//! psrpc code, exactly as a Go peer would put them on the bus.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use egress_e2e::{Egress, Stack, egress_config, free_port, http_get};
+use egress_host::egress::ioinfo::{IoInfoClient, IoTimeouts};
+use egress_host::egress::methods::{LIST_ACTIVE_EGRESS, START_EGRESS};
+use egress_host::rpc::server::now_unix_nanos;
+use egress_host::rpc::{Bus, CallOptions, Code, RedisTarget, RpcClient, channel, envelope, ids};
+use egress_proto::livekit::{EgressInfo, EgressStatus};
+use egress_proto::psrpc::Request;
+use egress_proto::rpc::{ListActiveEgressRequest, ListActiveEgressResponse};
+
+const TRACK_REQUEST: &str = r#"{"room_name":"psrpc-room","track_id":"TR_test","file":{"filepath":"x.ogg"}}"#;
+
+async fn bus(stack: &Stack) -> Bus {
+    Bus::connect(&RedisTarget { address: stack.redis.addr(), ..Default::default() })
+        .await
+        .expect("connect to the test Redis")
+}
+
+async fn second_worker(stack: &Stack) -> (Egress, u16) {
+    let health = free_port();
+    let mut egress = Egress::start(egress_config(&stack.redis, &stack.livekit, health, free_port())).await;
+    egress.wait_healthy(health).await;
+    (egress, health)
+}
+
+fn claimed_ids(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("StartEgress claimed"))
+        .filter_map(|l| l.split("egress_id=").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn start_egress_reaches_exactly_one_of_two_workers_and_is_refused_honestly() {
+    let stack = Stack::start().await;
+    let (second, _) = second_worker(&stack).await;
+    let lk = stack.lk();
+    lk.run_ok(&["room", "create", "psrpc-room"]).await;
+
+    const ATTEMPTS: usize = 6;
+    for _ in 0..ATTEMPTS {
+        let err = lk.egress_start("track", TRACK_REQUEST).await.expect_err("track egress has no pipeline yet");
+        // The Go egress's ErrNotSupported text, as an invalid_argument through Twirp.
+        let out = format!("{}{}", err.stdout, err.stderr);
+        assert!(out.contains("track egress is not yet supported"), "unexpected refusal: {out}");
+        assert!(out.contains("invalid_argument"), "wrong code: {out}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut per_egress: HashMap<String, usize> = HashMap::new();
+    for id in claimed_ids(&stack.egress.log()).into_iter().chain(claimed_ids(&second.log())) {
+        *per_egress.entry(id).or_default() += 1;
+    }
+    assert_eq!(per_egress.len(), ATTEMPTS, "every request claimed once: {per_egress:?}");
+    assert!(per_egress.values().all(|&n| n == 1), "a request ran on both workers: {per_egress:?}");
+    // Nothing was started: both workers are still idle.
+    for url in [stack.metrics_url()] {
+        let (_, text) = http_get(&url).await.unwrap();
+        assert!(text.contains("livekit_egress_available{"), "{text}");
+    }
+    assert!(lk.egress_list().await.is_empty(), "a refused request must not be stored at the server");
+}
+
+#[tokio::test]
+async fn list_active_egress_is_answered_by_every_worker() {
+    let stack = Stack::start().await;
+    let (_second, _) = second_worker(&stack).await;
+    let client = RpcClient::new(bus(&stack).await, "EgressInternal").await;
+    let answers = client
+        .call_multi::<_, ListActiveEgressResponse>(LIST_ACTIVE_EGRESS, &[""], &ListActiveEgressRequest {}, Duration::from_secs(1))
+        .await;
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|r| r.egress_ids.is_empty())), "{answers:?}");
+}
+
+/// Publishes a raw request on StartEgress and returns whatever arrives on the client's CLAIM
+/// and RES channels within `wait`.
+async fn raw_start_egress(stack: &Stack, raw_request: Vec<u8>, expiry: i64, wait: Duration) -> Vec<envelope::Envelope> {
+    let bus = bus(stack).await;
+    let client_id = ids::new_client_id();
+    let mut claims = bus.subscribe(&channel::claim_request("EgressInternal", &client_id)).await;
+    let mut responses = bus.subscribe(&channel::response("EgressInternal", &client_id)).await;
+    let request = Request {
+        request_id: ids::new_request_id(),
+        client_id,
+        sent_at: now_unix_nanos(),
+        expiry,
+        raw_request,
+        ..Default::default()
+    };
+    let ch = channel::request(START_EGRESS.service, START_EGRESS.name, &[""]);
+    bus.publish(&ch, envelope::encode_request(&request)).await.unwrap();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        tokio::select! {
+            Some(p) = claims.recv() => seen.push(envelope::Envelope::decode(&p)),
+            Some(p) = responses.recv() => seen.push(envelope::Envelope::decode(&p)),
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn an_expired_request_is_ignored() {
+    let stack = Stack::start().await;
+    let seen = raw_start_egress(&stack, Vec::new(), now_unix_nanos() - 1_000_000, Duration::from_millis(1500)).await;
+    assert!(seen.is_empty(), "an expired request must get no claim and no response: {seen:?}");
+    let (_, text) = http_get(&stack.metrics_url()).await.unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("livekit_psrpc_requests_expired_total{") && l.ends_with(" 1")),
+        "expired counter:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_payload_gets_an_error_and_the_worker_stays_up() {
+    let mut stack = Stack::start().await;
+    // Field 1 (egress_id) declared as a 100-byte string but truncated: not decodable.
+    let garbage = vec![0x0a, 100, b'E', b'G'];
+    let expiry = now_unix_nanos() + 5_000_000_000;
+    let seen = raw_start_egress(&stack, garbage, expiry, Duration::from_millis(1500)).await;
+    let responses: Vec<_> = seen
+        .iter()
+        .filter_map(|e| match e {
+            envelope::Envelope::Response(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(responses.len(), 1, "{seen:?}");
+    assert_eq!(responses[0].code, Code::MalformedRequest.as_str());
+    assert!(!responses[0].error.is_empty());
+    assert!(
+        !seen.iter().any(|e| matches!(e, envelope::Envelope::ClaimRequest(_))),
+        "a malformed request is answered without a claim"
+    );
+    stack.egress.assert_running();
+    let (code, _) = http_get(&stack.health_url()).await.unwrap();
+    assert_eq!(code, 200);
+    // And it still serves real requests.
+    stack.lk().run_ok(&["room", "create", "psrpc-room"]).await;
+    let err = stack.lk().egress_start("track", TRACK_REQUEST).await.expect_err("refused");
+    assert!(format!("{}{}", err.stdout, err.stderr).contains("not yet supported"));
+}
+
+#[tokio::test]
+async fn the_worker_serves_again_after_redis_is_down_for_five_seconds() {
+    let mut stack = Stack::start().await;
+    stack.redis.stop().await;
+    let mut saw_unhealthy = false;
+    for _ in 0..30 {
+        if let Ok((503, _)) = http_get(&stack.health_url()).await {
+            saw_unhealthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(saw_unhealthy, "health must say 503 while Redis is down");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stack.redis.restart().await;
+    stack.egress.wait_healthy(stack.health_port).await;
+    stack.egress.assert_running();
+
+    // Resubscribed: a request through livekit-server reaches it again. livekit-server has its
+    // own Redis reconnect to do, so allow a few tries.
+    let lk = stack.lk();
+    let mut last = String::new();
+    for _ in 0..20 {
+        let _ = lk.try_run(&["room", "create", "psrpc-room"]).await;
+        match lk.egress_start("track", TRACK_REQUEST).await {
+            Err(e) if format!("{}{}", e.stdout, e.stderr).contains("not yet supported") => return,
+            Err(e) => last = format!("{}{}", e.stdout, e.stderr),
+            Ok(s) => panic!("unexpectedly started {s:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("worker did not serve after the Redis restart; last answer: {last}\n{}", stack.egress.log_tail());
+}
+
+#[tokio::test]
+async fn status_sent_through_ioinfo_is_what_livekit_server_reports() {
+    let stack = Stack::start().await;
+    let timeouts = IoTimeouts { create: Duration::from_secs(5), update: Duration::from_secs(5), selection: Duration::ZERO };
+    let io = IoInfoClient::new(bus(&stack).await, timeouts).await;
+    let egress_id = ids::new_id("EG_");
+    let now = now_unix_nanos();
+    let mut info = EgressInfo {
+        egress_id: egress_id.clone(),
+        room_name: "ioinfo-room".into(),
+        status: EgressStatus::EgressStarting as i32,
+        started_at: now,
+        updated_at: now,
+        ..Default::default()
+    };
+    io.create_egress(&info, None).await.expect("CreateEgress through livekit-server");
+    let listed = stack.lk().egress_list_with(&["--id", &egress_id]).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    // Go marshals the zero enum (STARTING) by omitting it.
+    assert_eq!(listed[0]["status"].as_i64().unwrap_or(0), 0, "STARTING: {:?}", listed[0]);
+
+    info.status = EgressStatus::EgressActive as i32;
+    info.updated_at = now_unix_nanos();
+    io.update_egress(&info, Duration::from_secs(10)).await.expect("UpdateEgress");
+    let listed = stack.lk().egress_list_with(&["--id", &egress_id]).await;
+    assert_eq!(listed[0]["status"].as_i64(), Some(EgressStatus::EgressActive as i64), "{:?}", listed[0]);
+
+    info.status = EgressStatus::EgressFailed as i32;
+    info.error = "handler process ended unexpectedly".into();
+    info.ended_at = now_unix_nanos();
+    info.updated_at = info.ended_at;
+    io.update_egress(&info, Duration::from_secs(10)).await.expect("UpdateEgress");
+    let listed = stack.lk().egress_list_with(&["--id", &egress_id]).await;
+    assert_eq!(listed[0]["status"].as_i64(), Some(EgressStatus::EgressFailed as i64), "{:?}", listed[0]);
+    assert_eq!(listed[0]["error"], "handler process ended unexpectedly");
+}
+
+#[tokio::test]
+async fn a_psrpc_call_with_no_server_fails_fast_with_no_response() {
+    let stack = Stack::start().await;
+    let client = RpcClient::new(bus(&stack).await, "EgressHandler").await;
+    let err = client
+        .call::<_, EgressInfo>(
+            egress_host::egress::methods::STOP_EGRESS,
+            &["EG_nobodyhasthis"],
+            &egress_proto::livekit::StopEgressRequest { egress_id: "EG_nobodyhasthis".into() },
+            CallOptions::with_timeout(Duration::from_secs(3)),
+        )
+        .await
+        .expect_err("no worker runs that egress");
+    assert_eq!(err.code, Code::Unavailable);
+    assert_eq!(err.message, "no response from servers");
+}
