@@ -5,5 +5,6 @@ pub mod config;
 pub mod egress;
 pub mod handler;
 pub mod pipeline;
+pub mod plugins;
 pub mod rpc;
 pub mod service;

@@ -3,7 +3,8 @@
 //! Sub-commands:
 //! * `egress [--config F | --config-body YAML]`: run the service (the default).
 //! * `egress validate [--config F | --config-body YAML]`: print the resolved config with
-//!   secrets redacted, or the errors, and exit non-zero on errors.
+//!   secrets redacted and the active plugins (name, version, API, source), or the errors, and
+//!   exit non-zero on errors.
 
 use egress_host::config;
 
@@ -48,7 +49,10 @@ fn main() -> ExitCode {
         file: cli.source.config_file,
     };
     match cli.command {
-        Some(Command::Validate) => config::validate_command(&source),
+        // The config, then its plugins loaded as the service would load them.
+        Some(Command::Validate) => {
+            config::validate_command_with(&source, egress_host::plugins::validate_plugins)
+        }
         Some(Command::RunHandler) => match config::load(&source) {
             Ok(loaded) => {
                 egress_host::service::logging::init(&loaded.config.logging);

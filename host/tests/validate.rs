@@ -164,3 +164,18 @@ fn secrets_never_printed() {
         }
     }
 }
+
+#[test]
+fn plugins_builtin() {
+    insta::assert_snapshot!(validate("tests/fixtures/plugins.yaml"));
+}
+
+#[test]
+fn plugins_invalid() {
+    insta::assert_snapshot!(validate("tests/fixtures/plugins-invalid.yaml"));
+}
+
+#[test]
+fn plugins_unloadable() {
+    insta::assert_snapshot!(validate("tests/fixtures/plugins-unloadable.yaml"));
+}

@@ -47,3 +47,8 @@ pub const REQUEST_TYPES: [&str; 7] = [
     "track_composite",
     "track",
 ];
+
+// WASM plugin sandbox defaults (ours; the Go egress has no plugins).
+pub const DEFAULT_WASM_MAX_MEMORY_MB: u32 = 128;
+pub const MAX_WASM_MEMORY_MB: u32 = 4096;
+pub const DEFAULT_WASM_MAX_CALL_TIME: Duration = Duration::from_secs(30);

@@ -13,6 +13,7 @@ pub mod duration;
 pub mod env;
 mod error;
 mod model;
+mod plugin_config;
 mod raw;
 mod resolve;
 mod secret;
@@ -24,9 +25,11 @@ pub use env::{EmptyEnv, Env, ProcessEnv};
 pub use error::{ConfigError, ConfigIssue, ConfigWarning};
 pub use model::{
     AliOssConfig, AudioTempoController, AzureConfig, CpuCostConfig, DebugConfig, GcpConfig,
-    LatencyConfig, LoggingConfig, MemorySource, ProxyConfig, RedisConfig, S3Config, ServiceConfig,
-    SessionLimits, StorageConfig, TestOverrides, TlsConfig,
+    LatencyConfig, LoggingConfig, MemorySource, PluginEntry, PluginSource, ProxyConfig,
+    RedisConfig, S3Config, ServiceConfig, SessionLimits, StorageConfig, TestOverrides, TlsConfig,
+    WasmSandbox,
 };
+pub use plugin_config::redact as redact_plugin_config;
 pub use secret::{REDACTED, Secret};
 
 use raw::RawConfig;
@@ -128,13 +131,33 @@ pub fn parse(yaml: &str, env: &dyn Env) -> Result<Loaded, ConfigError> {
 /// `egress validate`: warnings to stderr, then the redacted config to stdout (exit 0), or the
 /// errors to stderr (exit 2).
 pub fn validate_command(source: &ConfigSource) -> ExitCode {
+    validate_command_with(source, |_| Ok(String::new()))
+}
+
+/// [`validate_command`] with a further check of the loaded config (the plugins): its text is
+/// printed after the config, its errors fail validation like config errors. The check may
+/// adjust the config before it is printed (redact what plugins declare secret).
+pub fn validate_command_with(
+    source: &ConfigSource,
+    check: impl FnOnce(&mut ServiceConfig) -> Result<String, Vec<String>>,
+) -> ExitCode {
     match load(source) {
-        Ok(loaded) => {
+        Ok(mut loaded) => {
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
             }
-            print!("{}", loaded.config.to_redacted_yaml());
-            ExitCode::SUCCESS
+            match check(&mut loaded.config) {
+                Ok(extra) => {
+                    print!("{}{extra}", loaded.config.to_redacted_yaml());
+                    ExitCode::SUCCESS
+                }
+                Err(messages) => {
+                    for message in messages {
+                        eprintln!("error: {message}");
+                    }
+                    ExitCode::from(2)
+                }
+            }
         }
         Err(e) => {
             for w in e.warnings() {

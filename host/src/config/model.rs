@@ -91,6 +91,11 @@ pub struct ServiceConfig {
     /// Go egress ignores it since `backup:` replaced it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_storage: Option<String>,
+
+    /// Sink plugins to load, in order. `None` (no `plugins:` key) activates every plugin
+    /// compiled into the binary with its default config; `Some(vec![])` activates none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugins: Option<Vec<PluginEntry>>,
 }
 
 impl ServiceConfig {
@@ -475,4 +480,71 @@ pub struct TestOverrides {
     pub failure_injection_room: String,
     /// Inject one retryable disconnect for rooms whose name contains this.
     pub disconnect_injection_room: String,
+}
+
+/// One entry of `plugins:`: where a sink plugin comes from, its sandbox (WASM only), and its own
+/// config, which the host passes to the plugin as JSON without reading it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginEntry {
+    /// The name requests and storage settings use; default: the plugin's own name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub source: PluginSource,
+    /// Limits and capabilities of a WASM plugin (`None` for builtin and dylib plugins).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<WasmSandbox>,
+    /// The plugin's settings. Printed with secret-looking keys redacted.
+    #[serde(serialize_with = "super::plugin_config::serialize_redacted")]
+    pub config: serde_json::Value,
+}
+
+/// Which loader loads a plugin, and from where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginSource {
+    /// Compiled into this binary (a cargo feature of `egress-host`), by name.
+    Builtin(String),
+    /// A shared library exporting `egress_plugin_entry_v1`.
+    Dylib(PathBuf),
+    /// A WebAssembly component targeting `egress:plugin/sink-plugin@1.x`.
+    Wasm(PathBuf),
+}
+
+impl PluginSource {
+    /// `builtin`, `dylib` or `wasm`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginSource::Builtin(_) => "builtin",
+            PluginSource::Dylib(_) => "dylib",
+            PluginSource::Wasm(_) => "wasm",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginSource::Builtin(name) => write!(f, "builtin {name}"),
+            PluginSource::Dylib(path) => write!(f, "dylib {}", path.display()),
+            PluginSource::Wasm(path) => write!(f, "wasm {}", path.display()),
+        }
+    }
+}
+
+/// What a WASM plugin may use. Nothing is inherited from the host process: no environment, no
+/// directories and no network beyond what is listed here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WasmSandbox {
+    /// Linear memory per instance (one instance per open object), in MiB.
+    pub max_memory_mb: u32,
+    /// Longest one call into the plugin may compute, not counting time spent waiting on the
+    /// host's HTTP import.
+    #[serde(with = "duration")]
+    pub max_call_time: Duration,
+    /// Hosts the plugin may reach through the HTTP import: `example.com`, `example.com:8443`,
+    /// `*.example.com`.
+    pub allowed_hosts: Vec<String>,
+    /// Directories the plugin may read and write, pre-opened at the same path inside.
+    pub allowed_dirs: Vec<PathBuf>,
 }

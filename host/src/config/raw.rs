@@ -4,6 +4,7 @@
 //! loading; the resolved types in `model.rs` are unsigned.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -72,7 +73,30 @@ pub(crate) struct RawConfig {
     pub gcp: Option<GcpConfig>,
     pub alioss: Option<AliOssConfig>,
     pub backup_storage: Option<String>,
+
+    pub plugins: Option<Vec<RawPlugin>>,
 }
+
+/// One `plugins:` entry as written; `resolve.rs` checks that exactly one source is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawPlugin {
+    pub name: Option<String>,
+    pub builtin: Option<String>,
+    pub dylib: Option<PathBuf>,
+    pub wasm: Option<PathBuf>,
+    /// Passed to the plugin as JSON; the plugin validates it.
+    pub config: serde_json::Value,
+    pub max_memory_mb: Option<u32>,
+    pub max_call_time: Option<GoDuration>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_dirs: Option<Vec<PathBuf>>,
+}
+
+/// A duration in the Go syntax, for optional fields.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct GoDuration(#[serde(with = "duration")] pub Duration);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

@@ -8,10 +8,10 @@ use super::env::{self, Env};
 use super::error::{ConfigIssue, ConfigWarning};
 use super::model::{
     AliOssConfig, AudioTempoController, AzureConfig, CpuCostConfig, DebugConfig, GcpConfig,
-    LatencyConfig, LoggingConfig, MemorySource, ProxyConfig, RedisConfig, S3Config, ServiceConfig,
-    StorageConfig,
+    LatencyConfig, LoggingConfig, MemorySource, PluginEntry, PluginSource, ProxyConfig,
+    RedisConfig, S3Config, ServiceConfig, StorageConfig, WasmSandbox,
 };
-use super::raw::{RawConfig, RawCpuCost};
+use super::raw::{RawConfig, RawCpuCost, RawPlugin};
 use super::secret::Secret;
 
 use super::defaults::*;
@@ -166,6 +166,7 @@ impl<'a> Resolver<'a> {
 
         let audio_tempo_controller = self.audio_tempo(raw.audio_tempo_controller);
         let cpu_cost = self.cpu_cost(raw.cpu_cost);
+        let plugins = raw.plugins.map(|entries| self.plugins(entries));
 
         if let Some(dir) = &raw.backup_storage {
             self.deprecated(
@@ -219,6 +220,137 @@ impl<'a> Resolver<'a> {
             },
             cpu_cost,
             backup_storage: raw.backup_storage,
+            plugins,
+        }
+    }
+
+    /// The `plugins:` list: one source per entry, sane names and sandboxes. Whether the files
+    /// exist, load, speak our ABI and accept their config is the loader's job
+    /// (`crate::plugins`), which reports against the same `plugins[i]` keys.
+    fn plugins(&mut self, raw: Vec<RawPlugin>) -> Vec<PluginEntry> {
+        let mut out = Vec::with_capacity(raw.len());
+        let mut names: Vec<(String, usize)> = Vec::new();
+        for (i, mut p) in raw.into_iter().enumerate() {
+            let key = format!("plugins[{i}]");
+            let source = match (p.builtin.take(), p.dylib.take(), p.wasm.take()) {
+                (Some(name), None, None) => PluginSource::Builtin(name),
+                (None, Some(path), None) => PluginSource::Dylib(path),
+                (None, None, Some(path)) => PluginSource::Wasm(path),
+                (None, None, None) => {
+                    self.missing(&key, None, Some("set one of builtin, dylib or wasm"));
+                    continue;
+                }
+                _ => {
+                    self.invalid(&key, "set only one of builtin, dylib or wasm");
+                    continue;
+                }
+            };
+            match &source {
+                PluginSource::Builtin(name) if name.is_empty() => {
+                    self.missing(format!("{key}.builtin"), None, Some("a plugin name"));
+                }
+                PluginSource::Dylib(path) | PluginSource::Wasm(path)
+                    if path.as_os_str().is_empty() =>
+                {
+                    self.missing(
+                        format!("{key}.{}", source.kind()),
+                        None,
+                        Some("a file path"),
+                    );
+                }
+                _ => {}
+            }
+            if let Some(name) = &p.name
+                && !is_plugin_name(name)
+            {
+                self.invalid(
+                    format!("{key}.name"),
+                    format!("{name:?} must be lower-case letters, digits and -"),
+                );
+            }
+            // Names known now; dylib and WASM names without an override are only known once
+            // loaded, and the loader checks those.
+            let known = p.name.clone().or(match &source {
+                PluginSource::Builtin(name) => Some(name.clone()),
+                _ => None,
+            });
+            if let Some(name) = known {
+                if let Some((_, first)) = names.iter().find(|(n, _)| *n == name) {
+                    self.invalid(
+                        format!("{key}.name"),
+                        format!("plugin name {name:?} is already used by plugins[{first}]"),
+                    );
+                }
+                names.push((name, i));
+            }
+            let sandboxed = p.max_memory_mb.is_some()
+                || p.max_call_time.is_some()
+                || p.allowed_hosts.is_some()
+                || p.allowed_dirs.is_some();
+            let sandbox = match &source {
+                PluginSource::Wasm(_) => Some(self.sandbox(&key, &p)),
+                _ => {
+                    if sandboxed {
+                        self.invalid(
+                            &key,
+                            "max_memory_mb, max_call_time, allowed_hosts and allowed_dirs apply only to wasm plugins",
+                        );
+                    }
+                    None
+                }
+            };
+            out.push(PluginEntry {
+                name: p.name,
+                source,
+                sandbox,
+                config: p.config,
+            });
+        }
+        out
+    }
+
+    fn sandbox(&mut self, key: &str, p: &RawPlugin) -> WasmSandbox {
+        let max_memory_mb = match p.max_memory_mb {
+            None | Some(0) => DEFAULT_WASM_MAX_MEMORY_MB,
+            Some(mb) if mb > MAX_WASM_MEMORY_MB => {
+                self.invalid(
+                    format!("{key}.max_memory_mb"),
+                    format!(
+                        "{mb} is more than a 32-bit WASM memory can hold ({MAX_WASM_MEMORY_MB})"
+                    ),
+                );
+                MAX_WASM_MEMORY_MB
+            }
+            Some(mb) => mb,
+        };
+        let max_call_time = p
+            .max_call_time
+            .map(|d| d.0)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_WASM_MAX_CALL_TIME);
+        let allowed_hosts = p.allowed_hosts.clone().unwrap_or_default();
+        for (j, host) in allowed_hosts.iter().enumerate() {
+            if !is_host_pattern(host) {
+                self.invalid(
+                    format!("{key}.allowed_hosts[{j}]"),
+                    format!("{host:?} is not a host, host:port or *.domain (no scheme, no path)"),
+                );
+            }
+        }
+        let allowed_dirs = p.allowed_dirs.clone().unwrap_or_default();
+        for (j, dir) in allowed_dirs.iter().enumerate() {
+            if !dir.is_absolute() {
+                self.invalid(
+                    format!("{key}.allowed_dirs[{j}]"),
+                    format!("{} must be an absolute path", dir.display()),
+                );
+            }
+        }
+        WasmSandbox {
+            max_memory_mb,
+            max_call_time,
+            allowed_hosts,
+            allowed_dirs,
         }
     }
 
@@ -689,6 +821,39 @@ impl Provider {
             Provider::AliOss(p) => s.alioss = Some(p),
         }
     }
+}
+
+/// `file`, `http-put`, `s3`: what `Descriptor::name` allows.
+fn is_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// `example.com`, `example.com:8443`, `*.example.com`, `127.0.0.1:8080`, `[::1]:80`.
+fn is_host_pattern(pattern: &str) -> bool {
+    if pattern.contains("://") || pattern.contains(['/', '@', '?', '#', ' ']) {
+        return false;
+    }
+    let rest = pattern.strip_prefix("*.").unwrap_or(pattern);
+    let port_ok = |p: &str| p.parse::<u16>().is_ok();
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return false;
+        };
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(port_ok)) {
+            return false;
+        }
+        addr
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) if port_ok(p) => h,
+            Some(_) => return false,
+            None => rest,
+        }
+    };
+    !host.is_empty()
 }
 
 fn or_default(value: Duration, default: Duration) -> Duration {

@@ -259,7 +259,12 @@ impl Launcher {
                 None => "handler process ended unexpectedly".to_owned(),
             };
             tracing::error!(egress_id = %egress_id, reason, "egress failed");
-            let info = failed(link.latest.borrow().clone(), reason);
+            let mut info = failed(link.latest.borrow().clone(), reason);
+            // Deliver the partial recording the handler left in its work dir, and report it.
+            let dir = work_dir.clone();
+            if let Ok(files) = tokio::task::spawn_blocking(move || crate::pipeline::salvage(&dir)).await {
+                crate::pipeline::attach_salvaged(&mut info, files);
+            }
             link.latest.send_replace(info.clone());
             let _ = updates_tx.send(info);
         }

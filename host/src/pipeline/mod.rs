@@ -8,19 +8,47 @@
 //!   anything is launched (so bad input is answered synchronously, as in Go).
 //! * [`run`]: records until the source ends or a stop arrives, reporting every status change on
 //!   [`Control::updates`], and returns the final [`EgressInfo`].
+//! * [`salvage`]: run by the service after a handler died, delivers the partial file it left.
+//!
+//! What this build records: web pages ([`WebEgressRequest`], v2 web source) and room
+//! composites through the template ([`RoomCompositeEgressRequest`], v2 template source), with
+//! one file output (MP4, OGG or MP3) delivered to local storage. Modules, one job each:
+//! [`config`] (request → settings, Go's validation), [`encoding`], [`filename`], [`token`],
+//! [`display`] (Xvfb), [`pulse`] (PulseAudio), [`chrome`] (Chrome over CDP), [`gst`] (the
+//! GStreamer pipeline), [`web_source`] (all of those together), [`controller`] (status
+//! lifecycle), [`outputs`] (delivery, the one exit for finished files) and [`manifest`].
+//!
+//! [`WebEgressRequest`]: egress_proto::livekit::WebEgressRequest
+//! [`RoomCompositeEgressRequest`]: egress_proto::livekit::RoomCompositeEgressRequest
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use egress_proto::livekit::{EgressInfo, UpdateStreamRequest};
+use egress_proto::livekit::{EgressInfo, FileInfo, UpdateStreamRequest};
 use egress_proto::rpc::StartEgressRequest;
 
 use crate::config::ServiceConfig;
-use crate::egress::errors;
-use crate::egress::request::Classified;
-use crate::rpc::RpcError;
+use crate::egress::request::{Classified, RequestType};
+use crate::rpc::{Code, RpcError};
+
+pub mod chrome;
+pub mod config;
+pub mod controller;
+pub mod display;
+pub mod encoding;
+pub mod error;
+pub mod filename;
+pub mod gst;
+pub mod manifest;
+pub mod outputs;
+pub mod pulse;
+pub mod token;
+pub mod web_source;
+
+pub use error::PipelineError;
 
 /// Everything a pipeline needs to run one egress.
 pub struct Job {
@@ -50,27 +78,56 @@ pub struct Control {
     pub update_stream: mpsc::Receiver<UpdateStreamCall>,
 }
 
-/// Request types that have a pipeline in this build.
-pub fn supports(_request: &Classified) -> bool {
-    false
+/// Request types that have a pipeline in this build: web pages and template (room composite)
+/// recordings through Chrome. Audio-only room composites without a layout use the Go egress's
+/// SDK source, which does not exist here yet.
+pub fn supports(request: &Classified) -> bool {
+    matches!(request.request_type, RequestType::RoomComposite | RequestType::Template | RequestType::Web)
+        && request.uses_chrome
 }
 
 /// Validates a request the way the Go egress's `GetValidatedPipelineConfig` does.
-pub fn validate(_config: &ServiceConfig, request: &StartEgressRequest) -> Result<(), RpcError> {
-    match crate::egress::request::classify(request) {
-        None => Err(errors::invalid_input("request")),
-        Some(c) => Err(errors::not_supported(&format!("{} egress", c.request_type.label()))),
-    }
+pub fn validate(config: &ServiceConfig, request: &StartEgressRequest) -> Result<(), RpcError> {
+    config::PipelineConfig::new(config, request, &request.room_name, SystemTime::now()).map(|_| ())
 }
 
 /// Runs the pipeline for `job` to its end and returns the final info.
-pub async fn run(job: Job, _control: Control) -> EgressInfo {
-    let mut info = job.info;
-    let now = crate::rpc::server::now_unix_nanos();
-    info.status = egress_proto::livekit::EgressStatus::EgressFailed as i32;
-    info.error = validate(&job.config, &job.request).err().map(|e| e.message).unwrap_or_default();
-    info.error_code = 400;
-    info.updated_at = now;
-    info.ended_at = now;
-    info
+pub async fn run(job: Job, control: Control) -> EgressInfo {
+    let Control { updates, stop, mut update_stream } = control;
+    // Only stream outputs can be updated, and this build has none.
+    tokio::spawn(async move {
+        while let Some((_, reply)) = update_stream.recv().await {
+            let _ = reply.send(Err(RpcError::new(Code::InvalidArgument, "UpdateStream called on non-streaming egress")));
+        }
+    });
+    let cfg = match config::PipelineConfig::new(&job.config, &job.request, &job.info.room_name, SystemTime::now()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            use controller::InfoExt;
+            let mut info = job.info;
+            info.set_failed(&PipelineError::Request(e));
+            return info;
+        }
+    };
+    tracing::info!(egress_id = %cfg.egress_id, request_type = cfg.request_type.label(), source = ?cfg.source,
+        file = %cfg.file.storage_path, "starting web recording");
+    controller::Controller::new(job.config, cfg, job.info, job.work_dir, updates, stop).run().await
+}
+
+/// Delivers the partial output of a handler that died without a final status and returns the
+/// file results for its FAILED info. Blocking (it may copy a large file): call it from
+/// `spawn_blocking`.
+pub fn salvage(work_dir: &Path) -> Vec<FileInfo> {
+    outputs::salvage(work_dir, controller::now_nanos())
+}
+
+/// Puts salvaged files into a FAILED info (and the deprecated single result when there is one).
+pub fn attach_salvaged(info: &mut EgressInfo, files: Vec<FileInfo>) {
+    if files.is_empty() {
+        return;
+    }
+    if let [only] = files.as_slice() {
+        info.result = controller::deprecated_file_result(only);
+    }
+    info.file_results = files;
 }

@@ -13,8 +13,11 @@ pub fn init(logging: &LoggingConfig) {
         _ => "info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // Our crates at the configured level; chatty dependencies one notch quieter.
-        EnvFilter::new(format!("{level},hyper=warn,redis=warn,tower_http=warn"))
+        // Our crates at the configured level; chatty dependencies quieter. chromiumoxide 0.9
+        // warns on every CDP field newer Chromium sends that it does not know.
+        EnvFilter::new(format!(
+            "{level},hyper=warn,redis=warn,tower_http=warn,chromiumoxide::handler=error,chromiumoxide::conn=error"
+        ))
     });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()

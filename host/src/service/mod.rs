@@ -27,11 +27,14 @@ pub struct Shared {
     pub config: Arc<ServiceConfig>,
     pub worker: Arc<Worker>,
     pub metrics: Arc<Metrics>,
+    /// The active sink plugins, loaded (and checked) at start-up.
+    pub plugins: Arc<crate::plugins::PluginRegistry>,
 }
 
-/// Where the template server finds its files: `EGRESS_TEMPLATES_DIR`, else `./templates`.
+/// Where the template server finds its files: `EGRESS_TEMPLATES_DIR`, else `./templates/dist`
+/// (what `scripts/setup` builds from `templates/`).
 fn templates_dir() -> PathBuf {
-    std::env::var_os("EGRESS_TEMPLATES_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("templates"))
+    std::env::var_os("EGRESS_TEMPLATES_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("templates/dist"))
 }
 
 /// Where per-egress work directories go: `EGRESS_TMP_DIR`, else `$TMPDIR/egress`.
@@ -110,7 +113,18 @@ pub async fn run(config: ServiceConfig, source: ConfigSource) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let shared = Arc::new(Shared { config: config.clone(), worker: worker.clone(), metrics: metrics.clone() });
+    // Plugins load before anything listens: a bad `plugins:` entry fails start-up, naming it.
+    let plugins = match crate::plugins::PluginRegistry::load(config.plugins.as_deref()) {
+        Ok(registry) => Arc::new(registry),
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let shared =
+        Arc::new(Shared { config: config.clone(), worker: worker.clone(), metrics: metrics.clone(), plugins });
     if let Err(e) = http::start(shared.clone(), templates_dir()).await {
         tracing::error!(error = %e, "cannot listen");
         return ExitCode::FAILURE;

@@ -1,0 +1,553 @@
+//! One egress's pipeline settings, derived from the request and the service config the way the
+//! Go egress's `PipelineConfig.Update` does (reference §1.2, §1.3, §2), with its errors.
+//!
+//! Built twice, as in Go: in the service to validate before anything is launched, and in the
+//! handler to run (so `{time}` is the handler's start time).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use egress_proto::livekit::{
+    self, EncodedFileType, encoded_file_output, output, room_composite_egress_request as rc, start_egress_request as v2,
+    storage_config, web_egress_request as web,
+};
+use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
+
+use super::encoding::{AudioCodec, Container, Encoding, EncodingRequest, choose_file_format};
+use super::filename::{FilenameInfo, LocalTime, clean};
+use super::token::egress_token;
+use crate::config::ServiceConfig;
+use crate::egress::errors;
+use crate::egress::request::RequestType;
+use crate::rpc::RpcError;
+
+/// What Chrome opens, and whether recording waits for the page's `START_RECORDING`.
+#[derive(Clone, PartialEq)]
+pub struct PageSource {
+    /// The URL Chrome navigates to (for templates it carries the join token: never log it).
+    pub url: String,
+    pub await_start_signal: bool,
+    /// The user's URL for web egress (goes into the manifest); empty for templates.
+    pub web_url: String,
+}
+
+impl std::fmt::Debug for PageSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageSource")
+            .field("url", &redact_token(&self.url))
+            .field("await_start_signal", &self.await_start_signal)
+            .finish()
+    }
+}
+
+/// The URL with its `token` query value hidden, for logs.
+pub fn redact_token(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.query_pairs().any(|(k, _)| k == "token") => {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "token" { "<redacted>".to_owned() } else { v.into_owned() };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The one file output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileOutputSpec {
+    pub container: Container,
+    /// Where the file goes, relative to the storage root (templated, extension fixed): also
+    /// `FileInfo.filename`.
+    pub storage_path: String,
+    /// The file's name inside the work directory while recording.
+    pub local_name: String,
+    pub disable_manifest: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub request_type: RequestType,
+    pub egress_id: String,
+    pub room_name: String,
+    pub room_id: String,
+    pub source: PageSource,
+    pub audio: bool,
+    pub video: bool,
+    pub encoding: Encoding,
+    /// Set when `audio` is.
+    pub audio_codec: Option<AudioCodec>,
+    pub file: FileOutputSpec,
+    /// 0 = no limit.
+    pub max_duration: Duration,
+    /// Bytes of the work dir; 0 = no limit.
+    pub max_size: u64,
+    /// GStreamer queue depth (`latency.pipeline_latency`).
+    pub pipeline_latency: Duration,
+    /// x264 threads; 0 = x264 decides.
+    pub encoder_threads: u32,
+}
+
+/// The request reduced to what a web pipeline needs, whatever shape (v1/v2) it came in.
+struct Shape<'a> {
+    request_type: RequestType,
+    kind: Kind<'a>,
+    audio_only: bool,
+    video_only: bool,
+    encoding: Option<EncodingRequest>,
+    files: Vec<FileRequest>,
+    /// The first unsupported output kind present, if any.
+    unsupported_output: Option<&'static str>,
+    room_name: String,
+}
+
+enum Kind<'a> {
+    Template { layout: &'a str, custom_base_url: &'a str },
+    Web { url: &'a str, await_start_signal: bool },
+}
+
+struct FileRequest {
+    file_type: i32,
+    filepath: String,
+    disable_manifest: bool,
+    /// A cloud upload target named in the request, if any ("S3", "GCP", …).
+    upload: Option<&'static str>,
+}
+
+fn upload_name_v1(o: &Option<encoded_file_output::Output>) -> Option<&'static str> {
+    match o {
+        Some(encoded_file_output::Output::S3(_)) => Some("S3"),
+        Some(encoded_file_output::Output::Gcp(_)) => Some("GCP"),
+        Some(encoded_file_output::Output::Azure(_)) => Some("Azure"),
+        Some(encoded_file_output::Output::AliOss(_)) => Some("AliOSS"),
+        None => None,
+    }
+}
+
+fn upload_name_v2(s: Option<&livekit::StorageConfig>) -> Option<&'static str> {
+    match s.and_then(|s| s.provider.as_ref()) {
+        Some(storage_config::Provider::S3(_)) => Some("S3"),
+        Some(storage_config::Provider::Gcp(_)) => Some("GCP"),
+        Some(storage_config::Provider::Azure(_)) => Some("Azure"),
+        Some(storage_config::Provider::AliOss(_)) => Some("AliOSS"),
+        None => None,
+    }
+}
+
+fn v1_files(files: &[livekit::EncodedFileOutput], deprecated: Option<&livekit::EncodedFileOutput>) -> Result<Vec<FileRequest>, RpcError> {
+    let chosen = match files.len() {
+        0 => deprecated,
+        1 => files.first(),
+        _ => return Err(errors::invalid_input("multiple file outputs")),
+    };
+    Ok(chosen
+        .map(|f| FileRequest {
+            file_type: f.file_type,
+            filepath: f.filepath.clone(),
+            disable_manifest: f.disable_manifest,
+            upload: upload_name_v1(&f.output),
+        })
+        .into_iter()
+        .collect())
+}
+
+#[allow(deprecated)]
+fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
+    match req.request.as_ref() {
+        Some(Request::RoomComposite(r)) => {
+            if r.audio_only && r.layout.is_empty() && r.custom_base_url.is_empty() {
+                return Err(errors::not_supported("audio-only room_composite egress without a layout"));
+            }
+            let deprecated_file = match &r.output {
+                Some(rc::Output::File(f)) => Some(f),
+                _ => None,
+            };
+            let unsupported_output = if !r.stream_outputs.is_empty() || matches!(r.output, Some(rc::Output::Stream(_))) {
+                Some("stream output")
+            } else if !r.segment_outputs.is_empty() || matches!(r.output, Some(rc::Output::Segments(_))) {
+                Some("segment output")
+            } else if !r.image_outputs.is_empty() {
+                Some("image output")
+            } else {
+                None
+            };
+            Ok(Shape {
+                request_type: RequestType::RoomComposite,
+                kind: Kind::Template { layout: &r.layout, custom_base_url: &r.custom_base_url },
+                audio_only: r.audio_only,
+                video_only: r.video_only,
+                encoding: r.options.map(|o| match o {
+                    rc::Options::Preset(p) => EncodingRequest::Preset(p),
+                    rc::Options::Advanced(a) => EncodingRequest::Advanced(a),
+                }),
+                files: v1_files(&r.file_outputs, deprecated_file)?,
+                unsupported_output,
+                room_name: r.room_name.clone(),
+            })
+        }
+        Some(Request::Web(r)) => {
+            let deprecated_file = match &r.output {
+                Some(web::Output::File(f)) => Some(f),
+                _ => None,
+            };
+            let unsupported_output = if !r.stream_outputs.is_empty() || matches!(r.output, Some(web::Output::Stream(_))) {
+                Some("stream output")
+            } else if !r.segment_outputs.is_empty() || matches!(r.output, Some(web::Output::Segments(_))) {
+                Some("segment output")
+            } else if !r.image_outputs.is_empty() {
+                Some("image output")
+            } else {
+                None
+            };
+            Ok(Shape {
+                request_type: RequestType::Web,
+                kind: Kind::Web { url: &r.url, await_start_signal: r.await_start_signal },
+                audio_only: r.audio_only,
+                video_only: r.video_only,
+                encoding: r.options.map(|o| match o {
+                    web::Options::Preset(p) => EncodingRequest::Preset(p),
+                    web::Options::Advanced(a) => EncodingRequest::Advanced(a),
+                }),
+                files: v1_files(&r.file_outputs, deprecated_file)?,
+                unsupported_output,
+                room_name: String::new(),
+            })
+        }
+        Some(Request::Egress(r)) => shape_v2(r),
+        Some(other) => {
+            let label = match other {
+                Request::Participant(_) => "participant",
+                Request::TrackComposite(_) => "track_composite",
+                Request::Track(_) => "track",
+                Request::Replay(_) => "replay",
+                _ => "request",
+            };
+            Err(errors::not_supported(&format!("{label} egress")))
+        }
+        None => Err(errors::invalid_input("request")),
+    }
+}
+
+fn shape_v2(r: &livekit::StartEgressRequest) -> Result<Shape<'_>, RpcError> {
+    let encoding = r.encoding.map(|e| match e {
+        v2::Encoding::Preset(p) => EncodingRequest::Preset(p),
+        v2::Encoding::Advanced(a) => EncodingRequest::Advanced(a),
+    });
+    let (request_type, kind, audio_only, video_only) = match &r.source {
+        Some(v2::Source::Template(t)) => {
+            if t.audio_only && t.layout.is_empty() && t.custom_base_url.is_empty() {
+                return Err(errors::not_supported("audio-only template egress without a layout"));
+            }
+            (
+                RequestType::Template,
+                Kind::Template { layout: &t.layout, custom_base_url: &t.custom_base_url },
+                t.audio_only,
+                t.video_only,
+            )
+        }
+        Some(v2::Source::Web(w)) => (
+            RequestType::Web,
+            Kind::Web { url: &w.url, await_start_signal: w.await_start_signal },
+            w.audio_only,
+            w.video_only,
+        ),
+        Some(v2::Source::Media(_)) => return Err(errors::not_supported("media egress")),
+        None => return Err(errors::invalid_input("source")),
+    };
+    if r.outputs.is_empty() {
+        return Err(errors::invalid_input("output"));
+    }
+    let mut files = Vec::new();
+    let mut unsupported_output = None;
+    for o in &r.outputs {
+        match &o.config {
+            Some(output::Config::File(f)) => {
+                if !files.is_empty() {
+                    return Err(errors::invalid_input("multiple file outputs"));
+                }
+                files.push(FileRequest {
+                    file_type: f.file_type,
+                    filepath: f.filepath.clone(),
+                    disable_manifest: f.disable_manifest,
+                    upload: upload_name_v2(o.storage.as_ref().or(r.storage.as_ref())),
+                });
+            }
+            Some(output::Config::Stream(_)) => unsupported_output = unsupported_output.or(Some("stream output")),
+            Some(output::Config::Segments(_)) => unsupported_output = unsupported_output.or(Some("segment output")),
+            Some(output::Config::Images(_)) => unsupported_output = unsupported_output.or(Some("image output")),
+            None => return Err(errors::invalid_input("output config")),
+        }
+    }
+    Ok(Shape {
+        request_type,
+        kind,
+        audio_only,
+        video_only,
+        encoding,
+        files,
+        unsupported_output,
+        room_name: r.room_name.clone(),
+    })
+}
+
+fn is_http(u: &url::Url) -> bool {
+    matches!(u.scheme(), "http" | "https")
+}
+
+/// The template URL: the base with `layout`, `url` and `token` set (other query parameters
+/// kept; keys sorted, as Go's `url.Values.Encode` writes them).
+fn template_url(base: &url::Url, layout: &str, ws_url: &str, token: &str) -> String {
+    let mut pairs: Vec<(String, String)> = base
+        .query_pairs()
+        .filter(|(k, _)| !matches!(k.as_ref(), "layout" | "url" | "token"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    pairs.push(("layout".into(), layout.into()));
+    pairs.push(("url".into(), ws_url.into()));
+    pairs.push(("token".into(), token.into()));
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut u = base.clone();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    u.to_string()
+}
+
+impl PipelineConfig {
+    /// Validates `req` and derives the pipeline settings. `now` stamps `{time}`/`{utc}` and the
+    /// token; `room_name` is the info's (livekit-server's, else the request's).
+    pub fn new(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime) -> Result<PipelineConfig, RpcError> {
+        if req.egress_id.is_empty() {
+            return Err(errors::invalid_input("egressID"));
+        }
+        let shape = shape(req)?;
+        let room_name = if room_name.is_empty() { shape.room_name.clone() } else { room_name.to_owned() };
+
+        // The checks run in the Go egress's order, so the same bad request gets the same error.
+        let template_base = match shape.kind {
+            Kind::Template { custom_base_url, .. } => {
+                let base = if custom_base_url.is_empty() { config.template_base.as_str() } else { custom_base_url };
+                let base = url::Url::parse(base).ok().filter(is_http);
+                Some(base.ok_or_else(|| errors::invalid_input("template base url"))?)
+            }
+            Kind::Web { url, .. } => {
+                url::Url::parse(url).ok().filter(is_http).ok_or_else(|| errors::invalid_input("web url"))?;
+                None
+            }
+        };
+        let audio = !shape.video_only;
+        let video = !shape.audio_only;
+        if !audio && !video {
+            return Err(errors::invalid_input("audio_only and video_only"));
+        }
+        let encoding = Encoding::from_request(shape.encoding)?;
+
+        if let Some(kind) = shape.unsupported_output {
+            return Err(errors::not_supported(kind));
+        }
+        let file = shape.files.into_iter().next().ok_or_else(|| errors::invalid_input("output"))?;
+        let server_upload = config.storage.as_ref().and_then(|s| s.providers().first().copied());
+        if let Some(name) = file.upload.or(server_upload.map(provider_label)) {
+            return Err(errors::not_supported(&format!("{name} upload")));
+        }
+        if config.disallow_local_storage {
+            return Err(errors::invalid_input("output"));
+        }
+        let cleaned = clean(&file.filepath);
+        if req.retry_count > 0 && !cleaned.is_empty() && !cleaned.ends_with('/') && !cleaned.contains("{retry}") {
+            return Err(RpcError::new(crate::rpc::Code::FailedPrecondition, "output configuration does not support retry"));
+        }
+
+        let source = match (shape.kind, template_base) {
+            (Kind::Template { layout, .. }, Some(base)) => {
+                let token = if !req.token.is_empty() {
+                    req.token.clone()
+                } else if !config.api_key.is_empty() && !config.api_secret.is_empty() && !room_name.is_empty() {
+                    let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                    egress_token(&req.egress_id, &config.api_key, config.api_secret.expose(), &room_name, secs)
+                } else {
+                    return Err(errors::invalid_input("token or api key/secret"));
+                };
+                let ws_url = if !req.ws_url.is_empty() {
+                    req.ws_url.as_str()
+                } else if !config.ws_url.is_empty() {
+                    config.ws_url.as_str()
+                } else {
+                    return Err(errors::invalid_input("ws_url"));
+                };
+                PageSource { url: template_url(&base, layout, ws_url, &token), await_start_signal: true, web_url: String::new() }
+            }
+            (Kind::Web { url, await_start_signal }, _) => {
+                PageSource { url: url.to_owned(), await_start_signal, web_url: url.to_owned() }
+            }
+            (Kind::Template { .. }, None) => return Err(errors::invalid_input("template base url")),
+        };
+
+        let requested = match EncodedFileType::try_from(file.file_type) {
+            Ok(EncodedFileType::Mp4) => Some(Container::Mp4),
+            Ok(EncodedFileType::Ogg) => Some(Container::Ogg),
+            Ok(EncodedFileType::Mp3) => Some(Container::Mp3),
+            _ => None,
+        };
+        let (container, audio_codec) = choose_file_format(requested, audio, video, encoding.audio_codec)?;
+        let names = FilenameInfo::new(&room_name, &req.room_id, req.retry_count, LocalTime::from_system(now));
+        let storage_path = names.file_path(&cleaned, container.extension());
+        let local_name = storage_path.rsplit('/').next().unwrap_or(&storage_path).to_owned();
+
+        let latency = config.latency_for(shape.request_type.label()).pipeline_latency;
+        Ok(PipelineConfig {
+            request_type: shape.request_type,
+            egress_id: req.egress_id.clone(),
+            room_name,
+            room_id: req.room_id.clone(),
+            source,
+            audio,
+            video,
+            encoding,
+            audio_codec,
+            file: FileOutputSpec { container, storage_path, local_name, disable_manifest: file.disable_manifest },
+            max_duration: config.session_limits.file_output_max_duration,
+            max_size: config.session_limits.file_output_max_size,
+            pipeline_latency: if latency.is_zero() { crate::config::defaults::DEFAULT_PIPELINE_LATENCY } else { latency },
+            encoder_threads: config.video_encoder_threads,
+        })
+    }
+}
+
+fn provider_label(p: &str) -> &'static str {
+    match p {
+        "s3" => "S3",
+        "gcp" => "GCP",
+        "azure" => "Azure",
+        _ => "AliOSS",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EmptyEnv, parse};
+
+    fn service() -> ServiceConfig {
+        let yaml = "api_key: devkey\napi_secret: secret\nws_url: ws://lk:7880\nredis:\n  address: 127.0.0.1:6379\n";
+        parse(yaml, &EmptyEnv).unwrap().config
+    }
+
+    fn rc(r: livekit::RoomCompositeEgressRequest) -> StartEgressRequest {
+        StartEgressRequest { egress_id: "EG_1".into(), request: Some(Request::RoomComposite(r)), ..Default::default() }
+    }
+
+    fn file(path: &str) -> livekit::EncodedFileOutput {
+        livekit::EncodedFileOutput { filepath: path.into(), ..Default::default() }
+    }
+
+    fn err(req: &StartEgressRequest) -> String {
+        PipelineConfig::new(&service(), req, "", SystemTime::now()).unwrap_err().message
+    }
+
+    #[test]
+    fn room_composite_builds_a_template_url_with_a_token() {
+        let req = rc(livekit::RoomCompositeEgressRequest {
+            room_name: "my room".into(),
+            layout: "speaker".into(),
+            file_outputs: vec![file("rec/{room_name}.mp4")],
+            ..Default::default()
+        });
+        let p = PipelineConfig::new(&service(), &req, "", SystemTime::now()).unwrap();
+        assert!(p.source.await_start_signal);
+        let u = url::Url::parse(&p.source.url).unwrap();
+        assert_eq!(u.host_str(), Some("localhost"));
+        assert_eq!(u.port(), Some(7980));
+        let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
+        assert_eq!(q["layout"], "speaker");
+        assert_eq!(q["url"], "ws://lk:7880");
+        assert_eq!(q["token"].split('.').count(), 3);
+        assert_eq!(p.file.storage_path, "rec/my room.mp4");
+        assert_eq!(p.file.local_name, "my room.mp4");
+        assert_eq!((p.file.container, p.audio_codec), (Container::Mp4, Some(AudioCodec::Aac)));
+        assert!(!format!("{:?}", p.source).contains(&q["token"]), "the token never shows in Debug");
+    }
+
+    #[test]
+    fn request_errors_match_the_go_egress() {
+        let base = || livekit::RoomCompositeEgressRequest {
+            room_name: "r".into(),
+            layout: "grid".into(),
+            file_outputs: vec![file("x.mp4")],
+            ..Default::default()
+        };
+        let mut r = base();
+        r.audio_only = true;
+        r.video_only = true;
+        assert_eq!(err(&rc(r)), "request has missing or invalid field: audio_only and video_only");
+        let mut r = base();
+        r.custom_base_url = "ftp://x/".into();
+        assert_eq!(err(&rc(r)), "request has missing or invalid field: template base url");
+        let mut r = base();
+        r.file_outputs.clear();
+        assert_eq!(err(&rc(r)), "request has missing or invalid field: output");
+        let mut r = base();
+        r.file_outputs.push(file("y.mp4"));
+        assert_eq!(err(&rc(r)), "request has missing or invalid field: multiple file outputs");
+        let mut r = base();
+        r.stream_outputs.push(livekit::StreamOutput { urls: vec!["rtmp://a/b/c".into()], ..Default::default() });
+        assert_eq!(err(&rc(r)), "stream output is not yet supported");
+        let mut r = base();
+        r.file_outputs[0].output = Some(encoded_file_output::Output::S3(Default::default()));
+        assert_eq!(err(&rc(r)), "S3 upload is not yet supported");
+        let mut r = base();
+        r.file_outputs[0].file_type = EncodedFileType::Ogg as i32;
+        assert_eq!(err(&rc(r)), "no supported codec is compatible with all outputs");
+        let web = StartEgressRequest {
+            egress_id: "EG_1".into(),
+            request: Some(Request::Web(livekit::WebEgressRequest { url: "file:///etc/passwd".into(), ..Default::default() })),
+            ..Default::default()
+        };
+        assert_eq!(err(&web), "request has missing or invalid field: web url");
+        let retry = StartEgressRequest { retry_count: 1, ..rc(base()) };
+        assert_eq!(err(&retry), "output configuration does not support retry");
+        let no_id = StartEgressRequest { egress_id: String::new(), ..rc(base()) };
+        assert_eq!(err(&no_id), "request has missing or invalid field: egressID");
+        let participant = StartEgressRequest {
+            egress_id: "EG_1".into(),
+            request: Some(Request::Participant(Default::default())),
+            ..Default::default()
+        };
+        assert_eq!(err(&participant), "participant egress is not yet supported");
+    }
+
+    #[test]
+    fn web_v2_audio_only_defaults_to_ogg_opus() {
+        let req = StartEgressRequest {
+            egress_id: "EG_1".into(),
+            request: Some(Request::Egress(livekit::StartEgressRequest {
+                source: Some(v2::Source::Web(livekit::WebSource {
+                    url: "http://127.0.0.1:9/page".into(),
+                    audio_only: true,
+                    ..Default::default()
+                })),
+                outputs: vec![livekit::Output {
+                    config: Some(output::Config::File(livekit::FileOutput { filepath: "out/".into(), ..Default::default() })),
+                    storage: None,
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let p = PipelineConfig::new(&service(), &req, "", SystemTime::now()).unwrap();
+        assert_eq!(p.request_type, RequestType::Web);
+        assert!(!p.source.await_start_signal);
+        assert!(!p.video);
+        assert_eq!((p.file.container, p.audio_codec), (Container::Ogg, Some(AudioCodec::Opus)));
+        assert!(p.file.storage_path.starts_with("out/web-"), "{}", p.file.storage_path);
+        assert!(p.file.storage_path.ends_with(".ogg"));
+    }
+
+    #[test]
+    fn template_url_keeps_other_params_and_replaces_ours() {
+        let base = url::Url::parse("http://h:1/t/?b=2&layout=old&a=1").unwrap();
+        assert_eq!(template_url(&base, "grid", "ws://x", "tok"), "http://h:1/t/?a=1&b=2&layout=grid&token=tok&url=ws%3A%2F%2Fx");
+    }
+}

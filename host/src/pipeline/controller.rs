@@ -1,0 +1,568 @@
+//! One web recording from start to final status (reference §1.5):
+//!
+//! ```text
+//! STARTING ──start signal, first frame──▶ ACTIVE ──stop / END_RECORDING──▶ ENDING ──EOS, file delivered──▶ COMPLETE
+//!    │                                      │ session limit ─▶ LIMIT_REACHED (then EOS and delivery)
+//!    │ stop before start ─▶ ABORTED          │ GStreamer/Chrome error, kill ─▶ FAILED (partial file still delivered)
+//! ```
+//!
+//! Every status change goes to the service on `updates` as it happens; the final info is the
+//! return value.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use egress_proto::livekit::{EgressInfo, EgressStatus, FileInfo, egress_info};
+
+use super::StopRequest;
+use super::chrome::PageSignal;
+use super::config::PipelineConfig;
+use super::error::PipelineError;
+use super::gst::GstEvent;
+use super::manifest::{Manifest, ManifestFile};
+use super::outputs::{Delivered, DeliveryPlan, Destination, PlannedFile, deliver};
+use super::web_source::WebSource;
+use crate::config::ServiceConfig;
+
+/// How long EOS may take to drain through the pipeline (Go: 30 s, then "pipeline frozen").
+const EOS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the output size is checked against `file_output_max_size` (Go: 15 s).
+const SIZE_CHECK_INTERVAL: Duration = Duration::from_secs(15);
+/// How often a page that has not signalled start is checked for a `div.error`.
+const TEMPLATE_ERROR_POLL: Duration = Duration::from_secs(1);
+
+// Texts from LiveKit's protocol (`livekit/livekit_egress.go`).
+const MSG_START_NOT_RECEIVED: &str = "Start signal not received";
+const MSG_STOPPED_BEFORE_STARTED: &str = "Stop called before pipeline could start";
+const MSG_LIMIT_REACHED: &str = "Session limit reached";
+const MSG_LIMIT_BEFORE_START: &str = "Session limit reached before start signal";
+const END_REASON_SOURCE_CLOSED: &str = "Source closed";
+const END_REASON_LIMIT: &str = "Session limit reached";
+const END_REASON_FAILURE: &str = "Failure";
+
+pub fn now_nanos() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+/// Status helpers mirroring `EgressInfo.Set*` in LiveKit's protocol.
+pub trait InfoExt {
+    fn set_status(&mut self, status: EgressStatus);
+    fn set_end_reason(&mut self, reason: &str);
+    fn set_failed(&mut self, err: &PipelineError);
+    fn set_aborted(&mut self, msg: &str);
+    fn set_limit_reached(&mut self);
+    fn set_complete(&mut self);
+    fn status_is(&self, status: EgressStatus) -> bool;
+}
+
+impl InfoExt for EgressInfo {
+    fn set_status(&mut self, status: EgressStatus) {
+        self.status = status as i32;
+        self.updated_at = now_nanos();
+    }
+
+    fn set_end_reason(&mut self, reason: &str) {
+        self.details = format!("End reason: {reason}");
+    }
+
+    fn set_failed(&mut self, err: &PipelineError) {
+        let now = now_nanos();
+        self.status = EgressStatus::EgressFailed as i32;
+        self.updated_at = now;
+        self.ended_at = now;
+        self.error = err.to_string();
+        self.error_code = err.http_status();
+        if self.details.is_empty() {
+            self.set_end_reason(END_REASON_FAILURE);
+        }
+    }
+
+    fn set_aborted(&mut self, msg: &str) {
+        let now = now_nanos();
+        self.status = EgressStatus::EgressAborted as i32;
+        self.error = msg.to_owned();
+        self.error_code = 412;
+        self.updated_at = now;
+        self.ended_at = now;
+    }
+
+    fn set_limit_reached(&mut self) {
+        let now = now_nanos();
+        self.status = EgressStatus::EgressLimitReached as i32;
+        self.error = MSG_LIMIT_REACHED.to_owned();
+        self.error_code = 413;
+        self.updated_at = now;
+        self.ended_at = now;
+    }
+
+    fn set_complete(&mut self) {
+        let now = now_nanos();
+        self.status = EgressStatus::EgressComplete as i32;
+        self.updated_at = now;
+        self.ended_at = now;
+    }
+
+    fn status_is(&self, status: EgressStatus) -> bool {
+        self.status == status as i32
+    }
+}
+
+/// The deprecated single `result`, still filled when a file is the only output, for older
+/// clients (as the Go egress does).
+#[allow(deprecated)]
+pub fn deprecated_file_result(file: &FileInfo) -> Option<egress_info::Result> {
+    Some(egress_info::Result::File(file.clone()))
+}
+
+/// Something the controller reacts to while recording.
+enum Event {
+    Stop(StopRequest),
+    Page(Option<PageSignal>),
+    Gst(Option<GstEvent>),
+    Limit,
+    SizeCheck,
+    TemplateCheck,
+}
+
+pub struct Controller {
+    service: Arc<ServiceConfig>,
+    cfg: PipelineConfig,
+    info: EgressInfo,
+    file: FileInfo,
+    work_dir: PathBuf,
+    updates: mpsc::UnboundedSender<EgressInfo>,
+    stop: watch::Receiver<Option<StopRequest>>,
+    /// The last stop request acted on, so each is handled once.
+    seen_stop: Option<StopRequest>,
+    limit_at: Option<Instant>,
+    started_at: i64,
+    size_tick: tokio::time::Interval,
+    template_tick: tokio::time::Interval,
+}
+
+fn ticker(every: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval_at(Instant::now() + every, every);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
+impl Controller {
+    pub fn new(
+        service: Arc<ServiceConfig>,
+        cfg: PipelineConfig,
+        mut info: EgressInfo,
+        work_dir: PathBuf,
+        updates: mpsc::UnboundedSender<EgressInfo>,
+        stop: watch::Receiver<Option<StopRequest>>,
+    ) -> Controller {
+        let file = FileInfo { filename: cfg.file.storage_path.clone(), ..Default::default() };
+        info.file_results = vec![file.clone()];
+        info.result = deprecated_file_result(&file);
+        let limit_at = (!cfg.max_duration.is_zero()).then(|| Instant::now() + cfg.max_duration);
+        Controller {
+            service,
+            cfg,
+            info,
+            file,
+            work_dir,
+            updates,
+            stop,
+            seen_stop: None,
+            limit_at,
+            started_at: 0,
+            size_tick: ticker(SIZE_CHECK_INTERVAL),
+            template_tick: ticker(TEMPLATE_ERROR_POLL),
+        }
+    }
+
+    fn local_path(&self) -> PathBuf {
+        self.work_dir.join(&self.cfg.file.local_name)
+    }
+
+    fn plan(&self) -> DeliveryPlan {
+        DeliveryPlan {
+            egress_id: self.cfg.egress_id.clone(),
+            files: vec![PlannedFile {
+                local_path: self.local_path(),
+                destination: Destination { storage_path: self.cfg.file.storage_path.clone() },
+                started_at: self.started_at,
+            }],
+        }
+    }
+
+    fn write_plan(&self) {
+        if let Err(e) = self.plan().write(&self.work_dir) {
+            tracing::warn!(error = %e, "could not write the delivery plan; a crash would lose the partial file");
+        }
+    }
+
+    fn send_update(&mut self) {
+        self.sync_results();
+        let _ = self.updates.send(self.info.clone());
+    }
+
+    fn sync_results(&mut self) {
+        self.info.file_results = vec![self.file.clone()];
+        self.info.result = deprecated_file_result(&self.file);
+    }
+
+    /// The next stop request not yet handled.
+    async fn next_stop(rx: &mut watch::Receiver<Option<StopRequest>>, seen: &Option<StopRequest>) -> StopRequest {
+        loop {
+            if let Some(req) = rx.borrow_and_update().clone()
+                && Some(&req) != seen.as_ref()
+            {
+                return req;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    async fn limit(at: Option<Instant>) {
+        match at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Waits for the next event. `poll_template` adds the periodic `div.error` check.
+    async fn next_event(&mut self, src: &mut WebSource, poll_template: bool, size_checks: bool) -> Event {
+        let seen = self.seen_stop.clone();
+        tokio::select! {
+            req = Self::next_stop(&mut self.stop, &seen) => {
+                self.seen_stop = Some(req.clone());
+                Event::Stop(req)
+            }
+            sig = src.signals.recv() => Event::Page(sig),
+            ev = src.recording.next_event() => Event::Gst(ev),
+            _ = Self::limit(self.limit_at) => {
+                self.limit_at = None;
+                Event::Limit
+            }
+            _ = self.size_tick.tick(), if size_checks && self.cfg.max_size > 0 => Event::SizeCheck,
+            _ = self.template_tick.tick(), if poll_template => Event::TemplateCheck,
+        }
+    }
+
+    pub async fn run(mut self) -> EgressInfo {
+        self.write_plan();
+        let output = self.local_path();
+        enum Setup {
+            Started(Box<Result<WebSource, PipelineError>>),
+            Stopped(StopRequest),
+            Limit,
+        }
+        let setup = {
+            let start = WebSource::start(&self.service, &self.cfg, &self.work_dir, output);
+            let seen = self.seen_stop.clone();
+            // A stop or the session limit may come while Chrome is still loading the page.
+            tokio::select! {
+                r = start => Setup::Started(Box::new(r)),
+                req = Self::next_stop(&mut self.stop, &seen) => Setup::Stopped(req),
+                _ = Self::limit(self.limit_at) => Setup::Limit,
+            }
+        };
+        let started = match setup {
+            Setup::Started(r) => *r,
+            Setup::Stopped(req) => {
+                self.seen_stop = Some(req.clone());
+                return self.finish_unstarted(Err(req));
+            }
+            Setup::Limit => return self.finish_unstarted(Ok(MSG_LIMIT_BEFORE_START)),
+        };
+        let mut src = match started {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "web source failed to start");
+                self.info.set_failed(&e);
+                return self.finish(None).await;
+            }
+        };
+        let outcome = self.record(&mut src).await;
+        let duration = src.recording.media_duration();
+        src.close().await;
+        if let Some(e) = outcome
+            && !self.info.status_is(EgressStatus::EgressFailed)
+        {
+            self.info.set_failed(&e);
+        }
+        self.finish(duration).await
+    }
+
+    /// Drives the recording until the pipeline has drained (or failed). Returns the error that
+    /// ended it, if any.
+    async fn record(&mut self, src: &mut WebSource) -> Option<PipelineError> {
+        // Waiting for START_RECORDING.
+        if self.cfg.source.await_start_signal {
+            tracing::debug!("waiting for start signal");
+            loop {
+                match self.next_event(src, true, false).await {
+                    Event::Page(Some(PageSignal::StartRecording)) => break,
+                    Event::Page(Some(PageSignal::EndRecording)) => {
+                        self.info.set_end_reason(END_REASON_SOURCE_CLOSED);
+                        self.info.set_aborted(MSG_START_NOT_RECEIVED);
+                        return None;
+                    }
+                    // The console listener ended: Chrome is gone, and the page will never signal.
+                    Event::Page(None) => {
+                        return Some(PipelineError::Chrome("chrome exited before the start signal".into()));
+                    }
+                    Event::Stop(StopRequest::Graceful { reason }) => {
+                        self.info.set_end_reason(&reason);
+                        self.info.set_aborted(MSG_START_NOT_RECEIVED);
+                        return None;
+                    }
+                    Event::Stop(StopRequest::Kill { error }) => return Some(PipelineError::Killed(error)),
+                    Event::Limit => {
+                        self.info.set_end_reason(END_REASON_LIMIT);
+                        self.info.set_aborted(MSG_LIMIT_BEFORE_START);
+                        return None;
+                    }
+                    Event::Gst(Some(GstEvent::Error(e))) => return Some(PipelineError::Gst(e)),
+                    Event::Gst(_) | Event::SizeCheck => {}
+                    Event::TemplateCheck => {
+                        if let Some(text) = src.chrome.error_text().await {
+                            return Some(PipelineError::Template(text));
+                        }
+                    }
+                }
+            }
+        }
+
+        src.recording.open_gate();
+        // Until the first frame is captured the egress has not started.
+        loop {
+            match self.next_event(src, false, false).await {
+                Event::Gst(Some(GstEvent::FirstFrame)) => break,
+                Event::Gst(Some(GstEvent::Error(e))) => return Some(PipelineError::Gst(e)),
+                Event::Gst(None) | Event::Gst(Some(GstEvent::Eos)) => {
+                    return Some(PipelineError::Gst("pipeline ended before the first frame".into()));
+                }
+                Event::Stop(StopRequest::Graceful { reason }) => {
+                    self.info.set_end_reason(&reason);
+                    self.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
+                    return None;
+                }
+                Event::Stop(StopRequest::Kill { error }) => return Some(PipelineError::Killed(error)),
+                Event::Page(Some(PageSignal::EndRecording)) => {
+                    self.info.set_end_reason(END_REASON_SOURCE_CLOSED);
+                    self.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
+                    return None;
+                }
+                Event::Limit => {
+                    self.info.set_end_reason(END_REASON_LIMIT);
+                    self.info.set_aborted(MSG_LIMIT_BEFORE_START);
+                    return None;
+                }
+                Event::Page(_) | Event::SizeCheck | Event::TemplateCheck => {}
+            }
+        }
+
+        self.started_at = now_nanos();
+        self.file.started_at = self.started_at;
+        self.info.set_status(EgressStatus::EgressActive);
+        tracing::info!("recording active");
+        self.send_update();
+        self.write_plan();
+
+        // Recording.
+        let mut page_open = true;
+        loop {
+            let event = if page_open {
+                self.next_event(src, false, true).await
+            } else {
+                // The page's console is gone (Chrome exited); keep recording what is on screen
+                // until told to stop, as the Go egress does.
+                let seen = self.seen_stop.clone();
+                tokio::select! {
+                    req = Self::next_stop(&mut self.stop, &seen) => {
+                        self.seen_stop = Some(req.clone());
+                        Event::Stop(req)
+                    }
+                    ev = src.recording.next_event() => Event::Gst(ev),
+                    _ = Self::limit(self.limit_at) => { self.limit_at = None; Event::Limit }
+                    _ = self.size_tick.tick(), if self.cfg.max_size > 0 => Event::SizeCheck,
+                }
+            };
+            match event {
+                Event::Stop(StopRequest::Graceful { reason }) => return self.end(src, &reason).await,
+                Event::Stop(StopRequest::Kill { error }) => {
+                    let err = PipelineError::Killed(error);
+                    self.info.set_failed(&err);
+                    return self.drain(src).await.or(Some(err));
+                }
+                Event::Page(Some(PageSignal::EndRecording)) => return self.end(src, END_REASON_SOURCE_CLOSED).await,
+                Event::Page(Some(PageSignal::StartRecording)) => {}
+                Event::Page(None) => {
+                    tracing::warn!("chrome's console closed; recording continues until stopped");
+                    page_open = false;
+                }
+                Event::Limit => {
+                    tracing::info!("session limit reached");
+                    return self.end_at_limit(src).await;
+                }
+                Event::SizeCheck => {
+                    let size = std::fs::metadata(self.local_path()).map(|m| m.len()).unwrap_or(0);
+                    if size >= self.cfg.max_size {
+                        tracing::warn!(size, limit = self.cfg.max_size, "output storage limit reached");
+                        return self.end_at_limit(src).await;
+                    }
+                }
+                Event::Gst(Some(GstEvent::Error(e))) => return Some(PipelineError::Gst(e)),
+                // An EOS nobody asked for: the sources ended by themselves.
+                Event::Gst(Some(GstEvent::Eos)) => {
+                    self.info.set_end_reason(END_REASON_SOURCE_CLOSED);
+                    return None;
+                }
+                Event::Gst(None) => return Some(PipelineError::Gst("pipeline bus closed".into())),
+                Event::Gst(Some(GstEvent::FirstFrame)) | Event::TemplateCheck => {}
+            }
+        }
+    }
+
+    /// A graceful end: ENDING (sent at once, as Go does), then EOS.
+    async fn end(&mut self, src: &mut WebSource, reason: &str) -> Option<PipelineError> {
+        tracing::info!(reason, "stopping recording");
+        self.info.set_end_reason(reason);
+        self.info.set_status(EgressStatus::EgressEnding);
+        self.send_update();
+        self.drain(src).await
+    }
+
+    async fn end_at_limit(&mut self, src: &mut WebSource) -> Option<PipelineError> {
+        self.info.set_end_reason(END_REASON_LIMIT);
+        self.info.set_limit_reached();
+        self.drain(src).await
+    }
+
+    /// Sends EOS and waits for it to reach the file, or for an error, the timeout, or a kill.
+    async fn drain(&mut self, src: &mut WebSource) -> Option<PipelineError> {
+        src.recording.send_eos();
+        let deadline = Instant::now() + EOS_TIMEOUT;
+        loop {
+            let seen = self.seen_stop.clone();
+            tokio::select! {
+                ev = src.recording.next_event() => match ev {
+                    Some(GstEvent::Eos) => return None,
+                    Some(GstEvent::Error(e)) => return Some(PipelineError::Gst(e)),
+                    Some(GstEvent::FirstFrame) => {}
+                    None => return Some(PipelineError::Gst("pipeline bus closed".into())),
+                },
+                req = Self::next_stop(&mut self.stop, &seen) => {
+                    self.seen_stop = Some(req.clone());
+                    if let StopRequest::Kill { error } = req {
+                        return Some(PipelineError::Killed(error));
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return Some(PipelineError::Frozen),
+            }
+        }
+    }
+
+    /// Ends an egress whose source never started: aborted by a stop (`Err`) or the session
+    /// limit (`Ok(message)`).
+    fn finish_unstarted(mut self, why: Result<&str, StopRequest>) -> EgressInfo {
+        match why {
+            Ok(msg) => {
+                self.info.set_end_reason(END_REASON_LIMIT);
+                self.info.set_aborted(msg);
+            }
+            Err(StopRequest::Graceful { reason }) => {
+                self.info.set_end_reason(&reason);
+                self.info.set_aborted(MSG_START_NOT_RECEIVED);
+            }
+            Err(StopRequest::Kill { error }) => self.info.set_failed(&PipelineError::Killed(error)),
+        }
+        DeliveryPlan::remove(&self.work_dir);
+        self.sync_results();
+        self.info
+    }
+
+    /// Delivers the file (also a partial one after a failure), writes the manifest and settles
+    /// the final status.
+    async fn finish(mut self, media: Option<Duration>) -> EgressInfo {
+        DeliveryPlan::remove(&self.work_dir);
+        if self.started_at > 0 {
+            let ended_at = match media {
+                Some(d) => self.started_at + d.as_nanos() as i64,
+                None => now_nanos(),
+            };
+            self.file.ended_at = ended_at;
+            self.file.duration = ended_at - self.started_at;
+            match self.deliver_output().await {
+                Ok(Some(d)) => {
+                    self.file.location = d.location;
+                    self.file.size = d.size as i64;
+                }
+                Ok(None) => tracing::warn!("the recording produced no file"),
+                Err(e) => {
+                    tracing::error!(error = %e, "file delivery failed");
+                    if !self.info.status_is(EgressStatus::EgressFailed) {
+                        self.info.set_failed(&e);
+                    }
+                }
+            }
+        }
+        if self.info.status_is(EgressStatus::EgressActive) || self.info.status_is(EgressStatus::EgressEnding) {
+            self.info.set_complete();
+        }
+        if !self.cfg.file.disable_manifest
+            && !self.file.location.is_empty()
+            && (self.info.status_is(EgressStatus::EgressComplete) || self.info.status_is(EgressStatus::EgressLimitReached))
+        {
+            self.write_manifest().await;
+        }
+        if self.info.ended_at == 0 {
+            self.info.ended_at = now_nanos();
+        }
+        self.sync_results();
+        tracing::info!(status = ?EgressStatus::try_from(self.info.status).ok(), error = %self.info.error,
+            details = %self.info.details, location = %self.file.location, "egress finished");
+        self.info
+    }
+
+    async fn deliver_output(&self) -> Result<Option<Delivered>, PipelineError> {
+        let local = self.local_path();
+        let size = std::fs::metadata(&local).map(|m| m.len()).unwrap_or(0);
+        if size == 0 {
+            let _ = std::fs::remove_file(&local);
+            return Ok(None);
+        }
+        let dest = Destination { storage_path: self.cfg.file.storage_path.clone() };
+        let delivered = tokio::task::spawn_blocking(move || deliver(&local, &dest))
+            .await
+            .map_err(|e| PipelineError::Upload { location: "Local", reason: e.to_string() })?;
+        delivered
+            .map(Some)
+            .map_err(|e| PipelineError::Upload { location: e.storage_name(), reason: e.to_string() })
+    }
+
+    async fn write_manifest(&mut self) {
+        let manifest = Manifest {
+            egress_id: self.cfg.egress_id.clone(),
+            room_id: self.cfg.room_id.clone(),
+            room_name: self.cfg.room_name.clone(),
+            url: self.cfg.source.web_url.clone(),
+            started_at: self.info.started_at,
+            ended_at: self.info.ended_at,
+            files: vec![ManifestFile { filename: self.file.filename.clone(), location: self.file.location.clone() }],
+        };
+        let local = self.work_dir.join(format!("{}.json", self.cfg.egress_id));
+        if let Err(e) = std::fs::write(&local, manifest.to_json()) {
+            tracing::error!(error = %e, "could not write the manifest");
+            return;
+        }
+        let dest = Destination { storage_path: Manifest::storage_path(&self.cfg.file.storage_path, &self.cfg.egress_id) };
+        match tokio::task::spawn_blocking(move || deliver(&local, &dest)).await {
+            Ok(Ok(d)) => self.info.manifest_location = d.location,
+            Ok(Err(e)) => tracing::error!(error = %e, "could not deliver the manifest"),
+            Err(e) => tracing::error!(error = %e, "manifest delivery panicked"),
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Delivering finished files: the one place where a local file leaves the work directory.
+//!
+//! Today this is the Go egress's "local storage": the storage path from the request is placed
+//! under a root directory (`EGRESS_LOCAL_STORAGE_DIR`, default the process's working directory,
+//! which is what Go's `abs("")` gives), the file is fsynced and renamed into place atomically,
+//! and the location is the absolute path. When sink plugins arrive, [`deliver`] is the function
+//! to point at the plugin registry; nothing else writes outside the work dir.
+//!
+//! A handler that is killed cannot deliver its own file, so before recording starts it writes a
+//! [`DeliveryPlan`] into its work dir; the service calls [`salvage`] with that dir after the
+//! handler died, and the partial file (fragmented MP4, Ogg or MP3: all playable when cut short)
+//! is delivered and reported like a finished one.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use egress_proto::livekit::FileInfo;
+
+/// Env var naming the local storage root.
+pub const ENV_LOCAL_STORAGE_DIR: &str = "EGRESS_LOCAL_STORAGE_DIR";
+/// The plan's file name inside the work dir.
+const PLAN_FILE: &str = "delivery-plan.json";
+
+/// Where one output goes once finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    /// The storage path (`FileInfo.filename`), relative to the storage root.
+    pub storage_path: String,
+}
+
+/// What [`deliver`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// Where the file is now (for local storage, an absolute path).
+    pub location: String,
+    pub size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("storage path {0:?} has no file name")]
+    NoFileName(String),
+}
+
+impl DeliveryError {
+    /// The Go egress names the storage in upload errors (`Local upload failed: …`).
+    pub fn storage_name(&self) -> &'static str {
+        "Local"
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DeliveryError + '_ {
+    move |source| DeliveryError::Io { path: path.to_path_buf(), source }
+}
+
+/// The local storage root: `$EGRESS_LOCAL_STORAGE_DIR`, else the working directory.
+pub fn local_storage_root() -> PathBuf {
+    match std::env::var_os(ENV_LOCAL_STORAGE_DIR).filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+    }
+}
+
+/// `root` joined with `storage_path` the way Go's `path.Join` does it: an absolute storage path
+/// is still placed under the root, and `..` cannot climb out of it.
+pub fn local_destination(root: &Path, storage_path: &str) -> Result<PathBuf, DeliveryError> {
+    let mut out = root.to_path_buf();
+    for c in Path::new(storage_path).components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir | Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    if out == root {
+        return Err(DeliveryError::NoFileName(storage_path.to_owned()));
+    }
+    Ok(out)
+}
+
+/// Moves a finished local file to its destination and reports where it went.
+///
+/// The file is fsynced, moved under a temporary name in the destination directory (renamed if
+/// on the same filesystem, else copied), fsynced again, then renamed to its final name, so a
+/// reader never sees a half-written file under the final name.
+pub fn deliver(local_path: &Path, dest: &Destination) -> Result<Delivered, DeliveryError> {
+    let root = local_storage_root();
+    let final_path = local_destination(&root, &dest.storage_path)?;
+    let dir = final_path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    File::open(local_path).and_then(|f| f.sync_all()).map_err(io_err(local_path))?;
+
+    let file_name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.{}.partial", std::process::id()));
+    match fs::rename(local_path, &tmp) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            fs::copy(local_path, &tmp).map_err(io_err(&tmp))?;
+            File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
+            let _ = fs::remove_file(local_path);
+        }
+        Err(e) => return Err(DeliveryError::Io { path: tmp, source: e }),
+    }
+    if let Err(e) = fs::rename(&tmp, &final_path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(DeliveryError::Io { path: final_path, source: e });
+    }
+    // The rename itself must survive a crash too.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    let size = fs::metadata(&final_path).map_err(io_err(&final_path))?.len();
+    let location = fs::canonicalize(&final_path).unwrap_or(final_path).to_string_lossy().into_owned();
+    Ok(Delivered { location, size })
+}
+
+/// What a handler will deliver, written before recording so the service can [`salvage`] it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryPlan {
+    pub egress_id: String,
+    pub files: Vec<PlannedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedFile {
+    pub local_path: PathBuf,
+    pub destination: Destination,
+    /// Unix ns of the first captured frame; 0 until the recording is active.
+    pub started_at: i64,
+}
+
+impl DeliveryPlan {
+    pub fn write(&self, work_dir: &Path) -> io::Result<()> {
+        let path = work_dir.join(PLAN_FILE);
+        let tmp = work_dir.join(format!("{PLAN_FILE}.tmp"));
+        fs::write(&tmp, serde_json::to_vec(self).map_err(io::Error::other)?)?;
+        fs::rename(&tmp, path)
+    }
+
+    pub fn read(work_dir: &Path) -> io::Result<DeliveryPlan> {
+        let bytes = fs::read(work_dir.join(PLAN_FILE))?;
+        serde_json::from_slice(&bytes).map_err(io::Error::other)
+    }
+
+    /// Marks the plan as delivered (the handler finished normally): nothing left to salvage.
+    pub fn remove(work_dir: &Path) {
+        let _ = fs::remove_file(work_dir.join(PLAN_FILE));
+    }
+}
+
+/// Delivers what a dead handler left behind in `work_dir` and returns the file results. Files
+/// that were never written (or are empty) are skipped. Blocking; call it off the async runtime.
+pub fn salvage(work_dir: &Path, now_unix_nanos: i64) -> Vec<FileInfo> {
+    let Ok(plan) = DeliveryPlan::read(work_dir) else {
+        return Vec::new();
+    };
+    let mut results = Vec::new();
+    for f in plan.files {
+        let Ok(meta) = fs::metadata(&f.local_path) else { continue };
+        if meta.len() == 0 {
+            continue;
+        }
+        let ended_at = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(now_unix_nanos);
+        match deliver(&f.local_path, &f.destination) {
+            Ok(d) => {
+                tracing::info!(egress_id = %plan.egress_id, location = %d.location, size = d.size,
+                    "delivered the partial file of a failed handler");
+                let started_at = if f.started_at > 0 { f.started_at } else { ended_at };
+                results.push(FileInfo {
+                    filename: f.destination.storage_path.clone(),
+                    started_at,
+                    ended_at,
+                    duration: (ended_at - started_at).max(0),
+                    size: d.size as i64,
+                    location: d.location,
+                });
+            }
+            Err(e) => {
+                tracing::error!(egress_id = %plan.egress_id, error = %e, "could not deliver the partial file");
+            }
+        }
+    }
+    DeliveryPlan::remove(work_dir);
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_stay_under_the_root() {
+        let root = Path::new("/data");
+        assert_eq!(local_destination(root, "a/b.mp4").unwrap(), PathBuf::from("/data/a/b.mp4"));
+        assert_eq!(local_destination(root, "/out/x.mp4").unwrap(), PathBuf::from("/data/out/x.mp4"));
+        assert_eq!(local_destination(root, "../../etc/passwd").unwrap(), PathBuf::from("/data/etc/passwd"));
+        assert!(local_destination(root, "/").is_err());
+    }
+
+    #[test]
+    fn deliver_moves_atomically_and_salvage_uses_the_plan() {
+        let root = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        // SAFETY of the env change: this test module is the only user of the variable.
+        unsafe { std::env::set_var(ENV_LOCAL_STORAGE_DIR, root.path()) };
+        let local = work.path().join("a.mp4");
+        fs::write(&local, b"0123456789").unwrap();
+        let d = deliver(&local, &Destination { storage_path: "rec/a.mp4".into() }).unwrap();
+        assert_eq!(d.size, 10);
+        assert!(d.location.ends_with("/rec/a.mp4"), "{}", d.location);
+        assert!(!local.exists());
+        assert_eq!(fs::read_dir(root.path().join("rec")).unwrap().count(), 1, "no temp file left behind");
+
+        let partial = work.path().join("b.mp4");
+        fs::write(&partial, b"abc").unwrap();
+        let plan = DeliveryPlan {
+            egress_id: "EG_1".into(),
+            files: vec![
+                PlannedFile { local_path: partial.clone(), destination: Destination { storage_path: "b.mp4".into() }, started_at: 1 },
+                PlannedFile {
+                    local_path: work.path().join("never.mp4"),
+                    destination: Destination { storage_path: "never.mp4".into() },
+                    started_at: 0,
+                },
+            ],
+        };
+        plan.write(work.path()).unwrap();
+        let results = salvage(work.path(), 5);
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].filename, "b.mp4");
+        assert_eq!(results[0].size, 3);
+        assert!(root.path().join("b.mp4").exists());
+        assert!(salvage(work.path(), 5).is_empty(), "a plan is salvaged once");
+        unsafe { std::env::remove_var(ENV_LOCAL_STORAGE_DIR) };
+    }
+}

@@ -1,0 +1,276 @@
+//! The plugin side of the C ABI: `extern "C"` functions generic over a [`SinkPlugin`], put in a
+//! static table by [`export_sink!`](crate::export_sink) when the plugin crate is built with its
+//! `dylib` feature.
+//!
+//! Each entry point catches panics (a panic unwinding into C is undefined behaviour) and turns
+//! them into permanent errors, and drives the plugin's futures with
+//! [`crate::blocking::block_on`]: C calls are blocking and the host runs them on its
+//! own blocking threads.
+
+use std::any::Any;
+use std::ffi::c_void;
+use std::mem::size_of;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::{
+    ABI_MAJOR, ABI_MINOR, EGRESS_ERR_PERMANENT, EGRESS_OK, EgressBuf, EgressError, EgressHostApi,
+    EgressObjectSpec, EgressPluginDescriptor, EgressReceipt, EgressSinkApi, EgressStr, status_of,
+};
+use crate::blocking::block_on;
+use crate::error::SinkError;
+use crate::sink::{SinkObject, SinkPlugin};
+use crate::types::ObjectSpec;
+
+/// The function table for `F`.
+pub const fn sink_api<F: SinkPlugin>() -> EgressSinkApi {
+    EgressSinkApi {
+        struct_size: size_of::<EgressSinkApi>() as u32,
+        init: Some(init),
+        describe: Some(describe::<F>),
+        validate: Some(validate::<F>),
+        create: Some(create::<F>),
+        health_check: Some(health_check::<F>),
+        open: Some(open::<F>),
+        write: Some(write),
+        finish: Some(finish),
+        abort: Some(abort),
+        destroy: Some(destroy::<F>),
+        free_buf: Some(free_buf),
+    }
+}
+
+/// The descriptor pointing at `sink`.
+pub const fn descriptor(sink: &'static EgressSinkApi) -> EgressPluginDescriptor {
+    EgressPluginDescriptor {
+        struct_size: size_of::<EgressPluginDescriptor>() as u32,
+        abi_major: ABI_MAJOR,
+        abi_minor: ABI_MINOR,
+        sink,
+    }
+}
+
+/// Run `f`, turning an error or a panic into a status code and `err`.
+fn guard(err: *mut EgressError, f: impl FnOnce() -> Result<(), SinkError>) -> i32 {
+    let e = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => return EGRESS_OK,
+        Ok(Err(e)) => e,
+        Err(panic) => SinkError::permanent(format!("plugin panicked: {}", panic_message(&panic))),
+    };
+    if !err.is_null() {
+        // SAFETY: the host passes a valid, writable EgressError (or null, checked above).
+        unsafe {
+            *err = EgressError {
+                message: EgressBuf::from_vec(e.message().as_bytes().to_vec()),
+                field: e
+                    .field()
+                    .map(|f| EgressBuf::from_vec(f.as_bytes().to_vec()))
+                    .unwrap_or(EgressBuf::EMPTY),
+            };
+        }
+    }
+    match status_of(&e) {
+        EGRESS_OK => EGRESS_ERR_PERMANENT,
+        status => status,
+    }
+}
+
+fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_string()
+    }
+}
+
+fn parse_json(config: EgressStr<'_>) -> Result<Value, SinkError> {
+    // SAFETY: the host passes a valid borrowed buffer for the duration of the call.
+    let bytes = unsafe { config.as_bytes() };
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(bytes).map_err(|e| SinkError::config(format!("config is not JSON: {e}")))
+}
+
+fn utf8(s: EgressStr<'_>, what: &str) -> Result<String, SinkError> {
+    // SAFETY: the host passes a valid borrowed buffer for the duration of the call.
+    let bytes = unsafe { s.as_bytes() };
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| SinkError::permanent(format!("{what} is not UTF-8")))
+}
+
+unsafe extern "C" fn init(host: *const EgressHostApi) {
+    let _ = catch_unwind(|| {
+        if host.is_null() {
+            return;
+        }
+        // SAFETY: the host passes a valid table that lives as long as the process.
+        let host = unsafe { &*host };
+        let has_log = host.struct_size as usize
+            >= std::mem::offset_of!(EgressHostApi, log) + size_of::<Option<super::HostLogFn>>();
+        if has_log && let Some(log) = host.log {
+            crate::log::backend::set_host(log);
+        }
+    });
+}
+
+unsafe extern "C" fn describe<F: SinkPlugin>(
+    out_json: *mut EgressBuf,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        let json = serde_json::to_vec(&F::describe())
+            .map_err(|e| SinkError::permanent(format!("cannot encode the descriptor: {e}")))?;
+        if out_json.is_null() {
+            return Err(SinkError::permanent("describe: null output pointer"));
+        }
+        // SAFETY: checked non-null; the host passes a writable EgressBuf.
+        unsafe { *out_json = EgressBuf::from_vec(json) };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn validate<F: SinkPlugin>(config: EgressStr<'_>, err: *mut EgressError) -> i32 {
+    guard(err, || F::validate(&parse_json(config)?))
+}
+
+unsafe extern "C" fn create<F: SinkPlugin>(
+    config: EgressStr<'_>,
+    out_factory: *mut *mut c_void,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        if out_factory.is_null() {
+            return Err(SinkError::permanent("create: null output pointer"));
+        }
+        let factory = F::create(&parse_json(config)?)?;
+        // SAFETY: checked non-null. The host owns the pointer until it calls `destroy::<F>`.
+        unsafe { *out_factory = Box::into_raw(Box::new(factory)).cast() };
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `factory` must come from `create::<F>` and not be destroyed.
+unsafe fn factory_ref<'a, F>(factory: *mut c_void) -> Result<&'a F, SinkError> {
+    if factory.is_null() {
+        return Err(SinkError::permanent("null factory"));
+    }
+    // SAFETY: guaranteed by the caller.
+    Ok(unsafe { &*(factory as *const F) })
+}
+
+unsafe extern "C" fn health_check<F: SinkPlugin>(
+    factory: *mut c_void,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        // SAFETY: the host passes a live factory from `create`.
+        let factory = unsafe { factory_ref::<F>(factory)? };
+        block_on(factory.health_check())
+    })
+}
+
+unsafe extern "C" fn open<F: SinkPlugin>(
+    factory: *mut c_void,
+    spec: *const EgressObjectSpec<'_>,
+    out_object: *mut *mut c_void,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        // SAFETY: the host passes a live factory from `create`.
+        let factory = unsafe { factory_ref::<F>(factory)? };
+        if spec.is_null() || out_object.is_null() {
+            return Err(SinkError::permanent("open: null argument"));
+        }
+        // SAFETY: checked non-null; the host passes a valid spec for the duration of the call.
+        let spec = unsafe { &*spec };
+        let mut object_spec = ObjectSpec::new(utf8(spec.key, "the object key")?)
+            .with_content_type(utf8(spec.content_type, "the content type")?);
+        if spec.has_expected_size != 0 {
+            object_spec = object_spec.with_expected_size(spec.expected_size);
+        }
+        let object: Box<dyn SinkObject> = block_on(factory.open(object_spec))?;
+        // A thin pointer to the fat one, so that C sees one word.
+        // SAFETY: checked non-null. The host owns the pointer until `finish` or `abort`.
+        unsafe { *out_object = Box::into_raw(Box::new(object)).cast() };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn write(
+    object: *mut c_void,
+    chunk: EgressStr<'_>,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        if object.is_null() {
+            return Err(SinkError::permanent("write: null object"));
+        }
+        // SAFETY: the host passes a live object from `open` and never calls it concurrently.
+        let object = unsafe { &mut *(object as *mut Box<dyn SinkObject>) };
+        // The chunk is borrowed for this call only; the trait takes owned bytes. This is the
+        // one copy the C boundary costs.
+        // SAFETY: the host passes a valid borrowed buffer for the duration of the call.
+        let chunk = Bytes::copy_from_slice(unsafe { chunk.as_bytes() });
+        block_on(object.write(chunk))
+    })
+}
+
+unsafe extern "C" fn finish(
+    object: *mut c_void,
+    out: *mut EgressReceipt,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        if object.is_null() {
+            return Err(SinkError::permanent("finish: null object"));
+        }
+        // SAFETY: the host passes a live object from `open` and gives up ownership here.
+        let object = unsafe { Box::from_raw(object as *mut Box<dyn SinkObject>) };
+        let receipt = block_on((*object).finish())?;
+        if out.is_null() {
+            return Err(SinkError::permanent("finish: null output pointer"));
+        }
+        // SAFETY: checked non-null; the host passes a writable EgressReceipt.
+        unsafe {
+            *out = EgressReceipt {
+                location: EgressBuf::from_vec(receipt.location.into_bytes()),
+                size: receipt.size,
+                sha256: receipt.sha256,
+            };
+        }
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn abort(object: *mut c_void) {
+    if object.is_null() {
+        return;
+    }
+    // SAFETY: the host passes a live object from `open` and gives up ownership here.
+    let object = unsafe { Box::from_raw(object as *mut Box<dyn SinkObject>) };
+    if catch_unwind(AssertUnwindSafe(|| block_on((*object).abort()))).is_err() {
+        crate::log::error("plugin panicked while aborting an object");
+    }
+}
+
+unsafe extern "C" fn destroy<F: SinkPlugin>(factory: *mut c_void) {
+    if factory.is_null() {
+        return;
+    }
+    // SAFETY: the pointer comes from `create::<F>`; the host gives up ownership here.
+    let factory = unsafe { Box::from_raw(factory as *mut F) };
+    if catch_unwind(AssertUnwindSafe(|| drop(factory))).is_err() {
+        crate::log::error("plugin panicked while destroying a factory");
+    }
+}
+
+unsafe extern "C" fn free_buf(buf: EgressBuf) {
+    // SAFETY: every EgressBuf the host holds was made by `EgressBuf::from_vec` in this library.
+    drop(unsafe { buf.into_vec() });
+}

@@ -1,0 +1,68 @@
+//! [`export_sink!`]: one line that makes a [`SinkPlugin`](crate::SinkPlugin) loadable by every
+//! loader.
+
+/// Export a [`SinkPlugin`](crate::SinkPlugin) (and [`SinkFactory`](crate::SinkFactory))
+/// implementation as a plugin.
+///
+/// ```ignore
+/// egress_plugin_api::export_sink!(MySink);
+/// ```
+///
+/// What it expands to depends on how the crate is built, so one source serves all three
+/// loaders:
+///
+/// * **rlib** (always, natively): an `inventory` registration, so that a host binary that links
+///   the crate finds the plugin with [`BuiltinSink::iter`](crate::BuiltinSink::iter).
+/// * **cdylib** with the plugin crate's `dylib` feature: the C entry symbol
+///   `egress_plugin_entry_v1`. The symbol is behind a feature so that several plugins can be
+///   linked into one host without clashing; declare `dylib = []` in your `[features]`.
+/// * **wasm32-wasip2**: the exports of the `egress:plugin/sink` WIT interface.
+///
+/// Use it once per crate.
+#[macro_export]
+macro_rules! export_sink {
+    ($factory:ty) => {
+        #[cfg(not(target_family = "wasm"))]
+        $crate::__private::inventory::submit! {
+            $crate::BuiltinSink::of::<$factory>()
+        }
+
+        #[cfg(all(feature = "dylib", not(target_family = "wasm")))]
+        const _: () = {
+            static EGRESS_SINK_API: $crate::abi::EgressSinkApi =
+                $crate::abi::export::sink_api::<$factory>();
+            static EGRESS_PLUGIN_DESCRIPTOR: $crate::abi::EgressPluginDescriptor =
+                $crate::abi::export::descriptor(&EGRESS_SINK_API);
+
+            /// The C entry point (see `egress_plugin.h`).
+            #[unsafe(no_mangle)]
+            pub extern "C" fn egress_plugin_entry_v1() -> *const $crate::abi::EgressPluginDescriptor
+            {
+                &EGRESS_PLUGIN_DESCRIPTOR
+            }
+        };
+
+        #[cfg(target_family = "wasm")]
+        const _: () = {
+            struct EgressSinkExport;
+
+            impl $crate::wasm::bindings::exports::egress::plugin::sink::Guest for EgressSinkExport {
+                type Factory = $crate::wasm::GuestFactory<$factory>;
+                type Object = $crate::wasm::GuestObject;
+
+                fn describe() -> $crate::wasm::bindings::egress::plugin::types::Descriptor {
+                    $crate::wasm::describe::<$factory>()
+                }
+
+                fn validate(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<(), $crate::wasm::bindings::egress::plugin::types::SinkError>
+                {
+                    $crate::wasm::validate::<$factory>(&config)
+                }
+            }
+
+            $crate::wasm::bindings::__wit_export_sink_plugin!(EgressSinkExport with_types_in $crate::wasm::bindings);
+        };
+    };
+}
