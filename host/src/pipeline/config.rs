@@ -166,15 +166,11 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
                 Some(rc::Output::File(f)) => Some(f),
                 _ => None,
             };
-            let unsupported_output = if !r.stream_outputs.is_empty() || matches!(r.output, Some(rc::Output::Stream(_))) {
-                Some("stream output")
-            } else if !r.segment_outputs.is_empty() || matches!(r.output, Some(rc::Output::Segments(_))) {
-                Some("segment output")
-            } else if !r.image_outputs.is_empty() {
-                Some("image output")
-            } else {
-                None
-            };
+            let unsupported_output = first_unsupported_output(
+                !r.stream_outputs.is_empty() || matches!(r.output, Some(rc::Output::Stream(_))),
+                !r.segment_outputs.is_empty() || matches!(r.output, Some(rc::Output::Segments(_))),
+                !r.image_outputs.is_empty(),
+            );
             Ok(Shape {
                 request_type: RequestType::RoomComposite,
                 kind: Kind::Template { layout: &r.layout, custom_base_url: &r.custom_base_url },
@@ -194,15 +190,11 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
                 Some(web::Output::File(f)) => Some(f),
                 _ => None,
             };
-            let unsupported_output = if !r.stream_outputs.is_empty() || matches!(r.output, Some(web::Output::Stream(_))) {
-                Some("stream output")
-            } else if !r.segment_outputs.is_empty() || matches!(r.output, Some(web::Output::Segments(_))) {
-                Some("segment output")
-            } else if !r.image_outputs.is_empty() {
-                Some("image output")
-            } else {
-                None
-            };
+            let unsupported_output = first_unsupported_output(
+                !r.stream_outputs.is_empty() || matches!(r.output, Some(web::Output::Stream(_))),
+                !r.segment_outputs.is_empty() || matches!(r.output, Some(web::Output::Segments(_))),
+                !r.image_outputs.is_empty(),
+            );
             Ok(Shape {
                 request_type: RequestType::Web,
                 kind: Kind::Web { url: &r.url, await_start_signal: r.await_start_signal },
@@ -422,6 +414,21 @@ fn provider_label(p: &str) -> &'static str {
         "gcp" => "GCP",
         "azure" => "Azure",
         _ => "AliOSS",
+    }
+}
+
+
+/// The first output kind a request asks for that this build cannot produce yet, in the order
+/// the Go egress validates them.
+fn first_unsupported_output(stream: bool, segments: bool, images: bool) -> Option<&'static str> {
+    if stream {
+        Some("stream output")
+    } else if segments {
+        Some("segment output")
+    } else if images {
+        Some("image output")
+    } else {
+        None
     }
 }
 
