@@ -25,11 +25,21 @@ async fn bus(stack: &Stack) -> Bus {
         .expect("connect to the test Redis")
 }
 
-async fn second_worker(stack: &Stack) -> (Egress, u16) {
-    let health = free_port();
-    let mut egress = Egress::start(egress_config(&stack.redis, &stack.livekit, health, free_port())).await;
+/// A second worker on the same Redis; returns it with its metrics URL.
+async fn second_worker(stack: &Stack) -> (Egress, String) {
+    let (health, metrics) = (free_port(), free_port());
+    let mut egress = Egress::start(egress_config(&stack.redis, &stack.livekit, health, metrics)).await;
     egress.wait_healthy(health).await;
-    (egress, health)
+    (egress, format!("http://127.0.0.1:{metrics}/metrics"))
+}
+
+/// `livekit_egress_available` as a worker reports it.
+async fn available(metrics_url: &str) -> Option<f64> {
+    let (_, text) = http_get(metrics_url).await.ok()?;
+    text.lines()
+        .find(|l| l.starts_with("livekit_egress_available{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 fn claimed_ids(log: &str) -> Vec<String> {
@@ -43,7 +53,7 @@ fn claimed_ids(log: &str) -> Vec<String> {
 #[tokio::test]
 async fn start_egress_reaches_exactly_one_of_two_workers_and_is_refused_honestly() {
     let stack = Stack::start().await;
-    let (second, _) = second_worker(&stack).await;
+    let (second, second_metrics) = second_worker(&stack).await;
     let lk = stack.lk();
     lk.run_ok(&["room", "create", "psrpc-room"]).await;
 
@@ -63,9 +73,8 @@ async fn start_egress_reaches_exactly_one_of_two_workers_and_is_refused_honestly
     assert_eq!(per_egress.len(), ATTEMPTS, "every request claimed once: {per_egress:?}");
     assert!(per_egress.values().all(|&n| n == 1), "a request ran on both workers: {per_egress:?}");
     // Nothing was started: both workers are still idle.
-    for url in [stack.metrics_url()] {
-        let (_, text) = http_get(&url).await.unwrap();
-        assert!(text.contains("livekit_egress_available{"), "{text}");
+    for url in [stack.metrics_url(), second_metrics] {
+        assert_eq!(available(&url).await, Some(1.0), "worker at {url} is not idle");
     }
     assert!(lk.egress_list().await.is_empty(), "a refused request must not be stored at the server");
 }

@@ -21,6 +21,7 @@ mod registry;
 mod report;
 #[cfg(feature = "wasm")]
 pub mod wasm;
+mod worker_errors;
 
 pub use error::{PluginError, PluginErrors};
 pub use registry::{ActivePlugin, PluginRegistry, Source};

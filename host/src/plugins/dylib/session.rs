@@ -6,20 +6,14 @@
 
 use std::sync::Arc;
 
-use egress_plugin_api::blocking::{Worker, WorkerGone};
+use egress_plugin_api::blocking::Worker;
+
+use crate::plugins::worker_errors::{gone, no_thread};
 use egress_plugin_api::{
     Bytes, ObjectSpec, Receipt, SinkError, SinkFactory, SinkObject, async_trait,
 };
 
 use super::ffi::{FactoryHandle, ObjectHandle};
-
-fn no_thread(e: std::io::Error) -> SinkError {
-    SinkError::retryable(format!("cannot start a plugin thread: {e}"))
-}
-
-fn gone(_: WorkerGone) -> SinkError {
-    SinkError::permanent("the plugin thread stopped unexpectedly")
-}
 
 /// A factory created by a dylib plugin.
 pub struct DylibFactory {

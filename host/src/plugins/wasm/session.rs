@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use egress_plugin_api::blocking::{Worker, WorkerGone};
+use egress_plugin_api::blocking::Worker;
+
+use crate::plugins::worker_errors::{gone, no_thread};
 use egress_plugin_api::{
     Bytes, ObjectSpec, Receipt, SinkError, SinkFactory, SinkObject, async_trait,
 };
@@ -34,14 +36,6 @@ pub fn from_wit(e: types::SinkError) -> SinkError {
             None => SinkError::config(message),
         },
     }
-}
-
-fn no_thread(e: std::io::Error) -> SinkError {
-    SinkError::retryable(format!("cannot start a plugin thread: {e}"))
-}
-
-fn gone(_: WorkerGone) -> SinkError {
-    SinkError::permanent("the plugin thread stopped unexpectedly")
 }
 
 /// A configured WASM sink: the compiled component and the config every instance is created
