@@ -37,6 +37,17 @@ pub enum HandlerError {
     Ipc(#[from] ipc::IpcError),
 }
 
+/// The sink plugins, loaded as the service loaded them (the service already refused to start
+/// on a bad `plugins:` entry, so an error here means the files changed underneath it).
+async fn load_plugins(config: &Arc<ServiceConfig>) -> Result<Arc<crate::plugins::PluginRegistry>, String> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || crate::plugins::PluginRegistry::load(config.plugins.as_deref()))
+        .await
+        .map_err(|e| format!("loading plugins: {e}"))?
+        .map(Arc::new)
+        .map_err(|e| format!("loading plugins: {e}"))
+}
+
 pub fn encode_job_part(msg: &impl Message) -> String {
     base64::engine::general_purpose::STANDARD.encode(msg.encode_to_vec())
 }
@@ -151,9 +162,17 @@ async fn run(config: ServiceConfig) -> Result<(), HandlerError> {
         }
     });
 
-    let job = Job { config: Arc::new(config), request, info, work_dir };
+    let config = Arc::new(config);
     let control = Control { updates: updates_tx, stop: stop_rx, update_stream: us_rx };
-    let final_info = pipeline::run(job, control).await;
+    let final_info = match load_plugins(&config).await {
+        Ok(plugins) => pipeline::run(Job { config, request, info, work_dir, plugins }, control).await,
+        Err(e) => {
+            use pipeline::controller::InfoExt;
+            let mut info = info;
+            info.set_failed(&pipeline::PipelineError::Request(RpcError::new(Code::Internal, e)));
+            info
+        }
+    };
     let _ = forward.await; // all updates are queued before the final one
     let _ = out_tx.send(HandlerMsg { kind: Some(handler_msg::Kind::Finished(final_info)) });
     drop(out_tx);

@@ -8,3 +8,4 @@ pub mod pipeline;
 pub mod plugins;
 pub mod rpc;
 pub mod service;
+pub mod storage;

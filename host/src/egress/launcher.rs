@@ -44,6 +44,10 @@ pub struct Launcher {
     pub tmp_root: PathBuf,
     pub worker: Arc<Worker>,
     pub io: Arc<IoInfoClient>,
+    /// The service config and the active sink plugins: the service delivers what a dead handler
+    /// left behind to the storage its request named.
+    pub config: Arc<crate::config::ServiceConfig>,
+    pub plugins: Arc<crate::plugins::PluginRegistry>,
     /// The `EgressHandler` server object (its own `SRV_` id, as in Go).
     pub handler_rpc: RpcServer,
     /// Links of running handlers, by egress id.
@@ -141,8 +145,9 @@ impl Launcher {
         self.links.lock().unwrap_or_else(|e| e.into_inner()).insert(egress_id.clone(), link.clone());
         tracing::info!(egress_id = %egress_id, pid = ?child.id(), "handler ready");
         let this = self.clone();
+        let request = req.clone();
         tokio::spawn(async move {
-            this.supervise(child, pgid, rd, link, registrations, work_dir).await;
+            this.supervise(child, pgid, rd, link, registrations, work_dir, request).await;
         });
         Ok(())
     }
@@ -211,6 +216,7 @@ impl Launcher {
         link: Arc<Link>,
         registrations: Vec<crate::rpc::Registration>,
         work_dir: PathBuf,
+        request: StartEgressRequest,
     ) {
         let egress_id = link.latest.borrow().egress_id.clone();
         // IOInfo updates go out in order, one egress at a time.
@@ -261,10 +267,8 @@ impl Launcher {
             tracing::error!(egress_id = %egress_id, reason, "egress failed");
             let mut info = failed(link.latest.borrow().clone(), reason);
             // Deliver the partial recording the handler left in its work dir, and report it.
-            let dir = work_dir.clone();
-            if let Ok(files) = tokio::task::spawn_blocking(move || crate::pipeline::salvage(&dir)).await {
-                crate::pipeline::attach_salvaged(&mut info, files);
-            }
+            let files = crate::storage::salvage(&work_dir, &self.config, &request, &self.plugins, now_unix_nanos()).await;
+            crate::pipeline::attach_salvaged(&mut info, files);
             link.latest.send_replace(info.clone());
             let _ = updates_tx.send(info);
         }
@@ -284,6 +288,10 @@ fn kill_group(pgid: Option<Pid>, signal: Signal) {
 }
 
 fn remove_work_dir(dir: &Path) {
+    if crate::pipeline::outputs::is_kept(dir) {
+        tracing::error!(dir = %dir.display(), "keeping the work dir: it holds a recording that could not be delivered");
+        return;
+    }
     if let Err(e) = std::fs::remove_dir_all(dir)
         && e.kind() != std::io::ErrorKind::NotFound
     {

@@ -96,7 +96,9 @@ impl EgressServer {
         if !self.worker.can_accept(cpu) {
             return Err(errors::not_enough_cpu());
         }
-        if let Err(e) = crate::pipeline::validate(&self.config, &req) {
+        let valid = crate::pipeline::validate(&self.config, &req)
+            .and_then(|()| crate::storage::check(&self.config, &req, &self.launcher.plugins));
+        if let Err(e) = valid {
             tracing::warn!(egress_id = %req.egress_id, request_type = classified.request_type.label(),
                 error = %e, "request refused");
             return Err(e);

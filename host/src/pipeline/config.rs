@@ -340,11 +340,10 @@ impl PipelineConfig {
             return Err(errors::not_supported(kind));
         }
         let file = shape.files.into_iter().next().ok_or_else(|| errors::invalid_input("output"))?;
-        let server_upload = config.storage.as_ref().and_then(|s| s.providers().first().copied());
-        if let Some(name) = file.upload.or(server_upload.map(provider_label)) {
-            return Err(errors::not_supported(&format!("{name} upload")));
-        }
-        if config.disallow_local_storage {
+        // Uploads go through the storage sink plugins (`crate::storage`, checked there); only
+        // the Go rule about local files is a request error here.
+        let server_upload = config.storage.as_ref().is_some_and(|s| !s.is_local());
+        if config.disallow_local_storage && file.upload.is_none() && !server_upload {
             return Err(errors::invalid_input("output"));
         }
         let cleaned = clean(&file.filepath);
@@ -408,14 +407,6 @@ impl PipelineConfig {
     }
 }
 
-fn provider_label(p: &str) -> &'static str {
-    match p {
-        "s3" => "S3",
-        "gcp" => "GCP",
-        "azure" => "Azure",
-        _ => "AliOSS",
-    }
-}
 
 
 /// The first output kind a request asks for that this build cannot produce yet, in the order
@@ -501,9 +492,17 @@ mod tests {
         let mut r = base();
         r.stream_outputs.push(livekit::StreamOutput { urls: vec!["rtmp://a/b/c".into()], ..Default::default() });
         assert_eq!(err(&rc(r)), "stream output is not yet supported");
+        // An upload is not a request error here (crate::storage checks it), even when local
+        // files are disallowed.
         let mut r = base();
         r.file_outputs[0].output = Some(encoded_file_output::Output::S3(Default::default()));
-        assert_eq!(err(&rc(r)), "S3 upload is not yet supported");
+        let mut no_local = service();
+        no_local.disallow_local_storage = true;
+        assert!(PipelineConfig::new(&no_local, &rc(r), "my room", SystemTime::now()).is_ok());
+        assert_eq!(
+            PipelineConfig::new(&no_local, &rc(base()), "", SystemTime::now()).unwrap_err().message,
+            "request has missing or invalid field: output"
+        );
         let mut r = base();
         r.file_outputs[0].file_type = EncodedFileType::Ogg as i32;
         assert_eq!(err(&rc(r)), "no supported codec is compatible with all outputs");

@@ -24,9 +24,10 @@ use super::config::PipelineConfig;
 use super::error::PipelineError;
 use super::gst::GstEvent;
 use super::manifest::{Manifest, ManifestFile};
-use super::outputs::{Delivered, DeliveryPlan, Destination, PlannedFile, deliver};
+use super::outputs::{DeliveryPlan, Destination, PlannedFile};
 use super::web_source::WebSource;
 use crate::config::ServiceConfig;
+use crate::storage::{self, Destinations, LiveUpload, Uploaded};
 
 /// How long EOS may take to drain through the pipeline (Go: 30 s, then "pipeline frozen").
 const EOS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -134,6 +135,10 @@ pub struct Controller {
     info: EgressInfo,
     file: FileInfo,
     work_dir: PathBuf,
+    /// Where the file goes (primary and backup storage).
+    dests: Destinations,
+    /// The upload that follows the file while it is written; started when the recording is.
+    upload: Option<LiveUpload>,
     updates: mpsc::UnboundedSender<EgressInfo>,
     stop: watch::Receiver<Option<StopRequest>>,
     /// The last stop request acted on, so each is handled once.
@@ -156,6 +161,7 @@ impl Controller {
         cfg: PipelineConfig,
         mut info: EgressInfo,
         work_dir: PathBuf,
+        dests: Destinations,
         updates: mpsc::UnboundedSender<EgressInfo>,
         stop: watch::Receiver<Option<StopRequest>>,
     ) -> Controller {
@@ -169,6 +175,8 @@ impl Controller {
             info,
             file,
             work_dir,
+            dests,
+            upload: None,
             updates,
             stop,
             seen_stop: None,
@@ -370,6 +378,11 @@ impl Controller {
         tracing::info!("recording active");
         self.send_update();
         self.write_plan();
+        self.upload = Some(LiveUpload::start(
+            self.dests.clone(),
+            self.local_path(),
+            storage::content_type_for(&self.cfg.file.storage_path).to_owned(),
+        ));
 
         // Recording.
         let mut page_open = true;
@@ -496,9 +509,10 @@ impl Controller {
             self.file.ended_at = ended_at;
             self.file.duration = ended_at - self.started_at;
             match self.deliver_output().await {
-                Ok(Some(d)) => {
-                    self.file.location = d.location;
-                    self.file.size = d.size as i64;
+                Ok(Some(u)) => {
+                    self.file.location = u.location;
+                    self.file.size = u.size as i64;
+                    self.info.backup_storage_used = u.backup_used;
                 }
                 Ok(None) => tracing::warn!("the recording produced no file"),
                 Err(e) => {
@@ -508,6 +522,8 @@ impl Controller {
                     }
                 }
             }
+        } else if let Some(upload) = self.upload.take() {
+            upload.cancel();
         }
         if self.info.status_is(EgressStatus::EgressActive) || self.info.status_is(EgressStatus::EgressEnding) {
             self.info.set_complete();
@@ -527,20 +543,54 @@ impl Controller {
         self.info
     }
 
-    async fn deliver_output(&self) -> Result<Option<Delivered>, PipelineError> {
+    /// Finishes the upload that followed the recording. If no storage took it, the file is kept
+    /// in local storage and the error names where (nothing recorded is deleted unverified).
+    async fn deliver_output(&mut self) -> Result<Option<Uploaded>, PipelineError> {
         let local = self.local_path();
         let size = std::fs::metadata(&local).map(|m| m.len()).unwrap_or(0);
-        if size == 0 {
-            let _ = std::fs::remove_file(&local);
-            return Ok(None);
+        let upload = match self.upload.take() {
+            Some(u) if size > 0 => u,
+            other => {
+                if let Some(u) = other {
+                    u.cancel();
+                }
+                let _ = std::fs::remove_file(&local);
+                return Ok(None);
+            }
+        };
+        match upload.finish().await {
+            Ok(u) => {
+                tracing::info!(location = %u.location, size = u.size, backup_used = u.backup_used, "recording stored");
+                let _ = std::fs::remove_file(&local);
+                Ok(Some(u))
+            }
+            Err(e) => {
+                let storage_path = self.cfg.file.storage_path.clone();
+                let kept = tokio::task::spawn_blocking(move || storage::keep_locally(&local, &storage_path))
+                    .await
+                    .unwrap_or_else(|e| format!("(unknown: {e})"));
+                self.file.location = kept.clone();
+                self.file.size = size as i64;
+                let reason = match &e {
+                    storage::UploadError::Primary { reason, .. } => reason.clone(),
+                    storage::UploadError::Both { .. } => e.to_string(),
+                };
+                let location = match &e {
+                    storage::UploadError::Primary { label, .. } => *label,
+                    storage::UploadError::Both { .. } => self.dests.primary.label,
+                };
+                Err(match e {
+                    storage::UploadError::Primary { .. } => PipelineError::Upload {
+                        location,
+                        reason: format!("{reason}; the recording was kept at {kept}"),
+                    },
+                    storage::UploadError::Both { primary, backup } => PipelineError::UploadBoth {
+                        primary,
+                        backup: format!("{backup}; the recording was kept at {kept}"),
+                    },
+                })
+            }
         }
-        let dest = Destination { storage_path: self.cfg.file.storage_path.clone() };
-        let delivered = tokio::task::spawn_blocking(move || deliver(&local, &dest))
-            .await
-            .map_err(|e| PipelineError::Upload { location: "Local", reason: e.to_string() })?;
-        delivered
-            .map(Some)
-            .map_err(|e| PipelineError::Upload { location: e.storage_name(), reason: e.to_string() })
     }
 
     async fn write_manifest(&mut self) {
@@ -558,11 +608,18 @@ impl Controller {
             tracing::error!(error = %e, "could not write the manifest");
             return;
         }
-        let dest = Destination { storage_path: Manifest::storage_path(&self.cfg.file.storage_path, &self.cfg.egress_id) };
-        match tokio::task::spawn_blocking(move || deliver(&local, &dest)).await {
-            Ok(Ok(d)) => self.info.manifest_location = d.location,
-            Ok(Err(e)) => tracing::error!(error = %e, "could not deliver the manifest"),
-            Err(e) => tracing::error!(error = %e, "manifest delivery panicked"),
+        // Beside the recording, in the storage that took it.
+        let storage_path = Manifest::storage_path(&self.cfg.file.storage_path, &self.cfg.egress_id);
+        let dest = if self.info.backup_storage_used {
+            self.dests.backup.as_ref().unwrap_or(&self.dests.primary)
+        } else {
+            &self.dests.primary
+        };
+        let dests = Destinations { primary: dest.for_path(&storage_path), backup: None };
+        match storage::upload_file(&dests, &local, "application/json").await {
+            Ok(u) => self.info.manifest_location = u.location,
+            Err(e) => tracing::error!(error = %e, "could not store the manifest"),
         }
+        let _ = std::fs::remove_file(&local);
     }
 }

@@ -32,6 +32,9 @@ pub enum PipelineError {
     /// `ErrUploadFailed`: the finished file could not be delivered.
     #[error("{location} upload failed: {reason}")]
     Upload { location: &'static str, reason: String },
+    /// The primary and the backup storage both failed (Go's two-line text, code 400).
+    #[error("primary: {primary}\nbackup: {backup}")]
+    UploadBoth { primary: String, backup: String },
     /// A stop with an error (CPU/OOM kill, shutdown), already worded by the service.
     #[error("{0}")]
     Killed(String),
@@ -41,7 +44,10 @@ impl PipelineError {
     pub fn code(&self) -> Code {
         match self {
             PipelineError::Request(e) => e.code,
-            PipelineError::PageLoad(_) | PipelineError::Template(_) | PipelineError::Upload { .. } => {
+            PipelineError::PageLoad(_)
+            | PipelineError::Template(_)
+            | PipelineError::Upload { .. }
+            | PipelineError::UploadBoth { .. } => {
                 Code::InvalidArgument
             }
             // KillEgress wraps its reason as PermissionDenied (reference §7).

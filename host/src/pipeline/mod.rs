@@ -8,20 +8,22 @@
 //!   anything is launched (so bad input is answered synchronously, as in Go).
 //! * [`run`]: records until the source ends or a stop arrives, reporting every status change on
 //!   [`Control::updates`], and returns the final [`EgressInfo`].
-//! * [`salvage`]: run by the service after a handler died, delivers the partial file it left.
+//! * `crate::storage::salvage`: run by the service after a handler died, delivers the partial
+//!   file it left (from the [`outputs::DeliveryPlan`]).
 //!
 //! What this build records: web pages ([`WebEgressRequest`], v2 web source) and room
 //! composites through the template ([`RoomCompositeEgressRequest`], v2 template source), with
-//! one file output (MP4, OGG or MP3) delivered to local storage. Modules, one job each:
+//! one file output (MP4, OGG or MP3), streamed to its storage's sink plugin while it is written
+//! (`crate::storage`). Modules, one job each:
 //! [`config`] (request → settings, Go's validation), [`encoding`], [`filename`], [`token`],
 //! [`display`] (Xvfb), [`pulse`] (PulseAudio), [`chrome`] (Chrome over CDP), [`gst`] (the
 //! GStreamer pipeline), [`web_source`] (all of those together), [`controller`] (status
-//! lifecycle), [`outputs`] (delivery, the one exit for finished files) and [`manifest`].
+//! lifecycle), [`outputs`] (the delivery plan and the local last resort) and [`manifest`].
 //!
 //! [`WebEgressRequest`]: egress_proto::livekit::WebEgressRequest
 //! [`RoomCompositeEgressRequest`]: egress_proto::livekit::RoomCompositeEgressRequest
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -31,6 +33,7 @@ use egress_proto::livekit::{EgressInfo, FileInfo, UpdateStreamRequest};
 use egress_proto::rpc::StartEgressRequest;
 
 use crate::config::ServiceConfig;
+use crate::plugins::PluginRegistry;
 use crate::egress::request::{Classified, RequestType};
 use crate::rpc::{Code, RpcError};
 
@@ -58,6 +61,8 @@ pub struct Job {
     pub info: EgressInfo,
     /// A private directory for temporary files; removed by the service after the handler exits.
     pub work_dir: PathBuf,
+    /// The active sink plugins: where the recording goes.
+    pub plugins: Arc<PluginRegistry>,
 }
 
 /// Why a pipeline is asked to stop.
@@ -109,16 +114,25 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
             return info;
         }
     };
+    let targets = crate::storage::target::for_file_output(&job.config, &job.request);
+    let dests = match crate::storage::destinations(&targets, &job.plugins, &cfg.file.storage_path) {
+        Ok(d) => d,
+        Err(e) => {
+            use controller::InfoExt;
+            let mut info = job.info;
+            info.set_failed(&PipelineError::Upload { location: targets.primary.provider.label(), reason: e.to_string() });
+            return info;
+        }
+    };
     tracing::info!(egress_id = %cfg.egress_id, request_type = cfg.request_type.label(), source = ?cfg.source,
-        file = %cfg.file.storage_path, "starting web recording");
-    controller::Controller::new(job.config, cfg, job.info, job.work_dir, updates, stop).run().await
+        file = %cfg.file.storage_path, storage = dests.primary.label, key = %dests.primary.key,
+        backup = dests.backup.as_ref().map(|b| b.label), "starting web recording");
+    controller::Controller::new(job.config, cfg, job.info, job.work_dir, dests, updates, stop).run().await
 }
 
-/// Delivers the partial output of a handler that died without a final status and returns the
-/// file results for its FAILED info. Blocking (it may copy a large file): call it from
-/// `spawn_blocking`.
-pub fn salvage(work_dir: &Path) -> Vec<FileInfo> {
-    outputs::salvage(work_dir, controller::now_nanos())
+/// Now, in Unix nanoseconds (the unit of every `EgressInfo` time).
+pub fn now_nanos() -> i64 {
+    controller::now_nanos()
 }
 
 /// Puts salvaged files into a FAILED info (and the deprecated single result when there is one).

@@ -1,15 +1,14 @@
-//! Delivering finished files: the one place where a local file leaves the work directory.
+//! Local files of a recording: the delivery plan and the last resort.
 //!
-//! Today this is the Go egress's "local storage": the storage path from the request is placed
-//! under a root directory (`EGRESS_LOCAL_STORAGE_DIR`, default the process's working directory,
-//! which is what Go's `abs("")` gives), the file is fsynced and renamed into place atomically,
-//! and the location is the absolute path. When sink plugins arrive, [`deliver`] is the function
-//! to point at the plugin registry; nothing else writes outside the work dir.
-//!
-//! A handler that is killed cannot deliver its own file, so before recording starts it writes a
-//! [`DeliveryPlan`] into its work dir; the service calls [`salvage`] with that dir after the
-//! handler died, and the partial file (fragmented MP4, Ogg or MP3: all playable when cut short)
-//! is delivered and reported like a finished one.
+//! Recordings reach their storage through sink plugins (`crate::storage`). This module keeps
+//! what is about the work dir itself:
+//! * [`DeliveryPlan`]: a handler that is killed cannot deliver its own file, so before recording
+//!   starts it writes the plan into its work dir; the service then salvages the partial file
+//!   (fragmented MP4, Ogg or MP3: all playable when cut short) with `storage::salvage`.
+//! * [`deliver`]: the last resort when no storage takes a recording: the file is renamed into
+//!   local storage (`EGRESS_LOCAL_STORAGE_DIR`, default the working directory, which is what
+//!   Go's `abs("")` gives; fsync + atomic rename) so that the work dir's cleanup cannot delete it.
+//! * [`mark_keep`]: when even that fails, the work dir is marked and the service keeps it.
 
 use std::fs::{self, File};
 use std::io;
@@ -17,12 +16,13 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use egress_proto::livekit::FileInfo;
 
 /// Env var naming the local storage root.
 pub const ENV_LOCAL_STORAGE_DIR: &str = "EGRESS_LOCAL_STORAGE_DIR";
 /// The plan's file name inside the work dir.
 const PLAN_FILE: &str = "delivery-plan.json";
+/// Marker of a work dir that must not be removed.
+const KEEP_FILE: &str = "KEEP";
 
 /// Where one output goes once finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +118,7 @@ pub fn deliver(local_path: &Path, dest: &Destination) -> Result<Delivered, Deliv
     Ok(Delivered { location, size })
 }
 
-/// What a handler will deliver, written before recording so the service can [`salvage`] it.
+/// What a handler will deliver, written before recording so the service can salvage it (`crate::storage::salvage`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryPlan {
     pub egress_id: String,
@@ -152,45 +152,14 @@ impl DeliveryPlan {
     }
 }
 
-/// Delivers what a dead handler left behind in `work_dir` and returns the file results. Files
-/// that were never written (or are empty) are skipped. Blocking; call it off the async runtime.
-pub fn salvage(work_dir: &Path, now_unix_nanos: i64) -> Vec<FileInfo> {
-    let Ok(plan) = DeliveryPlan::read(work_dir) else {
-        return Vec::new();
-    };
-    let mut results = Vec::new();
-    for f in plan.files {
-        let Ok(meta) = fs::metadata(&f.local_path) else { continue };
-        if meta.len() == 0 {
-            continue;
-        }
-        let ended_at = meta
-            .modified()
-            .ok()
-            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(now_unix_nanos);
-        match deliver(&f.local_path, &f.destination) {
-            Ok(d) => {
-                tracing::info!(egress_id = %plan.egress_id, location = %d.location, size = d.size,
-                    "delivered the partial file of a failed handler");
-                let started_at = if f.started_at > 0 { f.started_at } else { ended_at };
-                results.push(FileInfo {
-                    filename: f.destination.storage_path.clone(),
-                    started_at,
-                    ended_at,
-                    duration: (ended_at - started_at).max(0),
-                    size: d.size as i64,
-                    location: d.location,
-                });
-            }
-            Err(e) => {
-                tracing::error!(egress_id = %plan.egress_id, error = %e, "could not deliver the partial file");
-            }
-        }
-    }
-    DeliveryPlan::remove(work_dir);
-    results
+/// Marks a work dir whose recording could not be delivered anywhere: the service keeps it.
+pub fn mark_keep(work_dir: &Path) {
+    let _ = fs::write(work_dir.join(KEEP_FILE), b"a recording that could not be delivered is in this directory\n");
+}
+
+/// Whether the work dir holds an undelivered recording ([`mark_keep`]).
+pub fn is_kept(work_dir: &Path) -> bool {
+    work_dir.join(KEEP_FILE).exists()
 }
 
 #[cfg(test)]
@@ -207,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn deliver_moves_atomically_and_salvage_uses_the_plan() {
+    fn deliver_moves_atomically() {
         let root = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
         // SAFETY of the env change: this test module is the only user of the variable.
@@ -220,26 +189,6 @@ mod tests {
         assert!(!local.exists());
         assert_eq!(fs::read_dir(root.path().join("rec")).unwrap().count(), 1, "no temp file left behind");
 
-        let partial = work.path().join("b.mp4");
-        fs::write(&partial, b"abc").unwrap();
-        let plan = DeliveryPlan {
-            egress_id: "EG_1".into(),
-            files: vec![
-                PlannedFile { local_path: partial.clone(), destination: Destination { storage_path: "b.mp4".into() }, started_at: 1 },
-                PlannedFile {
-                    local_path: work.path().join("never.mp4"),
-                    destination: Destination { storage_path: "never.mp4".into() },
-                    started_at: 0,
-                },
-            ],
-        };
-        plan.write(work.path()).unwrap();
-        let results = salvage(work.path(), 5);
-        assert_eq!(results.len(), 1);
-        assert_eq!(results[0].filename, "b.mp4");
-        assert_eq!(results[0].size, 3);
-        assert!(root.path().join("b.mp4").exists());
-        assert!(salvage(work.path(), 5).is_empty(), "a plan is salvaged once");
         unsafe { std::env::remove_var(ENV_LOCAL_STORAGE_DIR) };
     }
 }

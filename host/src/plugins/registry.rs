@@ -37,9 +37,22 @@ pub struct ActivePlugin {
     pub source: Source,
     plugin: Arc<dyn LoadedPlugin>,
     factory: Arc<dyn SinkFactory>,
+    /// The entry's `config:` (null when none), the base of per-request configs.
+    config: Value,
 }
 
 impl ActivePlugin {
+    /// The `config:` it was loaded with.
+    pub fn config(&self) -> &Value {
+        &self.config
+    }
+
+    /// A sink configured for one use: the plugin's `create` with `config` (validated first).
+    pub fn configure(&self, config: &Value) -> Result<Arc<dyn SinkFactory>, SinkError> {
+        self.plugin.validate(config)?;
+        Ok(Arc::from(self.plugin.create(config)?))
+    }
+
     /// The configured sink.
     pub fn factory(&self) -> Arc<dyn SinkFactory> {
         self.factory.clone()
@@ -225,6 +238,7 @@ fn load_entry(key: &str, entry: &PluginEntry) -> Result<ActivePlugin, PluginErro
         source,
         plugin,
         factory,
+        config: entry.config.clone(),
     })
 }
 

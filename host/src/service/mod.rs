@@ -183,6 +183,8 @@ pub async fn run(config: ServiceConfig, source: ConfigSource) -> ExitCode {
         tmp_root: tmp_root(),
         worker: worker.clone(),
         io: io.clone(),
+        config: config.clone(),
+        plugins: shared.plugins.clone(),
         handler_rpc: RpcServer::new(bus.clone()).with_observer(metrics.clone()),
         links: Default::default(),
     });
