@@ -2,10 +2,16 @@
 // screen share in the requested layout, plays all audio, and signals START_RECORDING once
 // media is flowing.
 //
-// Layouts (by prefix, as the Go egress's default template): `speaker…` (the active speaker
-// large, up to three others beside it), `single-speaker…` (only the active speaker), anything
-// else, including `grid` and empty, a grid. A `-light` suffix gives a white background. A grid
-// turns into speaker while someone shares a screen.
+// Layouts: `grid`, `speaker` (the active speaker large, up to three others beside it) and
+// `single-speaker` (only the active speaker), each with a `-light` variant (`grid-light`,
+// `speaker-light`, `single-speaker-light`) on a white background instead of a dark one. Other
+// names are read by prefix, as the Go egress's default template reads them: `speaker…`,
+// `single-speaker…`, anything else (empty too) a grid; a `-light` suffix is the light theme.
+// A grid turns into speaker while someone shares a screen.
+//
+// Landscape cameras fill their tile; portrait cameras and screen shares are shown whole, on
+// the theme's background (as the Go template's components do), so the theme shows around a
+// portrait speaker even in single-speaker.
 
 import {
   ConnectionState,
@@ -53,10 +59,23 @@ function videoFor(src: TileSource): HTMLVideoElement {
     v.muted = true;
     v.autoplay = true;
     v.playsInline = true;
+    watchOrientation(v);
     watchFirstFrame(v);
     videos.set(src.key, v);
   }
   return v;
+}
+
+/** Marks the element `data-orientation="portrait"` or `"landscape"` (style.css fits by it);
+ *  `resize` fires whenever the publisher's resolution changes. */
+function watchOrientation(v: HTMLVideoElement): void {
+  const update = () => {
+    if (v.videoWidth > 0 && v.videoHeight > 0) {
+      v.dataset.orientation = v.videoHeight > v.videoWidth ? 'portrait' : 'landscape';
+    }
+  };
+  v.addEventListener('loadedmetadata', update);
+  v.addEventListener('resize', update);
 }
 
 /** START_RECORDING as soon as a video frame has actually been presented. */

@@ -43,6 +43,21 @@ pub fn egress_bin() -> PathBuf {
     path
 }
 
+/// The slim build (`--no-default-features --features file`): `$EGRESS_SLIM_BIN`, which
+/// scripts/test builds and sets. Panics with how to build it when missing.
+pub fn egress_slim_bin() -> PathBuf {
+    match std::env::var_os("EGRESS_SLIM_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+    {
+        Some(p) if p.is_file() => p,
+        other => panic!(
+            "slim egress binary not found ({other:?}): run scripts/test, which builds it with \
+             `cargo build -p egress-host --no-default-features --features file` and sets EGRESS_SLIM_BIN"
+        ),
+    }
+}
+
 /// A YAML config for the egress service that points it at `redis` and `livekit`, with the
 /// health and metrics servers on the given ports and debug logging.
 pub fn egress_config(
@@ -87,9 +102,19 @@ impl Egress {
 
     /// Like [`start`](Self::start), with extra command-line arguments and env vars.
     pub async fn start_with(config_yaml: String, args: &[&str], env: &[(&str, &str)]) -> Egress {
+        Egress::start_bin(&egress_bin(), config_yaml, args, env).await
+    }
+
+    /// Like [`start_with`](Self::start_with), running another build of the binary (the slim one).
+    pub async fn start_bin(
+        bin: &Path,
+        config_yaml: String,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Egress {
         let dir = TestDir::new("egress");
         dir.write("config.yaml", &config_yaml);
-        let bin = egress_bin();
+        let bin = bin.to_path_buf();
         let mut cmd = command(&bin, dir.path());
         for (key, _) in std::env::vars_os() {
             let k = key.to_string_lossy();

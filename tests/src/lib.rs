@@ -8,6 +8,8 @@
 //! * [`Stack`]: all three services, started and ready.
 //! * [`free_port`], [`http_get`].
 //! * [`recording`]: test pages, test media and publishers, ffprobe checks for recording tests.
+//! * [`storage`]: storage emulators for sink tests: [`Moto`] and [`S3sFs`] (S3), [`Azurite`]
+//!   (Azure Blob), [`GcsFacade`] (GCS XML API), with object_store clients to read objects back.
 //!
 //! Every service logs to files in its temp dir and is killed (its whole process group, SIGTERM
 //! then SIGKILL) when dropped. A service that fails to start makes the test panic with the tail of
@@ -25,15 +27,17 @@ mod process;
 pub mod recording;
 mod redis;
 mod stack;
+pub mod storage;
 mod tools;
 
-pub use egress::{Egress, egress_bin, egress_config};
+pub use egress::{Egress, egress_bin, egress_config, egress_slim_bin};
 pub use http::http_get;
 pub use livekit::{API_KEY, API_SECRET, LiveKitServer};
 pub use lk::{Lk, LkError, StartedEgress, lk};
 pub use ports::free_port;
 pub use redis::{Redis, Resp};
 pub use stack::Stack;
+pub use storage::{Azurite, GcsFacade, Moto, S3sFs};
 pub use tools::{TestDir, find_binary};
 
 /// Signal numbers for [`Egress::signal`].

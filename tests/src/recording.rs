@@ -8,7 +8,9 @@
 //!   published into a room with `lk room join --publish`;
 //! * [`probe`], [`mean_volume`], [`pixel`]: ffprobe/ffmpeg checks of a recorded file;
 //! * [`wait_for_status`] and friends: EgressInfo polling through `lk egress list`;
-//! * [`processes_mentioning`], [`handler_pid`]: what an egress left running.
+//! * [`twirp`]: livekit-server's Twirp JSON API, for what `lk` cannot send (v2 `StartEgress`);
+//! * [`processes_mentioning`], [`handler_pid`]: what an egress left running;
+//!   [`cpu_seconds`]: the CPU time they used.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,6 +22,10 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
 use crate::{Egress, LiveKitServer, Lk, Redis, TestDir, egress_config, find_binary, free_port};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 /// EgressStatus values as `lk egress list --json` prints them.
 pub mod status {
@@ -87,9 +93,21 @@ impl RecordingStack {
         ));
         let templates = templates_dir();
         let templates = templates.to_string_lossy().into_owned();
-        let mut egress = Egress::start_with(config.clone(), &[], &[("EGRESS_TEMPLATES_DIR", templates.as_str())]).await;
+        let mut egress = Egress::start_with(
+            config.clone(),
+            &[],
+            &[("EGRESS_TEMPLATES_DIR", templates.as_str())],
+        )
+        .await;
         egress.wait_healthy(health_port).await;
-        RecordingStack { egress, livekit, redis, health_port, template_port, config }
+        RecordingStack {
+            egress,
+            livekit,
+            redis,
+            health_port,
+            template_port,
+            config,
+        }
     }
 
     pub fn lk(&self) -> Lk {
@@ -104,18 +122,28 @@ impl RecordingStack {
 
 /// The latest EgressInfo of `egress_id`, as `lk egress list --json` prints it.
 pub async fn egress_info(lk: &Lk, egress_id: &str) -> Option<Value> {
-    lk.egress_list_with(&["--id", egress_id]).await.into_iter().next()
+    lk.egress_list_with(&["--id", egress_id])
+        .await
+        .into_iter()
+        .next()
 }
 
 /// `status` of an EgressInfo JSON (0 is omitted by Go's JSON encoder).
 pub fn status_of(info: &Value) -> i64 {
-    info.get("status").and_then(Value::as_i64).unwrap_or(status::STARTING)
+    info.get("status")
+        .and_then(Value::as_i64)
+        .unwrap_or(status::STARTING)
 }
 
 /// Polls until the egress reaches `want` (or any later, terminal status); returns its info and
 /// the instant the status was first seen. Panics after `timeout`, or if the status is terminal
 /// and not `want`.
-pub async fn wait_for_status(lk: &Lk, egress_id: &str, want: i64, timeout: Duration) -> (Value, Instant) {
+pub async fn wait_for_status(
+    lk: &Lk,
+    egress_id: &str,
+    want: i64,
+    timeout: Duration,
+) -> (Value, Instant) {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(info) = egress_info(lk, egress_id).await {
@@ -124,12 +152,16 @@ pub async fn wait_for_status(lk: &Lk, egress_id: &str, want: i64, timeout: Durat
                 return (info, Instant::now());
             }
             if s >= status::COMPLETE && s != want {
-                panic!("egress {egress_id} ended with status {s} while waiting for {want}: {info:#}");
+                panic!(
+                    "egress {egress_id} ended with status {s} while waiting for {want}: {info:#}"
+                );
             }
         }
         if Instant::now() >= deadline {
             let info = egress_info(lk, egress_id).await;
-            panic!("egress {egress_id} did not reach status {want} in {timeout:?}; last info: {info:?}");
+            panic!(
+                "egress {egress_id} did not reach status {want} in {timeout:?}; last info: {info:?}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -185,7 +217,9 @@ if (q.has('end_after')) setTimeout(() => console.log('END_RECORDING'), Number(q.
 
 impl TestPage {
     pub async fn start() -> TestPage {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind test page server");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind test page server");
         let port = listener.local_addr().expect("local addr").port();
         let task = tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
@@ -252,10 +286,16 @@ impl TestMedia {
 
     /// Like [`generate`](Self::generate) at `width`×`height` and `kbps`.
     pub async fn generate_sized(seconds: u32, width: u32, height: u32, kbps: u32) -> TestMedia {
+        TestMedia::generate_coloured(seconds, width, height, kbps, VIDEO_RGB).await
+    }
+
+    /// Like [`generate_sized`](Self::generate_sized) with the background colour `rgb` (so that
+    /// several publishers can be told apart in a composite).
+    pub async fn generate_coloured(seconds: u32, width: u32, height: u32, kbps: u32, rgb: [u8; 3]) -> TestMedia {
         let dir = TestDir::new("media");
         let video = dir.join("video.h264");
         let audio = dir.join("tone.ogg");
-        let [r, g, b] = VIDEO_RGB;
+        let [r, g, b] = rgb;
         // The box moves every frame (overlay evaluates its position per frame), so frames
         // differ and a recorder that drops frames shows it.
         let source = format!(
@@ -265,14 +305,62 @@ impl TestMedia {
             travel = width.saturating_sub(40).max(1)
         );
         let bitrate = format!("{kbps}k");
-        run_ffmpeg(&[
-            "-f", "lavfi", "-i", &source, "-c:v", "libx264", "-threads", "1", "-profile:v", "baseline", "-level", "3.1",
-            "-pix_fmt", "yuv420p", "-bf", "0", "-g", "15", "-b:v", &bitrate, "-bsf:v", "h264_mp4toannexb", "-f", "h264",
-        ], &video)
+        run_ffmpeg(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                &source,
+                "-c:v",
+                "libx264",
+                "-threads",
+                "1",
+                "-profile:v",
+                "baseline",
+                "-level",
+                "3.1",
+                "-pix_fmt",
+                "yuv420p",
+                "-bf",
+                "0",
+                "-g",
+                "15",
+                "-b:v",
+                &bitrate,
+                "-bsf:v",
+                "h264_mp4toannexb",
+                "-f",
+                "h264",
+            ],
+            &video,
+        )
         .await;
         let tone = format!("sine=frequency={AUDIO_TONE_HZ}:sample_rate=48000:duration={seconds}");
-        run_ffmpeg(&["-f", "lavfi", "-i", &tone, "-ac", "1", "-c:a", "libopus", "-b:a", "48k", "-frame_duration", "20", "-page_duration", "20000"], &audio).await;
-        TestMedia { video, audio, _dir: dir }
+        run_ffmpeg(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                &tone,
+                "-ac",
+                "1",
+                "-c:a",
+                "libopus",
+                "-b:a",
+                "48k",
+                "-frame_duration",
+                "20",
+                "-page_duration",
+                "20000",
+            ],
+            &audio,
+        )
+        .await;
+        TestMedia {
+            video,
+            audio,
+            _dir: dir,
+        }
     }
 }
 
@@ -285,7 +373,11 @@ async fn run_ffmpeg(args: &[&str], out: &Path) {
         .output()
         .await
         .expect("run ffmpeg");
-    assert!(output.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// `lk room join --publish FILE` running in the background; killed on drop.
@@ -296,12 +388,27 @@ pub struct Publisher {
 
 impl Publisher {
     /// Joins `room` as `identity` and publishes `file` (`.h264` needs `fps`).
-    pub fn start(livekit: &LiveKitServer, room: &str, identity: &str, file: &Path, fps: Option<u32>, log_dir: &Path) -> Publisher {
-        let log = std::fs::File::create(log_dir.join(format!("publisher-{identity}.log"))).expect("publisher log");
+    pub fn start(
+        livekit: &LiveKitServer,
+        room: &str,
+        identity: &str,
+        file: &Path,
+        fps: Option<u32>,
+        log_dir: &Path,
+    ) -> Publisher {
+        let log = std::fs::File::create(log_dir.join(format!("publisher-{identity}.log")))
+            .expect("publisher log");
         let mut cmd = Command::new(find_binary("lk"));
-        cmd.args(["--url", &livekit.http_url(), "--api-key", livekit.api_key(), "--api-secret", livekit.api_secret()])
-            .args(["room", "join", "--identity", identity, "--publish"])
-            .arg(file);
+        cmd.args([
+            "--url",
+            &livekit.http_url(),
+            "--api-key",
+            livekit.api_key(),
+            "--api-secret",
+            livekit.api_secret(),
+        ])
+        .args(["room", "join", "--identity", identity, "--publish"])
+        .arg(file);
         if let Some(fps) = fps {
             cmd.args(["--fps", &fps.to_string()]);
         }
@@ -316,7 +423,10 @@ impl Publisher {
             }
         }
         let child = cmd.spawn().expect("start lk room join");
-        Publisher { child, identity: identity.to_owned() }
+        Publisher {
+            child,
+            identity: identity.to_owned(),
+        }
     }
 
     pub async fn stop(mut self) {
@@ -336,16 +446,25 @@ pub async fn wait_for_publishers(lk: &Lk, room: &str, publishers: i64, timeout: 
             .ok()
             .and_then(|v| {
                 let rooms = v.get("rooms").cloned().unwrap_or(v);
-                rooms.as_array()?.iter().find(|r| r["name"] == room).map(|r| {
-                    r.get("numPublishers").or_else(|| r.get("num_publishers")).and_then(Value::as_i64).unwrap_or(0)
-                })
+                rooms
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["name"] == room)
+                    .map(|r| {
+                        r.get("numPublishers")
+                            .or_else(|| r.get("num_publishers"))
+                            .and_then(Value::as_i64)
+                            .unwrap_or(0)
+                    })
             })
             .unwrap_or(0);
         if count >= publishers {
             return;
         }
         if Instant::now() >= deadline {
-            panic!("room {room}: {count} of {publishers} publishers after {timeout:?}; lk printed:\n{text}");
+            panic!(
+                "room {room}: {count} of {publishers} publishers after {timeout:?}; lk printed:\n{text}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -376,7 +495,10 @@ pub struct Probe {
 fn ratio(s: &str) -> f64 {
     match s.split_once('/') {
         Some((n, d)) => {
-            let (n, d) = (n.parse::<f64>().unwrap_or(0.0), d.parse::<f64>().unwrap_or(0.0));
+            let (n, d) = (
+                n.parse::<f64>().unwrap_or(0.0),
+                d.parse::<f64>().unwrap_or(0.0),
+            );
             if d == 0.0 { 0.0 } else { n / d }
         }
         None => s.parse().unwrap_or(0.0),
@@ -386,14 +508,31 @@ fn ratio(s: &str) -> f64 {
 /// `ffprobe` of `file`; panics if ffprobe cannot read it.
 pub async fn probe(file: &Path) -> Probe {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
         .arg(file)
         .output()
         .await
         .expect("run ffprobe");
-    assert!(out.status.success(), "ffprobe {} failed: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe {} failed: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
-    let text = |s: &Value, k: &str| s.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |s: &Value, k: &str| {
+        s.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let num = |s: &Value, k: &str| s.get(k).and_then(Value::as_i64).unwrap_or(0);
     let float = |s: &Value, k: &str| text(s, k).parse::<f64>().unwrap_or(0.0);
     let mut video = None;
@@ -415,7 +554,12 @@ pub async fn probe(file: &Path) -> Probe {
             _ => {}
         }
     }
-    Probe { format: text(&v["format"], "format_name"), duration: float(&v["format"], "duration"), video, audio }
+    Probe {
+        format: text(&v["format"], "format_name"),
+        duration: float(&v["format"], "duration"),
+        video,
+        audio,
+    }
 }
 
 /// Mean audio level of `file` in dB (ffmpeg `volumedetect`); −91 is digital silence.
@@ -472,11 +616,26 @@ pub async fn pixel(file: &Path, at_secs: f64, x: u32, y: u32, size: u32) -> [u8;
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-ss", &format!("{at_secs:.3}"), "-i"])
         .arg(file)
-        .args(["-frames:v", "1", "-vf", &format!("crop={size}:{size}:{x}:{y},scale=1:1:flags=area"), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            &format!("crop={size}:{size}:{x}:{y},scale=1:1:flags=area"),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
         .output()
         .await
         .expect("run ffmpeg for a frame");
-    assert!(out.status.success() && out.stdout.len() >= 3, "no frame at {at_secs}s of {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && out.stdout.len() >= 3,
+        "no frame at {at_secs}s of {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     [out.stdout[0], out.stdout[1], out.stdout[2]]
 }
 
@@ -490,9 +649,13 @@ pub fn colour_distance(a: [u8; 3], b: [u8; 3]) -> u8 {
 pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     let me = std::process::id();
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         if pid == me {
             continue;
         }
@@ -500,7 +663,11 @@ pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // Zombies are gone in all but name (their parent has not reaped them yet).
-        if stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')) {
+        if stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'))
+        {
             continue;
         }
         let hay = |b: &[u8]| String::from_utf8_lossy(b).contains(needle);
@@ -513,7 +680,10 @@ pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
 
 /// The `egress run-handler` process of `egress_id`.
 pub fn handler_pid(egress_id: &str) -> Option<u32> {
-    processes_mentioning(egress_id).into_iter().find(|(_, cmd)| cmd.contains("run-handler")).map(|(pid, _)| pid)
+    processes_mentioning(egress_id)
+        .into_iter()
+        .find(|(_, cmd)| cmd.contains("run-handler"))
+        .map(|(pid, _)| pid)
 }
 
 /// Waits until no process mentions `needle` (Chrome, Xvfb and PulseAudio of an egress all carry
@@ -527,4 +697,76 @@ pub async fn wait_no_processes(needle: &str, timeout: Duration) -> Vec<(u32, Str
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// CPU time (user + system, seconds) used so far by the live processes mentioning `needle`
+/// (an egress ID: its handler, Chrome, Xvfb and PulseAudio). Exited processes no longer count,
+/// so compare two samples taken while the egress runs.
+pub fn cpu_seconds(needle: &str) -> f64 {
+    processes_mentioning(needle).into_iter().map(|(pid, _)| process_cpu_seconds(pid)).sum()
+}
+
+/// CPU time (user + system, seconds) of one process, 0 when it is gone.
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces): state is the 1st, utime the 12th and
+    // stime the 13th (fields 14 and 15 of proc(5)).
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (field(11) + field(12)) / ticks
+}
+
+/// An HS256 access token for livekit-server with the `video` grant `video_grant`
+/// (e.g. `{"roomRecord": true}`), valid for ten minutes.
+pub fn access_token(livekit: &LiveKitServer, video_grant: Value) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let header = serde_json::json!({ "alg": "HS256", "typ": "JWT" });
+    let claims = serde_json::json!({
+        "iss": livekit.api_key(),
+        "sub": "egress-e2e",
+        "nbf": now.saturating_sub(10),
+        "exp": now + 600,
+        "video": video_grant,
+    });
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let signing_input = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
+    let mut mac = Hmac::<Sha256>::new_from_slice(livekit.api_secret().as_bytes()).expect("HMAC takes any key length");
+    mac.update(signing_input.as_bytes());
+    format!("{signing_input}.{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+/// A Twirp JSON call: `POST /twirp/livekit.<service_method>` (e.g. `Egress/StartEgress`) with
+/// `body` and a token carrying `video_grant`. Returns the HTTP status and the JSON answer (a
+/// Twirp error is `{"code": …, "msg": …}`). Panics if the server cannot be reached or answers
+/// something that is not JSON.
+pub async fn twirp(livekit: &LiveKitServer, service_method: &str, video_grant: Value, body: &Value) -> (u16, Value) {
+    let token = access_token(livekit, video_grant);
+    let body = body.to_string();
+    let authority = format!("127.0.0.1:{}", livekit.port());
+    // HTTP/1.0 with Connection: close, so the answer is the rest of the stream (no chunking).
+    let request = format!(
+        "POST /twirp/livekit.{service_method} HTTP/1.0\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&authority).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("twirp {service_method}: no answer in 30 s"))
+        .unwrap_or_else(|e| panic!("twirp {service_method}: {e}"));
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("twirp {service_method}: no HTTP head"));
+    let head = String::from_utf8_lossy(&raw[..head_end]);
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let text = String::from_utf8_lossy(&raw[head_end + 4..]);
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("twirp {service_method}: HTTP {status}, not JSON ({e}): {text}"));
+    (status, json)
 }

@@ -12,7 +12,7 @@ use egress_proto::livekit::{
 };
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
-use super::encoding::{AudioCodec, Container, Encoding, EncodingRequest, choose_file_format};
+use super::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format};
 use super::filename::{FilenameInfo, LocalTime, clean};
 use super::token::egress_token;
 use crate::config::ServiceConfig;
@@ -81,6 +81,8 @@ pub struct PipelineConfig {
     pub encoding: Encoding,
     /// Set when `audio` is.
     pub audio_codec: Option<AudioCodec>,
+    /// Set when `video` is.
+    pub video_codec: Option<VideoCodec>,
     pub file: FileOutputSpec,
     /// 0 = no limit.
     pub max_duration: Duration,
@@ -88,7 +90,7 @@ pub struct PipelineConfig {
     pub max_size: u64,
     /// GStreamer queue depth (`latency.pipeline_latency`).
     pub pipeline_latency: Duration,
-    /// x264 threads; 0 = x264 decides.
+    /// Video encoder threads; 0 = the encoder decides (x264), or one per 1080p30 of pixels (vp8enc).
     pub encoder_threads: u32,
 }
 
@@ -382,7 +384,9 @@ impl PipelineConfig {
             Ok(EncodedFileType::Mp3) => Some(Container::Mp3),
             _ => None,
         };
-        let (container, audio_codec) = choose_file_format(requested, audio, video, encoding.audio_codec)?;
+        // DEFAULT_FILETYPE with VP8 video becomes WebM (see `encoding`).
+        let format = choose_file_format(requested, audio, video, encoding.audio_codec, encoding.video_codec)?;
+        let container = format.container;
         let names = FilenameInfo::new(&room_name, &req.room_id, req.retry_count, LocalTime::from_system(now));
         let storage_path = names.file_path(&cleaned, container.extension());
         let local_name = storage_path.rsplit('/').next().unwrap_or(&storage_path).to_owned();
@@ -397,7 +401,8 @@ impl PipelineConfig {
             audio,
             video,
             encoding,
-            audio_codec,
+            audio_codec: format.audio,
+            video_codec: format.video,
             file: FileOutputSpec { container, storage_path, local_name, disable_manifest: file.disable_manifest },
             max_duration: config.session_limits.file_output_max_duration,
             max_size: config.session_limits.file_output_max_size,
@@ -549,6 +554,32 @@ mod tests {
         assert_eq!((p.file.container, p.audio_codec), (Container::Ogg, Some(AudioCodec::Opus)));
         assert!(p.file.storage_path.starts_with("out/web-"), "{}", p.file.storage_path);
         assert!(p.file.storage_path.ends_with(".ogg"));
+    }
+
+    #[test]
+    fn vp8_records_webm_and_refuses_other_file_types() {
+        let web = |file_type: EncodedFileType| StartEgressRequest {
+            egress_id: "EG_1".into(),
+            request: Some(Request::Web(livekit::WebEgressRequest {
+                url: "http://127.0.0.1:9/page".into(),
+                options: Some(web::Options::Advanced(livekit::EncodingOptions {
+                    video_codec: livekit::VideoCodec::Vp8 as i32,
+                    ..Default::default()
+                })),
+                file_outputs: vec![livekit::EncodedFileOutput {
+                    filepath: "rec/page.mp4".into(),
+                    file_type: file_type as i32,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let p = PipelineConfig::new(&service(), &web(EncodedFileType::DefaultFiletype), "", SystemTime::now()).unwrap();
+        assert_eq!((p.file.container, p.audio_codec, p.video_codec), (Container::Webm, Some(AudioCodec::Opus), Some(VideoCodec::Vp8)));
+        assert_eq!(p.file.storage_path, "rec/page.webm", "a known wrong extension is replaced");
+        assert_eq!(err(&web(EncodedFileType::Mp4)), "format video/mp4 incompatible with codec video/vp8");
+        assert_eq!(err(&web(EncodedFileType::Ogg)), "format audio/ogg incompatible with codec video/vp8");
     }
 
     #[test]

@@ -1,8 +1,15 @@
 //! Encoding settings: the Go egress's base defaults, presets, advanced options and their
 //! validation (reference §2.5, `pkg/config/encoding.go`), and the codec/container choice for
 //! file outputs (§2.1, `validateAndUpdateOutputParams`).
+//!
+//! One step beyond Go: the Go egress encodes only H.264 and ignores `video_codec: VP8` (it
+//! records H.264 anyway). Here VP8 is encodable, and a `DEFAULT_FILETYPE` file with VP8 video
+//! becomes WebM (VP8 + Opus), the container Go already uses for VP8 track passthrough.
+//! `EncodedFileType` has no WebM, so WebM is only ever chosen, never requested; VP8 with an
+//! explicit MP4, OGG or MP3 file is refused with Go's incompatibility error. The protocol has no
+//! VP9 value in `VideoCodec`, so VP9 cannot be asked for.
 
-use egress_proto::livekit::{AudioCodec as ReqAudioCodec, EncodingOptions, EncodingOptionsPreset, VideoCodec};
+use egress_proto::livekit::{AudioCodec as ReqAudioCodec, EncodingOptions, EncodingOptionsPreset, VideoCodec as ReqVideoCodec};
 
 use crate::egress::errors;
 use crate::rpc::RpcError;
@@ -25,6 +32,23 @@ impl AudioCodec {
     }
 }
 
+/// Encodable video codecs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    H264,
+    Vp8,
+}
+
+impl VideoCodec {
+    /// The Go egress's MIME type names (used in its error texts).
+    pub fn mime(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "video/h264",
+            VideoCodec::Vp8 => "video/vp8",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     Baseline,
@@ -42,21 +66,24 @@ impl Profile {
     }
 }
 
-/// File containers a request can ask for (`EncodedFileType`) once resolved.
+/// File containers: those a request can ask for (`EncodedFileType`), and WebM, which is chosen
+/// for VP8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Container {
     Mp4,
     Ogg,
     Mp3,
+    Webm,
 }
 
 impl Container {
-    /// The Go egress's output type names (used in its error texts).
+    /// The Go egress's output type names (used in its error texts); also the content type.
     pub fn mime(self) -> &'static str {
         match self {
             Container::Mp4 => "video/mp4",
             Container::Ogg => "audio/ogg",
             Container::Mp3 => "audio/mpeg",
+            Container::Webm => "video/webm",
         }
     }
 
@@ -65,6 +92,7 @@ impl Container {
             Container::Mp4 => ".mp4",
             Container::Ogg => ".ogg",
             Container::Mp3 => ".mp3",
+            Container::Webm => ".webm",
         }
     }
 
@@ -72,8 +100,17 @@ impl Container {
     fn default_audio(self) -> AudioCodec {
         match self {
             Container::Mp4 => AudioCodec::Aac,
-            Container::Ogg => AudioCodec::Opus,
+            Container::Ogg | Container::Webm => AudioCodec::Opus,
             Container::Mp3 => AudioCodec::Mp3,
+        }
+    }
+
+    /// `types.DefaultVideoCodecs`; `None` for the audio containers.
+    fn default_video(self) -> Option<VideoCodec> {
+        match self {
+            Container::Mp4 => Some(VideoCodec::H264),
+            Container::Webm => Some(VideoCodec::Vp8),
+            Container::Ogg | Container::Mp3 => None,
         }
     }
 
@@ -81,14 +118,14 @@ impl Container {
     fn accepts_audio(self, codec: AudioCodec) -> bool {
         match self {
             Container::Mp4 => matches!(codec, AudioCodec::Aac | AudioCodec::Opus),
-            Container::Ogg => codec == AudioCodec::Opus,
+            Container::Ogg | Container::Webm => codec == AudioCodec::Opus,
             Container::Mp3 => true,
         }
     }
 
-    /// H.264 is the only encodable video codec; only MP4 carries it.
-    fn accepts_h264(self) -> bool {
-        self == Container::Mp4
+    /// `types.CodecCompatibility` for the encodable video codecs.
+    fn accepts_video(self, codec: VideoCodec) -> bool {
+        self.default_video() == Some(codec)
     }
 }
 
@@ -110,6 +147,8 @@ pub struct Encoding {
     pub audio_frequency: i32,
     /// Asked for explicitly (advanced options); `None` follows the container.
     pub audio_codec: Option<AudioCodec>,
+    /// Asked for explicitly (advanced options); `None` follows the container.
+    pub video_codec: Option<VideoCodec>,
 }
 
 impl Default for Encoding {
@@ -127,6 +166,7 @@ impl Default for Encoding {
             audio_bitrate: 128,
             audio_frequency: 44100,
             audio_codec: None,
+            video_codec: None,
         }
     }
 }
@@ -185,10 +225,18 @@ impl Encoding {
         if a.audio_frequency != 0 {
             self.audio_frequency = a.audio_frequency;
         }
-        match VideoCodec::try_from(a.video_codec) {
-            Ok(VideoCodec::H264Baseline) => self.profile = Profile::Baseline,
-            Ok(VideoCodec::H264High) => self.profile = Profile::High,
-            _ => {}
+        match ReqVideoCodec::try_from(a.video_codec) {
+            Ok(ReqVideoCodec::H264Baseline) => {
+                self.video_codec = Some(VideoCodec::H264);
+                self.profile = Profile::Baseline;
+            }
+            Ok(ReqVideoCodec::H264Main) => self.video_codec = Some(VideoCodec::H264),
+            Ok(ReqVideoCodec::H264High) => {
+                self.video_codec = Some(VideoCodec::H264);
+                self.profile = Profile::High;
+            }
+            Ok(ReqVideoCodec::Vp8) => self.video_codec = Some(VideoCodec::Vp8),
+            Ok(ReqVideoCodec::DefaultVc) | Err(_) => {}
         }
         if a.width > 0 {
             if a.width < 16 || a.width % 2 == 1 {
@@ -220,22 +268,33 @@ impl Encoding {
     }
 }
 
-/// Picks the container (for `DEFAULT_FILETYPE`) and the audio codec of a file output, with the
-/// Go egress's errors (`validateAndUpdateOutputCodecs`, `updateOutputType`).
+/// A file output's container and codecs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileFormat {
+    pub container: Container,
+    /// Set when audio is enabled.
+    pub audio: Option<AudioCodec>,
+    /// Set when video is enabled.
+    pub video: Option<VideoCodec>,
+}
+
+/// Picks the container (for `DEFAULT_FILETYPE`) and the codecs of a file output, with the Go
+/// egress's errors (`validateAndUpdateOutputCodecs`, `updateOutputType`).
 ///
-/// `requested` is `None` for `DEFAULT_FILETYPE`. Returns the container and, when audio is
-/// enabled, its codec.
+/// `requested` is `None` for `DEFAULT_FILETYPE`; `explicit_*` are the advanced options' codecs.
 pub fn choose_file_format(
     requested: Option<Container>,
     audio: bool,
     video: bool,
     explicit_audio: Option<AudioCodec>,
-) -> Result<(Container, Option<AudioCodec>), RpcError> {
+    explicit_video: Option<VideoCodec>,
+) -> Result<FileFormat, RpcError> {
     const ALL_AUDIO: [AudioCodec; 3] = [AudioCodec::Aac, AudioCodec::Opus, AudioCodec::Mp3];
-    let candidates: Vec<AudioCodec> = match explicit_audio {
-        Some(c) => vec![c],
-        None => ALL_AUDIO.to_vec(),
-    };
+    const ALL_VIDEO: [VideoCodec; 2] = [VideoCodec::H264, VideoCodec::Vp8];
+    let audio_candidates: Vec<AudioCodec> = explicit_audio.map_or(ALL_AUDIO.to_vec(), |c| vec![c]);
+    let video_candidates: Vec<VideoCodec> = explicit_video.map_or(ALL_VIDEO.to_vec(), |c| vec![c]);
+    let takes_audio = |c: Container| !audio || audio_candidates.iter().any(|a| c.accepts_audio(*a));
+    let takes_video = |c: Container| !video || video_candidates.iter().any(|v| c.accepts_video(*v));
     let incompatible = |container: Container, codec: &str| {
         RpcError::new(
             crate::rpc::Code::InvalidArgument,
@@ -246,48 +305,60 @@ pub fn choose_file_format(
 
     let container = match requested {
         Some(c) => {
-            if audio && !candidates.iter().any(|a| c.accepts_audio(*a)) {
+            if !takes_audio(c) {
                 return Err(match explicit_audio {
                     None => no_codec(),
                     Some(a) => incompatible(c, a.mime()),
                 });
             }
-            if video && !c.accepts_h264() {
-                // Go decides between the two errors by the *audio* codec here, and names the
-                // (unset) video codec; kept for identical answers.
-                return Err(match explicit_audio {
-                    None => no_codec(),
-                    Some(_) => incompatible(c, ""),
+            if !takes_video(c) {
+                return Err(match (explicit_video, explicit_audio) {
+                    // Not a Go answer (Go cannot encode VP8): say which codec does not fit.
+                    (Some(VideoCodec::Vp8), _) => incompatible(c, VideoCodec::Vp8.mime()),
+                    // Go decides between the two errors by the *audio* codec here, and names
+                    // the video codec (empty when unset); kept for identical answers.
+                    (_, None) => no_codec(),
+                    (v, Some(_)) => incompatible(c, v.map_or("", VideoCodec::mime)),
                 });
             }
             c
         }
-        None if video => Container::Mp4,
-        // Audio only: the first of OGG, MP4, MP3 that takes one of the candidate codecs.
-        None => [Container::Ogg, Container::Mp4, Container::Mp3]
-            .into_iter()
-            .find(|c| candidates.iter().any(|a| c.accepts_audio(*a)))
-            .ok_or_else(|| {
+        // `types.*FileOutputTypes`, WebM added after MP4 for VP8: the first type that takes
+        // one of the candidate codecs of every enabled kind.
+        None => {
+            let order: &[Container] =
+                if video { &[Container::Mp4, Container::Webm] } else { &[Container::Ogg, Container::Mp4, Container::Mp3] };
+            order.iter().copied().find(|c| takes_audio(*c) && takes_video(*c)).ok_or_else(|| {
                 RpcError::new(
                     crate::rpc::Code::InvalidArgument,
                     "no supported file output type is compatible with the selected codecs",
                 )
-            })?,
+            })?
+        }
     };
-    if !audio {
-        return Ok((container, None));
-    }
-    let compatible: Vec<AudioCodec> = candidates.into_iter().filter(|a| container.accepts_audio(*a)).collect();
-    let codec = if compatible.contains(&container.default_audio()) {
-        container.default_audio()
+
+    let audio_codec = if audio {
+        let compatible: Vec<AudioCodec> = audio_candidates.into_iter().filter(|a| container.accepts_audio(*a)).collect();
+        let codec = if compatible.contains(&container.default_audio()) {
+            container.default_audio()
+        } else {
+            *compatible.first().ok_or_else(no_codec)?
+        };
+        // An MP3 file is a bare MPEG audio stream: nothing but MP3 fits in it.
+        if container == Container::Mp3 && codec != AudioCodec::Mp3 {
+            return Err(incompatible(container, codec.mime()));
+        }
+        Some(codec)
     } else {
-        *compatible.first().ok_or_else(no_codec)?
+        None
     };
-    // An MP3 file is a bare MPEG audio stream: nothing but MP3 fits in it.
-    if container == Container::Mp3 && codec != AudioCodec::Mp3 {
-        return Err(incompatible(container, codec.mime()));
-    }
-    Ok((container, Some(codec)))
+    let video_codec = if video {
+        // Each video container takes exactly one encodable codec, its default.
+        Some(container.default_video().filter(|v| video_candidates.contains(v)).ok_or_else(no_codec)?)
+    } else {
+        None
+    };
+    Ok(FileFormat { container, audio: audio_codec, video: video_codec })
 }
 
 #[cfg(test)]
@@ -324,7 +395,7 @@ mod tests {
             o.framerate = 15;
             o.video_bitrate = 800;
             o.audio_codec = ReqAudioCodec::Opus as i32;
-            o.video_codec = VideoCodec::H264High as i32;
+            o.video_codec = ReqVideoCodec::H264High as i32;
             o.key_frame_interval = 2.0;
         })
         .unwrap();
@@ -338,18 +409,56 @@ mod tests {
         use Container::{Mp4, Ogg};
         let mp3c = Container::Mp3;
         let mp3a = AudioCodec::Mp3;
-        assert_eq!(choose_file_format(None, true, true, None).unwrap(), (Mp4, Some(Aac)));
-        assert_eq!(choose_file_format(None, false, true, None).unwrap(), (Mp4, None));
-        assert_eq!(choose_file_format(None, true, false, None).unwrap(), (Ogg, Some(Opus)));
-        assert_eq!(choose_file_format(None, true, false, Some(Aac)).unwrap(), (Mp4, Some(Aac)));
-        assert_eq!(choose_file_format(None, true, false, Some(mp3a)).unwrap(), (mp3c, Some(mp3a)));
-        assert_eq!(choose_file_format(Some(Mp4), true, true, Some(Opus)).unwrap(), (Mp4, Some(Opus)));
-        assert_eq!(choose_file_format(Some(mp3c), true, false, None).unwrap(), (mp3c, Some(mp3a)));
-        let err = choose_file_format(Some(Ogg), true, false, Some(Aac)).unwrap_err();
+        let h264 = Some(VideoCodec::H264);
+        let f = |container, audio, video| FileFormat { container, audio, video };
+        assert_eq!(choose_file_format(None, true, true, None, None).unwrap(), f(Mp4, Some(Aac), h264));
+        assert_eq!(choose_file_format(None, false, true, None, None).unwrap(), f(Mp4, None, h264));
+        assert_eq!(choose_file_format(None, true, false, None, None).unwrap(), f(Ogg, Some(Opus), None));
+        assert_eq!(choose_file_format(None, true, false, Some(Aac), None).unwrap(), f(Mp4, Some(Aac), None));
+        assert_eq!(choose_file_format(None, true, false, Some(mp3a), None).unwrap(), f(mp3c, Some(mp3a), None));
+        assert_eq!(choose_file_format(Some(Mp4), true, true, Some(Opus), h264).unwrap(), f(Mp4, Some(Opus), h264));
+        assert_eq!(choose_file_format(Some(mp3c), true, false, None, None).unwrap(), f(mp3c, Some(mp3a), None));
+        let err = choose_file_format(Some(Ogg), true, false, Some(Aac), None).unwrap_err();
         assert_eq!(err.message, "format audio/ogg incompatible with codec audio/aac");
-        let err = choose_file_format(Some(mp3c), true, true, None).unwrap_err();
+        let err = choose_file_format(Some(mp3c), true, true, None, None).unwrap_err();
         assert_eq!(err.message, "no supported codec is compatible with all outputs");
-        let err = choose_file_format(Some(Ogg), true, true, None).unwrap_err();
+        let err = choose_file_format(Some(Ogg), true, true, None, None).unwrap_err();
         assert_eq!(err.message, "no supported codec is compatible with all outputs");
+        let err = choose_file_format(Some(Ogg), true, true, Some(Opus), h264).unwrap_err();
+        assert_eq!(err.message, "format audio/ogg incompatible with codec video/h264");
+        let err = choose_file_format(None, true, true, Some(mp3a), None).unwrap_err();
+        assert_eq!(err.message, "no supported file output type is compatible with the selected codecs");
+    }
+
+    #[test]
+    fn vp8_makes_webm_and_nothing_else() {
+        let vp8 = Some(VideoCodec::Vp8);
+        let webm = FileFormat { container: Container::Webm, audio: Some(AudioCodec::Opus), video: vp8 };
+        assert_eq!(choose_file_format(None, true, true, None, vp8).unwrap(), webm);
+        assert_eq!(choose_file_format(None, true, true, Some(AudioCodec::Opus), vp8).unwrap(), webm);
+        assert_eq!(choose_file_format(None, false, true, None, vp8).unwrap(), FileFormat { audio: None, ..webm });
+        // Audio only: the video codec does not matter.
+        let ogg = choose_file_format(None, true, false, None, vp8).unwrap();
+        assert_eq!((ogg.container, ogg.video), (Container::Ogg, None));
+        for (container, name) in [(Container::Mp4, "video/mp4"), (Container::Ogg, "audio/ogg"), (Container::Mp3, "audio/mpeg")] {
+            let err = choose_file_format(Some(container), true, true, None, vp8).unwrap_err();
+            assert_eq!(err.message, format!("format {name} incompatible with codec video/vp8"));
+            assert_eq!(err.code, crate::rpc::Code::InvalidArgument);
+        }
+        // WebM carries only Opus.
+        let err = choose_file_format(None, true, true, Some(AudioCodec::Aac), vp8).unwrap_err();
+        assert_eq!(err.message, "no supported file output type is compatible with the selected codecs");
+        assert_eq!((Container::Webm.extension(), Container::Webm.mime()), (".webm", "video/webm"));
+    }
+
+    #[test]
+    fn advanced_video_codec_is_read() {
+        let codec = |c: ReqVideoCodec| {
+            let o = EncodingOptions { video_codec: c as i32, ..Default::default() };
+            Encoding::from_request(Some(EncodingRequest::Advanced(o))).unwrap().video_codec
+        };
+        assert_eq!(codec(ReqVideoCodec::Vp8), Some(VideoCodec::Vp8));
+        assert_eq!(codec(ReqVideoCodec::H264Main), Some(VideoCodec::H264));
+        assert_eq!(codec(ReqVideoCodec::DefaultVc), None);
     }
 }

@@ -185,6 +185,8 @@ mod tests {
         assert_eq!(info.file_path("x-{utc}.mp4", ".mp4"), "x-20240305070809042.mp4");
         assert_eq!(info.file_path("a.ogg", ".mp4"), "a.mp4", "a known wrong extension is replaced");
         assert_eq!(info.file_path("a.b", ".mp4"), "a.b.mp4", "an unknown one is kept");
+        assert_eq!(info.file_path("a.mp4", ".webm"), "a.webm", "VP8 files become WebM whatever the path says");
+        assert_eq!(info.file_path("a.webm", ".webm"), "a.webm");
         let web = FilenameInfo::new("", "", 2, now());
         assert_eq!(web.file_path("", ".ogg"), "web-2024-03-05T070809-2.ogg");
         assert_eq!(web.file_path("r{retry}", ".ogg"), "r2.ogg");

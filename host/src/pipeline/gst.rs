@@ -3,12 +3,22 @@
 //!
 //! ```text
 //! ximagesrc → framerate caps → queue → videoconvert → videorate → caps → queue → x264enc → profile caps → h264parse ─┐
+//!                                                                              (or vp8enc, for WebM) ────────────────┤
 //! pulsesrc → queue → audiorate → audioconvert → audioresample → caps → encoder → parser ─────────────────────────────┤
-//!                                                                   mp4mux (fragmented) | oggmux | xingmux → filesink
+//!                                                 mp4mux (fragmented) | oggmux | xingmux | webmmux → filesink
 //! ```
 //!
 //! MP4 is written fragmented (one fragment a second): a handler that is killed mid-recording
 //! still leaves a playable file up to the last fragment, which the service then delivers.
+//! WebM loses at most its last cluster (one second) the same way.
+//!
+//! Storage uploads the file while it grows, so the muxers must only append. Left alone they
+//! patch their first bytes at EOS (measured with GStreamer 1.22): mp4mux rewrites the moov's
+//! durations (first ~1 KiB, even fragmented), xingmux its Xing frame (first ~150 bytes),
+//! matroskamux its segment header (first ~250 bytes, see [`webm_muxer`]); only oggmux never
+//! goes back. For MP4 and MP3 the filesink answers "not seekable" ([`append_only`]), so they
+//! write for a stream and never go back. WebM keeps its seekable header (its duration and cues
+//! need it): storage compares the head at the end and uploads the finished file again.
 //!
 //! The sources run from before the page has loaded, behind a gate that drops their buffers
 //! until the start signal ([`Recording::open_gate`]). A PulseAudio monitor stream opened later
@@ -35,15 +45,29 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::config::PipelineConfig;
-use super::encoding::{AudioCodec, Container};
+use super::encoding::{AudioCodec, Container, VideoCodec};
 use super::error::PipelineError;
 
 /// MP4 fragment length: how much a killed recording can lose at most.
 const FRAGMENT_MS: u32 = 1000;
 /// `audiorate` tolerance before it fills or drops samples (Go: 3 ms).
 const AUDIO_RATE_TOLERANCE: Duration = Duration::from_millis(3);
-/// x264's VBV buffer (Go: 2 s for file outputs).
+/// x264's VBV buffer (Go: 2 s for file outputs); also vp8enc's rate-control buffer.
 const VBV_BUFFER_MS: u32 = 2000;
+/// libvpx speed in realtime mode (0 best … 16 fastest). Measured at 720p30 on a 2-core host,
+/// one thread: 8 costs what x264 `veryfast` costs (0.13 cores for a web page, 0.28 for
+/// full-frame motion) and encodes three times faster than real time.
+const VP8_CPU_USED: i32 = 8;
+/// VP8 keyframe distance when the request sets no `key_frame_interval`: seeking lands within
+/// this, at a small bitrate cost (libvpx's own default is 128 frames).
+const VP8_KEYFRAME_SECS: f64 = 2.0;
+/// Pixels a second one vp8enc thread is given when `video_encoder_threads` is 0 (1080p30): more
+/// threads only where one cannot keep up, because libvpx's VP8 threads spin while they wait
+/// for each other: on a busy 2-core host a 720p30 web recording's handler used 0.7 cores with
+/// two threads and 0.2 (as with x264) with one.
+const VP8_PIXELS_PER_THREAD: u64 = 1920 * 1080 * 30;
+/// At most this many vp8enc threads are chosen automatically.
+const VP8_MAX_AUTO_THREADS: u64 = 4;
 
 /// Where capture reads from.
 pub struct CaptureInputs {
@@ -218,6 +242,91 @@ fn gate_pad(pad: &gst::Pad, gate: Arc<Gate>) {
     });
 }
 
+/// The WebM muxer. It writes each cluster whole when the cluster closes (at the latest after
+/// [`FRAGMENT_MS`], so a killed handler loses at most that much) and never touches it again,
+/// but at EOS it seeks back to fill in the segment size, duration and seek head in the file's
+/// first few hundred bytes (and appends cues). Storage notices the changed head and uploads the
+/// finished file again; a file cut off before EOS keeps Matroska's "unknown size" there and
+/// plays as it is.
+fn webm_muxer() -> Result<gst::Element, PipelineError> {
+    let m = make("webmmux", "mux")?;
+    set(&m, "max-cluster-duration", i64::from(FRAGMENT_MS) * 1_000_000)?;
+    Ok(m)
+}
+
+/// x264 → profile caps → h264parse; the encoder first.
+fn h264_encoder(cfg: &PipelineConfig) -> Result<Vec<gst::Element>, PipelineError> {
+    let e = &cfg.encoding;
+    let enc = make("x264enc", "video_encoder")?;
+    set_str(&enc, "speed-preset", "veryfast")?;
+    set(&enc, "bitrate", e.video_bitrate.max(1) as u32)?;
+    set(&enc, "vbv-buf-capacity", VBV_BUFFER_MS)?;
+    set(&enc, "bframes", 0u32)?;
+    if cfg.encoder_threads > 0 {
+        set(&enc, "threads", cfg.encoder_threads)?;
+    }
+    if e.key_frame_interval > 0.0 {
+        set(&enc, "key-int-max", keyframe_distance(e.key_frame_interval, e.framerate))?;
+        set(&enc, "option-string", "scenecut=0")?;
+    }
+    let profile = caps_filter(
+        "video_profile_caps",
+        gst::Caps::builder("video/x-h264").field("profile", e.profile.as_str()).build(),
+    )?;
+    let parse = make("h264parse", "video_parse")?;
+    Ok(vec![enc, profile, parse])
+}
+
+/// vp8enc in realtime mode: each frame is encoded within its frame time, with no look-ahead
+/// (`lag-in-frames=0`: no delay between the tracks, no alt-ref frames), constant bitrate with
+/// x264's buffer, and a keyframe at least every `key_frame_interval` (else 2 s).
+fn vp8_encoder(cfg: &PipelineConfig) -> Result<gst::Element, PipelineError> {
+    let e = &cfg.encoding;
+    let enc = make("vp8enc", "video_encoder")?;
+    set(&enc, "deadline", 1i64)?;
+    set(&enc, "cpu-used", VP8_CPU_USED)?;
+    let threads = if cfg.encoder_threads > 0 {
+        u64::from(cfg.encoder_threads)
+    } else {
+        let dim = |v: i32| u64::try_from(v).unwrap_or(0).max(1);
+        let pixels = dim(e.width) * dim(e.height) * dim(e.framerate);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        pixels.div_ceil(VP8_PIXELS_PER_THREAD).clamp(1, VP8_MAX_AUTO_THREADS.min(cores).max(1))
+    };
+    set(&enc, "threads", threads.clamp(1, 64) as i32)?;
+    set_str(&enc, "end-usage", "cbr")?;
+    set(&enc, "target-bitrate", e.video_bitrate.max(1).saturating_mul(1000))?;
+    set(&enc, "buffer-size", VBV_BUFFER_MS as i32)?;
+    set(&enc, "lag-in-frames", 0i32)?;
+    let interval = if e.key_frame_interval > 0.0 { e.key_frame_interval } else { VP8_KEYFRAME_SECS };
+    set(&enc, "keyframe-max-dist", i32::try_from(keyframe_distance(interval, e.framerate)).unwrap_or(i32::MAX))?;
+    Ok(enc)
+}
+
+/// Makes the file look unseekable to the muxer, so that it never goes back to patch bytes it
+/// already wrote (storage streams the file while it grows; see the module docs). mp4mux then
+/// leaves the moov's durations unset and xingmux its Xing frame, which with CBR MP3 and
+/// fragmented MP4 costs nothing: ffprobe and players take the duration from the fragments or
+/// the bitrate.
+fn append_only(sink: &gst::Element) -> Result<(), PipelineError> {
+    let pad = sink.static_pad("sink").ok_or_else(|| PipelineError::Gst("filesink has no sink pad".into()))?;
+    pad.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
+        if let Some(gst::PadProbeData::Query(q)) = info.data.as_mut()
+            && let gst::QueryViewMut::Seeking(s) = q.view_mut()
+        {
+            s.set(false, gst::GenericFormattedValue::none_for_format(s.format()), gst::GenericFormattedValue::none_for_format(s.format()));
+            return gst::PadProbeReturn::Handled;
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
+}
+
+/// Frames between keyframes for an interval in seconds (at least 1).
+fn keyframe_distance(interval_secs: f64, framerate: i32) -> u32 {
+    (interval_secs * f64::from(framerate)).round().clamp(1.0, f64::from(u32::MAX)) as u32
+}
+
 impl Recording {
     /// Builds the pipeline writing to `out_path`. Nothing runs until [`prepare`](Self::prepare).
     pub fn build(cfg: &PipelineConfig, inputs: &CaptureInputs, out_path: &Path) -> Result<Recording, PipelineError> {
@@ -235,10 +344,14 @@ impl Recording {
             Container::Mp4 => {
                 let m = make("mp4mux", "mux")?;
                 set(&m, "fragment-duration", FRAGMENT_MS)?;
+                // Write for a stream: the moov carries no total duration (players sum the
+                // fragments), so nothing has to be rewritten at the end.
+                set(&m, "streamable", true)?;
                 m
             }
             Container::Ogg => make("oggmux", "mux")?,
             Container::Mp3 => make("xingmux", "mux")?,
+            Container::Webm => webm_muxer()?,
         };
         let sink = make("filesink", "file_sink")?;
         set(&sink, "location", out_path.to_string_lossy().as_ref())?;
@@ -249,6 +362,9 @@ impl Recording {
         set_str(&sink, "buffer-mode", "unbuffered")?;
         pipeline.add_many([&mux, &sink]).map_err(gst_err)?;
         link_chain(&[&mux, &sink])?;
+        if matches!(cfg.file.container, Container::Mp4 | Container::Mp3) {
+            append_only(&sink)?;
+        }
 
         if cfg.video {
             let e = &cfg.encoding;
@@ -264,32 +380,22 @@ impl Recording {
             set(&rate, "skip-to-first", true)?;
             let out_caps = caps_filter("video_caps", rate_caps)?;
             let enc_queue = queue("video_encoder_queue", latency, false)?;
-            let enc = make("x264enc", "video_encoder")?;
-            set_str(&enc, "speed-preset", "veryfast")?;
-            set(&enc, "bitrate", e.video_bitrate.max(1) as u32)?;
-            set(&enc, "vbv-buf-capacity", VBV_BUFFER_MS)?;
-            set(&enc, "bframes", 0u32)?;
-            if cfg.encoder_threads > 0 {
-                set(&enc, "threads", cfg.encoder_threads)?;
-            }
-            if e.key_frame_interval > 0.0 {
-                let frames = (e.key_frame_interval * f64::from(e.framerate)).round().max(1.0) as u32;
-                set(&enc, "key-int-max", frames)?;
-                set(&enc, "option-string", "scenecut=0")?;
-            }
-            let profile = caps_filter(
-                "video_profile_caps",
-                gst::Caps::builder("video/x-h264").field("profile", e.profile.as_str()).build(),
-            )?;
-            let parse = make("h264parse", "video_parse")?;
-            let chain = [&src, &src_caps, &in_queue, &convert, &rate, &out_caps, &enc_queue, &enc, &profile, &parse];
-            pipeline.add_many(chain).map_err(gst_err)?;
+            let encoder = match cfg.video_codec.unwrap_or(VideoCodec::H264) {
+                VideoCodec::H264 => h264_encoder(cfg)?,
+                VideoCodec::Vp8 => vec![vp8_encoder(cfg)?],
+            };
+            let mut chain = vec![&src, &src_caps, &in_queue, &convert, &rate, &out_caps, &enc_queue];
+            chain.extend(encoder.iter());
+            pipeline.add_many(chain.iter().copied()).map_err(gst_err)?;
             link_chain(&chain)?;
-            link_to_muxer(&parse, &mux, "video_%u")?;
+            let (Some(enc), Some(last)) = (encoder.first(), encoder.last()) else {
+                return Err(gst_err("no video encoder"));
+            };
+            link_to_muxer(last, &mux, "video_%u")?;
             if let Some(pad) = src_caps.static_pad("src") {
                 gate_pad(&pad, gate.clone());
             }
-            watch_encoder_input(&enc, timing.clone(), Some(tx.clone()));
+            watch_encoder_input(enc, timing.clone(), Some(tx.clone()));
         }
 
         if let Some(codec) = cfg.audio_codec.filter(|_| cfg.audio) {
@@ -338,8 +444,7 @@ impl Recording {
             }
             let last = parse.as_ref().unwrap_or(&enc);
             match cfg.file.container {
-                Container::Mp4 => link_to_muxer(last, &mux, "audio_%u")?,
-                Container::Ogg => link_to_muxer(last, &mux, "audio_%u")?,
+                Container::Mp4 | Container::Ogg | Container::Webm => link_to_muxer(last, &mux, "audio_%u")?,
                 Container::Mp3 => link_chain(&[last, &mux])?,
             }
             let first = (!cfg.video).then(|| tx.clone());

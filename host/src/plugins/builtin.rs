@@ -8,6 +8,12 @@ use egress_plugin_api::{BuiltinSink, LoadedPlugin};
 // `inventory` registration) even though nothing else here refers to it.
 #[cfg(feature = "file")]
 use egress_plugin_file as _;
+#[cfg(feature = "s3")]
+use egress_plugin_s3 as _;
+#[cfg(feature = "azure")]
+use egress_plugin_azure as _;
+#[cfg(feature = "gcs")]
+use egress_plugin_gcs as _;
 
 /// The compiled-in plugin called `name`.
 pub fn find(name: &str) -> Option<&'static BuiltinSink> {
