@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use egress_e2e::S3sFs;
-use egress_e2e::storage::{S3_REGION, S3S_ACCESS_KEY, S3S_SECRET_KEY};
+use egress_e2e::storage::{MOTO_ACCESS_KEY, MOTO_SECRET_KEY, S3_REGION, S3S_ACCESS_KEY, S3S_SECRET_KEY};
+use egress_e2e::{Moto, S3sFs};
 use egress_host::storage::{Destination, Destinations, LiveUpload, upload_file};
 use egress_plugin_api::{BuiltinSink, LoadedPlugin};
 use egress_plugin_s3::S3Sink;
@@ -70,11 +70,19 @@ fn cpu_seconds_of(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz
 }
 
-fn destination(s3: &S3sFs, key: &str) -> Destinations {
+/// An S3 server to measure against.
+struct Server {
+    name: &'static str,
+    endpoint: String,
+    access_key: &'static str,
+    secret: &'static str,
+}
+
+fn destination(s3: &Server, key: &str) -> Destinations {
     let plugin = BuiltinSink::of::<S3Sink>();
     let config = json!({
-        "access_key": S3S_ACCESS_KEY, "secret": S3S_SECRET_KEY, "region": S3_REGION,
-        "endpoint": s3.endpoint(), "bucket": BUCKET, "force_path_style": true
+        "access_key": s3.access_key, "secret": s3.secret, "region": S3_REGION,
+        "endpoint": s3.endpoint, "bucket": BUCKET, "force_path_style": true
     });
     let factory = plugin.create(&config).unwrap_or_else(|e| panic!("s3 sink config: {e}"));
     Destinations {
@@ -106,7 +114,7 @@ struct StopFigures {
     size: u64,
 }
 
-async fn stop_to_stored(s3: &S3sFs, dir: &Path, minutes: u64, speedup: u64) -> StopFigures {
+async fn stop_to_stored(s3: &Server, dir: &Path, minutes: u64, speedup: u64) -> StopFigures {
     let live_path = dir.join(format!("live-{minutes}.mp4"));
     let upload = LiveUpload::start(destination(s3, &format!("live/{minutes}.mp4")), live_path.clone(), "video/mp4".into());
     write_recording(&live_path, minutes, speedup).await;
@@ -145,27 +153,39 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let s3 = S3sFs::start().await;
-    s3.create_bucket(BUCKET).await;
+    let s3fs = S3sFs::start().await;
+    s3fs.create_bucket(BUCKET).await;
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let s3 = Server { name: "s3s-fs", endpoint: s3fs.endpoint(), access_key: S3S_ACCESS_KEY, secret: S3S_SECRET_KEY };
+    let servers = [
+        Server { name: "s3s-fs", endpoint: s3fs.endpoint(), access_key: S3S_ACCESS_KEY, secret: S3S_SECRET_KEY },
+        Server { name: "moto", endpoint: moto.endpoint(), access_key: MOTO_ACCESS_KEY, secret: MOTO_SECRET_KEY },
+    ];
     let dir = tempfile::tempdir().expect("temp dir");
 
-    println!("StopEgress → object stored and verified (s3 sink on s3s-fs, 3 Mbit/s, written {}x real time)", args.speedup);
-    println!("{:>10} {:>10} {:>22} {:>24}", "recording", "size", "live upload (ours)", "upload after stop (Go)");
-    for minutes in [1, args.long_minutes] {
-        let f = stop_to_stored(&s3, dir.path(), minutes, args.speedup).await;
-        println!(
-            "{:>8} m {:>7} MiB {:>20.2} s {:>22.2} s",
-            minutes,
-            f.size >> 20,
-            f.live_stop_to_stored.as_secs_f64(),
-            f.after_stop_upload.as_secs_f64()
-        );
+    println!("StopEgress → object stored and verified (s3 sink, 3 Mbit/s recordings written {}x real time)", args.speedup);
+    println!("{:>8} {:>10} {:>10} {:>22} {:>24}", "server", "recording", "size", "live upload (ours)", "upload after stop (Go)");
+    for server in &servers {
+        for minutes in [1, args.long_minutes] {
+            let f = stop_to_stored(server, dir.path(), minutes, args.speedup).await;
+            println!(
+                "{:>8} {:>8} m {:>7} MiB {:>20.2} s {:>22.2} s",
+                server.name,
+                minutes,
+                f.size >> 20,
+                f.live_stop_to_stored.as_secs_f64(),
+                f.after_stop_upload.as_secs_f64()
+            );
+        }
     }
+    // The rest runs on s3s-fs only (moto keeps objects in memory).
+    drop(moto);
 
     let bytes = args.gib << 30;
     let path = dir.path().join("big.bin");
     make_file(&path, bytes);
-    let server_pid = s3.pid().unwrap_or(0);
+    let server_pid = s3fs.pid().unwrap_or(0);
     let (cpu0, srv0, t0) = (cpu_seconds_self(), cpu_seconds_of(server_pid), Instant::now());
     upload_file(&destination(&s3, "big.bin"), &path, "application/octet-stream")
         .await

@@ -40,6 +40,14 @@ pub fn starting_info(req: &StartEgressRequest, classified: &Classified) -> Egres
 const REDACTED_KEY: &str = "{access_key}";
 const REDACTED_SECRET: &str = "{secret}";
 
+fn redact_proxy(p: &mut Option<livekit::ProxyConfig>) {
+    if let Some(p) = p
+        && !p.password.is_empty()
+    {
+        p.password = REDACTED_SECRET.into();
+    }
+}
+
 fn redact_s3(s3: &mut livekit::S3Upload) {
     if !s3.access_key.is_empty() {
         s3.access_key = REDACTED_KEY.into();
@@ -50,30 +58,199 @@ fn redact_s3(s3: &mut livekit::S3Upload) {
     if !s3.session_token.is_empty() {
         s3.session_token = REDACTED_SECRET.into();
     }
+    redact_proxy(&mut s3.proxy);
 }
 
-/// Replaces upload credentials in the copied request, as protocol's `egress/redact.go` does,
-/// so they never reach livekit-server's store, webhooks or logs.
-fn redact_request(info: &mut EgressInfo) {
-    use livekit::encoded_file_output::Output as FileOut;
-    let redact_file = |out: &mut Option<FileOut>| match out {
-        Some(FileOut::S3(s3)) => redact_s3(s3),
-        Some(FileOut::Azure(a)) => a.account_key = REDACTED_SECRET.into(),
-        Some(FileOut::Gcp(g)) => g.credentials = REDACTED_SECRET.into(),
-        Some(FileOut::AliOss(a)) => {
-            a.access_key = REDACTED_KEY.into();
-            a.secret = REDACTED_SECRET.into();
+fn redact_gcp(g: &mut livekit::GcpUpload) {
+    if !g.credentials.is_empty() {
+        g.credentials = REDACTED_SECRET.into();
+    }
+    redact_proxy(&mut g.proxy);
+}
+
+fn redact_azure(a: &mut livekit::AzureBlobUpload) {
+    if !a.account_key.is_empty() {
+        a.account_key = REDACTED_SECRET.into();
+    }
+}
+
+fn redact_alioss(a: &mut livekit::AliOssUpload) {
+    if !a.access_key.is_empty() {
+        a.access_key = REDACTED_KEY.into();
+    }
+    if !a.secret.is_empty() {
+        a.secret = REDACTED_SECRET.into();
+    }
+}
+
+/// Every upload oneof in the protocol has the same four variants under its own type.
+macro_rules! redact_upload {
+    ($out:expr, $ty:path) => {{
+        use $ty as U;
+        match $out {
+            Some(U::S3(x)) => redact_s3(x),
+            Some(U::Gcp(x)) => redact_gcp(x),
+            Some(U::Azure(x)) => redact_azure(x),
+            Some(U::AliOss(x)) => redact_alioss(x),
+            None => {}
         }
-        None => {}
-    };
-    if let Some(egress_info::Request::RoomComposite(r)) = info.request.as_mut() {
-        for f in &mut r.file_outputs {
-            redact_file(&mut f.output);
+    }};
+}
+
+fn redact_file(f: &mut livekit::EncodedFileOutput) {
+    redact_upload!(&mut f.output, livekit::encoded_file_output::Output);
+}
+
+fn redact_segments(f: &mut livekit::SegmentedFileOutput) {
+    redact_upload!(&mut f.output, livekit::segmented_file_output::Output);
+}
+
+fn redact_images(f: &mut livekit::ImageOutput) {
+    redact_upload!(&mut f.output, livekit::image_output::Output);
+}
+
+fn redact_storage(s: &mut Option<livekit::StorageConfig>) {
+    if let Some(s) = s {
+        redact_upload!(&mut s.provider, livekit::storage_config::Provider);
+    }
+}
+
+/// Replaces upload credentials (and proxy passwords) everywhere in the copied request, as
+/// protocol's `egress/redact.go` does, so they never reach livekit-server's store, webhooks or
+/// logs: v1 file, segment and image outputs (and the deprecated single output), track file
+/// outputs, and v2 request-level and per-output storage.
+// The deprecated single `output` still carries credentials when a client uses it.
+#[allow(deprecated)]
+fn redact_request(info: &mut EgressInfo) {
+    use livekit::{room_composite_egress_request as rc, track_composite_egress_request as tc, web_egress_request as web};
+    let Some(request) = info.request.as_mut() else { return };
+    match request {
+        egress_info::Request::RoomComposite(r) => {
+            r.file_outputs.iter_mut().for_each(redact_file);
+            r.segment_outputs.iter_mut().for_each(redact_segments);
+            r.image_outputs.iter_mut().for_each(redact_images);
+            match &mut r.output {
+                Some(rc::Output::File(f)) => redact_file(f),
+                Some(rc::Output::Segments(f)) => redact_segments(f),
+                _ => {}
+            }
+        }
+        egress_info::Request::Web(r) => {
+            r.file_outputs.iter_mut().for_each(redact_file);
+            r.segment_outputs.iter_mut().for_each(redact_segments);
+            r.image_outputs.iter_mut().for_each(redact_images);
+            match &mut r.output {
+                Some(web::Output::File(f)) => redact_file(f),
+                Some(web::Output::Segments(f)) => redact_segments(f),
+                _ => {}
+            }
+        }
+        egress_info::Request::Participant(r) => {
+            r.file_outputs.iter_mut().for_each(redact_file);
+            r.segment_outputs.iter_mut().for_each(redact_segments);
+            r.image_outputs.iter_mut().for_each(redact_images);
+        }
+        egress_info::Request::TrackComposite(r) => {
+            r.file_outputs.iter_mut().for_each(redact_file);
+            r.segment_outputs.iter_mut().for_each(redact_segments);
+            r.image_outputs.iter_mut().for_each(redact_images);
+            match &mut r.output {
+                Some(tc::Output::File(f)) => redact_file(f),
+                Some(tc::Output::Segments(f)) => redact_segments(f),
+                _ => {}
+            }
+        }
+        egress_info::Request::Track(r) => {
+            if let Some(livekit::track_egress_request::Output::File(f)) = &mut r.output {
+                redact_upload!(&mut f.output, livekit::direct_file_output::Output);
+            }
+        }
+        egress_info::Request::Egress(r) => {
+            redact_storage(&mut r.storage);
+            for o in &mut r.outputs {
+                redact_storage(&mut o.storage);
+            }
+        }
+        egress_info::Request::Replay(r) => {
+            redact_storage(&mut r.storage);
+            for o in &mut r.outputs {
+                redact_storage(&mut o.storage);
+            }
         }
     }
-    if let Some(egress_info::Request::Web(r)) = info.request.as_mut() {
-        for f in &mut r.file_outputs {
-            redact_file(&mut f.output);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::egress::request::classify;
+    use prost::Message;
+
+    const SECRETS: [&str; 6] = ["AKIA-SECRET-KEY", "s3-secret", "sess-token", "gcp-json", "azure-key", "proxy-pass"];
+
+    fn s3() -> livekit::S3Upload {
+        livekit::S3Upload {
+            access_key: SECRETS[0].into(),
+            secret: SECRETS[1].into(),
+            session_token: SECRETS[2].into(),
+            bucket: "b".into(),
+            proxy: Some(livekit::ProxyConfig { url: "http://p".into(), username: "u".into(), password: SECRETS[5].into() }),
+            ..Default::default()
         }
+    }
+
+    fn assert_no_secrets(req: StartEgressRequest) {
+        let classified = classify(&req).expect("classified");
+        let info = starting_info(&req, &classified);
+        let bytes = info.encode_to_vec();
+        let text = String::from_utf8_lossy(&bytes);
+        for s in SECRETS {
+            assert!(!text.contains(s), "{s} leaked into the EgressInfo: {info:?}");
+        }
+        assert!(text.contains("{secret}"), "redaction markers are there");
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn every_upload_credential_is_redacted() {
+        use livekit::{encoded_file_output, storage_config};
+        // v1: file outputs, the deprecated single output, segment and image outputs.
+        let web = livekit::WebEgressRequest {
+            url: "https://x".into(),
+            file_outputs: vec![livekit::EncodedFileOutput { output: Some(encoded_file_output::Output::S3(s3())), ..Default::default() }],
+            segment_outputs: vec![livekit::SegmentedFileOutput {
+                output: Some(livekit::segmented_file_output::Output::Gcp(livekit::GcpUpload { credentials: SECRETS[3].into(), ..Default::default() })),
+                ..Default::default()
+            }],
+            image_outputs: vec![livekit::ImageOutput {
+                output: Some(livekit::image_output::Output::Azure(livekit::AzureBlobUpload { account_key: SECRETS[4].into(), ..Default::default() })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_no_secrets(StartEgressRequest { egress_id: "EG_1".into(), request: Some(Request::Web(web)), ..Default::default() });
+        let rc = livekit::RoomCompositeEgressRequest {
+            room_name: "r".into(),
+            output: Some(livekit::room_composite_egress_request::Output::File(livekit::EncodedFileOutput {
+                output: Some(encoded_file_output::Output::S3(s3())),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert_no_secrets(StartEgressRequest { egress_id: "EG_2".into(), request: Some(Request::RoomComposite(rc)), ..Default::default() });
+        // v2: request-level and per-output storage.
+        let v2 = livekit::StartEgressRequest {
+            room_name: "r".into(),
+            storage: Some(livekit::StorageConfig { provider: Some(storage_config::Provider::S3(s3())) }),
+            outputs: vec![livekit::Output {
+                storage: Some(livekit::StorageConfig {
+                    provider: Some(storage_config::Provider::Gcp(livekit::GcpUpload { credentials: SECRETS[3].into(), ..Default::default() })),
+                }),
+                config: Some(livekit::output::Config::File(livekit::FileOutput::default())),
+            }],
+            source: Some(livekit::start_egress_request::Source::Web(livekit::WebSource { url: "https://x".into(), ..Default::default() })),
+            ..Default::default()
+        };
+        assert_no_secrets(StartEgressRequest { egress_id: "EG_3".into(), request: Some(Request::Egress(v2)), ..Default::default() });
     }
 }
