@@ -98,7 +98,8 @@ async fn a_recording_streams_to_s3_with_its_manifest() {
             "endpoint": s3.endpoint(), "bucket": BUCKET, "force_path_style": true
         }
     });
-    let (id, done) = record(&stack, &page, output, 5, status::COMPLETE).await;
+    // Ten seconds, as an operator's first check would be.
+    let (id, done) = record(&stack, &page, output, 10, status::COMPLETE).await;
     assert!(done.get("error").is_none_or(|e| e == ""), "{done:#}");
     assert!(done.get("backup_storage_used").is_none_or(|b| b == false), "{done:#}");
     let file = &done["file_results"][0];
@@ -108,7 +109,7 @@ async fn a_recording_streams_to_s3_with_its_manifest() {
     let bytes = s3.read(BUCKET, filename).await.expect("the object is in the bucket");
     assert_eq!(file["size"].as_i64(), Some(bytes.len() as i64), "FileInfo.size is the object's size");
     let (p, _dir) = probe_bytes(&bytes, "rec.mp4").await;
-    assert_playable_av(&p, 4.0);
+    assert_playable_av(&p, 9.0);
 
     let manifest_key = format!("s3rec/{id}.json");
     let manifest: Value = serde_json::from_slice(&s3.read(BUCKET, &manifest_key).await.expect("manifest object")).expect("manifest json");
@@ -230,4 +231,27 @@ async fn a_killed_handlers_partial_recording_is_uploaded_by_the_service() {
     let bytes = s3.read(BUCKET, "crash/page.mp4").await.expect("the partial recording is in the bucket");
     let (p, _dir) = probe_bytes(&bytes, "partial.mp4").await;
     assert_playable_av(&p, 2.0);
+}
+
+#[tokio::test]
+async fn wrong_credentials_fail_once_naming_the_storage_and_keep_the_file() {
+    let _serial = serial().await;
+    let s3 = S3sFs::start().await;
+    s3.create_bucket(BUCKET).await;
+    let stack = RecordingStack::start_with(|y| format!("{y}{}", plugins_yaml(None, None))).await;
+    let page = TestPage::start().await;
+
+    let output = json!({
+        "filepath": "denied/page.mp4",
+        "s3": { "access_key": S3S_ACCESS_KEY, "secret": "not-the-secret", "region": S3_REGION,
+                "endpoint": s3.endpoint(), "bucket": BUCKET, "force_path_style": true }
+    });
+    let (_id, done) = record(&stack, &page, output, 3, status::FAILED).await;
+    let error = done["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("S3 upload failed: "), "{done:#}");
+    assert!(error.contains("the recording was kept at "), "{done:#}");
+    assert_eq!(done["error_code"], 400, "{done:#}");
+    let log = stack.egress.log();
+    assert_eq!(log.matches("starting the object again").count(), 0, "auth errors must not be retried");
+    assert!(s3.read(BUCKET, "denied/page.mp4").await.is_none());
 }
