@@ -159,6 +159,19 @@ async fn backup_storage_takes_the_recording_when_the_primary_refuses_the_credent
     let log = stack.egress.log();
     let attempts = log.matches("starting the object again").count();
     assert_eq!(attempts, 0, "auth errors must not be retried:\n{}", stack.egress.log_tail());
+    // Operators see backup writes in Prometheus, under the Go egress's metric name.
+    let port = stack
+        .config
+        .lines()
+        .find_map(|l| l.strip_prefix("prometheus_port:"))
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .expect("prometheus_port in the config");
+    let metrics = egress_e2e::http_get(&format!("http://127.0.0.1:{port}/metrics")).await.expect("metrics").1;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("livekit_egress_backup_storage_writes{"))
+        .unwrap_or_else(|| panic!("no backup metric in:\n{metrics}"));
+    assert!(line.contains("output_type=\"file\"") && line.ends_with(" 1"), "{line}");
 }
 
 #[tokio::test]

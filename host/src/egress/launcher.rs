@@ -48,6 +48,7 @@ pub struct Launcher {
     /// left behind to the storage its request named.
     pub config: Arc<crate::config::ServiceConfig>,
     pub plugins: Arc<crate::plugins::PluginRegistry>,
+    pub metrics: Arc<crate::service::metrics::Metrics>,
     /// The `EgressHandler` server object (its own `SRV_` id, as in Go).
     pub handler_rpc: RpcServer,
     /// Links of running handlers, by egress id.
@@ -230,11 +231,13 @@ impl Launcher {
             }
         });
         let mut terminal_sent = false;
+        let mut backup_used = false;
         loop {
             match ipc::read_frame::<_, HandlerMsg>(&mut rd).await {
                 Ok(Some(HandlerMsg { kind: Some(handler_msg::Kind::Update(info))
                     | Some(handler_msg::Kind::Finished(info)) })) => {
                     terminal_sent |= is_terminal(info.status);
+                    backup_used |= is_terminal(info.status) && info.backup_storage_used;
                     link.latest.send_replace(info.clone());
                     let _ = updates_tx.send(info);
                 }
@@ -272,6 +275,8 @@ impl Launcher {
             link.latest.send_replace(info.clone());
             let _ = updates_tx.send(info);
         }
+        let request_type = super::request::classify(&request).map_or("unknown", |c| c.request_type.label());
+        self.metrics.handler_ended(request_type, terminal_sent, backup_used);
         drop(updates_tx);
         let _ = updater.await;
         self.links.lock().unwrap_or_else(|e| e.into_inner()).remove(&egress_id);

@@ -22,7 +22,8 @@ pub struct Metrics {
     requests: GaugeVec,
     load_ratio: GaugeVec,
     proc_rss: Gauge,
-    pub handler_results: IntCounterVec,
+    handler_results: IntCounterVec,
+    backup_storage_writes: IntCounterVec,
     rpc_received: IntCounterVec,
     rpc_expired: IntCounterVec,
     rpc_errors: IntCounterVec,
@@ -68,6 +69,9 @@ impl Metrics {
             &["type", "result"],
         )?;
         registry.register(Box::new(handler_results.clone()))?;
+        let backup_storage_writes =
+            IntCounterVec::new(opts("livekit_egress_backup_storage_writes", "outputs stored in the backup storage"), &["output_type"])?;
+        registry.register(Box::new(backup_storage_writes.clone()))?;
         let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
             let c = IntCounterVec::new(opts(name, help).const_label("node_type", "EGRESS"), labels)?;
             registry.register(Box::new(c.clone()))?;
@@ -87,11 +91,22 @@ impl Metrics {
             load_ratio,
             proc_rss,
             handler_results,
+            backup_storage_writes,
             rpc_received,
             rpc_expired,
             rpc_errors,
             cpu_sample: Mutex::new(None),
         })
+    }
+
+    /// Counts a handler's end: `completed` when it reported a final status itself,
+    /// `process_error` when it died without one; and a file output that went to the backup.
+    pub fn handler_ended(&self, request_type: &str, reported_final_status: bool, backup_used: bool) {
+        let result = if reported_final_status { "completed" } else { "process_error" };
+        self.handler_results.with_label_values(&[request_type, result]).inc();
+        if backup_used {
+            self.backup_storage_writes.with_label_values(&["file"]).inc();
+        }
     }
 
     /// Refreshes the derived gauges and renders the text exposition format.

@@ -185,6 +185,7 @@ pub async fn run(config: ServiceConfig, source: ConfigSource) -> ExitCode {
         io: io.clone(),
         config: config.clone(),
         plugins: shared.plugins.clone(),
+        metrics: metrics.clone(),
         handler_rpc: RpcServer::new(bus.clone()).with_observer(metrics.clone()),
         links: Default::default(),
     });
