@@ -359,9 +359,10 @@ fn s3_invalid_configs(kit: Kit) -> Kit {
     kit.invalid_config(json!({"bucket": 3}), Some("bucket"))
         .invalid_config(json!({"bukcet": "x"}), Some("bukcet"))
         .invalid_config(json!({"access_key": "AK"}), Some("secret"))
+        // A role is assumed with static keys, which a role alone does not give.
         .invalid_config(
             json!({"assume_role_arn": "arn:aws:iam::1:role/r"}),
-            Some("assume_role_arn"),
+            Some("access_key"),
         )
         .invalid_config(json!({"endpoint": "ftp://x"}), Some("endpoint"))
         .invalid_config(json!({"checksum": "md5"}), Some("checksum"))
@@ -981,4 +982,279 @@ async fn s3_objects_carry_type_disposition_metadata_and_tags() {
             "{key}: {body}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AssumeRole (STS on moto, with moto's IAM authorization switched on)
+// ---------------------------------------------------------------------------------------------
+
+/// moto's default account.
+const MOTO_ACCOUNT: &str = "123456789012";
+const UPLOADER_ROLE: &str = "uploader";
+
+/// `application/x-www-form-urlencoded` (every byte but the unreserved ones escaped).
+fn form(params: &[(&str, &str)]) -> String {
+    let encode = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// One `POST` with `body`; returns status and body.
+async fn post(
+    url: &str,
+    content_type: &str,
+    body: String,
+    sign: impl FnOnce(&mut HttpRequest),
+) -> Result<(u16, String), String> {
+    let mut request: HttpRequest = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(url)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(HttpRequestBody::from(body))
+        .map_err(|e| format!("{url}: {e}"))?;
+    sign(&mut request);
+    let client = ReqwestConnector::default()
+        .connect(&ClientOptions::new().with_allow_http(true))
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .execute(request)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .bytes()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// An IAM Query API call on moto, signed for service `iam` (which is how moto routes it);
+/// panics unless it succeeds.
+async fn moto_iam(moto: &Moto, params: &[(&str, &str)]) -> String {
+    let credential = AwsCredential {
+        key_id: MOTO_ACCESS_KEY.into(),
+        secret_key: MOTO_SECRET_KEY.into(),
+        token: None,
+    };
+    let mut all = vec![("Version", "2010-05-08")];
+    all.extend_from_slice(params);
+    let (status, body) = post(
+        &format!("{}/", moto.endpoint()),
+        "application/x-www-form-urlencoded; charset=utf-8",
+        form(&all),
+        |request| {
+            AwsAuthorizer::new(&credential, "iam", S3_REGION)
+                .try_authorize(request, None)
+                .expect("signing");
+        },
+    )
+    .await
+    .expect("IAM call");
+    assert_eq!(status, 200, "{params:?}: {body}");
+    body
+}
+
+/// Switch moto's IAM authentication and authorization on (`true`: every later request must
+/// be signed by a key moto's IAM issued, and allowed by that identity's policies) or off.
+async fn moto_auth(moto: &Moto, on: bool) {
+    let count = if on { "0" } else { "inf" };
+    let (status, body) = post(
+        &format!("{}/moto-api/reset-auth", moto.endpoint()),
+        "text/plain",
+        count.to_string(),
+        |_| {},
+    )
+    .await
+    .expect("reset-auth");
+    assert_eq!(status, 200, "reset-auth: {body}");
+}
+
+/// An IAM user that may only call `sts:AssumeRole`, and a role that may do anything on S3.
+/// Returns the user's access key and secret, and the role's ARN.
+async fn moto_user_and_role(moto: &Moto) -> (String, String, String) {
+    let allow = |action: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"{action}","Resource":"*"}}]}}"#
+        )
+    };
+    moto_iam(moto, &[("Action", "CreateUser"), ("UserName", "recorder")]).await;
+    let key = moto_iam(
+        moto,
+        &[("Action", "CreateAccessKey"), ("UserName", "recorder")],
+    )
+    .await;
+    let key_id = xml_values(&key, "AccessKeyId").pop().expect("AccessKeyId");
+    let secret = xml_values(&key, "SecretAccessKey")
+        .pop()
+        .expect("SecretAccessKey");
+    moto_iam(
+        moto,
+        &[
+            ("Action", "PutUserPolicy"),
+            ("UserName", "recorder"),
+            ("PolicyName", "assume"),
+            ("PolicyDocument", &allow("sts:AssumeRole")),
+        ],
+    )
+    .await;
+    // moto matches the principal literally (the account root would not cover the user).
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{MOTO_ACCOUNT}:user/recorder"}},"Action":"sts:AssumeRole"}}]}}"#
+    );
+    moto_iam(
+        moto,
+        &[
+            ("Action", "CreateRole"),
+            ("RoleName", UPLOADER_ROLE),
+            ("AssumeRolePolicyDocument", &trust),
+        ],
+    )
+    .await;
+    moto_iam(
+        moto,
+        &[
+            ("Action", "PutRolePolicy"),
+            ("RoleName", UPLOADER_ROLE),
+            ("PolicyName", "s3"),
+            ("PolicyDocument", &allow("s3:*")),
+        ],
+    )
+    .await;
+    let arn = format!("arn:aws:iam::{MOTO_ACCOUNT}:role/{UPLOADER_ROLE}");
+    (key_id, secret, arn)
+}
+
+/// With moto checking signatures and policies, the user's own keys may not write to the
+/// bucket; with `assume_role_arn` the sink gets the role's credentials from STS (signed with
+/// the user's keys) and uploads with them, a single `PUT` and a multipart upload alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_assume_role_uploads_with_the_roles_credentials() {
+    let _serial = serial().await;
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let (key_id, secret, role_arn) = moto_user_and_role(&moto).await;
+    moto_auth(&moto, true).await;
+
+    // The control: the user itself may not write.
+    let own_keys = s3_config(&moto.endpoint(), &key_id, &secret);
+    let e = factory::<S3Sink>(&own_keys)
+        .health_check()
+        .await
+        .expect_err("the user's own keys may write: moto is not checking policies");
+    assert!(e.is_auth(), "expected an auth error, got {e}");
+
+    let config = with(
+        own_keys,
+        json!({"assume_role_arn": role_arn, "sts_endpoint": moto.endpoint()}),
+    );
+    let sink = factory::<S3Sink>(&config);
+    sink.health_check()
+        .await
+        .expect("health check with the role");
+    let mut written = Vec::new();
+    for (key, size, seed) in [
+        ("role/small.mp4", MIB, 21),
+        ("role/large.mp4", 12 * MIB, 22),
+    ] {
+        let mut object = sink
+            .open(ObjectSpec::new(key).with_content_type("video/mp4"))
+            .await
+            .expect("open");
+        let mut hasher = Sha256::new();
+        write_pattern(&mut object, &Pattern::new(seed), 0, size, &mut hasher)
+            .await
+            .expect("write");
+        let receipt = object.finish().await.expect("finish");
+        assert_eq!(receipt.size, size, "{key}");
+        written.push((key, size, <[u8; 32]>::from(hasher.finalize())));
+    }
+
+    // Read back as a user would, with moto's checks off again (the test's own keys are not
+    // moto IAM keys).
+    moto_auth(&moto, false).await;
+    let store = moto.store(BUCKET);
+    for (key, size, sha256) in written {
+        let stored = read_back(&store, key)
+            .await
+            .expect("read back")
+            .unwrap_or_else(|| panic!("{key} is missing"));
+        assert_eq!((stored.size, stored.sha256), (size, sha256), "{key}");
+    }
+}
+
+/// STS refuses: keys moto's IAM never issued (`InvalidClientTokenId`), the right key with a
+/// wrong secret (`SignatureDoesNotMatch`), and a user whose policies do not allow
+/// `sts:AssumeRole` (`AccessDenied`). Each is an auth error, from `health_check` and from an
+/// upload, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_assume_role_refused_by_sts_is_an_auth_error() {
+    let _serial = serial().await;
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let (key_id, secret, role_arn) = moto_user_and_role(&moto).await;
+    moto_iam(&moto, &[("Action", "CreateUser"), ("UserName", "nobody")]).await;
+    let other = moto_iam(
+        &moto,
+        &[("Action", "CreateAccessKey"), ("UserName", "nobody")],
+    )
+    .await;
+    let other_key = xml_values(&other, "AccessKeyId")
+        .pop()
+        .expect("AccessKeyId");
+    let other_secret = xml_values(&other, "SecretAccessKey")
+        .pop()
+        .expect("SecretAccessKey");
+    moto_auth(&moto, true).await;
+
+    let cases = [
+        (
+            "unknown key",
+            "AKIAUNKNOWN000000000".to_string(),
+            "x".to_string(),
+            "InvalidClientTokenId",
+        ),
+        (
+            "wrong secret",
+            key_id.clone(),
+            format!("{secret}x"),
+            "SignatureDoesNotMatch",
+        ),
+        ("no sts:AssumeRole", other_key, other_secret, "AccessDenied"),
+    ];
+    for (case, key, secret, code) in cases {
+        let config = with(
+            s3_config(&moto.endpoint(), &key, &secret),
+            json!({"assume_role_arn": role_arn, "sts_endpoint": moto.endpoint(),
+                   "max_retries": 5}),
+        );
+        let sink = factory::<S3Sink>(&config);
+        let e = sink.health_check().await.expect_err(case);
+        assert!(e.is_auth(), "{case}: expected an auth error, got {e}");
+        assert!(e.message().contains(code), "{case}: {e}");
+
+        let key = format!("refused/{}.bin", case.replace(' ', "-").replace(':', ""));
+        let mut object = sink.open(ObjectSpec::new(&key)).await.expect("open");
+        object
+            .write(Bytes::from(vec![7u8; 1000]))
+            .await
+            .expect("buffered write");
+        let e = object.finish().await.expect_err(case);
+        assert!(e.is_auth(), "{case}: expected an auth error, got {e}");
+    }
+
+    moto_auth(&moto, false).await;
+    assert_eq!(moto.list(BUCKET, "refused").await, Vec::<String>::new());
 }

@@ -15,7 +15,6 @@ pub mod target;
 pub mod upload;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -39,10 +38,16 @@ pub enum StorageError {
     /// The resolved settings were refused by the plugin (a field it cannot use, a bad value).
     #[error("{label} storage: {}{message}", field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
     Config { label: &'static str, field: Option<String>, message: String },
+    /// The request needs a feature this service turned off (Go's `ErrFeatureDisabled`).
+    #[error("{feature} is disabled for this account")]
+    FeatureDisabled { feature: &'static str },
 }
 
 /// Configures the sink for one target, with the object key for `storage_path`.
 pub fn destination(target: &StorageTarget, registry: &PluginRegistry, storage_path: &str) -> Result<Destination, StorageError> {
+    if let Some(feature) = target.disabled_feature {
+        return Err(StorageError::FeatureDisabled { feature });
+    }
     let label = target.provider.label();
     let name = target.provider.plugin_name();
     let active = registry.get(name).ok_or_else(|| StorageError::NotActive {
@@ -84,6 +89,7 @@ pub fn check(config: &ServiceConfig, request: &StartEgressRequest, registry: &Pl
     destinations(&targets, registry, "check").map(drop).map_err(|e| match e {
         StorageError::NotActive { .. } => RpcError::new(Code::FailedPrecondition, e.to_string()),
         StorageError::Config { .. } => RpcError::new(Code::InvalidArgument, format!("request has missing or invalid field: {e}")),
+        StorageError::FeatureDisabled { .. } => RpcError::new(Code::PermissionDenied, e.to_string()),
     })
 }
 
@@ -161,6 +167,3 @@ pub fn keep_locally(local: &Path, storage_path: &str) -> String {
         }
     }
 }
-
-/// Shared handle type for the registry in the handler and the service.
-pub type Registry = Arc<PluginRegistry>;

@@ -65,6 +65,10 @@ pub struct StorageTarget {
     /// Settings from the Go-format storage config, as the plugin's JSON (holds secrets: never
     /// log it; `Debug` prints only the keys).
     settings: Map<String, Value>,
+    /// A feature the request needs that this service has turned off (Go's
+    /// `ErrFeatureDisabled`): configuring the target fails with `<feature> is disabled for
+    /// this account`.
+    pub disabled_feature: Option<&'static str>,
 }
 
 impl fmt::Debug for StorageTarget {
@@ -73,13 +77,14 @@ impl fmt::Debug for StorageTarget {
             .field("provider", &self.provider)
             .field("prefix", &self.prefix)
             .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .field("disabled_feature", &self.disabled_feature)
             .finish()
     }
 }
 
 impl StorageTarget {
     pub fn local() -> StorageTarget {
-        StorageTarget { provider: Provider::Local, prefix: String::new(), settings: Map::new() }
+        StorageTarget { provider: Provider::Local, prefix: String::new(), settings: Map::new(), disabled_feature: None }
     }
 
     pub fn is_local(&self) -> bool {
@@ -258,7 +263,7 @@ impl Settings {
         self
     }
     fn target(self, provider: Provider) -> StorageTarget {
-        StorageTarget { provider, prefix: String::new(), settings: self.0 }
+        StorageTarget { provider, prefix: String::new(), settings: self.0, disabled_feature: None }
     }
 }
 
@@ -318,15 +323,35 @@ fn s3_service(c: &S3Config) -> StorageTarget {
     retries(s, Some(c)).target(Provider::S3)
 }
 
+/// Go's `getStorageConfig` for an S3 upload in a request: the server's retry settings, and
+/// its assume-role settings (a request without a role gets the server's
+/// `s3_assume_role_arn`/`s3_assume_role_external_id`; a role without keys is assumed with the
+/// server's `s3_assume_role_key`/`secret`, and without those the request is refused).
 fn s3_request(r: &livekit::S3Upload, config: &ServiceConfig) -> StorageTarget {
     let metadata: Map<String, Value> =
         r.metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let (role_arn, external_id) = if r.assume_role_arn.is_empty() {
+        (config.s3_assume_role_arn.as_str(), config.s3_assume_role_external_id.as_str())
+    } else {
+        (r.assume_role_arn.as_str(), r.assume_role_external_id.as_str())
+    };
+    // Go drops an external id that comes without a role (it is only read with one).
+    let external_id = if role_arn.is_empty() { "" } else { external_id };
+    let mut disabled_feature = None;
+    let (access_key, secret) = if !role_arn.is_empty() && r.access_key.is_empty() {
+        if config.s3_assume_role_key.expose().is_empty() {
+            disabled_feature = Some("S3 upload using AssumeRole");
+        }
+        (config.s3_assume_role_key.expose(), config.s3_assume_role_secret.expose())
+    } else {
+        (r.access_key.as_str(), r.secret.as_str())
+    };
     let s = Settings::new()
-        .str("access_key", &r.access_key)
-        .str("secret", &r.secret)
+        .str("access_key", access_key)
+        .str("secret", secret)
         .str("session_token", &r.session_token)
-        .str("assume_role_arn", &r.assume_role_arn)
-        .str("assume_role_external_id", &r.assume_role_external_id)
+        .str("assume_role_arn", role_arn)
+        .str("assume_role_external_id", external_id)
         .str("region", &r.region)
         .str("endpoint", &r.endpoint)
         .str("bucket", &r.bucket)
@@ -336,7 +361,9 @@ fn s3_request(r: &livekit::S3Upload, config: &ServiceConfig) -> StorageTarget {
         .str("tagging", &r.tagging)
         .str("content_disposition", &r.content_disposition);
     let server_s3 = config.storage.as_ref().and_then(|s| s.s3.as_ref());
-    retries(s, server_s3).target(Provider::S3)
+    let mut target = retries(s, server_s3).target(Provider::S3);
+    target.disabled_feature = disabled_feature;
+    target
 }
 
 fn gcp_service(c: &GcpConfig) -> StorageTarget {
@@ -488,6 +515,73 @@ mod tests {
         assert_eq!(cfg["force_path_style"], true);
         assert_eq!(cfg["max_retries"], 7);
         assert_eq!(t.primary.prefix, "", "a request's own upload has no service prefix");
+    }
+
+    fn s3_out(upload: livekit::S3Upload) -> StartEgressRequest {
+        web(Some(encoded_file_output::Output::S3(upload)))
+    }
+
+    #[test]
+    fn request_without_role_inherits_the_server_role_and_keys() {
+        let mut c = service_with_s3();
+        c.s3_assume_role_arn = "arn:aws:iam::1:role/server".into();
+        c.s3_assume_role_external_id = "server-ext".into();
+        c.s3_assume_role_key = Secret::new("ROLE-AK");
+        c.s3_assume_role_secret = Secret::new("ROLE-SK");
+        let t = for_file_output(&c, &s3_out(livekit::S3Upload { bucket: "b".into(), ..Default::default() }));
+        assert_eq!(t.primary.disabled_feature, None);
+        let cfg = t.primary.plugin_config(&Value::Null, true);
+        assert_eq!(cfg["assume_role_arn"], "arn:aws:iam::1:role/server");
+        assert_eq!(cfg["assume_role_external_id"], "server-ext");
+        assert_eq!((&cfg["access_key"], &cfg["secret"]), (&json!("ROLE-AK"), &json!("ROLE-SK")));
+
+        // The request's own role and keys win; its keys assume the server's role when it
+        // names none (as in Go).
+        let own = livekit::S3Upload {
+            bucket: "b".into(),
+            access_key: "REQ-AK".into(),
+            secret: "REQ-SK".into(),
+            ..Default::default()
+        };
+        let cfg = for_file_output(&c, &s3_out(own.clone())).primary.plugin_config(&Value::Null, true);
+        assert_eq!((&cfg["access_key"], &cfg["assume_role_arn"]), (&json!("REQ-AK"), &json!("arn:aws:iam::1:role/server")));
+        let own_role = livekit::S3Upload { assume_role_arn: "arn:aws:iam::2:role/req".into(), ..own };
+        let cfg = for_file_output(&c, &s3_out(own_role)).primary.plugin_config(&Value::Null, true);
+        assert_eq!(cfg["assume_role_arn"], "arn:aws:iam::2:role/req");
+        assert!(cfg.get("assume_role_external_id").is_none(), "the server's id goes with the server's role: {cfg}");
+        assert_eq!(cfg["access_key"], "REQ-AK");
+    }
+
+    #[test]
+    fn role_without_keys_needs_the_server_assume_role_key() {
+        let c = service_with_s3();
+        let upload = livekit::S3Upload {
+            bucket: "b".into(),
+            assume_role_arn: "arn:aws:iam::1:role/r".into(),
+            ..Default::default()
+        };
+        let t = for_file_output(&c, &s3_out(upload.clone()));
+        assert_eq!(t.primary.disabled_feature, Some("S3 upload using AssumeRole"));
+        // StartEgress is answered with Go's error (PermissionDenied, 403).
+        let registry = crate::plugins::PluginRegistry::load(None).expect("built-in plugins");
+        let e = crate::storage::check(&c, &s3_out(upload.clone()), &registry).unwrap_err();
+        assert_eq!(e.code, crate::rpc::Code::PermissionDenied);
+        assert_eq!(e.message, "S3 upload using AssumeRole is disabled for this account");
+
+        // No role anywhere: plain keys, nothing disabled, a stray external id dropped.
+        let plain = livekit::S3Upload { assume_role_external_id: "x".into(), ..Default::default() };
+        let t = for_file_output(&c, &s3_out(plain));
+        assert_eq!(t.primary.disabled_feature, None);
+        assert!(t.primary.plugin_config(&Value::Null, true).get("assume_role_external_id").is_none());
+
+        let mut c = c;
+        c.s3_assume_role_key = Secret::new("ROLE-AK");
+        c.s3_assume_role_secret = Secret::new("ROLE-SK");
+        let t = for_file_output(&c, &s3_out(upload));
+        assert_eq!(t.primary.disabled_feature, None);
+        let cfg = t.primary.plugin_config(&Value::Null, true);
+        assert_eq!((&cfg["access_key"], &cfg["secret"]), (&json!("ROLE-AK"), &json!("ROLE-SK")));
+        assert!(!format!("{t:?}").contains("ROLE-SK"));
     }
 
     #[test]

@@ -6,16 +6,26 @@ use egress_objstore_sink::Backend;
 use egress_objstore_sink::config::client_options;
 use egress_objstore_sink::location::{host_of, join};
 use egress_objstore_sink::object_store::aws::{
-    AmazonS3Builder, AmazonS3ConfigKey, Checksum as OsChecksum,
+    AmazonS3Builder, AmazonS3ConfigKey, AwsCredential, Checksum as OsChecksum,
 };
+use egress_objstore_sink::object_store::client::{HttpConnector, ReqwestConnector};
 use egress_objstore_sink::object_store::{Attribute, Attributes, ObjectStore, TagSet};
 use egress_plugin_api::{ObjectSpec, SinkError, config};
 
-use crate::config::{Checksum, S3Settings};
+use crate::config::{AssumeRoleSettings, Checksum, S3Settings};
+use crate::credentials::{RefreshingCredentials, StsFetch, SystemClock};
+use crate::sts::{self, AssumeRole};
 
 /// Region when neither the config nor the environment names one (as object_store and the AWS
 /// SDKs do; the Go egress would ask the bucket, which needs a request).
 const DEFAULT_REGION: &str = "us-east-1";
+
+/// STS's global endpoint, for a role assumed without a region.
+const GLOBAL_STS_ENDPOINT: &str = "https://sts.amazonaws.com";
+
+/// The session name in the assumed role's ARN (`…:assumed-role/<role>/egress`), which is what
+/// CloudTrail shows for our uploads.
+const SESSION_NAME: &str = "egress";
 
 /// Environment variables of the default credential chain, applied when the config has no
 /// access key. Only these: the rest of the config comes from the config, never from `AWS_*`.
@@ -67,13 +77,72 @@ impl S3Backend {
         }
     }
 
-    fn region(&self) -> String {
-        self.settings.region.clone().unwrap_or_else(|| {
+    /// The region the config or the environment names, if any.
+    fn named_region(&self) -> Option<String> {
+        self.settings.region.clone().or_else(|| {
             ["AWS_DEFAULT_REGION", "AWS_REGION"]
                 .iter()
                 .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
-                .unwrap_or_else(|| DEFAULT_REGION.to_string())
         })
+    }
+
+    fn region(&self) -> String {
+        self.named_region()
+            .unwrap_or_else(|| DEFAULT_REGION.to_string())
+    }
+
+    /// `sts_endpoint`, else the region's own STS (as the AWS SDKs now default to), else the
+    /// global one.
+    fn sts_endpoint(&self, role: &AssumeRoleSettings) -> String {
+        if let Some(endpoint) = &role.sts_endpoint {
+            return endpoint.clone();
+        }
+        match self.named_region() {
+            // The China partition has its own domain.
+            Some(region) if region.starts_with("cn-") => {
+                format!("https://sts.{region}.amazonaws.com.cn")
+            }
+            Some(region) => format!("https://sts.{region}.amazonaws.com"),
+            None => GLOBAL_STS_ENDPOINT.to_string(),
+        }
+    }
+
+    /// The credential provider for an assumed role: STS is called on the first request, not
+    /// here.
+    fn assume_role_provider(
+        &self,
+        role: &AssumeRoleSettings,
+    ) -> Result<RefreshingCredentials<StsFetch, SystemClock>, SinkError> {
+        let s = &self.settings;
+        let Some((key, secret, token)) = &s.credentials else {
+            // `S3Settings::parse` refuses a role without keys.
+            return Err(config::invalid(
+                "access_key",
+                "is required with assume_role_arn",
+            ));
+        };
+        let options = client_options(role.allow_http, s.proxy_url.as_ref().map(|p| p.expose()));
+        let client = ReqwestConnector::default()
+            .connect(&options)
+            .map_err(|e| SinkError::config(format!("cannot configure the STS client: {e}")))?;
+        let fetch = StsFetch {
+            client,
+            retry: s.retry.clone(),
+            caller: AwsCredential {
+                key_id: key.clone(),
+                secret_key: secret.expose().to_string(),
+                token: token.as_ref().map(|t| t.expose().to_string()),
+            },
+            request: AssumeRole {
+                endpoint: self.sts_endpoint(role),
+                region: self.region(),
+                role_arn: role.role_arn.clone(),
+                external_id: role.external_id.clone(),
+                session_name: SESSION_NAME.to_string(),
+                duration: sts::DURATION,
+            },
+        };
+        Ok(RefreshingCredentials::new(fetch, SystemClock))
     }
 }
 
@@ -91,8 +160,11 @@ impl Backend for S3Backend {
         let bucket = self.bucket()?;
         let virtual_hosted = self.virtual_hosted(bucket);
         let mut builder = AmazonS3Builder::new();
-        match &s.credentials {
-            Some((key, secret, token)) => {
+        match (&s.assume_role, &s.credentials) {
+            (Some(role), _) => {
+                builder = builder.with_credentials(Arc::new(self.assume_role_provider(role)?));
+            }
+            (None, Some((key, secret, token))) => {
                 builder = builder
                     .with_access_key_id(key)
                     .with_secret_access_key(secret.expose());
@@ -100,7 +172,7 @@ impl Backend for S3Backend {
                     builder = builder.with_token(token.expose());
                 }
             }
-            None => {
+            (None, None) => {
                 for name in CREDENTIAL_ENV {
                     let value = std::env::var(name).ok().filter(|v| !v.is_empty());
                     let key = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>();
@@ -302,6 +374,48 @@ mod tests {
             Some("r1")
         );
         assert_eq!(b.tags().encoded(), "k=v");
+    }
+
+    #[test]
+    fn sts_endpoint_by_region() {
+        let role = |extra: egress_plugin_api::Value| {
+            let mut config = json!({"bucket": "b", "access_key": "AK", "secret": "SK",
+                                    "assume_role_arn": "arn:aws:iam::1:role/r"});
+            if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+                c.extend(e.clone());
+            }
+            let b = backend(config);
+            let role = b.settings.assume_role.clone().unwrap();
+            b.sts_endpoint(&role)
+        };
+        assert_eq!(
+            role(json!({"region": "eu-west-1"})),
+            "https://sts.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            role(json!({"region": "cn-north-1"})),
+            "https://sts.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            role(json!({"region": "eu-west-1", "sts_endpoint": "http://127.0.0.1:5000"})),
+            "http://127.0.0.1:5000"
+        );
+        // Without a region (and none in this test's environment, unless the runner sets one),
+        // the global endpoint.
+        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            assert_eq!(role(json!({})), GLOBAL_STS_ENDPOINT);
+        }
+    }
+
+    #[test]
+    fn builds_with_a_role_without_io() {
+        egress_objstore_sink::install_crypto_provider();
+        // Port 1 answers nothing: building must not call STS.
+        let b = backend(json!({"bucket": "b", "access_key": "AK", "secret": "SK",
+                               "assume_role_arn": "arn:aws:iam::1:role/r",
+                               "sts_endpoint": "http://127.0.0.1:1",
+                               "endpoint": "http://127.0.0.1:1", "force_path_style": true}));
+        assert!(b.build().is_ok());
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub struct S3Config {
     pub checksum: Checksum,
     pub assume_role_arn: Option<String>,
     pub assume_role_external_id: Option<String>,
+    pub sts_endpoint: Option<String>,
     pub allow_http: Option<bool>,
 }
 
@@ -63,6 +64,19 @@ pub struct S3Settings {
     pub content_disposition: String,
     pub checksum: Checksum,
     pub allow_http: bool,
+    /// Upload with the temporary credentials of this role, assumed with `credentials`.
+    pub assume_role: Option<AssumeRoleSettings>,
+}
+
+/// `assume_role_*` and `sts_endpoint`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRoleSettings {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    /// Normalised like `endpoint`; `None`: AWS's, chosen by region.
+    pub sts_endpoint: Option<String>,
+    /// Plain http to the STS endpoint (an emulator's `http://` endpoint allows it).
+    pub allow_http: bool,
 }
 
 /// Go's default `Content-Disposition`.
@@ -71,19 +85,8 @@ const DEFAULT_CONTENT_DISPOSITION: &str = "inline";
 impl S3Settings {
     pub fn parse(value: &Value) -> Result<Self, SinkError> {
         let c: S3Config = config::parse(value)?;
-        if non_empty(&c.assume_role_arn).is_some() {
-            return Err(config::invalid(
-                "assume_role_arn",
-                "AssumeRole is not supported by this sink (object_store cannot assume a role \
-                 with static keys); use the role's own credentials",
-            ));
-        }
-        if non_empty(&c.assume_role_external_id).is_some() {
-            return Err(config::invalid(
-                "assume_role_external_id",
-                "AssumeRole is not supported by this sink",
-            ));
-        }
+        // An empty access key with a secret is refused below, whatever the role.
+        let assume_role = assume_role(&c, non_empty(&c.access_key).is_some())?;
         let secret = c.secret.filter(|s| !s.is_empty());
         let session_token = c.session_token.filter(|s| !s.is_empty());
         let credentials = match (non_empty(&c.access_key), secret) {
@@ -102,6 +105,15 @@ impl S3Settings {
             }
             (None, None) => None,
         };
+        // Both end up in request headers; a value that is not one would make signing fail.
+        if let Some((key, _, token)) = &credentials {
+            if !is_header_value(key) {
+                return Err(config::invalid("access_key", "must be printable ASCII"));
+            }
+            if token.as_ref().is_some_and(|t| !is_header_value(t.expose())) {
+                return Err(config::invalid("session_token", "must be printable ASCII"));
+            }
+        }
         let endpoint = non_empty(&c.endpoint)
             .map(|e| shared::endpoint("endpoint", e))
             .transpose()?;
@@ -147,8 +159,40 @@ impl S3Settings {
             content_disposition,
             checksum: c.checksum,
             allow_http,
+            assume_role,
         })
     }
+}
+
+/// The role to assume, if any. The caller's keys must be static: the host passes the
+/// server's `s3_assume_role_key` when a request names a role without keys, as the Go egress
+/// does, and the default credential chain cannot be combined with a role here.
+fn assume_role(c: &S3Config, has_keys: bool) -> Result<Option<AssumeRoleSettings>, SinkError> {
+    let sts_endpoint = non_empty(&c.sts_endpoint)
+        .map(|e| shared::endpoint("sts_endpoint", e))
+        .transpose()?;
+    let Some(role_arn) = non_empty(&c.assume_role_arn) else {
+        if non_empty(&c.assume_role_external_id).is_some() {
+            return Err(config::invalid(
+                "assume_role_external_id",
+                "is only used with assume_role_arn",
+            ));
+        }
+        return Ok(None);
+    };
+    if !has_keys {
+        return Err(config::invalid(
+            "access_key",
+            "is required with assume_role_arn (the role is assumed with these static keys)",
+        ));
+    }
+    let allow_http = shared::allow_http(c.allow_http, sts_endpoint.as_deref())?;
+    Ok(Some(AssumeRoleSettings {
+        role_arn: role_arn.to_string(),
+        external_id: non_empty(&c.assume_role_external_id).map(str::to_string),
+        sts_endpoint,
+        allow_http,
+    }))
 }
 
 /// S3's bucket naming rules, loosely: 3 to 63 of `a-z 0-9 . -` (plus `_` and upper case, which
@@ -232,8 +276,9 @@ pub(crate) fn schema() -> Value {
                     "enum": ["sha256", "none"], "default": "sha256",
                     "description": "Send x-amz-checksum-sha256 with uploads; none for stores that reject it."
                 },
-                "assume_role_arn": string("Not supported (object_store cannot assume a role with static keys); must be empty."),
-                "assume_role_external_id": string("Not supported; must be empty."),
+                "assume_role_arn": string("Role to assume with STS AssumeRole; uploads then use its temporary credentials (refreshed before they expire). Requires access_key/secret, the keys that assume it."),
+                "assume_role_external_id": string("ExternalId for AssumeRole, if the role's trust policy asks for one. Only with assume_role_arn."),
+                "sts_endpoint": string("STS endpoint for assume_role_arn (emulators, private clouds). Default: https://sts.<region>.amazonaws.com when a region is set, else https://sts.amazonaws.com."),
                 "allow_http": {
                     "type": "boolean",
                     "description": "Allow plain http. Default: true iff the endpoint is http://."
@@ -324,7 +369,23 @@ mod tests {
         );
         assert_eq!(
             field(json!({"assume_role_arn": "arn:aws:iam::1:role/x"})).as_deref(),
-            Some("assume_role_arn")
+            Some("access_key")
+        );
+        assert_eq!(
+            field(
+                json!({"assume_role_arn": "arn:aws:iam::1:role/x", "access_key": "AK",
+                         "secret": "SK", "sts_endpoint": "ftp://sts"})
+            )
+            .as_deref(),
+            Some("sts_endpoint")
+        );
+        assert_eq!(
+            field(json!({"access_key": "AK\u{e9}", "secret": "SK"})).as_deref(),
+            Some("access_key")
+        );
+        assert_eq!(
+            field(json!({"access_key": "AK", "secret": "SK", "session_token": "a\nb"})).as_deref(),
+            Some("session_token")
         );
         assert_eq!(
             field(json!({"assume_role_external_id": "x"})).as_deref(),
@@ -368,6 +429,46 @@ mod tests {
             field(json!({"force_path_style": "yes"})).as_deref(),
             Some("force_path_style")
         );
+    }
+
+    #[test]
+    fn assume_role_settings() {
+        let keys = json!({"access_key": "AK", "secret": "SK"});
+        let s = parse(json!({"access_key": "AK", "secret": "SK",
+                             "assume_role_arn": "arn:aws:iam::1:role/rec",
+                             "assume_role_external_id": "ext"}))
+        .unwrap();
+        assert_eq!(
+            s.assume_role,
+            Some(AssumeRoleSettings {
+                role_arn: "arn:aws:iam::1:role/rec".into(),
+                external_id: Some("ext".into()),
+                sts_endpoint: None,
+                allow_http: false,
+            })
+        );
+        let s = parse(json!({"access_key": "AK", "secret": "SK",
+                             "assume_role_arn": "arn:aws:iam::1:role/rec",
+                             "sts_endpoint": "http://127.0.0.1:5000/"}))
+        .unwrap();
+        let role = s.assume_role.unwrap();
+        assert_eq!(role.sts_endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert!(
+            role.allow_http && !s.allow_http,
+            "http only where the endpoint is http"
+        );
+        // sts_endpoint alone is harmless: an operator's base config for requests that may
+        // name a role.
+        let s = parse(with(&keys, json!({"sts_endpoint": "sts.example.com"}))).unwrap();
+        assert!(s.assume_role.is_none());
+    }
+
+    fn with(base: &Value, extra: Value) -> Value {
+        let mut out = base.clone();
+        if let (Some(out), Some(extra)) = (out.as_object_mut(), extra.as_object()) {
+            out.extend(extra.clone());
+        }
+        out
     }
 
     #[test]

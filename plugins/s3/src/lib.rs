@@ -32,10 +32,19 @@
 //! content_disposition: inline  # the default
 //! checksum: sha256             # or none, for stores that reject x-amz-checksum-* headers
 //! allow_http: false            # default: true iff the endpoint is http://
+//! assume_role_arn: arn:aws:iam::123456789012:role/recorder   # upload as this role
+//! assume_role_external_id: …   # if the role's trust policy asks for one
+//! sts_endpoint: http://127.0.0.1:5000   # default: the region's STS, else sts.amazonaws.com
 //! ```
 //!
-//! `assume_role_arn`/`assume_role_external_id` exist for compatibility with the Go config and
-//! must be empty: object_store cannot assume a role from static keys.
+//! # Assumed roles
+//!
+//! With `assume_role_arn`, uploads are signed with temporary credentials from STS
+//! `AssumeRole`, which is called with the static `access_key`/`secret` (the host passes the
+//! server's `s3_assume_role_key` when a request names a role without keys, as the Go egress
+//! does). STS is called on the first request, never in `create`; the credentials are cached and
+//! replaced five minutes before they expire ([`credentials`]). A refusal (403, `AccessDenied`)
+//! is an auth error; STS's 5xx are retried, then retryable ([`sts`]).
 //!
 //! # Addressing and locations
 //!
@@ -48,6 +57,8 @@
 
 mod backend;
 mod config;
+pub mod credentials;
+pub mod sts;
 
 use egress_objstore_sink::ObjectStoreSink;
 use egress_plugin_api::{
@@ -55,7 +66,7 @@ use egress_plugin_api::{
     async_trait, export_sink,
 };
 
-pub use config::{Checksum, S3Config, S3Settings, parse_tagging};
+pub use config::{AssumeRoleSettings, Checksum, S3Config, S3Settings, parse_tagging};
 
 use backend::S3Backend;
 
