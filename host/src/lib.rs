@@ -9,3 +9,4 @@ pub mod plugins;
 pub mod rpc;
 pub mod service;
 pub mod storage;
+pub mod webrtc;

@@ -17,7 +17,9 @@ use egress_proto::livekit::{EgressInfo, EgressStatus};
 use egress_proto::psrpc::Request;
 use egress_proto::rpc::{ListActiveEgressRequest, ListActiveEgressResponse};
 
-const TRACK_REQUEST: &str = r#"{"room_name":"psrpc-room","track_id":"TR_test","file":{"filepath":"x.ogg"}}"#;
+/// A request type this build has no pipeline for (track egress to a file now has one).
+const UNSUPPORTED_TYPE: &str = "track-composite";
+const UNSUPPORTED_REQUEST: &str = r#"{"room_name":"psrpc-room","audio_track_id":"TR_test","file_outputs":[{"filepath":"x.ogg"}]}"#;
 
 async fn bus(stack: &Stack) -> Bus {
     Bus::connect(&RedisTarget { address: stack.redis.addr(), ..Default::default() })
@@ -59,10 +61,10 @@ async fn start_egress_reaches_exactly_one_of_two_workers_and_is_refused_honestly
 
     const ATTEMPTS: usize = 6;
     for _ in 0..ATTEMPTS {
-        let err = lk.egress_start("track", TRACK_REQUEST).await.expect_err("track egress has no pipeline yet");
+        let err = lk.egress_start(UNSUPPORTED_TYPE, UNSUPPORTED_REQUEST).await.expect_err("track composite egress has no pipeline yet");
         // The Go egress's ErrNotSupported text, as an invalid_argument through Twirp.
         let out = format!("{}{}", err.stdout, err.stderr);
-        assert!(out.contains("track egress is not yet supported"), "unexpected refusal: {out}");
+        assert!(out.contains("track_composite egress is not yet supported"), "unexpected refusal: {out}");
         assert!(out.contains("invalid_argument"), "wrong code: {out}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -158,7 +160,7 @@ async fn a_malformed_payload_gets_an_error_and_the_worker_stays_up() {
     assert_eq!(code, 200);
     // And it still serves real requests.
     stack.lk().run_ok(&["room", "create", "psrpc-room"]).await;
-    let err = stack.lk().egress_start("track", TRACK_REQUEST).await.expect_err("refused");
+    let err = stack.lk().egress_start(UNSUPPORTED_TYPE, UNSUPPORTED_REQUEST).await.expect_err("refused");
     assert!(format!("{}{}", err.stdout, err.stderr).contains("not yet supported"));
 }
 
@@ -186,7 +188,7 @@ async fn the_worker_serves_again_after_redis_is_down_for_five_seconds() {
     let mut last = String::new();
     for _ in 0..20 {
         let _ = lk.try_run(&["room", "create", "psrpc-room"]).await;
-        match lk.egress_start("track", TRACK_REQUEST).await {
+        match lk.egress_start(UNSUPPORTED_TYPE, UNSUPPORTED_REQUEST).await {
             Err(e) if format!("{}{}", e.stdout, e.stderr).contains("not yet supported") => return,
             Err(e) => last = format!("{}{}", e.stdout, e.stderr),
             Ok(s) => panic!("unexpectedly started {s:?}"),

@@ -72,7 +72,12 @@ pub fn classify(req: &StartEgressRequest) -> Option<Classified> {
         },
         Request::Participant(_) => plain(RequestType::Participant),
         Request::TrackComposite(_) => plain(RequestType::TrackComposite),
-        Request::Track(_) => plain(RequestType::Track),
+        // A file output is written as received (passthrough); the websocket output decodes the
+        // audio to PCM.
+        Request::Track(r) => Classified {
+            passthrough: matches!(r.output, Some(livekit::track_egress_request::Output::File(_))),
+            ..plain(RequestType::Track)
+        },
         Request::Replay(_) => plain(RequestType::Replay),
         Request::Egress(v2) => classify_v2(v2),
     };
@@ -167,5 +172,20 @@ mod tests {
         let estimated = StartEgressRequest { estimated_cpu: 3.0, ..track };
         assert_eq!(cost(&estimated), 3.0);
         assert!(classify(&StartEgressRequest::default()).is_none());
+    }
+
+    #[test]
+    fn track_egress_runs_here_only_with_a_file_output() {
+        use livekit::track_egress_request::Output;
+        let track = |output| StartEgressRequest {
+            request: Some(Request::Track(livekit::TrackEgressRequest { output, ..Default::default() })),
+            ..Default::default()
+        };
+        let file = classify(&track(Some(Output::File(Default::default())))).unwrap();
+        assert!(file.passthrough && crate::pipeline::supports(&file));
+        let websocket = classify(&track(Some(Output::WebsocketUrl("ws://x".into())))).unwrap();
+        assert!(!websocket.passthrough && !crate::pipeline::supports(&websocket));
+        let composite = StartEgressRequest { request: Some(Request::TrackComposite(Default::default())), ..Default::default() };
+        assert!(!crate::pipeline::supports(&classify(&composite).unwrap()));
     }
 }

@@ -14,7 +14,8 @@
 //! What this build records: web pages ([`WebEgressRequest`], v2 web source) and room
 //! composites through the template ([`RoomCompositeEgressRequest`], v2 template source), with
 //! one file output (MP4, OGG or MP3), streamed to its storage's sink plugin while it is written
-//! (`crate::storage`). Modules, one job each:
+//! (`crate::storage`); and single tracks over WebRTC without transcoding ([`track`], with
+//! `crate::webrtc`). Modules, one job each:
 //! [`config`] (request → settings, Go's validation), [`encoding`], [`filename`], [`token`],
 //! [`display`] (Xvfb), [`pulse`] (PulseAudio), [`chrome`] (Chrome over CDP), [`gst`] (the
 //! GStreamer pipeline), [`web_source`] (all of those together), [`controller`] (status
@@ -49,6 +50,7 @@ pub mod manifest;
 pub mod outputs;
 pub mod pulse;
 pub mod token;
+pub mod track;
 pub mod web_source;
 
 pub use error::PipelineError;
@@ -84,15 +86,24 @@ pub struct Control {
 }
 
 /// Request types that have a pipeline in this build: web pages and template (room composite)
-/// recordings through Chrome. Audio-only room composites without a layout use the Go egress's
-/// SDK source, which does not exist here yet.
+/// recordings through Chrome, and track egress to a file over WebRTC ([`track`]). Audio-only
+/// room composites without a layout use the Go egress's SDK source, which does not exist here
+/// yet. A track's codec is only known once the recorder has joined the room, so a track whose
+/// codec this build cannot write fails then, with the Go "not yet supported" text.
 pub fn supports(request: &Classified) -> bool {
-    matches!(request.request_type, RequestType::RoomComposite | RequestType::Template | RequestType::Web)
-        && request.uses_chrome
+    match request.request_type {
+        RequestType::RoomComposite | RequestType::Template | RequestType::Web => request.uses_chrome,
+        // `passthrough` = a file output (the websocket output decodes to PCM: not here yet).
+        RequestType::Track => request.passthrough,
+        _ => false,
+    }
 }
 
 /// Validates a request the way the Go egress's `GetValidatedPipelineConfig` does.
 pub fn validate(config: &ServiceConfig, request: &StartEgressRequest) -> Result<(), RpcError> {
+    if matches!(request.request, Some(egress_proto::rpc::start_egress_request::Request::Track(_))) {
+        return track::config::TrackConfig::new(config, request, &request.room_name, SystemTime::now()).map(|_| ());
+    }
     config::PipelineConfig::new(config, request, &request.room_name, SystemTime::now()).map(|_| ())
 }
 
@@ -105,6 +116,9 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
             let _ = reply.send(Err(RpcError::new(Code::InvalidArgument, "UpdateStream called on non-streaming egress")));
         }
     });
+    if matches!(job.request.request, Some(egress_proto::rpc::start_egress_request::Request::Track(_))) {
+        return track::run(job, updates, stop).await;
+    }
     let cfg = match config::PipelineConfig::new(&job.config, &job.request, &job.info.room_name, SystemTime::now()) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -128,11 +142,6 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
         file = %cfg.file.storage_path, storage = dests.primary.label, key = %dests.primary.key,
         backup = dests.backup.as_ref().map(|b| b.label), "starting web recording");
     controller::Controller::new(job.config, cfg, job.info, job.work_dir, dests, updates, stop).run().await
-}
-
-/// Now, in Unix nanoseconds (the unit of every `EgressInfo` time).
-pub fn now_nanos() -> i64 {
-    controller::now_nanos()
 }
 
 /// Puts salvaged files into a FAILED info (and the deprecated single result when there is one).

@@ -1,0 +1,351 @@
+//! H.264 access units into a fragmented MP4, without transcoding. `mp4-atom` encodes the boxes;
+//! this module decides what goes in them:
+//!
+//! * nothing is written before a keyframe that carries SPS and PPS (the sample entry's `avcC`
+//!   is made from them, the frame size from the SPS, read with `h264-reader`);
+//! * Annex B access units (what str0m depacketizes) become length-prefixed samples;
+//! * a fragment (`moof` + `mdat`) is written and flushed at each keyframe and at least every
+//!   second, so the file is append-only: the upload tails it and a file cut off by a crash
+//!   plays up to its last fragment, like the web path's fragmented mp4mux;
+//! * sample times are the RTP times (90 kHz) from the first keyframe; a sample's duration is the
+//!   distance to the next one (WebRTC H.264 has no B-frames, so decode = presentation order).
+
+use std::io::{self, Write};
+
+use h264_reader::nal::sps::SeqParameterSet;
+use h264_reader::rbsp::{BitReader, ByteReader};
+use mp4_atom::{
+    Avc1, Avcc, Codec, Dinf, Dref, Encode, Ftyp, Hdlr, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex, Mvhd, Stbl, Stco,
+    Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual, Vmhd,
+};
+
+/// H.264's RTP clock (RFC 6184), also the track timescale.
+pub const VIDEO_RATE: u64 = 90_000;
+/// A fragment is cut at the next sample after this much media.
+const FRAGMENT_TICKS: u64 = VIDEO_RATE;
+/// Duration of the last sample when there is nothing to measure it against (1/30 s).
+const DEFAULT_SAMPLE_TICKS: u64 = VIDEO_RATE / 30;
+/// `sample_depends_on = 2` (an I-frame); and `depends_on = 1` + `is_non_sync_sample`.
+const SYNC_SAMPLE_FLAGS: u32 = 0x0200_0000;
+const NON_SYNC_SAMPLE_FLAGS: u32 = 0x0101_0000;
+const TRACK_ID: u32 = 1;
+
+/// The NAL units of an Annex B access unit (start codes removed).
+pub fn nal_units(annex_b: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= annex_b.len() {
+        if annex_b[i] == 0 && annex_b[i + 1] == 0 && annex_b[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .map(|&s| {
+            // The next start code, minus the extra zero of a 4-byte start code.
+            let end = s - 3;
+            if end > 0 && annex_b[end - 1] == 0 { end - 1 } else { end }
+        })
+        .chain(std::iter::once(annex_b.len()))
+        .collect();
+    starts.into_iter().zip(ends).filter_map(move |(s, e)| annex_b.get(s..e)).filter(|n| !n.is_empty())
+}
+
+fn nal_type(nal: &[u8]) -> u8 {
+    nal.first().map(|b| b & 0x1f).unwrap_or(0)
+}
+
+/// Whether an access unit holds an IDR slice.
+pub fn is_keyframe(annex_b: &[u8]) -> bool {
+    nal_units(annex_b).any(|n| nal_type(n) == 5)
+}
+
+struct Sample {
+    ticks: u64,
+    data: Vec<u8>,
+    keyframe: bool,
+}
+
+pub struct Mp4H264Writer<W: Write> {
+    out: W,
+    started: bool,
+    first_rtp: u64,
+    /// Samples of the fragment being built (the last one's duration is not known yet).
+    pending: Vec<Sample>,
+    sequence: u32,
+    last_ticks: u64,
+    pub frames: u64,
+    pub dropped: u64,
+    pub size: (u32, u32),
+    /// Where the last fragment ended, in ticks.
+    end_ticks: u64,
+}
+
+fn encode(atom: &impl Encode, buf: &mut Vec<u8>) -> io::Result<()> {
+    atom.encode(buf).map_err(|e| io::Error::other(format!("mp4 box: {e}")))
+}
+
+impl<W: Write> Mp4H264Writer<W> {
+    pub fn new(out: W) -> Mp4H264Writer<W> {
+        Mp4H264Writer {
+            out,
+            started: false,
+            first_rtp: 0,
+            pending: Vec::new(),
+            sequence: 0,
+            last_ticks: 0,
+            frames: 0,
+            dropped: 0,
+            size: (0, 0),
+            end_ticks: 0,
+        }
+    }
+
+    /// Adds one access unit (Annex B) with its (64-bit, 90 kHz) RTP time. Returns whether it
+    /// was taken.
+    pub fn push(&mut self, rtp_time: u64, access_unit: &[u8]) -> io::Result<bool> {
+        let keyframe = is_keyframe(access_unit);
+        if !self.started {
+            if !keyframe || !self.start(access_unit)? {
+                self.dropped += 1;
+                return Ok(false);
+            }
+            self.first_rtp = rtp_time;
+        }
+        let Some(ticks) = rtp_time.checked_sub(self.first_rtp) else {
+            self.dropped += 1;
+            return Ok(false);
+        };
+        if self.frames > 0 && ticks <= self.last_ticks {
+            self.dropped += 1;
+            return Ok(false);
+        }
+        if let Some(first) = self.pending.first()
+            && (keyframe || ticks - first.ticks >= FRAGMENT_TICKS)
+        {
+            self.flush_fragment(ticks)?;
+        }
+        // Length-prefixed NAL units; parameter sets stay in band too (harmless, and a player
+        // that joins mid-file finds them).
+        let mut data = Vec::with_capacity(access_unit.len() + 16);
+        for nal in nal_units(access_unit) {
+            data.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            data.extend_from_slice(nal);
+        }
+        self.pending.push(Sample { ticks, data, keyframe });
+        self.last_ticks = ticks;
+        self.frames += 1;
+        Ok(true)
+    }
+
+    /// Writes `ftyp` and `moov` from the first keyframe's SPS and PPS. `false` when it has none.
+    fn start(&mut self, access_unit: &[u8]) -> io::Result<bool> {
+        let sps: Vec<&[u8]> = nal_units(access_unit).filter(|n| nal_type(n) == 7).collect();
+        let pps: Vec<&[u8]> = nal_units(access_unit).filter(|n| nal_type(n) == 8).collect();
+        let (Some(first_sps), false) = (sps.first(), pps.is_empty()) else { return Ok(false) };
+        let (width, height) = SeqParameterSet::from_bits(BitReader::new(ByteReader::skipping_h264_header(*first_sps)))
+            .ok()
+            .and_then(|s| s.pixel_dimensions().ok())
+            .unwrap_or((0, 0));
+        let w16 = u16::try_from(width).unwrap_or(0);
+        let h16 = u16::try_from(height).unwrap_or(0);
+        let avcc = Avcc {
+            configuration_version: 1,
+            avc_profile_indication: first_sps.get(1).copied().unwrap_or(0),
+            profile_compatibility: first_sps.get(2).copied().unwrap_or(0),
+            avc_level_indication: first_sps.get(3).copied().unwrap_or(0),
+            length_size: 4,
+            sequence_parameter_sets: sps.iter().map(|s| s.to_vec()).collect(),
+            picture_parameter_sets: pps.iter().map(|p| p.to_vec()).collect(),
+            ext: None,
+        };
+        let ftyp = Ftyp {
+            major_brand: b"isom".into(),
+            minor_version: 512,
+            compatible_brands: vec![b"isom".into(), b"iso6".into(), b"avc1".into(), b"mp41".into()],
+        };
+        let moov = Moov {
+            mvhd: Mvhd { timescale: 1000, rate: 1.into(), volume: 1.into(), next_track_id: TRACK_ID + 1, ..Default::default() },
+            mvex: Some(Mvex {
+                trex: vec![Trex { track_id: TRACK_ID, default_sample_description_index: 1, ..Default::default() }],
+                ..Default::default()
+            }),
+            trak: vec![Trak {
+                tkhd: Tkhd {
+                    track_id: TRACK_ID,
+                    enabled: true,
+                    in_movie: true,
+                    width: w16.into(),
+                    height: h16.into(),
+                    ..Default::default()
+                },
+                mdia: Mdia {
+                    mdhd: Mdhd { timescale: VIDEO_RATE as u32, language: "und".into(), ..Default::default() },
+                    hdlr: Hdlr { handler: b"vide".into(), name: "VideoHandler".into() },
+                    minf: Minf {
+                        vmhd: Some(Vmhd::default()),
+                        dinf: Dinf { dref: Dref { entries: vec![Url { location: "".into() }.into()] } },
+                        stbl: Stbl {
+                            stsd: Stsd {
+                                codecs: vec![Codec::Avc1(Avc1 {
+                                    visual: Visual {
+                                        data_reference_index: 1,
+                                        width: w16,
+                                        height: h16,
+                                        ..Default::default()
+                                    },
+                                    avcc,
+                                    btrt: None,
+                                    colr: None,
+                                    pasp: None,
+                                    taic: None,
+                                    fiel: None,
+                                    spatial: Default::default(),
+                                })],
+                            },
+                            stts: Stts::default(),
+                            stsc: Stsc::default(),
+                            stsz: Stsz::default(),
+                            stco: Some(Stco::default()),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    },
+                },
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut buf = Vec::new();
+        encode(&ftyp, &mut buf)?;
+        encode(&moov, &mut buf)?;
+        self.out.write_all(&buf)?;
+        self.out.flush()?;
+        self.started = true;
+        self.size = (width, height);
+        Ok(true)
+    }
+
+    /// Writes the pending samples as one fragment; `next_ticks` is the time of the sample after
+    /// them (their last one's end).
+    fn flush_fragment(&mut self, next_ticks: u64) -> io::Result<()> {
+        let samples = std::mem::take(&mut self.pending);
+        let Some(first) = samples.first() else { return Ok(()) };
+        let base = first.ticks;
+        let ends = samples.iter().skip(1).map(|s| s.ticks).chain(std::iter::once(next_ticks));
+        let entries: Vec<TrunEntry> = samples
+            .iter()
+            .zip(ends)
+            .map(|(s, end)| TrunEntry {
+                duration: Some(u32::try_from(end.saturating_sub(s.ticks).max(1)).unwrap_or(u32::MAX)),
+                size: Some(s.data.len() as u32),
+                flags: Some(if s.keyframe { SYNC_SAMPLE_FLAGS } else { NON_SYNC_SAMPLE_FLAGS }),
+                cts: None,
+            })
+            .collect();
+        self.sequence += 1;
+        let mut moof = Moof {
+            mfhd: Mfhd { sequence_number: self.sequence },
+            traf: vec![Traf {
+                tfhd: Tfhd { track_id: TRACK_ID, default_base_is_moof: true, ..Default::default() },
+                tfdt: Some(Tfdt { base_media_decode_time: base }),
+                trun: vec![Trun { data_offset: Some(0), samples: TrunSamples::Explicit(entries) }],
+                ..Default::default()
+            }],
+        };
+        // The data offset counts from the moof's first byte to the first sample: the moof's own
+        // size (which the offset's value does not change) plus the mdat header.
+        let mut probe = Vec::new();
+        encode(&moof, &mut probe)?;
+        if let Some(traf) = moof.traf.first_mut()
+            && let Some(trun) = traf.trun.first_mut()
+        {
+            trun.data_offset = Some(i32::try_from(probe.len() + 8).unwrap_or(i32::MAX));
+        }
+        let mdat = Mdat { data: samples.into_iter().flat_map(|s| s.data).collect() };
+        let mut buf = Vec::with_capacity(probe.len() + mdat.data.len() + 16);
+        encode(&moof, &mut buf)?;
+        encode(&mdat, &mut buf)?;
+        self.out.write_all(&buf)?;
+        self.out.flush()?;
+        self.end_ticks = next_ticks;
+        Ok(())
+    }
+
+    /// Media time from the first keyframe to the end of the last sample.
+    pub fn duration(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.end_ticks * 1_000_000_000 / VIDEO_RATE)
+    }
+
+    /// Writes the last fragment. `None` when no keyframe ever came (nothing was written).
+    pub fn finish(mut self) -> io::Result<Option<W>> {
+        if !self.started {
+            return Ok(None);
+        }
+        // The last sample lasts as long as the one before it.
+        let last_duration = match self.pending.as_slice() {
+            [.., a, b] => b.ticks - a.ticks,
+            _ => DEFAULT_SAMPLE_TICKS,
+        };
+        let end = self.last_ticks + last_duration;
+        self.flush_fragment(end)?;
+        self.out.flush()?;
+        Ok(Some(self.out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mp4_atom::{Decode, DecodeMaybe};
+
+    // A 64x64 baseline SPS and its PPS (from x264), and IDR / non-IDR slice stubs.
+    const SPS: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x0a, 0xd9, 0x04, 0x26, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c,
+        0x48, 0x99, 0x20,
+    ];
+    const PPS: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
+
+    fn annex_b(nals: &[&[u8]]) -> Vec<u8> {
+        nals.iter().flat_map(|n| [&[0u8, 0, 0, 1][..], n].concat()).collect()
+    }
+
+    #[test]
+    fn annex_b_splits_into_nal_units() {
+        let au = [&[0u8, 0, 0, 1, 0x67, 1, 2][..], &[0, 0, 1, 0x68, 3][..], &[0, 0, 0, 1, 0x65, 0, 0, 3, 9][..]].concat();
+        let nals: Vec<&[u8]> = nal_units(&au).collect();
+        assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 0, 0, 3, 9][..]]);
+        assert!(is_keyframe(&au));
+    }
+
+    #[test]
+    fn writes_a_fragmented_mp4_from_the_first_keyframe() {
+        let mut w = Mp4H264Writer::new(Vec::new());
+        let idr = annex_b(&[SPS, PPS, &[0x65, 0x88, 0x84]]);
+        let p = annex_b(&[&[0x41, 0x9a, 0x00]]);
+        assert!(!w.push(0, &p).unwrap(), "no keyframe yet");
+        assert!(w.push(3000, &idr).unwrap());
+        assert!(w.push(6000, &p).unwrap());
+        assert!(w.push(9000, &idr).unwrap(), "a keyframe cuts a fragment");
+        assert_eq!((w.frames, w.dropped, w.size), (3, 1, (64, 64)));
+        let bytes = w.finish().unwrap().expect("a file");
+        let mut r = std::io::Cursor::new(&bytes);
+        let ftyp = Ftyp::decode(&mut r).unwrap();
+        assert_eq!(ftyp.major_brand, b"isom".into());
+        let moov = Moov::decode(&mut r).unwrap();
+        assert!(moov.mvex.is_some());
+        let mut samples = 0;
+        while let Some(moof) = Moof::decode_maybe(&mut r).unwrap() {
+            let trun = &moof.traf[0].trun[0];
+            samples += trun.samples.len();
+            let mdat = Mdat::decode(&mut r).unwrap();
+            let sizes: u32 = trun.samples.iter().filter_map(|s| s.size).sum();
+            assert_eq!(sizes as usize, mdat.data.len());
+        }
+        assert_eq!(samples, 3);
+    }
+}

@@ -1,0 +1,239 @@
+//! Track egress end to end, over WebRTC without Chrome: a real room with an Opus, VP8 or H.264
+//! publisher (ffmpeg test media published with `lk room join --publish`), a `TrackEgressRequest`
+//! started with `lk egress start --type track`, and the Ogg, WebM or MP4 file it writes checked
+//! with ffprobe/ffmpeg.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use egress_e2e::TestDir;
+use egress_e2e::recording::*;
+use serde_json::{Value, json};
+
+const RECORD_SECS: f64 = 5.0;
+const DURATION_TOLERANCE: f64 = 0.5;
+
+/// The SID of `identity`'s first track of `kind` ("AUDIO"/"VIDEO"), from RoomService.ListParticipants.
+async fn track_sid(stack: &RecordingStack, room: &str, identity: &str, kind: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = twirp(
+            &stack.livekit,
+            "RoomService/ListParticipants",
+            json!({ "roomAdmin": true, "room": room }),
+            &json!({ "room": room }),
+        )
+        .await;
+        let sid = (status == 200)
+            .then(|| body["participants"].as_array().cloned())
+            .flatten()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p["identity"] == identity)
+            .flat_map(|p| p["tracks"].as_array().cloned().unwrap_or_default())
+            .find(|t| t["type"] == kind || (kind == "AUDIO" && t["type"].is_null()))
+            .and_then(|t| t["sid"].as_str().map(str::to_owned));
+        if let Some(sid) = sid {
+            return sid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {kind} track of {identity} in {room}: HTTP {status} {body:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Resident memory of a process (`VmRSS`), 0 when it is gone.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A VP8 IVF like `TestMedia`'s H.264: 640x360@30, the test colour with a moving white box, a
+/// keyframe every half second (a file publisher cannot answer keyframe requests).
+async fn vp8_media(dir: &TestDir, seconds: u32) -> PathBuf {
+    let out = dir.join("video.ivf");
+    let [r, g, b] = VIDEO_RGB;
+    let source = format!(
+        "color=c=0x{r:02x}{g:02x}{b:02x}:s=640x360:r=30:d={seconds}[bg];color=c=white:s=40x40:r=30:d={seconds}[box];\
+         [bg][box]overlay=x='mod(t*120\\,600)':y=20:shortest=1"
+    );
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"])
+        .args(["-pix_fmt", "yuv420p", "-threads", "1", "-g", "15", "-b:v", "600k", "-f", "ivf"])
+        .arg(&out)
+        .status()
+        .await
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg could not make the VP8 test media");
+    out
+}
+
+/// The timestamp of the last packet in `file`, seconds (ffprobe).
+async fn last_packet_time(file: &std::path::Path) -> f64 {
+    let out = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "0", "-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .await
+        .expect("run ffprobe");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+        .fold(0.0, f64::max)
+}
+
+fn location(info: &Value) -> PathBuf {
+    PathBuf::from(info["file_results"][0]["location"].as_str().expect("location"))
+}
+
+#[tokio::test]
+async fn an_opus_track_is_recorded_to_ogg_without_transcoding() {
+    let _serial = serial().await;
+    let stack = RecordingStack::start().await;
+    let lk = stack.lk();
+    let media = TestMedia::generate(90).await;
+    let room = "track-room";
+    let audio = Publisher::start(&stack.livekit, room, "microphone", &media.audio, None, stack.egress.dir());
+    wait_for_publishers(&lk, room, 1, Duration::from_secs(30)).await;
+    let sid = track_sid(&stack, room, "microphone", "AUDIO").await;
+
+    let request = json!({ "room_name": room, "track_id": sid, "file": { "filepath": "tracks/{room_name}-{track_id}" } });
+    let t0 = std::time::Instant::now();
+    let started = lk.egress_start("track", &request.to_string()).await.expect("egress start");
+    let id = started.egress_id.clone();
+    let (active, seen) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
+    eprintln!("track egress {id}: StartEgress → ACTIVE seen after {:?}", seen - t0);
+    let file_started = active["file_results"][0]["started_at"].as_i64().expect("file started_at when ACTIVE");
+
+    let stop_at = file_started + (RECORD_SECS * 1e9) as i64;
+    tokio::time::sleep(Duration::from_nanos((stop_at - unix_nanos()).max(0) as u64)).await;
+    let asked = (unix_nanos() - file_started) as f64 / 1e9;
+    // Density figures, printed (not asserted): what one passthrough track costs its handler.
+    let cpu = cpu_seconds(&id);
+    let rss_kib = handler_pid(&id).map(rss_kib).unwrap_or(0);
+    eprintln!("track egress {id}: handler used {cpu:.2} s CPU over {:.1} s since StartEgress, RSS {rss_kib} KiB",
+        t0.elapsed().as_secs_f64());
+    lk.egress_stop(&id).await.expect("egress stop");
+    let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(30)).await;
+    audio.stop().await;
+
+    assert_eq!(done["details"], "End reason: StopEgress API", "{done:#}");
+    let filename = done["file_results"][0]["filename"].as_str().expect("filename");
+    assert_eq!(filename, format!("tracks/{room}-{sid}.ogg"));
+    let file = location(&done);
+    let p = probe(&file).await;
+    let a = p.audio.clone().expect("an audio stream");
+    assert!(p.video.is_none(), "{p:?}");
+    assert_eq!((a.codec.as_str(), a.sample_rate, a.channels), ("opus", 48000, 1), "{p:?}");
+    assert!((p.duration - asked).abs() < DURATION_TOLERANCE, "recorded {:.2}s, asked for {asked:.2}s", p.duration);
+    let reported = done["file_results"][0]["duration"].as_i64().unwrap_or(0) as f64 / 1e9;
+    assert!((reported - p.duration).abs() < DURATION_TOLERANCE, "FileInfo.duration {reported:.2}s, file {:.2}s", p.duration);
+    let level = mean_volume(&file).await;
+    assert!(level > -40.0, "the published tone is missing: mean volume {level} dB");
+    assert!(decodes_cleanly(&file).await, "the file does not decode cleanly");
+    // The manifest lands beside the file.
+    assert!(!done["manifest_location"].as_str().unwrap_or("").is_empty(), "no manifest: {done:#}");
+}
+
+#[tokio::test]
+async fn the_recording_completes_when_the_publisher_leaves() {
+    let _serial = serial().await;
+    let stack = RecordingStack::start().await;
+    let lk = stack.lk();
+    let media = TestMedia::generate(90).await;
+    let room = "track-leave-room";
+    let audio = Publisher::start(&stack.livekit, room, "microphone", &media.audio, None, stack.egress.dir());
+    wait_for_publishers(&lk, room, 1, Duration::from_secs(30)).await;
+    let sid = track_sid(&stack, room, "microphone", "AUDIO").await;
+
+    let request = json!({ "room_name": room, "track_id": sid, "file": { "filepath": "leave.ogg" } });
+    let started = lk.egress_start("track", &request.to_string()).await.expect("egress start");
+    let id = started.egress_id.clone();
+    wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    audio.stop().await;
+    let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(60)).await;
+    assert_eq!(done["details"], "End reason: Source closed", "{done:#}");
+    let p = probe(&location(&done)).await;
+    assert_eq!(p.audio.map(|a| a.codec), Some("opus".to_owned()));
+    assert!(p.duration > 1.5, "recorded {:.2}s of about 2 s", p.duration);
+}
+
+#[tokio::test]
+async fn a_track_that_never_appears_fails_with_the_go_error() {
+    let _serial = serial().await;
+    let stack = RecordingStack::start().await;
+    let lk = stack.lk();
+    // The room must exist for livekit-server to accept the request.
+    let (status_code, body) =
+        twirp(&stack.livekit, "RoomService/CreateRoom", json!({ "roomCreate": true }), &json!({ "name": "empty-room" })).await;
+    assert_eq!(status_code, 200, "{body}");
+    let request = json!({ "room_name": "empty-room", "track_id": "TR_missing", "file": { "filepath": "never.ogg" } });
+    let started = lk.egress_start("track", &request.to_string()).await.expect("egress start");
+    let (failed, _) = wait_for_status(&lk, &started.egress_id, status::FAILED, Duration::from_secs(45)).await;
+    assert_eq!(failed["error"], "track TR_missing not found", "{failed:#}");
+}
+
+#[tokio::test]
+async fn a_vp8_track_is_recorded_to_webm_without_transcoding() {
+    let _serial = serial().await;
+    let media_dir = TestDir::new("vp8-media");
+    let video = vp8_media(&media_dir, 90).await;
+    record_video_track(&video, "vp8", ".webm").await;
+}
+
+#[tokio::test]
+async fn an_h264_track_is_recorded_to_mp4_without_transcoding() {
+    let _serial = serial().await;
+    let media = TestMedia::generate(90).await;
+    record_video_track(&media.video, "h264", ".mp4").await;
+}
+
+/// Publishes `video` (640x360@30, the test colour, a moving box), records its track for about
+/// 5 s and checks the file: codec, size, span, colour, moving frames, clean decode.
+async fn record_video_track(video: &std::path::Path, codec: &str, extension: &str) {
+    let stack = RecordingStack::start().await;
+    let lk = stack.lk();
+    let room = format!("{codec}-track-room");
+    let publisher = Publisher::start(&stack.livekit, &room, "camera", video, Some(30), stack.egress.dir());
+    wait_for_publishers(&lk, &room, 1, Duration::from_secs(30)).await;
+    let sid = track_sid(&stack, &room, "camera", "VIDEO").await;
+
+    // The extension follows the codec, whatever the request says.
+    let request = json!({ "room_name": room, "track_id": sid, "file": { "filepath": "tracks/{track_id}.ogg" } });
+    let started = lk.egress_start("track", &request.to_string()).await.expect("egress start");
+    let id = started.egress_id.clone();
+    let (active, _) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
+    let file_started = active["file_results"][0]["started_at"].as_i64().expect("file started_at when ACTIVE");
+    let stop_at = file_started + (RECORD_SECS * 1e9) as i64;
+    tokio::time::sleep(Duration::from_nanos((stop_at - unix_nanos()).max(0) as u64)).await;
+    let asked = (unix_nanos() - file_started) as f64 / 1e9;
+    let cpu = cpu_seconds(&id);
+    eprintln!("{codec} track egress {id}: handler used {cpu:.2} s CPU, RSS {} KiB", handler_pid(&id).map(rss_kib).unwrap_or(0));
+    lk.egress_stop(&id).await.expect("egress stop");
+    let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(30)).await;
+    publisher.stop().await;
+
+    assert_eq!(done["file_results"][0]["filename"], format!("tracks/{sid}{extension}"), "{done:#}");
+    let file = location(&done);
+    let p = probe(&file).await;
+    let v = p.video.clone().expect("a video stream");
+    assert!(p.audio.is_none(), "{p:?}");
+    assert_eq!((v.codec.as_str(), v.width, v.height), (codec, 640, 360), "{p:?}");
+    // A live-mode WebM carries no Duration element (it is append-only, like MediaRecorder's):
+    // the span is the last frame's timestamp, which is what a player shows at the end.
+    let span = last_packet_time(&file).await;
+    assert!((span - asked).abs() < DURATION_TOLERANCE, "recorded {span:.2}s, asked for {asked:.2}s");
+    let reported = done["file_results"][0]["duration"].as_i64().unwrap_or(0) as f64 / 1e9;
+    assert!((reported - span).abs() < DURATION_TOLERANCE, "FileInfo.duration {reported:.2}s, file {span:.2}s");
+    assert!(decodes_cleanly(&file).await, "the file does not decode cleanly");
+    let colour = pixel(&file, span / 2.0, 320, 300, 16).await;
+    assert!(colour_distance(colour, VIDEO_RGB) < 30, "published colour {VIDEO_RGB:?}, recorded {colour:?}");
+    let (distinct, frames) = unique_frames(&file).await;
+    eprintln!("{codec} track egress {id}: {distinct} distinct of {frames} frames, {span:.2} s");
+    assert!(frames as f64 > asked * 25.0, "{frames} frames in {asked:.1} s of 30 fps");
+    assert!(distinct * 2 > frames, "only {distinct} distinct of {frames} frames");
+}
