@@ -24,10 +24,11 @@ use super::config::PipelineConfig;
 use super::error::PipelineError;
 use super::gst::GstEvent;
 use super::manifest::{Manifest, ManifestFile};
-use super::outputs::{DeliveryPlan, Destination, PlannedFile};
+use super::outputs::DeliveryPlan;
 use super::web_source::WebSource;
 use crate::config::ServiceConfig;
-use crate::storage::{self, Destinations, LiveUpload, Uploaded};
+use super::file_output::FileOutput;
+use crate::storage::Destinations;
 
 /// How long EOS may take to drain through the pipeline (Go: 30 s, then "pipeline frozen").
 const EOS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -133,12 +134,9 @@ pub struct Controller {
     service: Arc<ServiceConfig>,
     cfg: PipelineConfig,
     info: EgressInfo,
-    file: FileInfo,
+    /// The file output, from the work dir to its storage.
+    output: FileOutput,
     work_dir: PathBuf,
-    /// Where the file goes (primary and backup storage).
-    dests: Destinations,
-    /// The upload that follows the file while it is written; started when the recording is.
-    upload: Option<LiveUpload>,
     updates: mpsc::UnboundedSender<EgressInfo>,
     stop: watch::Receiver<Option<StopRequest>>,
     /// The last stop request acted on, so each is handled once.
@@ -165,18 +163,16 @@ impl Controller {
         updates: mpsc::UnboundedSender<EgressInfo>,
         stop: watch::Receiver<Option<StopRequest>>,
     ) -> Controller {
-        let file = FileInfo { filename: cfg.file.storage_path.clone(), ..Default::default() };
-        info.file_results = vec![file.clone()];
-        info.result = deprecated_file_result(&file);
+        let output = FileOutput::new(work_dir.join(&cfg.file.local_name), cfg.file.storage_path.clone(), dests);
+        info.file_results = vec![output.info.clone()];
+        info.result = deprecated_file_result(&output.info);
         let limit_at = (!cfg.max_duration.is_zero()).then(|| Instant::now() + cfg.max_duration);
         Controller {
             service,
             cfg,
             info,
-            file,
+            output,
             work_dir,
-            dests,
-            upload: None,
             updates,
             stop,
             seen_stop: None,
@@ -188,18 +184,11 @@ impl Controller {
     }
 
     fn local_path(&self) -> PathBuf {
-        self.work_dir.join(&self.cfg.file.local_name)
+        self.output.local_path().to_path_buf()
     }
 
     fn plan(&self) -> DeliveryPlan {
-        DeliveryPlan {
-            egress_id: self.cfg.egress_id.clone(),
-            files: vec![PlannedFile {
-                local_path: self.local_path(),
-                destination: Destination { storage_path: self.cfg.file.storage_path.clone() },
-                started_at: self.started_at,
-            }],
-        }
+        DeliveryPlan { egress_id: self.cfg.egress_id.clone(), files: vec![self.output.planned()] }
     }
 
     fn write_plan(&self) {
@@ -214,8 +203,8 @@ impl Controller {
     }
 
     fn sync_results(&mut self) {
-        self.info.file_results = vec![self.file.clone()];
-        self.info.result = deprecated_file_result(&self.file);
+        self.info.file_results = vec![self.output.info.clone()];
+        self.info.result = deprecated_file_result(&self.output.info);
     }
 
     /// The next stop request not yet handled.
@@ -373,16 +362,12 @@ impl Controller {
         }
 
         self.started_at = now_nanos();
-        self.file.started_at = self.started_at;
+        // Stamps the file's start (reported with ACTIVE) and starts following the file.
+        self.output.start(self.started_at);
         self.info.set_status(EgressStatus::EgressActive);
         tracing::info!("recording active");
         self.send_update();
         self.write_plan();
-        self.upload = Some(LiveUpload::start(
-            self.dests.clone(),
-            self.local_path(),
-            storage::content_type_for(&self.cfg.file.storage_path).to_owned(),
-        ));
 
         // Recording.
         let mut page_open = true;
@@ -506,30 +491,21 @@ impl Controller {
                 Some(d) => self.started_at + d.as_nanos() as i64,
                 None => now_nanos(),
             };
-            self.file.ended_at = ended_at;
-            self.file.duration = ended_at - self.started_at;
-            match self.deliver_output().await {
-                Ok(Some(u)) => {
-                    self.file.location = u.location;
-                    self.file.size = u.size as i64;
-                    self.info.backup_storage_used = u.backup_used;
-                }
-                Ok(None) => tracing::warn!("the recording produced no file"),
-                Err(e) => {
-                    tracing::error!(error = %e, "file delivery failed");
-                    if !self.info.status_is(EgressStatus::EgressFailed) {
-                        self.info.set_failed(&e);
-                    }
+            if let Err(e) = self.output.deliver(ended_at).await {
+                tracing::error!(error = %e, "file delivery failed");
+                if !self.info.status_is(EgressStatus::EgressFailed) {
+                    self.info.set_failed(&e);
                 }
             }
-        } else if let Some(upload) = self.upload.take() {
-            upload.cancel();
+            self.info.backup_storage_used = self.output.backup_used;
+        } else {
+            self.output.discard();
         }
         if self.info.status_is(EgressStatus::EgressActive) || self.info.status_is(EgressStatus::EgressEnding) {
             self.info.set_complete();
         }
         if !self.cfg.file.disable_manifest
-            && !self.file.location.is_empty()
+            && !self.output.info.location.is_empty()
             && (self.info.status_is(EgressStatus::EgressComplete) || self.info.status_is(EgressStatus::EgressLimitReached))
         {
             self.write_manifest().await;
@@ -539,58 +515,8 @@ impl Controller {
         }
         self.sync_results();
         tracing::info!(status = ?EgressStatus::try_from(self.info.status).ok(), error = %self.info.error,
-            details = %self.info.details, location = %self.file.location, "egress finished");
+            details = %self.info.details, location = %self.output.info.location, "egress finished");
         self.info
-    }
-
-    /// Finishes the upload that followed the recording. If no storage took it, the file is kept
-    /// in local storage and the error names where (nothing recorded is deleted unverified).
-    async fn deliver_output(&mut self) -> Result<Option<Uploaded>, PipelineError> {
-        let local = self.local_path();
-        let size = std::fs::metadata(&local).map(|m| m.len()).unwrap_or(0);
-        let upload = match self.upload.take() {
-            Some(u) if size > 0 => u,
-            other => {
-                if let Some(u) = other {
-                    u.cancel();
-                }
-                let _ = std::fs::remove_file(&local);
-                return Ok(None);
-            }
-        };
-        match upload.finish().await {
-            Ok(u) => {
-                tracing::info!(location = %u.location, size = u.size, backup_used = u.backup_used, "recording stored");
-                let _ = std::fs::remove_file(&local);
-                Ok(Some(u))
-            }
-            Err(e) => {
-                let storage_path = self.cfg.file.storage_path.clone();
-                let kept = tokio::task::spawn_blocking(move || storage::keep_locally(&local, &storage_path))
-                    .await
-                    .unwrap_or_else(|e| format!("(unknown: {e})"));
-                self.file.location = kept.clone();
-                self.file.size = size as i64;
-                let reason = match &e {
-                    storage::UploadError::Primary { reason, .. } => reason.clone(),
-                    storage::UploadError::Both { .. } => e.to_string(),
-                };
-                let location = match &e {
-                    storage::UploadError::Primary { label, .. } => *label,
-                    storage::UploadError::Both { .. } => self.dests.primary.label,
-                };
-                Err(match e {
-                    storage::UploadError::Primary { .. } => PipelineError::Upload {
-                        location,
-                        reason: format!("{reason}; the recording was kept at {kept}"),
-                    },
-                    storage::UploadError::Both { primary, backup } => PipelineError::UploadBoth {
-                        primary,
-                        backup: format!("{backup}; the recording was kept at {kept}"),
-                    },
-                })
-            }
-        }
     }
 
     async fn write_manifest(&mut self) {
@@ -601,25 +527,10 @@ impl Controller {
             url: self.cfg.source.web_url.clone(),
             started_at: self.info.started_at,
             ended_at: self.info.ended_at,
-            files: vec![ManifestFile { filename: self.file.filename.clone(), location: self.file.location.clone() }],
+            files: vec![ManifestFile { filename: self.output.info.filename.clone(), location: self.output.info.location.clone() }],
         };
-        let local = self.work_dir.join(format!("{}.json", self.cfg.egress_id));
-        if let Err(e) = std::fs::write(&local, manifest.to_json()) {
-            tracing::error!(error = %e, "could not write the manifest");
-            return;
+        if let Some(location) = self.output.store_manifest(&manifest, &self.work_dir).await {
+            self.info.manifest_location = location;
         }
-        // Beside the recording, in the storage that took it.
-        let storage_path = Manifest::storage_path(&self.cfg.file.storage_path, &self.cfg.egress_id);
-        let dest = if self.info.backup_storage_used {
-            self.dests.backup.as_ref().unwrap_or(&self.dests.primary)
-        } else {
-            &self.dests.primary
-        };
-        let dests = Destinations { primary: dest.for_path(&storage_path), backup: None };
-        match storage::upload_file(&dests, &local, "application/json").await {
-            Ok(u) => self.info.manifest_location = u.location,
-            Err(e) => tracing::error!(error = %e, "could not store the manifest"),
-        }
-        let _ = std::fs::remove_file(&local);
     }
 }

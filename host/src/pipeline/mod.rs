@@ -44,6 +44,7 @@ pub mod controller;
 pub mod display;
 pub mod encoding;
 pub mod error;
+pub mod file_output;
 pub mod filename;
 pub mod gst;
 pub mod manifest;

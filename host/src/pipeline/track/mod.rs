@@ -27,15 +27,16 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use egress_proto::livekit::{EgressInfo, EgressStatus, FileInfo};
+use egress_proto::livekit::{EgressInfo, EgressStatus};
 
 use super::controller::{InfoExt, deprecated_file_result, now_nanos};
+use super::file_output::FileOutput;
 use super::manifest::{Manifest, ManifestFile};
-use super::outputs::{DeliveryPlan, Destination, PlannedFile};
+use super::outputs::DeliveryPlan;
 use super::{Job, PipelineError, StopRequest};
 use crate::egress::errors;
 use crate::rpc::{Code, RpcError};
-use crate::storage::{self, Destinations, LiveUpload, Uploaded};
+use crate::storage;
 use crate::webrtc::{self, EndReason, SourceEvent, SubscribeParams, TrackCodec};
 use config::{TrackConfig, TrackContainer, codec_supported};
 use writer::TrackFileWriter;
@@ -66,12 +67,9 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
         request: job.request,
         cfg,
         info,
-        file: FileInfo::default(),
+        file: None,
         work_dir: job.work_dir,
-        local_name: None,
         codec: None,
-        dests: None,
-        upload: None,
         updates,
         stop,
         seen_stop: None,
@@ -91,14 +89,11 @@ struct TrackRecording {
     request: egress_proto::rpc::StartEgressRequest,
     cfg: TrackConfig,
     info: EgressInfo,
-    file: FileInfo,
+    /// The file output, once the track (and so the codec and file name) is known.
+    file: Option<FileOutput>,
     work_dir: PathBuf,
-    /// The file's name in the work dir, once the codec (and so the extension) is known.
-    local_name: Option<String>,
     /// The track's codec, once found.
     codec: Option<TrackCodec>,
-    dests: Option<Destinations>,
-    upload: Option<LiveUpload>,
     updates: mpsc::UnboundedSender<EgressInfo>,
     stop: watch::Receiver<Option<StopRequest>>,
     seen_stop: Option<StopRequest>,
@@ -122,7 +117,7 @@ enum Outcome {
 
 impl TrackRecording {
     fn local_path(&self) -> Option<PathBuf> {
-        self.local_name.as_ref().map(|n| self.work_dir.join(n))
+        self.file.as_ref().map(|f| f.local_path().to_path_buf())
     }
 
     fn send_update(&mut self) {
@@ -131,23 +126,14 @@ impl TrackRecording {
     }
 
     fn sync_results(&mut self) {
-        if self.file.filename.is_empty() {
-            return;
-        }
-        self.info.file_results = vec![self.file.clone()];
-        self.info.result = deprecated_file_result(&self.file);
+        let Some(file) = &self.file else { return };
+        self.info.file_results = vec![file.info.clone()];
+        self.info.result = deprecated_file_result(&file.info);
     }
 
     fn write_plan(&self) {
-        let Some(local_path) = self.local_path() else { return };
-        let plan = DeliveryPlan {
-            egress_id: self.cfg.egress_id.clone(),
-            files: vec![PlannedFile {
-                local_path,
-                destination: Destination { storage_path: self.file.filename.clone() },
-                started_at: self.started_at,
-            }],
-        };
+        let Some(file) = &self.file else { return };
+        let plan = DeliveryPlan { egress_id: self.cfg.egress_id.clone(), files: vec![file.planned()] };
         if let Err(e) = plan.write(&self.work_dir) {
             tracing::warn!(error = %e, "could not write the delivery plan; a crash would lose the partial file");
         }
@@ -310,10 +296,9 @@ impl TrackRecording {
             .map_err(|e| PipelineError::Upload { location: targets.primary.provider.label(), reason: e.to_string() })?;
         tracing::info!(file = %storage_path, storage = dests.primary.label, key = %dests.primary.key, mime = %track.mime_type,
             "track found; recording to file");
-        self.local_name = Some(storage_path.rsplit('/').next().unwrap_or(&storage_path).to_owned());
+        let local_name = storage_path.rsplit('/').next().unwrap_or(&storage_path).to_owned();
         self.codec = Some(codec);
-        self.file = FileInfo { filename: storage_path, ..Default::default() };
-        self.dests = Some(dests);
+        self.file = Some(FileOutput::new(self.work_dir.join(local_name), storage_path, dests));
         self.sync_results();
         Ok(())
     }
@@ -330,14 +315,13 @@ impl TrackRecording {
     /// The first packet: ACTIVE, and the upload starts following the file.
     fn activate(&mut self) {
         self.started_at = now_nanos();
-        self.file.started_at = self.started_at;
+        if let Some(file) = self.file.as_mut() {
+            file.start(self.started_at);
+        }
         self.info.set_status(EgressStatus::EgressActive);
         tracing::info!("recording active");
         self.send_update();
         self.write_plan();
-        if let (Some(dests), Some(local)) = (self.dests.clone(), self.local_path()) {
-            self.upload = Some(LiveUpload::start(dests, local, storage::content_type_for(&self.file.filename).to_owned()));
-        }
     }
 
     /// A graceful end: ENDING is reported at once, as Go does.
@@ -352,40 +336,29 @@ impl TrackRecording {
     /// the final status.
     async fn finish(mut self, media: Option<Duration>) -> EgressInfo {
         DeliveryPlan::remove(&self.work_dir);
-        if self.started_at > 0 {
-            let ended_at = match media {
-                Some(d) => self.started_at + d.as_nanos() as i64,
-                None => now_nanos(),
-            };
-            self.file.ended_at = ended_at;
-            self.file.duration = ended_at - self.started_at;
-            match self.deliver_output().await {
-                Ok(Some(u)) => {
-                    self.file.location = u.location;
-                    self.file.size = u.size as i64;
-                    self.info.backup_storage_used = u.backup_used;
-                }
-                Ok(None) => tracing::warn!("the recording produced no file"),
-                Err(e) => {
+        if let Some(file) = self.file.as_mut() {
+            if self.started_at > 0 {
+                let ended_at = match media {
+                    Some(d) => self.started_at + d.as_nanos() as i64,
+                    None => now_nanos(),
+                };
+                if let Err(e) = file.deliver(ended_at).await {
                     tracing::error!(error = %e, "file delivery failed");
                     if !self.info.status_is(EgressStatus::EgressFailed) {
                         self.info.set_failed(&e);
                     }
                 }
-            }
-        } else {
-            if let Some(upload) = self.upload.take() {
-                upload.cancel();
-            }
-            if let Some(local) = self.local_path() {
-                let _ = std::fs::remove_file(local);
+                self.info.backup_storage_used = file.backup_used;
+            } else {
+                file.discard();
             }
         }
         if self.info.status_is(EgressStatus::EgressActive) || self.info.status_is(EgressStatus::EgressEnding) {
             self.info.set_complete();
         }
+        let location = self.file.as_ref().map(|f| f.info.location.clone()).unwrap_or_default();
         if !self.cfg.disable_manifest
-            && !self.file.location.is_empty()
+            && !location.is_empty()
             && (self.info.status_is(EgressStatus::EgressComplete) || self.info.status_is(EgressStatus::EgressLimitReached))
         {
             self.write_manifest().await;
@@ -395,51 +368,12 @@ impl TrackRecording {
         }
         self.sync_results();
         tracing::info!(status = ?EgressStatus::try_from(self.info.status).ok(), error = %self.info.error,
-            details = %self.info.details, location = %self.file.location, "egress finished");
+            details = %self.info.details, location = %location, "egress finished");
         self.info
     }
 
-    /// Finishes the upload that followed the file; if no storage took it, the file is kept in
-    /// local storage and the error says where.
-    async fn deliver_output(&mut self) -> Result<Option<Uploaded>, PipelineError> {
-        let Some(local) = self.local_path() else { return Ok(None) };
-        let size = std::fs::metadata(&local).map(|m| m.len()).unwrap_or(0);
-        let upload = match self.upload.take() {
-            Some(u) if size > 0 => u,
-            other => {
-                if let Some(u) = other {
-                    u.cancel();
-                }
-                let _ = std::fs::remove_file(&local);
-                return Ok(None);
-            }
-        };
-        match upload.finish().await {
-            Ok(u) => {
-                tracing::info!(location = %u.location, size = u.size, backup_used = u.backup_used, "recording stored");
-                let _ = std::fs::remove_file(&local);
-                Ok(Some(u))
-            }
-            Err(e) => {
-                let storage_path = self.file.filename.clone();
-                let kept = tokio::task::spawn_blocking(move || storage::keep_locally(&local, &storage_path))
-                    .await
-                    .unwrap_or_else(|e| format!("(unknown: {e})"));
-                self.file.location = kept.clone();
-                self.file.size = size as i64;
-                Err(match e {
-                    storage::UploadError::Primary { label, reason } => {
-                        PipelineError::Upload { location: label, reason: format!("{reason}; the recording was kept at {kept}") }
-                    }
-                    storage::UploadError::Both { primary, backup } => {
-                        PipelineError::UploadBoth { primary, backup: format!("{backup}; the recording was kept at {kept}") }
-                    }
-                })
-            }
-        }
-    }
-
     async fn write_manifest(&mut self) {
+        let Some(file) = &self.file else { return };
         let manifest = Manifest {
             egress_id: self.cfg.egress_id.clone(),
             room_id: self.cfg.room_id.clone(),
@@ -447,22 +381,11 @@ impl TrackRecording {
             url: String::new(),
             started_at: self.info.started_at,
             ended_at: self.info.ended_at,
-            files: vec![ManifestFile { filename: self.file.filename.clone(), location: self.file.location.clone() }],
+            files: vec![ManifestFile { filename: file.info.filename.clone(), location: file.info.location.clone() }],
         };
-        let local = self.work_dir.join(format!("{}.json", self.cfg.egress_id));
-        if let Err(e) = std::fs::write(&local, manifest.to_json()) {
-            tracing::error!(error = %e, "could not write the manifest");
-            return;
+        if let Some(location) = file.store_manifest(&manifest, &self.work_dir).await {
+            self.info.manifest_location = location;
         }
-        let storage_path = Manifest::storage_path(&self.file.filename, &self.cfg.egress_id);
-        let Some(dests) = self.dests.as_ref() else { return };
-        let dest = if self.info.backup_storage_used { dests.backup.as_ref().unwrap_or(&dests.primary) } else { &dests.primary };
-        let one = Destinations { primary: dest.for_path(&storage_path), backup: None };
-        match storage::upload_file(&one, &local, "application/json").await {
-            Ok(u) => self.info.manifest_location = u.location,
-            Err(e) => tracing::error!(error = %e, "could not store the manifest"),
-        }
-        let _ = std::fs::remove_file(&local);
     }
 }
 
