@@ -13,13 +13,15 @@
 //!
 //! What this build records: web pages ([`WebEgressRequest`], v2 web source) and room
 //! composites through the template ([`RoomCompositeEgressRequest`], v2 template source), with
-//! one file output (MP4, OGG or MP3), streamed to its storage's sink plugin while it is written
+//! one file output (MP4, OGG, MP3, or VP8 WebM), streamed to its storage's sink plugin while it is written
 //! (`crate::storage`); and single tracks over WebRTC without transcoding ([`track`], with
 //! `crate::webrtc`). Modules, one job each:
 //! [`config`] (request → settings, Go's validation), [`encoding`], [`filename`], [`token`],
 //! [`display`] (Xvfb), [`pulse`] (PulseAudio), [`chrome`] (Chrome over CDP), [`gst`] (the
 //! GStreamer pipeline), [`web_source`] (all of those together), [`controller`] (status
-//! lifecycle), [`outputs`] (the delivery plan and the local last resort) and [`manifest`].
+//! lifecycle), [`file_output`] (one file from the work dir to its storage), [`outputs`] (the
+//! delivery plan and the local last resort), [`manifest`], and [`track`] (track egress over
+//! WebRTC, no Chrome).
 //!
 //! [`WebEgressRequest`]: egress_proto::livekit::WebEgressRequest
 //! [`RoomCompositeEgressRequest`]: egress_proto::livekit::RoomCompositeEgressRequest
