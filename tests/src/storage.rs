@@ -451,6 +451,20 @@ impl S3sFs {
         &self.data
     }
 
+    /// Fails the test with a clear message when the data dir's file system has less than
+    /// `bytes` free. s3s-fs answers a full disk with a bare `500 InternalError`, which reads
+    /// like a sink bug; a 1 GiB multipart upload needs twice its size (parts, then the object).
+    pub fn require_free_space(&self, bytes: u64) {
+        let free = free_space(&self.data);
+        assert!(
+            free >= bytes,
+            "only {} MiB free under {}; this test needs {} MiB (the parts and the assembled object)",
+            free >> 20,
+            self.data.display(),
+            bytes >> 20
+        );
+    }
+
     /// Creates the bucket (a directory under the data dir).
     pub async fn create_bucket(&self, name: &str) {
         create_dir_bucket(&self.data, name);
@@ -818,4 +832,20 @@ http {{
 }}
 "#
     )
+}
+
+/// Bytes available to an unprivileged writer on the file system holding `path`.
+fn free_space(path: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return u64::MAX;
+    };
+    // SAFETY: `statvfs` writes only into the zeroed struct we own; the path is NUL-terminated.
+    unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c_path.as_ptr(), &mut stat) != 0 {
+            return u64::MAX;
+        }
+        (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64)
+    }
 }

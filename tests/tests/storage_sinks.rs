@@ -573,6 +573,7 @@ async fn s3_streams_1_gib_with_bounded_memory() {
     s3s.create_bucket(BUCKET).await;
     let sink = factory::<S3Sink>(&s3_config(&s3s.endpoint(), S3S_ACCESS_KEY, S3S_SECRET_KEY));
     let size = 1024 * MIB;
+    s3s.require_free_space(2 * size + 256 * MIB);
     let key = "big/1gib.bin";
     let pattern = Pattern::new(42);
     let mut hasher = Sha256::new();
