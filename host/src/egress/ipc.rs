@@ -1,15 +1,18 @@
 //! Service ⇄ handler IPC: length-prefixed protobuf frames over a Unix socket.
 //!
-//! Each Chrome/GStreamer egress runs in its own `egress run-handler` child process so a crash
-//! there cannot take the service or other egresses down. The handler connects to a socket the
-//! service created in the egress's work directory, says `Ready`, then streams status updates;
-//! the service sends it Stop, UpdateStream and Kill. Frames are a big-endian u32 length plus a
-//! prost message, capped at [`MAX_FRAME`] so a confused peer cannot make us allocate gigabytes.
+//! Egresses run in `egress run-handler` child processes so a crash there cannot take the
+//! service down: a Chrome/GStreamer egress has a process of its own, WebRTC track egresses share
+//! one (see `launcher`). The handler connects to a socket the service created, says `Ready`,
+//! then the service sends it jobs (`Start`) and their Stop, UpdateStream and Kill; the handler
+//! streams each job's status updates back. Every frame after `Ready` names its egress, so one
+//! connection carries many egresses. Frames are a big-endian u32 length plus a prost message,
+//! capped at [`MAX_FRAME`] so a confused peer cannot make us allocate gigabytes.
 
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use egress_proto::livekit::{EgressInfo, UpdateStreamRequest};
+use egress_proto::rpc::StartEgressRequest;
 
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 
@@ -18,6 +21,9 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 pub struct HandlerMsg {
     #[prost(oneof = "handler_msg::Kind", tags = "1, 2, 3, 4")]
     pub kind: Option<handler_msg::Kind>,
+    /// The egress this frame is about (empty only on `Ready`).
+    #[prost(string, tag = "10")]
+    pub egress_id: String,
 }
 
 pub mod handler_msg {
@@ -31,7 +37,8 @@ pub mod handler_msg {
         /// A status change to forward to IOInfo.UpdateEgress (ACTIVE, ENDING, …).
         #[prost(message, tag = "2")]
         Update(EgressInfo),
-        /// The final info (COMPLETE, FAILED, ABORTED, LIMIT_REACHED); the handler exits next.
+        /// The final info (COMPLETE, FAILED, ABORTED, LIMIT_REACHED); nothing follows for this
+        /// egress.
         #[prost(message, tag = "3")]
         Finished(EgressInfo),
         /// The answer to an UpdateStream.
@@ -60,8 +67,11 @@ pub struct UpdateStreamResult {
 /// Service → handler.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ServiceMsg {
-    #[prost(oneof = "service_msg::Kind", tags = "1, 2, 3")]
+    #[prost(oneof = "service_msg::Kind", tags = "1, 2, 3, 4")]
     pub kind: Option<service_msg::Kind>,
+    /// The egress this frame is about.
+    #[prost(string, tag = "10")]
+    pub egress_id: String,
 }
 
 pub mod service_msg {
@@ -77,7 +87,22 @@ pub mod service_msg {
         /// Stop and mark FAILED with this error (CPU/OOM kill, shutdown).
         #[prost(message, tag = "3")]
         Kill(super::Stop),
+        /// Run this egress.
+        #[prost(message, tag = "4")]
+        Start(super::StartJob),
     }
+}
+
+/// One egress for a handler to run: the request, the STARTING info the service created, and
+/// the egress's private work directory.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StartJob {
+    #[prost(message, optional, tag = "1")]
+    pub request: Option<StartEgressRequest>,
+    #[prost(message, optional, tag = "2")]
+    pub info: Option<EgressInfo>,
+    #[prost(string, tag = "3")]
+    pub work_dir: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -129,7 +154,7 @@ mod tests {
     #[tokio::test]
     async fn frames_round_trip_and_oversize_is_refused() {
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let msg = HandlerMsg { kind: Some(handler_msg::Kind::Ready(Ready { pid: 42 })) };
+        let msg = HandlerMsg { kind: Some(handler_msg::Kind::Ready(Ready { pid: 42 })), egress_id: String::new() };
         write_frame(&mut a, &msg).await.unwrap();
         let got: Option<HandlerMsg> = read_frame(&mut b).await.unwrap();
         assert_eq!(got, Some(msg));

@@ -1,42 +1,50 @@
-//! Launches and supervises `egress run-handler` child processes, one per Chrome/GStreamer
-//! egress (reference §4.1), and bridges them to psrpc and IOInfo.
+//! Launches egresses in `egress run-handler` child processes and bridges them to psrpc and
+//! IOInfo (reference §4.1).
+//!
+//! Which process runs an egress: a Chrome/GStreamer egress gets a handler process of its own
+//! (Chrome, Xvfb and PulseAudio are per egress anyway, and a browser crash must stay contained).
+//! WebRTC track egresses share handler processes, up to [`EGRESSES_PER_SHARED_PROCESS`] each: a
+//! passthrough track costs a few hundred kilobytes and a few millicores, far less than a
+//! process, so a process per track would be most of its cost (issue 7; measured in
+//! `bench/tracks`). A shared process that crashes takes its egresses with it, and each of them
+//! is reported FAILED with the exit reason and its partial file delivered — never silently.
+//! Idle shared processes are retired after [`SHARED_IDLE_RETIRE`].
 //!
 //! Invariants:
-//! * A handler's `EgressHandler.StopEgress`/`UpdateStream` topics are subscribed exactly while
-//!   its process runs (registered after `Ready`, dropped after exit).
+//! * An egress's `EgressHandler.StopEgress`/`UpdateStream` topics are subscribed exactly while
+//!   it runs (registered after its job is sent, dropped after its terminal status).
 //! * Every egress that was launched ends with exactly one terminal status sent to IOInfo: the
-//!   handler's own, or FAILED with the exit reason if the handler died without one.
-//! * The handler runs in its own process group, so Chrome, Xvfb and PulseAudio helpers it
-//!   spawned are killed with it and never outlive the egress.
+//!   handler's own, or FAILED with the exit reason if its process died without one.
+//! * A handler runs in its own process group, so Chrome, Xvfb and PulseAudio helpers it spawned
+//!   are killed with it and never outlive it.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tokio::net::UnixListener;
-use tokio::net::unix::OwnedWriteHalf;
-use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use egress_proto::livekit::{EgressInfo, EgressStatus, StopEgressRequest, UpdateStreamRequest};
 use egress_proto::rpc::StartEgressRequest;
 
+use super::handler_process::{Frames, HandlerProcess};
 use super::ioinfo::IoInfoClient;
-use super::ipc::{self, HandlerMsg, ServiceMsg, handler_msg, service_msg};
+use super::ipc::{self, HandlerMsg, StartJob, handler_msg, service_msg};
 use super::methods::{STOP_EGRESS, UPDATE_STREAM};
+use super::request::RequestType;
 use super::worker::Worker;
 use crate::config::ConfigSource;
-use crate::handler::{ENV_INFO, ENV_IPC, ENV_REQUEST, ENV_WORK_DIR, encode_job_part};
 use crate::rpc::server::now_unix_nanos;
 use crate::rpc::{Code, RpcError, RpcServer};
 
-/// How long a handler may take to say Ready (Go: 10 s).
-const HANDLER_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long IOInfo updates are retried before giving up on one.
 const UPDATE_GIVE_UP: Duration = Duration::from_secs(600);
+/// The most egresses one shared handler process runs: the blast radius of a crash, traded
+/// against a process's fixed memory (~20 MiB resident) spread over its egresses.
+pub const EGRESSES_PER_SHARED_PROCESS: usize = 64;
+/// How long a shared handler process may sit idle before it is retired. Kept a while so a burst
+/// of track egresses does not pay process start-up (and plugin loading) each time.
+pub const SHARED_IDLE_RETIRE: Duration = Duration::from_secs(120);
 
 pub struct Launcher {
     pub exe: PathBuf,
@@ -51,23 +59,30 @@ pub struct Launcher {
     pub metrics: Arc<crate::service::metrics::Metrics>,
     /// The `EgressHandler` server object (its own `SRV_` id, as in Go).
     pub handler_rpc: RpcServer,
-    /// Links of running handlers, by egress id.
+    /// Links of running egresses, by egress id.
     pub links: std::sync::Mutex<std::collections::HashMap<String, Arc<Link>>>,
+    /// Handler processes that take track egresses (see the module docs).
+    pub shared: Mutex<Vec<Arc<HandlerProcess>>>,
 }
 
-/// The service's end of one handler's IPC link.
+/// The service's end of one running egress.
 pub struct Link {
-    wr: Mutex<OwnedWriteHalf>,
+    egress_id: String,
+    process: Arc<HandlerProcess>,
     latest: watch::Sender<EgressInfo>,
     update_stream: Mutex<Option<oneshot::Sender<ipc::UpdateStreamResult>>>,
     update_stream_serial: Mutex<()>,
 }
 
 impl Link {
-    async fn send(&self, msg: ServiceMsg) -> Result<(), RpcError> {
-        let mut wr = self.wr.lock().await;
-        ipc::write_frame(&mut *wr, &msg).await.map_err(|e| RpcError::new(Code::Internal, format!("handler ipc: {e}")))
+    async fn send(&self, kind: service_msg::Kind) -> Result<(), RpcError> {
+        self.process.send(&self.egress_id, kind).await
     }
+}
+
+/// Whether an egress of this type runs in a shared handler process.
+pub fn shares_process(request_type: RequestType) -> bool {
+    request_type == RequestType::Track
 }
 
 fn is_terminal(status: i32) -> bool {
@@ -87,78 +102,130 @@ fn failed(mut info: EgressInfo, error: String) -> EgressInfo {
 }
 
 impl Launcher {
-    /// Starts the handler and returns once it is Ready (or failed to start).
+    /// Starts the egress in a handler process and returns once its job is sent (or it failed
+    /// to start).
     pub async fn launch(self: &Arc<Self>, req: &StartEgressRequest, info: &EgressInfo) -> Result<(), RpcError> {
         let egress_id = info.egress_id.clone();
         let work_dir = self.tmp_root.join(&egress_id);
-        let internal = |what: &str, e: &dyn std::fmt::Display| RpcError::new(Code::Internal, format!("{what}: {e}"));
-        std::fs::create_dir_all(&work_dir).map_err(|e| internal("cannot create work dir", &e))?;
-        let socket = work_dir.join("handler.sock");
-        let _ = std::fs::remove_file(&socket);
-        let listener = UnixListener::bind(&socket).map_err(|e| internal("cannot bind handler socket", &e))?;
-
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg("run-handler")
-            .env(ENV_REQUEST, encode_job_part(req))
-            .env(ENV_INFO, encode_job_part(info))
-            .env(ENV_IPC, &socket)
-            .env(ENV_WORK_DIR, &work_dir)
-            .env("TMPDIR", &work_dir)
-            .stdin(Stdio::null())
-            .process_group(0);
-        if let Some(body) = &self.config_source.body {
-            cmd.env("EGRESS_CONFIG_BODY", body);
-        } else if let Some(file) = &self.config_source.file {
-            cmd.env_remove("EGRESS_CONFIG_BODY").env("EGRESS_CONFIG_FILE", file);
-        }
-        let mut child = cmd.spawn().map_err(|e| internal("failed to launch handler", &e))?;
-        let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-
-        let ready = tokio::time::timeout(HANDLER_START_TIMEOUT, async {
-            let (stream, _) = listener.accept().await?;
-            let (mut rd, wr) = stream.into_split();
-            match ipc::read_frame::<_, HandlerMsg>(&mut rd).await {
-                Ok(Some(HandlerMsg { kind: Some(handler_msg::Kind::Ready(_)) })) => Ok((rd, wr)),
-                _ => Err(std::io::Error::other("handler did not send Ready")),
-            }
-        })
-        .await;
-        let (rd, wr) = match ready {
-            Ok(Ok(pair)) => pair,
-            other => {
-                tracing::error!(egress_id = %egress_id, outcome = ?other.err(), "handler failed to start");
-                kill_group(pgid, Signal::SIGKILL);
-                let _ = child.wait().await;
-                let _ = std::fs::remove_dir_all(&work_dir);
-                return Err(RpcError::new(Code::Internal, "handler failed to start"));
+        std::fs::create_dir_all(&work_dir)
+            .map_err(|e| RpcError::new(Code::Internal, format!("cannot create work dir: {e}")))?;
+        let shared = super::request::classify(req).is_some_and(|c| shares_process(c.request_type));
+        let placed = if shared {
+            self.place_in_shared(&egress_id).await
+        } else {
+            match HandlerProcess::spawn(&self.exe, &self.config_source, &work_dir).await {
+                Ok(process) => match process.attach(&egress_id) {
+                    Some(frames) => Ok((process, frames)),
+                    None => Err(RpcError::new(Code::Internal, "handler failed to start")),
+                },
+                Err(e) => Err(e),
             }
         };
-        let _ = std::fs::remove_file(&socket);
+        let (process, frames) = match placed {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(egress_id = %egress_id, error = %e, "no handler for the egress");
+                let _ = std::fs::remove_dir_all(&work_dir);
+                return Err(e);
+            }
+        };
+        let job = StartJob { request: Some(req.clone()), info: Some(info.clone()), work_dir: work_dir.display().to_string() };
+        if let Err(e) = process.start(&egress_id, job).await {
+            tracing::error!(egress_id = %egress_id, error = %e, "could not hand the egress to its handler");
+            process.detach(&egress_id);
+            if !shared {
+                process.retire().await;
+            }
+            let _ = std::fs::remove_dir_all(&work_dir);
+            return Err(RpcError::new(Code::Internal, "handler failed to start"));
+        }
 
         let (latest, _) = watch::channel(info.clone());
         let link = Arc::new(Link {
-            wr: Mutex::new(wr),
+            egress_id: egress_id.clone(),
+            process: process.clone(),
             latest,
             update_stream: Mutex::new(None),
             update_stream_serial: Mutex::new(()),
         });
         let registrations = self.register_handler_topics(&egress_id, link.clone()).await;
         self.links.lock().unwrap_or_else(|e| e.into_inner()).insert(egress_id.clone(), link.clone());
-        tracing::info!(egress_id = %egress_id, pid = ?child.id(), "handler ready");
+        tracing::info!(egress_id = %egress_id, pid = ?process.pid, shared, load = process.load(), "egress handed to its handler");
         let this = self.clone();
         let request = req.clone();
         tokio::spawn(async move {
-            this.supervise(child, pgid, rd, link, registrations, work_dir, request).await;
+            this.supervise(frames, link, registrations, work_dir, request, shared).await;
         });
         Ok(())
+    }
+
+    /// A shared handler process with room for one more egress (the fullest such, so processes
+    /// fill up and idle ones can retire), or a new one; the egress is attached to it.
+    async fn place_in_shared(self: &Arc<Self>, egress_id: &str) -> Result<(Arc<HandlerProcess>, Frames), RpcError> {
+        let mut pool = self.shared.lock().await;
+        pool.retain(|p| p.is_open());
+        let fullest = pool
+            .iter()
+            .filter(|p| p.load() < EGRESSES_PER_SHARED_PROCESS)
+            .max_by_key(|p| p.load())
+            .cloned();
+        if let Some(process) = fullest
+            && let Some(frames) = process.attach(egress_id)
+        {
+            return Ok((process, frames));
+        }
+        let dir = self.tmp_root.join(format!("handler-{}", crate::rpc::ids::new_id("")));
+        let process = HandlerProcess::spawn(&self.exe, &self.config_source, &dir).await?;
+        let frames = process
+            .attach(egress_id)
+            .ok_or_else(|| RpcError::new(Code::Internal, "handler failed to start"))?;
+        pool.push(process.clone());
+        if pool.len() == 1 {
+            self.spawn_idle_reaper();
+        }
+        // Remove the process's directory once it has exited.
+        let exited = process.clone();
+        tokio::spawn(async move {
+            exited.exit().await;
+            let _ = std::fs::remove_dir_all(&exited.dir);
+        });
+        Ok((process, frames))
+    }
+
+    /// Retires shared processes idle for longer than [`SHARED_IDLE_RETIRE`]; ends when the pool
+    /// is empty (the next shared process starts a new reaper).
+    fn spawn_idle_reaper(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SHARED_IDLE_RETIRE / 4).await;
+                let mut pool = this.shared.lock().await;
+                let mut retired = Vec::new();
+                pool.retain(|p| {
+                    let idle = p.idle_for().is_some_and(|d| d >= SHARED_IDLE_RETIRE);
+                    if idle || !p.is_open() {
+                        retired.push(p.clone());
+                    }
+                    !idle && p.is_open()
+                });
+                let empty = pool.is_empty();
+                drop(pool);
+                for p in retired {
+                    tracing::info!(pid = ?p.pid, "retiring an idle shared handler process");
+                    p.retire().await;
+                }
+                if empty {
+                    break;
+                }
+            }
+        });
     }
 
     /// Stops a running egress and marks it FAILED with `error` (Go's KillEgress / AbortProcess).
     pub async fn kill(&self, egress_id: &str, error: &str) {
         let link = self.links.lock().unwrap_or_else(|e| e.into_inner()).get(egress_id).cloned();
         if let Some(link) = link {
-            let msg = ServiceMsg { kind: Some(service_msg::Kind::Kill(ipc::Stop { reason: error.to_owned() })) };
-            if let Err(e) = link.send(msg).await {
+            if let Err(e) = link.send(service_msg::Kind::Kill(ipc::Stop { reason: error.to_owned() })).await {
                 tracing::warn!(egress_id, error = %e, "could not deliver kill to handler");
             }
         }
@@ -173,8 +240,7 @@ impl Launcher {
                 async move {
                     let mut watch = link.latest.subscribe();
                     let before = watch.borrow_and_update().status;
-                    link.send(ServiceMsg { kind: Some(service_msg::Kind::Stop(ipc::Stop { reason: "StopEgress API".into() })) })
-                        .await?;
+                    link.send(service_msg::Kind::Stop(ipc::Stop { reason: "StopEgress API".into() })).await?;
                     // Answer with the status the stop produced (ENDING, or ABORTED if it had
                     // not started), as Go does; fall back to the latest known after a moment.
                     let wait = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -197,7 +263,7 @@ impl Launcher {
                     let _serial = link.update_stream_serial.lock().await;
                     let (tx, rx) = oneshot::channel();
                     *link.update_stream.lock().await = Some(tx);
-                    link.send(ServiceMsg { kind: Some(service_msg::Kind::UpdateStream(req)) }).await?;
+                    link.send(service_msg::Kind::UpdateStream(req)).await?;
                     match tokio::time::timeout_at(ctx.deadline, rx).await {
                         Ok(Ok(r)) if r.error.is_empty() => Ok(r.info.unwrap_or_default()),
                         Ok(Ok(r)) => Err(RpcError::new(Code::from_wire(&r.error_code), r.error)),
@@ -211,15 +277,14 @@ impl Launcher {
 
     async fn supervise(
         self: Arc<Self>,
-        mut child: Child,
-        pgid: Option<Pid>,
-        mut rd: tokio::net::unix::OwnedReadHalf,
+        mut frames: Frames,
         link: Arc<Link>,
         registrations: Vec<crate::rpc::Registration>,
         work_dir: PathBuf,
         request: StartEgressRequest,
+        shared: bool,
     ) {
-        let egress_id = link.latest.borrow().egress_id.clone();
+        let egress_id = link.egress_id.clone();
         // IOInfo updates go out in order, one egress at a time.
         let (updates_tx, mut updates_rx) = mpsc::unbounded_channel::<EgressInfo>();
         let io = self.io.clone();
@@ -232,44 +297,39 @@ impl Launcher {
         });
         let mut terminal_sent = false;
         let mut backup_used = false;
-        loop {
-            match ipc::read_frame::<_, HandlerMsg>(&mut rd).await {
-                Ok(Some(HandlerMsg { kind: Some(handler_msg::Kind::Update(info))
-                    | Some(handler_msg::Kind::Finished(info)) })) => {
-                    terminal_sent |= is_terminal(info.status);
-                    backup_used |= is_terminal(info.status) && info.backup_storage_used;
+        while let Some(msg) = frames.recv().await {
+            match msg {
+                HandlerMsg { kind: Some(handler_msg::Kind::Update(info)) | Some(handler_msg::Kind::Finished(info)), .. } => {
+                    let terminal = is_terminal(info.status);
+                    terminal_sent |= terminal;
+                    backup_used |= terminal && info.backup_storage_used;
                     link.latest.send_replace(info.clone());
                     let _ = updates_tx.send(info);
+                    if terminal {
+                        break;
+                    }
                 }
-                Ok(Some(HandlerMsg { kind: Some(handler_msg::Kind::UpdateStreamResult(r)) })) => {
+                HandlerMsg { kind: Some(handler_msg::Kind::UpdateStreamResult(r)), .. } => {
                     if let Some(tx) = link.update_stream.lock().await.take() {
                         let _ = tx.send(r);
                     }
                 }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
+                _ => {}
             }
         }
-        // The handler closed its end: it is exiting (or died). Give it a moment, then make sure.
-        let status = match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
-            Ok(s) => s.ok(),
-            Err(_) => {
-                tracing::warn!(egress_id = %egress_id, "handler did not exit after finishing; killing it");
-                kill_group(pgid, Signal::SIGKILL);
-                child.wait().await.ok()
-            }
-        };
-        // Reap anything it left behind in its group (Chrome, Xvfb).
-        kill_group(pgid, Signal::SIGKILL);
+        link.process.detach(&egress_id);
+        if !shared {
+            // Its own process: let it exit (it has nothing left to run) and reap its group
+            // before the work dir, its TMPDIR, goes.
+            link.process.retire().await;
+        }
+        let exit = if !terminal_sent || !shared { Some(link.process.exit().await) } else { None };
         drop(registrations);
         if !terminal_sent {
-            let reason = match status {
-                Some(s) => format!("handler process ended unexpectedly ({s})"),
-                None => "handler process ended unexpectedly".to_owned(),
-            };
+            let reason = format!("handler process ended unexpectedly ({})", exit.as_deref().unwrap_or("unknown"));
             tracing::error!(egress_id = %egress_id, reason, "egress failed");
             let mut info = failed(link.latest.borrow().clone(), reason);
-            // Deliver the partial recording the handler left in its work dir, and report it.
+            // Deliver the partial recording the handler left in the work dir, and report it.
             let files = crate::storage::salvage(&work_dir, &self.config, &request, &self.plugins, now_unix_nanos()).await;
             crate::pipeline::attach_salvaged(&mut info, files);
             link.latest.send_replace(info.clone());
@@ -282,13 +342,7 @@ impl Launcher {
         self.links.lock().unwrap_or_else(|e| e.into_inner()).remove(&egress_id);
         self.worker.finish(&egress_id);
         remove_work_dir(&work_dir);
-        tracing::info!(egress_id = %egress_id, exit = ?status, "handler ended");
-    }
-}
-
-fn kill_group(pgid: Option<Pid>, signal: Signal) {
-    if let Some(pgid) = pgid {
-        let _ = killpg(pgid, signal);
+        tracing::info!(egress_id = %egress_id, exit = ?exit, "egress ended");
     }
 }
 

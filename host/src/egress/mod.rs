@@ -3,6 +3,7 @@
 //! status reporter.
 
 pub mod errors;
+pub mod handler_process;
 pub mod info;
 pub mod ioinfo;
 pub mod ipc;

@@ -188,6 +188,7 @@ pub async fn run(config: ServiceConfig, source: ConfigSource) -> ExitCode {
         metrics: metrics.clone(),
         handler_rpc: RpcServer::new(bus.clone()).with_observer(metrics.clone()),
         links: Default::default(),
+        shared: Default::default(),
     });
     let rpc = RpcServer::new(bus.clone()).with_observer(metrics.clone());
     let server = EgressServer::new(worker.clone(), config.clone(), io, launcher, rpc);
