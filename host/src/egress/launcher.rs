@@ -31,7 +31,7 @@ use super::handler_process::{Frames, HandlerProcess};
 use super::ioinfo::IoInfoClient;
 use super::ipc::{self, HandlerMsg, StartJob, handler_msg, service_msg};
 use super::methods::{STOP_EGRESS, UPDATE_STREAM};
-use super::request::RequestType;
+use super::request::{Classified, RequestType};
 use super::worker::Worker;
 use crate::config::ConfigSource;
 use crate::rpc::server::now_unix_nanos;
@@ -80,9 +80,15 @@ impl Link {
     }
 }
 
-/// Whether an egress of this type runs in a shared handler process.
-pub fn shares_process(request_type: RequestType) -> bool {
-    request_type == RequestType::Track
+/// Whether an egress runs in a shared handler process: track egresses (passthrough to a file,
+/// or PCM to a websocket) and v2 media egresses with the PASSTHROUGH preset (one track, as a
+/// track egress). Everything that decodes and re-encodes video keeps a process to itself.
+pub fn shares_process(request: &Classified) -> bool {
+    match request.request_type {
+        RequestType::Track => true,
+        RequestType::Media => request.passthrough,
+        _ => false,
+    }
 }
 
 fn is_terminal(status: i32) -> bool {
@@ -109,7 +115,7 @@ impl Launcher {
         let work_dir = self.tmp_root.join(&egress_id);
         std::fs::create_dir_all(&work_dir)
             .map_err(|e| RpcError::new(Code::Internal, format!("cannot create work dir: {e}")))?;
-        let shared = super::request::classify(req).is_some_and(|c| shares_process(c.request_type));
+        let shared = super::request::classify(req).is_some_and(|c| shares_process(&c));
         let placed = if shared {
             self.place_in_shared(&egress_id).await
         } else {
@@ -355,5 +361,25 @@ fn remove_work_dir(dir: &Path) {
         && e.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(dir = %dir.display(), error = %e, "could not remove work dir");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classified(request_type: RequestType, passthrough: bool) -> Classified {
+        Classified { request_type, uses_chrome: false, audio_only: false, passthrough }
+    }
+
+    #[test]
+    fn only_egresses_without_a_video_encoder_share_a_process() {
+        assert!(shares_process(&classified(RequestType::Track, true)));
+        assert!(shares_process(&classified(RequestType::Track, false)), "websocket output: audio decode only");
+        assert!(shares_process(&classified(RequestType::Media, true)));
+        assert!(!shares_process(&classified(RequestType::Media, false)));
+        for t in [RequestType::RoomComposite, RequestType::Web, RequestType::Template, RequestType::Participant, RequestType::TrackComposite] {
+            assert!(!shares_process(&classified(t, false)), "{t:?}");
+        }
     }
 }
