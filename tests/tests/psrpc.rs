@@ -17,9 +17,10 @@ use egress_proto::livekit::{EgressInfo, EgressStatus};
 use egress_proto::psrpc::Request;
 use egress_proto::rpc::{ListActiveEgressRequest, ListActiveEgressResponse};
 
-/// A request type this build has no pipeline for (track egress to a file now has one).
-const UNSUPPORTED_TYPE: &str = "track-composite";
-const UNSUPPORTED_REQUEST: &str = r#"{"room_name":"psrpc-room","audio_track_id":"TR_test","file_outputs":[{"filepath":"x.ogg"}]}"#;
+/// A request this build has no pipeline for (track egress and, since, track composite and
+/// participant egress have one): an audio-only room composite without a layout (Go's SDK source).
+const UNSUPPORTED_TYPE: &str = "room-composite";
+const UNSUPPORTED_REQUEST: &str = r#"{"room_name":"psrpc-room","audio_only":true,"file_outputs":[{"filepath":"x.ogg"}]}"#;
 
 async fn bus(stack: &Stack) -> Bus {
     Bus::connect(&RedisTarget { address: stack.redis.addr(), ..Default::default() })
@@ -61,10 +62,10 @@ async fn start_egress_reaches_exactly_one_of_two_workers_and_is_refused_honestly
 
     const ATTEMPTS: usize = 6;
     for _ in 0..ATTEMPTS {
-        let err = lk.egress_start(UNSUPPORTED_TYPE, UNSUPPORTED_REQUEST).await.expect_err("track composite egress has no pipeline yet");
+        let err = lk.egress_start(UNSUPPORTED_TYPE, UNSUPPORTED_REQUEST).await.expect_err("an audio-only room composite without a layout has no pipeline yet");
         // The Go egress's ErrNotSupported text, as an invalid_argument through Twirp.
         let out = format!("{}{}", err.stdout, err.stderr);
-        assert!(out.contains("track_composite egress is not yet supported"), "unexpected refusal: {out}");
+        assert!(out.contains("audio-only room_composite egress without a layout is not yet supported"), "unexpected refusal: {out}");
         assert!(out.contains("invalid_argument"), "wrong code: {out}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -237,3 +237,62 @@ async fn record_video_track(video: &std::path::Path, codec: &str, extension: &st
     assert!(frames as f64 > asked * 25.0, "{frames} frames in {asked:.1} s of 30 fps");
     assert!(distinct * 2 > frames, "only {distinct} distinct of {frames} frames");
 }
+
+/// A VP9 IVF like [`vp8_media`]'s, made with `libvpx-vp9` in realtime mode without alt-ref
+/// frames (no hidden frames: each IVF frame is one shown picture), published by `lk` as
+/// `video/VP9` (server-sdk-go reads the IVF FourCC).
+async fn vp9_media(dir: &TestDir, seconds: u32) -> PathBuf {
+    let out = dir.join("video-vp9.ivf");
+    let [r, g, b] = VIDEO_RGB;
+    let source = format!(
+        "color=c=0x{r:02x}{g:02x}{b:02x}:s=640x360:r=30:d={seconds}[bg];color=c=white:s=40x40:r=30:d={seconds}[box];\
+         [bg][box]overlay=x='mod(t*120\\,600)':y=20:shortest=1"
+    );
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"])
+        .args(["-lag-in-frames", "0", "-auto-alt-ref", "0", "-row-mt", "0"])
+        .args(["-pix_fmt", "yuv420p", "-threads", "1", "-g", "15", "-b:v", "600k", "-f", "ivf"])
+        .arg(&out)
+        .status()
+        .await
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg could not make the VP9 test media");
+    out
+}
+
+#[tokio::test]
+async fn a_vp9_track_is_recorded_to_webm_without_transcoding() {
+    let _serial = serial().await;
+    let media_dir = TestDir::new("vp9-media");
+    let video = vp9_media(&media_dir, 40).await;
+    record_video_track(&video, "vp9", ".webm").await;
+}
+
+/// An H.265 Annex B stream like the others: 640x360@30, keyframe every half second, no
+/// B-frames (WebRTC H.265 has none), for `lk room join --publish x.h265 --fps 30`.
+async fn h265_media(dir: &TestDir, seconds: u32) -> PathBuf {
+    let out = dir.join("video.h265");
+    let [r, g, b] = VIDEO_RGB;
+    let source = format!(
+        "color=c=0x{r:02x}{g:02x}{b:02x}:s=640x360:r=30:d={seconds}[bg];color=c=white:s=40x40:r=30:d={seconds}[box];\
+         [bg][box]overlay=x='mod(t*120\\,600)':y=20:shortest=1"
+    );
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-c:v", "libx265", "-preset", "ultrafast"])
+        .args(["-x265-params", "log-level=error:bframes=0:keyint=15:min-keyint=15:repeat-headers=1:pools=1"])
+        .args(["-pix_fmt", "yuv420p", "-b:v", "600k", "-f", "hevc"])
+        .arg(&out)
+        .status()
+        .await
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg could not make the H.265 test media");
+    out
+}
+
+#[tokio::test]
+async fn an_h265_track_is_recorded_to_mp4_without_transcoding() {
+    let _serial = serial().await;
+    let media_dir = TestDir::new("h265-media");
+    let video = h265_media(&media_dir, 40).await;
+    record_video_track(&video, "hevc", ".mp4").await;
+}

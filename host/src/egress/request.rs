@@ -72,12 +72,9 @@ pub fn classify(req: &StartEgressRequest) -> Option<Classified> {
         },
         Request::Participant(_) => plain(RequestType::Participant),
         Request::TrackComposite(_) => plain(RequestType::TrackComposite),
-        // A file output is written as received (passthrough); the websocket output decodes the
-        // audio to PCM.
-        Request::Track(r) => Classified {
-            passthrough: matches!(r.output, Some(livekit::track_egress_request::Output::File(_))),
-            ..plain(RequestType::Track)
-        },
+        // Go marks every track request passthrough (no video transcoding), whatever the output:
+        // a file gets the packets as received, a websocket the audio decoded to PCM.
+        Request::Track(_) => Classified { passthrough: true, ..plain(RequestType::Track) },
         Request::Replay(_) => plain(RequestType::Replay),
         Request::Egress(v2) => classify_v2(v2),
     };
@@ -175,7 +172,7 @@ mod tests {
     }
 
     #[test]
-    fn track_egress_runs_here_only_with_a_file_output() {
+    fn track_egress_runs_here_with_a_file_or_a_websocket_output() {
         use livekit::track_egress_request::Output;
         let track = |output| StartEgressRequest {
             request: Some(Request::Track(livekit::TrackEgressRequest { output, ..Default::default() })),
@@ -184,8 +181,12 @@ mod tests {
         let file = classify(&track(Some(Output::File(Default::default())))).unwrap();
         assert!(file.passthrough && crate::pipeline::supports(&file));
         let websocket = classify(&track(Some(Output::WebsocketUrl("ws://x".into())))).unwrap();
-        assert!(!websocket.passthrough && !crate::pipeline::supports(&websocket));
+        assert!(websocket.passthrough && crate::pipeline::supports(&websocket));
+        assert_eq!(cpu_cost(&websocket, &costs(), 0.0), costs().track_cpu_cost);
+        // Composites over WebRTC run here too (`pipeline::composite`).
         let composite = StartEgressRequest { request: Some(Request::TrackComposite(Default::default())), ..Default::default() };
-        assert!(!crate::pipeline::supports(&classify(&composite).unwrap()));
+        assert!(crate::pipeline::supports(&classify(&composite).unwrap()));
+        let participant = StartEgressRequest { request: Some(Request::Participant(Default::default())), ..Default::default() };
+        assert!(crate::pipeline::supports(&classify(&participant).unwrap()));
     }
 }

@@ -20,8 +20,9 @@
 //! [`display`] (Xvfb), [`pulse`] (PulseAudio), [`chrome`] (Chrome over CDP), [`gst`] (the
 //! GStreamer pipeline), [`web_source`] (all of those together), [`controller`] (status
 //! lifecycle), [`file_output`] (one file from the work dir to its storage), [`outputs`] (the
-//! delivery plan and the local last resort), [`manifest`], and [`track`] (track egress over
-//! WebRTC, no Chrome).
+//! delivery plan and the local last resort), [`manifest`], [`track`] (track egress over
+//! WebRTC, no Chrome), and [`composite`] (participant, track composite and v2 media egress over
+//! WebRTC: decoded, mixed and re-encoded).
 //!
 //! [`WebEgressRequest`]: egress_proto::livekit::WebEgressRequest
 //! [`RoomCompositeEgressRequest`]: egress_proto::livekit::RoomCompositeEgressRequest
@@ -41,6 +42,7 @@ use crate::egress::request::{Classified, RequestType};
 use crate::rpc::{Code, RpcError};
 
 pub mod chrome;
+pub mod composite;
 pub mod config;
 pub mod controller;
 pub mod display;
@@ -89,15 +91,18 @@ pub struct Control {
 }
 
 /// Request types that have a pipeline in this build: web pages and template (room composite)
-/// recordings through Chrome, and track egress to a file over WebRTC ([`track`]). Audio-only
+/// recordings through Chrome, track egress (to a file or a websocket) over WebRTC ([`track`]),
+/// and participant, track composite and v2 media egress over WebRTC ([`composite`]). Audio-only
 /// room composites without a layout use the Go egress's SDK source, which does not exist here
 /// yet. A track's codec is only known once the recorder has joined the room, so a track whose
 /// codec this build cannot write fails then, with the Go "not yet supported" text.
 pub fn supports(request: &Classified) -> bool {
     match request.request_type {
         RequestType::RoomComposite | RequestType::Template | RequestType::Web => request.uses_chrome,
-        // `passthrough` = a file output (the websocket output decodes to PCM: not here yet).
+        // Every track request (file: passthrough; websocket: audio decoded to PCM).
         RequestType::Track => request.passthrough,
+        // Over WebRTC, decoded and mixed ([`composite`]); PASSTHROUGH media runs as a track egress.
+        RequestType::Participant | RequestType::TrackComposite | RequestType::Media => true,
         _ => false,
     }
 }
@@ -107,7 +112,20 @@ pub fn validate(config: &ServiceConfig, request: &StartEgressRequest) -> Result<
     if matches!(request.request, Some(egress_proto::rpc::start_egress_request::Request::Track(_))) {
         return track::config::TrackConfig::new(config, request, &request.room_name, SystemTime::now()).map(|_| ());
     }
+    if is_composite(request) {
+        return composite::config::CompositeConfig::parse(config, request, &request.room_name, SystemTime::now()).map(|_| ());
+    }
     config::PipelineConfig::new(config, request, &request.room_name, SystemTime::now()).map(|_| ())
+}
+
+/// Participant, track composite and v2 media requests: recorded by [`composite`].
+fn is_composite(request: &StartEgressRequest) -> bool {
+    use egress_proto::rpc::start_egress_request::Request as R;
+    match &request.request {
+        Some(R::Participant(_) | R::TrackComposite(_)) => true,
+        Some(R::Egress(r)) => matches!(r.source, Some(egress_proto::livekit::start_egress_request::Source::Media(_))),
+        _ => false,
+    }
 }
 
 /// Runs the pipeline for `job` to its end and returns the final info.
@@ -121,6 +139,9 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
     });
     if matches!(job.request.request, Some(egress_proto::rpc::start_egress_request::Request::Track(_))) {
         return track::run(job, updates, stop).await;
+    }
+    if is_composite(&job.request) {
+        return composite::run(job, updates, stop).await;
     }
     let cfg = match config::PipelineConfig::new(&job.config, &job.request, &job.info.room_name, SystemTime::now()) {
         Ok(cfg) => cfg,

@@ -1,8 +1,10 @@
 //! The signalling session with livekit-server: `livekit-signaling` owns the WebSocket (join,
 //! pings, protobuf framing); this wraps the few requests a subscriber-only recorder sends.
 
+use std::time::Duration;
+
 use egress_proto::livekit as proto;
-use livekit_signaling::{SignalClient, SignalEvents, SignalOptions};
+use livekit_signaling::{SignalClient, SignalError, SignalEvents, SignalOptions};
 use proto::signal_request::Message as Req;
 
 use super::WebrtcError;
@@ -14,9 +16,43 @@ pub struct Signal {
     client: SignalClient,
 }
 
-/// Joins the room at `ws_url` with `token`. Returns the session, the server's `JoinResponse`
-/// and the stream of server messages.
+/// Per attempt: livekit-signaling's 5 s default is too short for a server working through a
+/// burst of joins (bench/tracks: 57 of 300 egresses started at once timed out at 5 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts, and the pause before each retry. A join that failed for a transient reason (a
+/// timeout, a dropped connection, a 5xx) is retried; a refused token or a bad URL is not.
+const CONNECT_ATTEMPTS: u32 = 3;
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Joins the room at `ws_url` with `token`, retrying transient failures. Returns the session,
+/// the server's `JoinResponse` and the stream of server messages.
 pub async fn connect(ws_url: &str, token: &str) -> Result<(Signal, proto::JoinResponse, SignalEvents), WebrtcError> {
+    let mut attempt = 1;
+    loop {
+        match connect_once(ws_url, token).await {
+            Ok(joined) => return Ok(joined),
+            Err(e) if attempt < CONNECT_ATTEMPTS && is_transient(&e) => {
+                tracing::warn!(attempt, error = %e, "joining the room failed; retrying");
+                tokio::time::sleep(RETRY_PAUSE * attempt).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(WebrtcError::Signal(e.to_string())),
+        }
+    }
+}
+
+/// Whether a failed join may succeed when tried again.
+fn is_transient(e: &SignalError) -> bool {
+    match e {
+        SignalError::Timeout(_) | SignalError::Connection(_) | SignalError::Closed => true,
+        SignalError::Server(status, _) | SignalError::Handshake { status } => {
+            status.is_server_error() || status.as_u16() == 429
+        }
+        _ => false,
+    }
+}
+
+async fn connect_once(ws_url: &str, token: &str) -> Result<(Signal, proto::JoinResponse, SignalEvents), SignalError> {
     let mut options = SignalOptions::default();
     // The recorder subscribes to exactly the tracks its request names.
     options.auto_subscribe = false;
@@ -27,8 +63,8 @@ pub async fn connect(ws_url: &str, token: &str) -> Result<(Signal, proto::JoinRe
     options.client_capabilities = Vec::new();
     options.sdk_options.sdk = "egress-rs".to_owned();
     options.sdk_options.sdk_version = Some(env!("CARGO_PKG_VERSION").to_owned());
-    let (client, join, events) =
-        SignalClient::connect(ws_url, token, options, None).await.map_err(|e| WebrtcError::Signal(e.to_string()))?;
+    options.connect_timeout = CONNECT_TIMEOUT;
+    let (client, join, events) = SignalClient::connect(ws_url, token, options, None).await?;
     Ok((Signal { client }, join, events))
 }
 
@@ -61,6 +97,18 @@ impl Signal {
                     participant_sid: participant_sid.to_owned(),
                     track_sids: vec![track_sid.to_owned()],
                 }],
+            }))
+            .await;
+    }
+
+    /// Asks for the highest simulcast layer of a video track (the server picks a layer by the
+    /// subscriber's settings; a recorder wants full quality).
+    pub async fn highest_quality(&self, track_sid: &str) {
+        self.client
+            .send(Req::TrackSetting(proto::UpdateTrackSettings {
+                track_sids: vec![track_sid.to_owned()],
+                quality: proto::VideoQuality::High as i32,
+                ..Default::default()
             }))
             .await;
     }

@@ -18,6 +18,7 @@ use str0m::media::Mid;
 use tokio::sync::{mpsc, watch};
 
 use super::WebrtcError;
+use super::clock::{CaptureClock, CaptureTime, wall_at};
 use super::peer::Peer;
 use super::signal::{self, Signal, SignalEvent};
 
@@ -43,6 +44,7 @@ pub enum TrackCodec {
     Vp8,
     Vp9,
     H264,
+    H265,
 }
 
 impl TrackCodec {
@@ -53,6 +55,7 @@ impl TrackCodec {
             "video/vp8" => Some(TrackCodec::Vp8),
             "video/vp9" => Some(TrackCodec::Vp9),
             "video/h264" => Some(TrackCodec::H264),
+            "video/h265" => Some(TrackCodec::H265),
             _ => None,
         }
     }
@@ -63,6 +66,7 @@ impl TrackCodec {
             Codec::Vp8 => Some(TrackCodec::Vp8),
             Codec::Vp9 => Some(TrackCodec::Vp9),
             Codec::H264 => Some(TrackCodec::H264),
+            Codec::H265 => Some(TrackCodec::H265),
             _ => None,
         }
     }
@@ -81,6 +85,11 @@ pub struct Frame {
     /// A video frame a decoder can start from (always false for audio).
     pub keyframe: bool,
     pub received_at: Instant,
+    /// The track it belongs to.
+    pub track_sid: Arc<str>,
+    /// When it was captured, on the clock common to all tracks of the recording
+    /// ([`super::clock`]).
+    pub capture: CaptureTime,
 }
 
 /// Why the source ended.
@@ -101,6 +110,8 @@ pub enum SourceEvent {
     /// The track was found and a subscription requested.
     TrackFound { info: Box<proto::TrackInfo>, publisher_identity: String },
     Frame(Frame),
+    /// The publisher muted (true) or unmuted the track (`TrackInfo.muted` in participant updates).
+    Muted(bool),
     Ended(EndReason),
 }
 
@@ -132,14 +143,21 @@ struct State {
     /// The offer's `mid_to_track_id`: which m-line carries which track.
     mids: HashMap<String, String>,
     ended: Option<EndReason>,
+    /// The track's mute state as last seen, and a change not yet reported.
+    muted: bool,
+    mute_changed: Option<bool>,
     /// Video: whether a keyframe has arrived, and when one was last asked for.
     keyframe_seen: bool,
     last_pli: Option<Instant>,
+    /// Capture times of the frames (RTCP sender reports, else arrival).
+    clock: CaptureClock,
+    track_sid_shared: Arc<str>,
 }
 
 impl State {
     fn new(track_sid: String, await_track: Duration) -> State {
         State {
+            track_sid_shared: Arc::from(track_sid.as_str()),
             track_sid,
             deadline: Instant::now() + await_track,
             found: None,
@@ -147,8 +165,11 @@ impl State {
             announced: false,
             mids: HashMap::new(),
             ended: None,
+            muted: false,
+            mute_changed: None,
             keyframe_seen: false,
             last_pli: None,
+            clock: CaptureClock::new(),
         }
     }
 
@@ -160,16 +181,26 @@ impl State {
                 (None, Some(t)) if p.state != proto::participant_info::State::Disconnected as i32 => {
                     tracing::info!(track_sid = %t.sid, publisher = %p.identity, mime = %t.mime_type, "track found");
                     self.found = Some((p.sid.clone(), p.identity.clone(), t.clone()));
+                    self.mute(t.muted);
                 }
                 (Some((sid, _, _)), _) if *sid == p.sid => {
                     if p.state == proto::participant_info::State::Disconnected as i32 {
                         self.ended.get_or_insert(EndReason::ParticipantLeft);
-                    } else if has_track.is_none() {
+                    } else if let Some(t) = has_track {
+                        self.mute(t.muted);
+                    } else {
                         self.ended.get_or_insert(EndReason::TrackUnpublished);
                     }
                 }
                 _ => {}
             }
+        }
+    }
+
+    fn mute(&mut self, muted: bool) {
+        if muted != self.muted {
+            self.muted = muted;
+            self.mute_changed = Some(muted);
         }
     }
 
@@ -198,6 +229,9 @@ async fn drive(
             let _ = events
                 .send(SourceEvent::TrackFound { info: Box::new(info.clone()), publisher_identity: identity.clone() })
                 .await;
+        }
+        if let Some(muted) = state.mute_changed.take().filter(|_| state.subscribed) {
+            let _ = events.send(SourceEvent::Muted(muted)).await;
         }
         if state.found.is_none() && Instant::now() >= state.deadline {
             state.ended.get_or_insert(EndReason::TrackNotFound);
@@ -290,7 +324,9 @@ async fn handle_rtc_event(state: &mut State, e: Event, events: &mpsc::Sender<Sou
             let codec = TrackCodec::from_str0m(spec.codec)?;
             let keyframe = match m.codec_extra {
                 CodecExtra::Vp8(e) => e.is_keyframe,
+                CodecExtra::Vp9(e) => e.is_keyframe,
                 CodecExtra::H264(e) => e.is_keyframe,
+                CodecExtra::H265(e) => e.is_keyframe,
                 _ => false,
             };
             let mut pli = None;
@@ -309,6 +345,15 @@ async fn handle_rtc_event(state: &mut State, e: Event, events: &mpsc::Sender<Sou
                 state.announced = true;
                 tracing::info!(?codec, "first media frame");
             }
+            let publisher = state.found.as_ref().map(|(sid, _, _)| sid.as_str()).unwrap_or("");
+            let capture = state.clock.capture_time(
+                publisher,
+                &state.track_sid,
+                m.time.numer(),
+                m.time.denom(),
+                wall_at(m.network_time),
+                m.last_sender_info.as_ref(),
+            );
             let frame = Frame {
                 codec,
                 rtp_time: m.time.numer(),
@@ -317,6 +362,8 @@ async fn handle_rtc_event(state: &mut State, e: Event, events: &mpsc::Sender<Sou
                 contiguous: m.contiguous,
                 keyframe,
                 received_at: m.network_time,
+                track_sid: state.track_sid_shared.clone(),
+                capture,
             };
             // A slow writer applies backpressure here rather than growing memory.
             let _ = events.send(SourceEvent::Frame(frame)).await;

@@ -27,7 +27,7 @@ impl TrackContainer {
         match codec {
             TrackCodec::Opus => TrackContainer::Ogg,
             TrackCodec::Vp8 | TrackCodec::Vp9 => TrackContainer::WebM,
-            TrackCodec::H264 => TrackContainer::Mp4,
+            TrackCodec::H264 | TrackCodec::H265 => TrackContainer::Mp4,
         }
     }
 
@@ -42,7 +42,16 @@ impl TrackContainer {
 
 /// The codecs this build writes without transcoding.
 pub fn codec_supported(codec: TrackCodec) -> bool {
-    matches!(codec, TrackCodec::Opus | TrackCodec::Vp8 | TrackCodec::H264)
+    matches!(codec, TrackCodec::Opus | TrackCodec::Vp8 | TrackCodec::Vp9 | TrackCodec::H264 | TrackCodec::H265)
+}
+
+/// Where a track egress sends the track (`TrackEgressRequest.output`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackOutput {
+    /// Written as received into the codec's container (the file settings are in [`TrackConfig`]).
+    File,
+    /// Decoded to PCM and sent over a websocket (Go's `OutputTypeRaw`).
+    Websocket { url: String },
 }
 
 #[derive(Debug, Clone)]
@@ -54,8 +63,11 @@ pub struct TrackConfig {
     /// The signalling URL and the recorder's join token (never log the token).
     pub ws_url: String,
     pub token: String,
-    /// The cleaned, not yet templated `filepath`.
+    /// Where the track goes: a file (passthrough) or a websocket (decoded PCM).
+    pub output: TrackOutput,
+    /// The cleaned, not yet templated `filepath` (empty for a websocket output).
     pub filepath: String,
+    /// True for a websocket output, which has no manifest (Go's websocket sink uploads none).
     pub disable_manifest: bool,
     pub retry_count: i32,
     pub started: SystemTime,
@@ -81,7 +93,26 @@ impl TrackConfig {
         }
         let file = match &r.output {
             Some(Output::File(f)) => f,
-            Some(Output::WebsocketUrl(_)) => return Err(errors::not_supported("websocket output")),
+            Some(Output::WebsocketUrl(url)) => {
+                let url = websocket_url(url)?;
+                let token = join_token(config, req, &room_name, now)?;
+                let ws_url = signalling_url(config, req)?;
+                return Ok(TrackConfig {
+                    egress_id: req.egress_id.clone(),
+                    room_name,
+                    room_id: req.room_id.clone(),
+                    track_id: r.track_id.clone(),
+                    ws_url,
+                    token,
+                    output: TrackOutput::Websocket { url },
+                    filepath: String::new(),
+                    disable_manifest: true,
+                    retry_count: req.retry_count,
+                    started: now,
+                    // Go applies the stream limit to websocket outputs.
+                    max_duration: config.session_limits.stream_output_max_duration,
+                });
+            }
             None => return Err(errors::invalid_input("output")),
         };
         let server_upload = config.storage.as_ref().is_some_and(|s| !s.is_local());
@@ -92,18 +123,8 @@ impl TrackConfig {
         if req.retry_count > 0 && !filepath.is_empty() && !filepath.ends_with('/') && !filepath.contains("{retry}") {
             return Err(RpcError::new(Code::FailedPrecondition, "output configuration does not support retry"));
         }
-        let token = if !req.token.is_empty() {
-            req.token.clone()
-        } else if !config.api_key.is_empty() && !config.api_secret.is_empty() {
-            let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            egress_token(&req.egress_id, &config.api_key, config.api_secret.expose(), &room_name, secs)
-        } else {
-            return Err(errors::invalid_input("token or api key/secret"));
-        };
-        let ws_url = if !req.ws_url.is_empty() { req.ws_url.clone() } else { config.ws_url.clone() };
-        if ws_url.is_empty() {
-            return Err(errors::invalid_input("ws_url"));
-        }
+        let token = join_token(config, req, &room_name, now)?;
+        let ws_url = signalling_url(config, req)?;
         Ok(TrackConfig {
             egress_id: req.egress_id.clone(),
             room_name,
@@ -111,12 +132,21 @@ impl TrackConfig {
             track_id: r.track_id.clone(),
             ws_url,
             token,
+            output: TrackOutput::File,
             filepath,
             disable_manifest: file.disable_manifest,
             retry_count: req.retry_count,
             started: now,
             max_duration: config.session_limits.file_output_max_duration,
         })
+    }
+
+    /// The websocket URL, for a websocket output.
+    pub fn websocket_url(&self) -> Option<&str> {
+        match &self.output {
+            TrackOutput::Websocket { url } => Some(url),
+            TrackOutput::File => None,
+        }
     }
 
     /// The storage path once the track is known: Go names the file after the track ID and
@@ -132,6 +162,47 @@ impl TrackConfig {
             .replace("{publisher_identity}", publisher);
         names.file_path(&templated, container.extension())
     }
+}
+
+/// The recorder's join token: the request's, or one signed with the service's key.
+fn join_token(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime) -> Result<String, RpcError> {
+    if !req.token.is_empty() {
+        Ok(req.token.clone())
+    } else if !config.api_key.is_empty() && !config.api_secret.is_empty() {
+        let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Ok(egress_token(&req.egress_id, &config.api_key, config.api_secret.expose(), room_name, secs))
+    } else {
+        Err(errors::invalid_input("token or api key/secret"))
+    }
+}
+
+/// livekit-server's signalling URL: the request's, else the service's.
+fn signalling_url(config: &ServiceConfig, req: &StartEgressRequest) -> Result<String, RpcError> {
+    let ws_url = if !req.ws_url.is_empty() { req.ws_url.clone() } else { config.ws_url.clone() };
+    if ws_url.is_empty() {
+        return Err(errors::invalid_input("ws_url"));
+    }
+    Ok(ws_url)
+}
+
+/// Checks a websocket output URL as Go's `ValidateUrl` does for `OutputTypeRaw`: it must parse
+/// and its scheme must be `ws` or `wss`; it is used as given (nothing to redact).
+fn websocket_url(raw: &str) -> Result<String, RpcError> {
+    let parsed = match url::Url::parse(raw) {
+        Ok(u) => u,
+        // Go's parser accepts a URL without a scheme and then refuses the (empty) scheme.
+        Err(url::ParseError::RelativeUrlWithoutBase) => return Err(invalid_url(raw, "invalid scheme")),
+        Err(e) => return Err(invalid_url(raw, &e.to_string())),
+    };
+    if !matches!(parsed.scheme(), "ws" | "wss") {
+        return Err(invalid_url(raw, "invalid scheme"));
+    }
+    Ok(raw.to_owned())
+}
+
+/// Go's `ErrInvalidUrl`.
+fn invalid_url(url: &str, reason: &str) -> RpcError {
+    RpcError::new(Code::InvalidArgument, format!("invalid url {url}: {reason}"))
 }
 
 #[cfg(test)]
@@ -174,7 +245,19 @@ mod tests {
         if let Some(Request::Track(t)) = r.request.as_mut() {
             t.output = Some(Output::WebsocketUrl("ws://x".into()));
         }
+        let cfg = TrackConfig::new(&service(), &r, "", SystemTime::now()).unwrap();
+        assert_eq!(cfg.websocket_url(), Some("ws://x"));
+        assert!(cfg.disable_manifest);
+        if let Some(Request::Track(t)) = r.request.as_mut() {
+            t.output = Some(Output::WebsocketUrl("http://x/pcm".into()));
+        }
         let e = TrackConfig::new(&service(), &r, "", SystemTime::now()).unwrap_err();
-        assert!(e.message.contains("not yet supported"), "{}", e.message);
+        assert_eq!(e.message, "invalid url http://x/pcm: invalid scheme");
+        assert_eq!(e.code, Code::InvalidArgument);
+        if let Some(Request::Track(t)) = r.request.as_mut() {
+            t.output = None;
+        }
+        let e = TrackConfig::new(&service(), &r, "", SystemTime::now()).unwrap_err();
+        assert!(e.message.ends_with("output"), "{}", e.message);
     }
 }

@@ -4,6 +4,11 @@
 //! is still to come). The file goes to storage exactly as a web recording's does: a
 //! [`LiveUpload`] tails it while it grows, then the manifest.
 //!
+//! With a `websocket_url` instead of a file, an audio track is decoded to PCM and sent to that
+//! websocket ([`websocket`]); the output is reported as a `stream_results` entry, as Go does
+//! (ACTIVE from the start, FINISHED or FAILED at the end), and a video track fails with Go's
+//! `format websocket incompatible with codec video/…` once the track is found.
+//!
 //! ```text
 //! STARTING ──track found, first packet──▶ ACTIVE ──stop / track unpublished / publisher left / room closed──▶ ENDING ──file delivered──▶ COMPLETE
 //!    │ track not published in 30 s ─▶ FAILED "track <id> not found"      │ kill ─▶ FAILED (partial file delivered)
@@ -12,12 +17,15 @@
 //!
 //! Modules: [`config`] (request → settings, file naming), [`ogg`] (Opus → Ogg pages),
 //! [`webm`] (VP8 → WebM), [`mp4`] (H.264 → fragmented MP4), [`writer`] (the file-writing
-//! thread).
+//! thread), [`pcm`] (Opus → PCM) and [`websocket`] (the websocket output).
 
 pub mod config;
+pub mod hevc;
 pub mod mp4;
 pub mod ogg;
+pub mod pcm;
 pub mod webm;
+pub mod websocket;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -27,7 +35,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use egress_proto::livekit::{EgressInfo, EgressStatus};
+use egress_proto::livekit::{EgressInfo, EgressStatus, StreamInfo, StreamInfoList, egress_info, stream_info};
 
 use super::controller::{InfoExt, deprecated_file_result, now_nanos};
 use super::file_output::FileOutput;
@@ -39,6 +47,7 @@ use crate::rpc::{Code, RpcError};
 use crate::storage;
 use crate::webrtc::{self, EndReason, SourceEvent, SubscribeParams, TrackCodec};
 use config::{TrackConfig, TrackContainer, codec_supported};
+use websocket::WebsocketOutput;
 use writer::TrackFileWriter;
 
 // Texts from LiveKit's protocol and the Go egress.
@@ -60,7 +69,15 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
             return info;
         }
     };
-    tracing::info!(egress_id = %cfg.egress_id, room = %cfg.room_name, track_id = %cfg.track_id, "starting track egress");
+    tracing::info!(egress_id = %cfg.egress_id, room = %cfg.room_name, track_id = %cfg.track_id,
+        websocket = cfg.websocket_url().is_some(), "starting track egress");
+    // Go lists a websocket output as an ACTIVE stream from the start (`AddStream`).
+    let stream = cfg.websocket_url().map(|url| StreamInfo {
+        url: url.to_owned(),
+        started_at: now_nanos(),
+        status: stream_info::Status::Active as i32,
+        ..Default::default()
+    });
     let recording = TrackRecording {
         service: job.config,
         plugins: job.plugins,
@@ -68,6 +85,7 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
         cfg,
         info,
         file: None,
+        stream,
         work_dir: job.work_dir,
         codec: None,
         updates,
@@ -78,9 +96,20 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
     recording.run().await
 }
 
-/// The open output: where it is written and by whom.
-struct Output {
-    writer: TrackFileWriter,
+/// The open output: a file being written, or a websocket receiving PCM.
+enum Output {
+    File(TrackFileWriter),
+    Websocket(WebsocketOutput),
+}
+
+impl Output {
+    /// Queues one frame; `false` once the output has stopped (its error comes at the end).
+    async fn write(&mut self, frame: webrtc::Frame) -> bool {
+        match self {
+            Output::File(w) => w.write(frame).await,
+            Output::Websocket(ws) => ws.write(frame).await,
+        }
+    }
 }
 
 struct TrackRecording {
@@ -91,6 +120,8 @@ struct TrackRecording {
     info: EgressInfo,
     /// The file output, once the track (and so the codec and file name) is known.
     file: Option<FileOutput>,
+    /// The websocket output's entry in `stream_results`.
+    stream: Option<StreamInfo>,
     work_dir: PathBuf,
     /// The track's codec, once found.
     codec: Option<TrackCodec>,
@@ -125,7 +156,13 @@ impl TrackRecording {
         let _ = self.updates.send(self.info.clone());
     }
 
+    #[allow(deprecated)]
     fn sync_results(&mut self) {
+        if let Some(stream) = &self.stream {
+            self.info.stream_results = vec![stream.clone()];
+            // The deprecated single result, still filled for older clients, as Go does.
+            self.info.result = Some(egress_info::Result::Stream(StreamInfoList { info: vec![stream.clone()] }));
+        }
         let Some(file) = &self.file else { return };
         self.info.file_results = vec![file.info.clone()];
         self.info.result = deprecated_file_result(&file.info);
@@ -179,7 +216,22 @@ impl TrackRecording {
             (o, _) => o,
         };
         let media = match output.take() {
-            Some(o) => match o.writer.finish().await {
+            Some(Output::Websocket(ws)) => {
+                let sent = ws.finish().await;
+                tracing::info!(bytes = sent.bytes, messages = sent.messages, packets = sent.pcm.packets, late = sent.pcm.late,
+                    filled = ?std::time::Duration::from_nanos(sent.pcm.filled * 1_000_000_000 / pcm::SAMPLE_RATE),
+                    duration = ?sent.pcm.duration(), "websocket output finished");
+                if let Some(e) = sent.error {
+                    self.stream_failed(&e.to_string());
+                    if !self.info.status_is(EgressStatus::EgressFailed) {
+                        // Go: a failed write is a destination error, Unavailable.
+                        let code = if matches!(e, websocket::WebsocketError::Decode(_)) { Code::Internal } else { Code::Unavailable };
+                        self.info.set_failed(&PipelineError::Request(RpcError::new(code, e.to_string())));
+                    }
+                }
+                Some(sent.pcm.duration())
+            }
+            Some(Output::File(writer)) => match writer.finish().await {
                 Ok(w) => {
                     tracing::info!(duration = ?w.duration, frames = w.frames, dropped = w.dropped, filled = ?w.filled,
                         "track file written");
@@ -231,8 +283,19 @@ impl TrackRecording {
                 }
                 Event::Source(None) => return Outcome::Ended,
                 Event::Source(Some(SourceEvent::TrackFound { info, publisher_identity })) => {
-                    if let Err(e) = self.open(&info, &publisher_identity) {
+                    let opened = match self.cfg.websocket_url().map(str::to_owned) {
+                        Some(url) => self.open_websocket(&info, &url).await.map(|ws| *output = Some(Output::Websocket(ws))),
+                        None => self.open(&info, &publisher_identity),
+                    };
+                    if let Err(e) = opened {
+                        self.stream_failed(&e.to_string());
                         return Outcome::Failed(e);
+                    }
+                }
+                Event::Source(Some(SourceEvent::Muted(muted))) => {
+                    tracing::info!(muted, "track mute changed");
+                    if let Some(Output::Websocket(ws)) = output.as_ref() {
+                        ws.muted(muted).await;
                     }
                 }
                 Event::Source(Some(SourceEvent::Frame(frame))) => {
@@ -251,11 +314,11 @@ impl TrackRecording {
                             Err(e) => return Outcome::Failed(e),
                         }
                     }
-                    let Some(out) = output.as_ref() else { continue };
+                    let Some(out) = output.as_mut() else { continue };
                     if !active {
                         self.activate();
                     }
-                    if !out.writer.write(frame).await {
+                    if !out.write(frame).await {
                         // The writer's error comes out of `finish`.
                         return Outcome::Ended;
                     }
@@ -309,7 +372,35 @@ impl TrackRecording {
         let Some(local) = self.local_path() else { return Ok(None) };
         let writer = TrackFileWriter::create(&local, first)
             .map_err(|e| PipelineError::Gst(format!("cannot create {}: {e}", local.display())))?;
-        Ok(Some(Output { writer }))
+        Ok(Some(Output::File(writer)))
+    }
+
+    /// The track is known and goes to a websocket: only audio can (Go's `validateSubscription`),
+    /// and the receiver is dialled now, as Go builds its websocket sink once the track is in.
+    async fn open_websocket(&mut self, track: &egress_proto::livekit::TrackInfo, url: &str) -> Result<WebsocketOutput, PipelineError> {
+        let mime = track.mime_type.to_ascii_lowercase();
+        let is_video = track.r#type == egress_proto::livekit::TrackType::Video as i32 || mime.starts_with("video/");
+        if is_video {
+            return Err(PipelineError::Request(RpcError::new(Code::InvalidArgument, format!("format websocket incompatible with codec {mime}"))));
+        }
+        let codec = TrackCodec::from_mime(&track.mime_type).filter(|c| *c == TrackCodec::Opus).ok_or_else(|| {
+            PipelineError::Request(errors::not_supported(&format!("track egress of {}", track.mime_type)))
+        })?;
+        tracing::info!(mime = %track.mime_type, "track found; sending PCM to the websocket");
+        let ws = WebsocketOutput::connect(url)
+            .await
+            // Go: a dial error is `psrpc.InvalidArgument` with the dialer's text.
+            .map_err(|e| PipelineError::Request(RpcError::new(Code::InvalidArgument, e.to_string())))?;
+        self.codec = Some(codec);
+        Ok(ws)
+    }
+
+    /// Marks the websocket stream FAILED with `error` (a no-op for a file output).
+    fn stream_failed(&mut self, error: &str) {
+        if let Some(stream) = self.stream.as_mut() {
+            stream.status = stream_info::Status::Failed as i32;
+            stream.error = error.to_owned();
+        }
     }
 
     /// The first packet: ACTIVE, and the upload starts following the file.
@@ -317,6 +408,10 @@ impl TrackRecording {
         self.started_at = now_nanos();
         if let Some(file) = self.file.as_mut() {
             file.start(self.started_at);
+        }
+        // Go's `updateStartTime`: the stream starts with the media.
+        if let Some(stream) = self.stream.as_mut() {
+            stream.started_at = self.started_at;
         }
         self.info.set_status(EgressStatus::EgressActive);
         tracing::info!("recording active");
@@ -351,6 +446,22 @@ impl TrackRecording {
                 self.info.backup_storage_used = file.backup_used;
             } else {
                 file.discard();
+            }
+        }
+        if let Some(stream) = self.stream.as_mut() {
+            // Go's `UpdateEndTime`: FINISHED unless it failed; the span is the media sent.
+            let ended_at = match media {
+                Some(d) if self.started_at > 0 => self.started_at + d.as_nanos() as i64,
+                _ => now_nanos(),
+            };
+            if stream.status != stream_info::Status::Failed as i32 {
+                stream.status = stream_info::Status::Finished as i32;
+            }
+            stream.ended_at = ended_at;
+            if self.started_at > 0 {
+                stream.duration = ended_at - stream.started_at;
+            } else {
+                stream.started_at = ended_at;
             }
         }
         if self.info.status_is(EgressStatus::EgressActive) || self.info.status_is(EgressStatus::EgressEnding) {

@@ -1,21 +1,24 @@
-//! H.264 access units into a fragmented MP4, without transcoding. `mp4-atom` encodes the boxes;
-//! this module decides what goes in them:
+//! H.264 or H.265 access units into a fragmented MP4, without transcoding. `mp4-atom` encodes
+//! the boxes; this module decides what goes in them:
 //!
-//! * nothing is written before a keyframe that carries SPS and PPS (the sample entry's `avcC`
-//!   is made from them, the frame size from the SPS, read with `h264-reader`);
+//! * nothing is written before a keyframe that carries the parameter sets (H.264: SPS and PPS,
+//!   the sample entry's `avcC`, the frame size read with `h264-reader`; H.265: VPS, SPS and PPS,
+//!   the `hvcC` of an `hvc1` entry, read by [`super::hevc`]);
 //! * Annex B access units (what str0m depacketizes) become length-prefixed samples;
 //! * a fragment (`moof` + `mdat`) is written and flushed at each keyframe and at least every
 //!   second, so the file is append-only: the upload tails it and a file cut off by a crash
 //!   plays up to its last fragment, like the web path's fragmented mp4mux;
 //! * sample times are the RTP times (90 kHz) from the first keyframe; a sample's duration is the
-//!   distance to the next one (WebRTC H.264 has no B-frames, so decode = presentation order).
+//!   distance to the next one (WebRTC H.264/H.265 has no B-frames, so decode = presentation
+//!   order).
 
 use std::io::{self, Write};
 
 use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::rbsp::{BitReader, ByteReader};
+use super::hevc;
 use mp4_atom::{
-    Avc1, Avcc, Codec, Dinf, Dref, Encode, Ftyp, Hdlr, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex, Mvhd, Stbl, Stco,
+    Avc1, Avcc, Codec, Hvc1, Dinf, Dref, Encode, Ftyp, Hdlr, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex, Mvhd, Stbl, Stco,
     Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual, Vmhd,
 };
 
@@ -55,13 +58,30 @@ pub fn nal_units(annex_b: &[u8]) -> impl Iterator<Item = &[u8]> {
     starts.into_iter().zip(ends).filter_map(move |(s, e)| annex_b.get(s..e)).filter(|n| !n.is_empty())
 }
 
+/// The video codecs written to MP4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mp4Codec {
+    H264,
+    H265,
+}
+
 fn nal_type(nal: &[u8]) -> u8 {
     nal.first().map(|b| b & 0x1f).unwrap_or(0)
 }
 
-/// Whether an access unit holds an IDR slice.
+/// Whether an H.264 access unit holds an IDR slice.
 pub fn is_keyframe(annex_b: &[u8]) -> bool {
     nal_units(annex_b).any(|n| nal_type(n) == 5)
+}
+
+impl Mp4Codec {
+    /// Whether an access unit can start decoding (H.264 IDR, H.265 IRAP).
+    pub fn is_keyframe(self, annex_b: &[u8]) -> bool {
+        match self {
+            Mp4Codec::H264 => is_keyframe(annex_b),
+            Mp4Codec::H265 => nal_units(annex_b).any(hevc::is_irap),
+        }
+    }
 }
 
 struct Sample {
@@ -70,8 +90,9 @@ struct Sample {
     keyframe: bool,
 }
 
-pub struct Mp4H264Writer<W: Write> {
+pub struct Mp4VideoWriter<W: Write> {
     out: W,
+    codec: Mp4Codec,
     started: bool,
     first_rtp: u64,
     /// Samples of the fragment being built (the last one's duration is not known yet).
@@ -89,10 +110,11 @@ fn encode(atom: &impl Encode, buf: &mut Vec<u8>) -> io::Result<()> {
     atom.encode(buf).map_err(|e| io::Error::other(format!("mp4 box: {e}")))
 }
 
-impl<W: Write> Mp4H264Writer<W> {
-    pub fn new(out: W) -> Mp4H264Writer<W> {
-        Mp4H264Writer {
+impl<W: Write> Mp4VideoWriter<W> {
+    pub fn new(out: W, codec: Mp4Codec) -> Mp4VideoWriter<W> {
+        Mp4VideoWriter {
             out,
+            codec,
             started: false,
             first_rtp: 0,
             pending: Vec::new(),
@@ -108,7 +130,7 @@ impl<W: Write> Mp4H264Writer<W> {
     /// Adds one access unit (Annex B) with its (64-bit, 90 kHz) RTP time. Returns whether it
     /// was taken.
     pub fn push(&mut self, rtp_time: u64, access_unit: &[u8]) -> io::Result<bool> {
-        let keyframe = is_keyframe(access_unit);
+        let keyframe = self.codec.is_keyframe(access_unit);
         if !self.started {
             if !keyframe || !self.start(access_unit)? {
                 self.dropped += 1;
@@ -142,31 +164,20 @@ impl<W: Write> Mp4H264Writer<W> {
         Ok(true)
     }
 
-    /// Writes `ftyp` and `moov` from the first keyframe's SPS and PPS. `false` when it has none.
+    /// Writes `ftyp` and `moov` from the first keyframe's parameter sets. `false` when it has
+    /// none.
     fn start(&mut self, access_unit: &[u8]) -> io::Result<bool> {
-        let sps: Vec<&[u8]> = nal_units(access_unit).filter(|n| nal_type(n) == 7).collect();
-        let pps: Vec<&[u8]> = nal_units(access_unit).filter(|n| nal_type(n) == 8).collect();
-        let (Some(first_sps), false) = (sps.first(), pps.is_empty()) else { return Ok(false) };
-        let (width, height) = SeqParameterSet::from_bits(BitReader::new(ByteReader::skipping_h264_header(*first_sps)))
-            .ok()
-            .and_then(|s| s.pixel_dimensions().ok())
-            .unwrap_or((0, 0));
+        let entry = match self.codec {
+            Mp4Codec::H264 => avc1_entry(access_unit),
+            Mp4Codec::H265 => hvc1_entry(access_unit),
+        };
+        let Some((codec, brand, (width, height))) = entry else { return Ok(false) };
         let w16 = u16::try_from(width).unwrap_or(0);
         let h16 = u16::try_from(height).unwrap_or(0);
-        let avcc = Avcc {
-            configuration_version: 1,
-            avc_profile_indication: first_sps.get(1).copied().unwrap_or(0),
-            profile_compatibility: first_sps.get(2).copied().unwrap_or(0),
-            avc_level_indication: first_sps.get(3).copied().unwrap_or(0),
-            length_size: 4,
-            sequence_parameter_sets: sps.iter().map(|s| s.to_vec()).collect(),
-            picture_parameter_sets: pps.iter().map(|p| p.to_vec()).collect(),
-            ext: None,
-        };
         let ftyp = Ftyp {
             major_brand: b"isom".into(),
             minor_version: 512,
-            compatible_brands: vec![b"isom".into(), b"iso6".into(), b"avc1".into(), b"mp41".into()],
+            compatible_brands: vec![b"isom".into(), b"iso6".into(), brand.into(), b"mp41".into()],
         };
         let moov = Moov {
             mvhd: Mvhd { timescale: 1000, rate: 1.into(), volume: 1.into(), next_track_id: TRACK_ID + 1, ..Default::default() },
@@ -191,21 +202,7 @@ impl<W: Write> Mp4H264Writer<W> {
                         dinf: Dinf { dref: Dref { entries: vec![Url { location: "".into() }.into()] } },
                         stbl: Stbl {
                             stsd: Stsd {
-                                codecs: vec![Codec::Avc1(Avc1 {
-                                    visual: Visual {
-                                        data_reference_index: 1,
-                                        width: w16,
-                                        height: h16,
-                                        ..Default::default()
-                                    },
-                                    avcc,
-                                    btrt: None,
-                                    colr: None,
-                                    pasp: None,
-                                    taic: None,
-                                    fiel: None,
-                                    spatial: Default::default(),
-                                })],
+                                codecs: vec![codec],
                             },
                             stts: Stts::default(),
                             stsc: Stsc::default(),
@@ -298,6 +295,63 @@ impl<W: Write> Mp4H264Writer<W> {
     }
 }
 
+fn visual(width: u32, height: u32) -> Visual {
+    Visual {
+        data_reference_index: 1,
+        width: u16::try_from(width).unwrap_or(0),
+        height: u16::try_from(height).unwrap_or(0),
+        ..Default::default()
+    }
+}
+
+/// The `avc1` sample entry, brand and picture size from an H.264 keyframe's SPS and PPS.
+fn avc1_entry(access_unit: &[u8]) -> Option<(Codec, &'static [u8; 4], (u32, u32))> {
+    let sps: Vec<&[u8]> = nal_units(access_unit).filter(|n| nal_type(n) == 7).collect();
+    let pps: Vec<&[u8]> = nal_units(access_unit).filter(|n| nal_type(n) == 8).collect();
+    let first_sps = *sps.first()?;
+    if pps.is_empty() {
+        return None;
+    }
+    let (width, height) = SeqParameterSet::from_bits(BitReader::new(ByteReader::skipping_h264_header(first_sps)))
+        .ok()
+        .and_then(|s| s.pixel_dimensions().ok())
+        .unwrap_or((0, 0));
+    let avcc = Avcc {
+        configuration_version: 1,
+        avc_profile_indication: first_sps.get(1).copied().unwrap_or(0),
+        profile_compatibility: first_sps.get(2).copied().unwrap_or(0),
+        avc_level_indication: first_sps.get(3).copied().unwrap_or(0),
+        length_size: 4,
+        sequence_parameter_sets: sps.iter().map(|s| s.to_vec()).collect(),
+        picture_parameter_sets: pps.iter().map(|p| p.to_vec()).collect(),
+        ext: None,
+    };
+    let entry = Avc1 {
+        visual: visual(width, height),
+        avcc,
+        btrt: None,
+        colr: None,
+        pasp: None,
+        taic: None,
+        fiel: None,
+        spatial: Default::default(),
+    };
+    Some((Codec::Avc1(entry), b"avc1", (width, height)))
+}
+
+/// The `hvc1` sample entry (parameter sets in `hvcC`), brand and picture size from an H.265
+/// keyframe's VPS, SPS and PPS.
+fn hvc1_entry(access_unit: &[u8]) -> Option<(Codec, &'static [u8; 4], (u32, u32))> {
+    let of = |t: u8| -> Vec<&[u8]> { nal_units(access_unit).filter(|n| hevc::nal_type(n) == t).collect() };
+    let (vps, sps, pps) = (of(hevc::NAL_VPS), of(hevc::NAL_SPS), of(hevc::NAL_PPS));
+    if vps.is_empty() || pps.is_empty() {
+        return None;
+    }
+    let info = hevc::parse_sps(sps.first()?)?;
+    let entry = Hvc1 { visual: visual(info.width, info.height), hvcc: hevc::hvcc(&info, &vps, &sps, &pps), ..Default::default() };
+    Some((Codec::Hvc1(entry), b"hvc1", (info.width, info.height)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,7 +378,7 @@ mod tests {
 
     #[test]
     fn writes_a_fragmented_mp4_from_the_first_keyframe() {
-        let mut w = Mp4H264Writer::new(Vec::new());
+        let mut w = Mp4VideoWriter::new(Vec::new(), Mp4Codec::H264);
         let idr = annex_b(&[SPS, PPS, &[0x65, 0x88, 0x84]]);
         let p = annex_b(&[&[0x41, 0x9a, 0x00]]);
         assert!(!w.push(0, &p).unwrap(), "no keyframe yet");
@@ -347,5 +401,33 @@ mod tests {
             assert_eq!(sizes as usize, mdat.data.len());
         }
         assert_eq!(samples, 3);
+    }
+
+    #[test]
+    fn writes_h265_as_hvc1_with_the_parameter_sets() {
+        const VPS: &[u8] = &[
+            0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03,
+            0x00, 0x3f, 0x95, 0x98, 0x09,
+        ];
+        const PPS: &[u8] = &[0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40];
+        let sps = crate::pipeline::track::hevc::tests::SPS_640X360;
+        let mut w = Mp4VideoWriter::new(Vec::new(), Mp4Codec::H265);
+        let idr = annex_b(&[VPS, sps, PPS, &[19 << 1, 0x01, 0xaf]]);
+        let trail = annex_b(&[&[1 << 1, 0x01, 0xd0]]);
+        assert!(!w.push(0, &trail).unwrap(), "no keyframe yet");
+        assert!(w.push(3000, &idr).unwrap());
+        assert!(w.push(6000, &trail).unwrap());
+        assert_eq!((w.frames, w.size), (2, (640, 360)));
+        let bytes = w.finish().unwrap().expect("a file");
+        let mut r = std::io::Cursor::new(&bytes);
+        let ftyp = Ftyp::decode(&mut r).unwrap();
+        assert!(ftyp.compatible_brands.contains(&b"hvc1".into()));
+        let moov = Moov::decode(&mut r).unwrap();
+        let Codec::Hvc1(entry) = &moov.trak[0].mdia.minf.stbl.stsd.codecs[0] else { panic!("not hvc1") };
+        assert_eq!((entry.visual.width, entry.visual.height), (640, 360));
+        assert_eq!((entry.hvcc.general_profile_idc, entry.hvcc.general_level_idc), (1, 63));
+        let types: Vec<u8> = entry.hvcc.arrays.iter().map(|a| a.nal_unit_type).collect();
+        assert_eq!(types, vec![32, 33, 34]);
+        assert_eq!(entry.hvcc.arrays[1].nalus[0], sps.to_vec());
     }
 }

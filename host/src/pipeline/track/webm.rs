@@ -1,16 +1,41 @@
-//! VP8 frames into a WebM file, without transcoding, with libwebm (the `webm` crate).
+//! VP8 or VP9 frames into a WebM file, without transcoding, with libwebm (the `webm` crate).
 //!
 //! The segment is written in live mode to a writer that cannot seek, so libwebm only ever
 //! appends (no cues, no duration rewritten at the end): the upload can tail the file, and a file
 //! cut off by a crash plays up to its last whole cluster. Frames before the first keyframe are
-//! dropped (a decoder cannot start on them); the frame size comes from that keyframe's header.
+//! dropped (a decoder cannot start on them); the frame size comes from that keyframe's header
+//! (VP8: RFC 6386 §9.1; VP9: the uncompressed frame header, VP9 bitstream spec §6.2).
 
 use std::io::{self, Write};
 
 use webm::mux::{Segment, SegmentBuilder, SegmentMode, VideoCodecId, VideoTrack, Writer};
 
-/// VP8's RTP clock (RFC 7741).
+/// VP8's and VP9's RTP clock (RFC 7741, RFC 9628).
 pub const VIDEO_RATE: u64 = 90_000;
+
+/// The codecs written to WebM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebmCodec {
+    Vp8,
+    Vp9,
+}
+
+impl WebmCodec {
+    /// Width and height when `frame` is a keyframe.
+    pub fn keyframe_size(self, frame: &[u8]) -> Option<(u32, u32)> {
+        match self {
+            WebmCodec::Vp8 => vp8_keyframe_size(frame),
+            WebmCodec::Vp9 => vp9_keyframe_size(frame),
+        }
+    }
+
+    fn id(self) -> VideoCodecId {
+        match self {
+            WebmCodec::Vp8 => VideoCodecId::VP8,
+            WebmCodec::Vp9 => VideoCodecId::VP9,
+        }
+    }
+}
 
 /// Width and height from a VP8 keyframe's header (RFC 6386 §9.1), `None` for any other frame.
 pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
@@ -24,6 +49,64 @@ pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
     (width > 0 && height > 0).then_some((u32::from(width), u32::from(height)))
 }
 
+/// Width and height from a VP9 keyframe's uncompressed header (VP9 bitstream spec §6.2:
+/// frame marker, profile, `show_existing_frame`, `frame_type` 0, the sync code 0x49 0x83 0x42,
+/// the colour config, then `frame_width_minus_1` and `frame_height_minus_1`), `None` for any
+/// other frame. A superframe starts with its first frame's header, so it is read the same way.
+pub fn vp9_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
+    let mut r = Bits { data: frame, pos: 0 };
+    if r.read(2)? != 2 {
+        return None;
+    }
+    let profile_low = r.read(1)?;
+    let profile = (r.read(1)? << 1) | profile_low;
+    if profile == 3 {
+        r.read(1)?;
+    }
+    // show_existing_frame, then frame_type (0 = key frame).
+    if r.read(1)? == 1 || r.read(1)? != 0 {
+        return None;
+    }
+    // show_frame, error_resilient_mode.
+    r.read(2)?;
+    if r.read(24)? != 0x49_83_42 {
+        return None;
+    }
+    if profile >= 2 {
+        r.read(1)?; // ten_or_twelve_bit
+    }
+    const CS_RGB: u32 = 7;
+    if r.read(3)? != CS_RGB {
+        r.read(1)?; // color_range
+        if profile == 1 || profile == 3 {
+            r.read(3)?; // subsampling_x, subsampling_y, reserved_zero
+        }
+    } else if profile == 1 || profile == 3 {
+        r.read(1)?; // reserved_zero
+    }
+    let width = r.read(16)? + 1;
+    let height = r.read(16)? + 1;
+    Some((width, height))
+}
+
+/// A big-endian bit reader over a byte slice.
+struct Bits<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Bits<'_> {
+    fn read(&mut self, n: usize) -> Option<u32> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            let byte = *self.data.get(self.pos / 8)?;
+            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
+            self.pos += 1;
+        }
+        Some(v)
+    }
+}
+
 enum State<W: Write> {
     /// No keyframe yet: nothing written.
     Waiting(W),
@@ -32,7 +115,8 @@ enum State<W: Write> {
     Broken,
 }
 
-pub struct WebmVp8Writer<W: Write> {
+pub struct WebmWriter<W: Write> {
+    codec: WebmCodec,
     state: State<W>,
     first_rtp: Option<u64>,
     /// Timestamp of the last frame written (ns from the first).
@@ -46,15 +130,15 @@ fn webm_error(what: &str, e: webm::mux::Error) -> io::Error {
     io::Error::other(format!("libwebm {what}: {e}"))
 }
 
-impl<W: Write> WebmVp8Writer<W> {
-    pub fn new(out: W) -> WebmVp8Writer<W> {
-        WebmVp8Writer { state: State::Waiting(out), first_rtp: None, last_ns: 0, frames: 0, dropped: 0, size: (0, 0) }
+impl<W: Write> WebmWriter<W> {
+    pub fn new(out: W, codec: WebmCodec) -> WebmWriter<W> {
+        WebmWriter { codec, state: State::Waiting(out), first_rtp: None, last_ns: 0, frames: 0, dropped: 0, size: (0, 0) }
     }
 
     /// Adds one frame with its (64-bit, 90 kHz) RTP time. Returns whether it was written.
     pub fn push(&mut self, rtp_time: u64, frame: &[u8], keyframe: bool) -> io::Result<bool> {
         if let State::Waiting(_) = self.state {
-            let Some((width, height)) = vp8_keyframe_size(frame) else {
+            let Some((width, height)) = self.codec.keyframe_size(frame) else {
                 self.dropped += 1;
                 return Ok(false);
             };
@@ -64,7 +148,7 @@ impl<W: Write> WebmVp8Writer<W> {
                 .and_then(|b| b.set_writing_app(concat!("egress-rs ", env!("CARGO_PKG_VERSION"))))
                 .map_err(|e| webm_error("segment", e))?;
             let (builder, track) =
-                builder.add_video_track(width, height, VideoCodecId::VP8, None).map_err(|e| webm_error("video track", e))?;
+                builder.add_video_track(width, height, self.codec.id(), None).map_err(|e| webm_error("video track", e))?;
             self.state = State::Writing { segment: builder.build(), track };
             self.size = (width, height);
             self.first_rtp = Some(rtp_time);
@@ -81,7 +165,7 @@ impl<W: Write> WebmVp8Writer<W> {
             self.dropped += 1;
             return Ok(false);
         }
-        let keyframe = keyframe || vp8_keyframe_size(frame).is_some();
+        let keyframe = keyframe || self.codec.keyframe_size(frame).is_some();
         segment.add_frame(*track, frame, ns, keyframe).map_err(|e| webm_error("frame", e))?;
         self.last_ns = ns;
         self.frames += 1;
@@ -128,7 +212,7 @@ mod tests {
 
     #[test]
     fn frames_before_the_first_keyframe_are_dropped_and_the_file_is_webm() {
-        let mut w = WebmVp8Writer::new(Vec::new());
+        let mut w = WebmWriter::new(Vec::new(), WebmCodec::Vp8);
         let mut delta = keyframe();
         delta[0] |= 1;
         assert!(!w.push(0, &delta, false).unwrap());
@@ -140,5 +224,50 @@ mod tests {
         let bytes = w.finish().unwrap().expect("a file");
         assert_eq!(&bytes[..4], &[0x1a, 0x45, 0xdf, 0xa3], "EBML header");
         assert!(bytes.windows(4).any(|x| x == b"webm"), "DocType webm");
+        assert!(bytes.windows(5).any(|x| x == b"V_VP8"), "CodecID V_VP8");
+    }
+
+    /// A VP9 profile 0 keyframe header for 640x360 (frame marker 2, profile 0, not an existing
+    /// frame, key frame, shown, not error resilient, sync code, BT.601 studio range).
+    fn vp9_keyframe() -> Vec<u8> {
+        let mut bits = String::from("10" /* marker */);
+        bits += "00"; // profile 0
+        bits += "0"; // show_existing_frame
+        bits += "0"; // frame_type = KEY_FRAME
+        bits += "1"; // show_frame
+        bits += "0"; // error_resilient_mode
+        bits += "010010011000001101000010"; // sync code 0x498342
+        bits += "010"; // color_space BT_601
+        bits += "0"; // color_range
+        bits += &format!("{:016b}{:016b}", 639, 359);
+        while bits.len() % 8 != 0 {
+            bits.push('0');
+        }
+        let mut f: Vec<u8> = bits.as_bytes().chunks(8).map(|b| u8::from_str_radix(std::str::from_utf8(b).unwrap(), 2).unwrap()).collect();
+        f.extend_from_slice(&[0u8; 32]);
+        f
+    }
+
+    #[test]
+    fn vp9_keyframe_header_gives_the_size() {
+        assert_eq!(vp9_keyframe_size(&vp9_keyframe()), Some((640, 360)));
+        // An inter frame: frame_type 1.
+        let mut inter = vp9_keyframe();
+        inter[0] |= 0b0000_0100;
+        assert_eq!(vp9_keyframe_size(&inter), None);
+        assert_eq!(vp9_keyframe_size(&[0x82]), None, "truncated");
+    }
+
+    #[test]
+    fn vp9_frames_are_written_with_the_vp9_codec_id() {
+        let mut w = WebmWriter::new(Vec::new(), WebmCodec::Vp9);
+        let mut inter = vp9_keyframe();
+        inter[0] |= 0b0000_0100;
+        assert!(!w.push(0, &inter, false).unwrap());
+        assert!(w.push(3000, &vp9_keyframe(), true).unwrap());
+        assert!(w.push(6000, &inter, false).unwrap());
+        assert_eq!((w.frames, w.size), (2, (640, 360)));
+        let bytes = w.finish().unwrap().expect("a file");
+        assert!(bytes.windows(5).any(|x| x == b"V_VP9"), "CodecID V_VP9");
     }
 }

@@ -1,0 +1,599 @@
+//! The GStreamer pipeline of a composite recording: encoded frames in (one `appsrc` per track),
+//! decoded, mixed onto one time line, encoded and muxed into the file. Built element by element.
+//!
+//! ```text
+//! appsrc (H.264|VP8|VP9) → parse → decoder → videoconvert → videoscale → caps ─┐
+//! videotestsrc black (live) ──────────────────────────────────────────────────── compositor → x264enc|vp8enc ─┐
+//! appsrc (Opus) → opusdec → audioconvert → audioresample → [mono → pan L/R] → caps ─┐                          │
+//! audiotestsrc silence (live) ───────────────────────────────────────────────────── audiomixer → encoder ─────┤
+//!                                                       mp4mux (fragmented, append-only) | oggmux | webmmux → filesink
+//! ```
+//!
+//! Timing: the pipeline runs live on the system clock, and a frame's PTS is its capture time
+//! (on the recording's common clock, `crate::webrtc::clock`) minus the first media's, so that
+//! audio and video line up however they arrived. The running time starts when the pipeline is
+//! started, which the caller does a short hold after the first frame: every frame then reaches
+//! its mixer that much before the mixer needs it, which is the jitter buffer. The live black and
+//! silent sources keep both mixers producing from the first instant to the end, so gaps (a
+//! muted or republished track, a late one) become silence or the last frame repeated
+//! (compositor keeps a pad's last frame), nothing is sped up, and both tracks of a fragmented
+//! MP4 (which has no edit list) start at zero together.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::super::encoding::{AudioCodec, Container, Encoding, VideoCodec};
+use super::super::error::PipelineError;
+use crate::webrtc::TrackCodec;
+use crate::webrtc::room::Channel;
+
+/// MP4 fragment (and WebM cluster) length: what a killed recording can lose at most.
+const FRAGMENT_MS: u32 = 1000;
+/// How long the mixers wait for late input before producing without it. Frames arrive a hold
+/// ahead of their running time, so this only covers scheduling.
+const MIXER_LATENCY: Duration = Duration::from_millis(200);
+/// x264's VBV buffer (Go: 2 s for file outputs).
+const VBV_BUFFER_MS: u32 = 2000;
+/// Opus packets are 20 ms: the silence source uses the same size.
+const SILENCE_SAMPLES: i32 = 960;
+/// libopus (every browser's and lk's encoder) delays the audio it encodes by its look-ahead,
+/// 312 samples at 48 kHz (the pre-skip of an Ogg file; WebRTC has no way to say it).
+const OPUS_LOOKAHEAD: Duration = Duration::from_micros(6_500);
+/// Samples an AAC encoder puts before the first real one (priming). A fragmented MP4 has no
+/// edit list to tell a player, so decoders play them: the audio would sound that much late.
+const AAC_PRIMING_SAMPLES: u64 = 1024;
+
+/// What the pipeline reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MixerEvent {
+    Eos,
+    Error(String),
+}
+
+fn gst_err(e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Gst(e.to_string())
+}
+
+fn make(factory: &str) -> Result<gst::Element, PipelineError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| PipelineError::Gst(format!("could not create {factory} (is its GStreamer plugin installed?)")))
+}
+
+/// Sets a property, refusing (instead of panicking, as glib would) on a name or type mismatch.
+fn set<V: ToValue>(el: &gst::Element, prop: &str, v: V) -> Result<(), PipelineError> {
+    let pspec = el.find_property(prop).ok_or_else(|| gst_err(format!("{} has no property {prop}", el.name())))?;
+    let value = v.to_value();
+    if !value.type_().is_a(pspec.value_type()) {
+        return Err(gst_err(format!("{}.{prop} is a {}, not a {}", el.name(), pspec.value_type(), value.type_())));
+    }
+    el.set_property_from_value(prop, &value);
+    Ok(())
+}
+
+/// Sets an enum or flags property from its nick.
+fn set_str(el: &gst::Element, prop: &str, s: &str) -> Result<(), PipelineError> {
+    let pspec = el.find_property(prop).ok_or_else(|| gst_err(format!("{} has no property {prop}", el.name())))?;
+    let value = glib::Value::deserialize_with_pspec(s, &pspec).map_err(|_| gst_err(format!("{}.{prop} cannot be {s:?}", el.name())))?;
+    el.set_property_from_value(prop, &value);
+    Ok(())
+}
+
+fn caps_filter(caps: gst::Caps) -> Result<gst::Element, PipelineError> {
+    let el = make("capsfilter")?;
+    set(&el, "caps", caps)?;
+    Ok(el)
+}
+
+fn link_chain(elements: &[&gst::Element]) -> Result<(), PipelineError> {
+    gst::Element::link_many(elements.iter().copied()).map_err(|e| gst_err(format!("failed to link elements: {e}")))
+}
+
+/// Links `src`'s src pad to a new request pad of `sink` (a mixer or muxer); returns that pad.
+fn link_request(src: &gst::Element, sink: &gst::Element, template: &str) -> Result<gst::Pad, PipelineError> {
+    let pad = sink.request_pad_simple(template).ok_or_else(|| gst_err(format!("{} has no {template} pad", sink.name())))?;
+    let srcpad = src.static_pad("src").ok_or_else(|| gst_err(format!("{} has no src pad", src.name())))?;
+    srcpad.link(&pad).map_err(|e| gst_err(format!("failed to link {} to {}: {e:?}", src.name(), sink.name())))?;
+    Ok(pad)
+}
+
+/// Makes the file look unseekable to the muxer, so that it never rewrites bytes already written
+/// (storage uploads the file while it grows; see `pipeline::gst`).
+fn append_only(sink: &gst::Element) -> Result<(), PipelineError> {
+    let pad = sink.static_pad("sink").ok_or_else(|| gst_err("filesink has no sink pad"))?;
+    pad.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
+        if let Some(gst::PadProbeData::Query(q)) = info.data.as_mut()
+            && let gst::QueryViewMut::Seeking(s) = q.view_mut()
+        {
+            s.set(false, gst::GenericFormattedValue::none_for_format(s.format()), gst::GenericFormattedValue::none_for_format(s.format()));
+            return gst::PadProbeReturn::Handled;
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
+}
+
+/// What the file holds.
+#[derive(Debug, Clone)]
+pub struct MixerSettings {
+    pub container: Container,
+    pub audio: Option<AudioCodec>,
+    pub video: Option<VideoCodec>,
+    pub encoding: Encoding,
+    pub encoder_threads: u32,
+}
+
+impl MixerSettings {
+    /// How much earlier than its capture time decoded audio is put on the time line, so that
+    /// what a player hears lines up with what it shows: the sender's Opus look-ahead and our
+    /// encoder's priming. Only with video: an audio-only file has nothing to line up with.
+    pub fn audio_lead(&self) -> Duration {
+        if self.video.is_none() {
+            return Duration::ZERO;
+        }
+        let priming = match self.audio {
+            Some(AudioCodec::Aac) => {
+                let rate = u64::try_from(self.sample_rate()).unwrap_or(48_000).max(1);
+                Duration::from_nanos(AAC_PRIMING_SAMPLES * 1_000_000_000 / rate)
+            }
+            // opusenc writes its pre-skip in the header, and players skip it.
+            _ => Duration::ZERO,
+        };
+        OPUS_LOOKAHEAD + priming
+    }
+
+    fn sample_rate(&self) -> i32 {
+        match self.audio {
+            Some(AudioCodec::Opus) | None => 48_000,
+            Some(_) => self.encoding.audio_frequency,
+        }
+    }
+
+    fn raw_audio_caps(&self, channels: i32) -> gst::Caps {
+        gst::Caps::builder("audio/x-raw")
+            .field("format", "S16LE")
+            .field("layout", "interleaved")
+            .field("rate", self.sample_rate())
+            .field("channels", channels)
+            .build()
+    }
+
+    fn raw_video_caps(&self, with_rate: bool) -> gst::Caps {
+        let e = &self.encoding;
+        let mut b = gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", e.width)
+            .field("height", e.height)
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
+        if with_rate {
+            b = b.field("framerate", gst::Fraction::new(e.framerate.max(1), 1));
+        }
+        b.build()
+    }
+}
+
+/// One track's input.
+struct Branch {
+    appsrc: gst::Element,
+    codec: TrackCodec,
+    last_pts: Option<u64>,
+    ended: bool,
+}
+
+pub struct Mixer {
+    pipeline: gst::Pipeline,
+    settings: MixerSettings,
+    audio_mixer: Option<gst::Element>,
+    compositor: Option<gst::Element>,
+    /// The live black and silent sources (sent EOS at the end).
+    fillers: Vec<gst::Element>,
+    branches: HashMap<String, Branch>,
+    next_zorder: u32,
+    events: mpsc::UnboundedReceiver<MixerEvent>,
+    bus_task: JoinHandle<()>,
+    /// The end of the latest frame pushed, ns of running time.
+    media_end: u64,
+    /// See [`MixerSettings::audio_lead`].
+    audio_lead: Duration,
+}
+
+impl Mixer {
+    /// Builds the pipeline writing to `out_path`, without any track yet. Nothing runs until
+    /// [`start`](Self::start).
+    pub fn build(settings: MixerSettings, out_path: &Path) -> Result<Mixer, PipelineError> {
+        gst::init().map_err(gst_err)?;
+        let pipeline = gst::Pipeline::with_name("composite");
+        pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+        // The base time is ours (see `start`), not reset by state changes.
+        pipeline.set_start_time(gst::ClockTime::NONE);
+        let (tx, events) = mpsc::unbounded_channel();
+
+        let mux = match settings.container {
+            Container::Mp4 => {
+                let m = make("mp4mux")?;
+                set(&m, "fragment-duration", FRAGMENT_MS)?;
+                set(&m, "streamable", true)?;
+                m
+            }
+            Container::Ogg => make("oggmux")?,
+            Container::Mp3 => make("xingmux")?,
+            Container::Webm => {
+                let m = make("webmmux")?;
+                set(&m, "max-cluster-duration", i64::from(FRAGMENT_MS) * 1_000_000)?;
+                m
+            }
+        };
+        let sink = make("filesink")?;
+        set(&sink, "location", out_path.to_string_lossy().as_ref())?;
+        set(&sink, "sync", false)?;
+        set(&sink, "async", false)?;
+        set_str(&sink, "buffer-mode", "unbuffered")?;
+        pipeline.add_many([&mux, &sink]).map_err(gst_err)?;
+        link_chain(&[&mux, &sink])?;
+        if matches!(settings.container, Container::Mp4 | Container::Mp3) {
+            append_only(&sink)?;
+        }
+
+        let mut fillers = Vec::new();
+        let compositor = match settings.video {
+            Some(codec) => {
+                let (comp, black) = Self::build_video(&pipeline, &settings, codec, &mux)?;
+                fillers.push(black);
+                Some(comp)
+            }
+            None => None,
+        };
+        let audio_mixer = match settings.audio {
+            Some(codec) => {
+                let (mixer, silence) = Self::build_audio(&pipeline, &settings, codec, &mux)?;
+                fillers.push(silence);
+                Some(mixer)
+            }
+            None => None,
+        };
+        let bus = pipeline.bus().ok_or_else(|| gst_err("pipeline has no bus"))?;
+        let bus_task = tokio::spawn(watch_bus(bus, tx));
+        Ok(Mixer {
+            pipeline,
+            audio_lead: settings.audio_lead(),
+            settings,
+            audio_mixer,
+            compositor,
+            fillers,
+            branches: HashMap::new(),
+            next_zorder: 1,
+            events,
+            bus_task,
+            media_end: 0,
+        })
+    }
+
+    /// black source → compositor → encoder → muxer.
+    fn build_video(pipeline: &gst::Pipeline, s: &MixerSettings, codec: VideoCodec, mux: &gst::Element) -> Result<(gst::Element, gst::Element), PipelineError> {
+        let e = &s.encoding;
+        let black = make("videotestsrc")?;
+        set_str(&black, "pattern", "black")?;
+        set(&black, "is-live", true)?;
+        let black_caps = caps_filter(s.raw_video_caps(true))?;
+        let comp = make("compositor")?;
+        set_str(&comp, "background", "black")?;
+        set(&comp, "latency", MIXER_LATENCY.as_nanos() as u64)?;
+        let out_caps = caps_filter(s.raw_video_caps(true))?;
+        let queue = make("queue")?;
+        let mut chain: Vec<gst::Element> = vec![comp.clone(), out_caps, queue];
+        match codec {
+            VideoCodec::H264 => {
+                let enc = make("x264enc")?;
+                set_str(&enc, "speed-preset", "veryfast")?;
+                set(&enc, "bitrate", e.video_bitrate.max(1) as u32)?;
+                set(&enc, "vbv-buf-capacity", VBV_BUFFER_MS)?;
+                // No B-frames: fragmented MP4 has no edit list to undo their reordering delay.
+                set(&enc, "bframes", 0u32)?;
+                if s.encoder_threads > 0 {
+                    set(&enc, "threads", s.encoder_threads)?;
+                }
+                if e.key_frame_interval > 0.0 {
+                    set(&enc, "key-int-max", keyframe_distance(e.key_frame_interval, e.framerate))?;
+                    set(&enc, "option-string", "scenecut=0")?;
+                }
+                let profile = caps_filter(gst::Caps::builder("video/x-h264").field("profile", e.profile.as_str()).build())?;
+                chain.extend([enc, profile, make("h264parse")?]);
+            }
+            VideoCodec::Vp8 => {
+                let enc = make("vp8enc")?;
+                set(&enc, "deadline", 1i64)?;
+                set(&enc, "cpu-used", 8i32)?;
+                set(&enc, "threads", s.encoder_threads.clamp(1, 64) as i32)?;
+                set_str(&enc, "end-usage", "cbr")?;
+                set(&enc, "target-bitrate", e.video_bitrate.max(1).saturating_mul(1000))?;
+                set(&enc, "lag-in-frames", 0i32)?;
+                let interval = if e.key_frame_interval > 0.0 { e.key_frame_interval } else { 2.0 };
+                set(&enc, "keyframe-max-dist", i32::try_from(keyframe_distance(interval, e.framerate)).unwrap_or(i32::MAX))?;
+                chain.push(enc);
+            }
+        }
+        pipeline.add_many([&black, &black_caps]).map_err(gst_err)?;
+        pipeline.add_many(chain.iter()).map_err(gst_err)?;
+        link_chain(&[&black, &black_caps])?;
+        let pad = link_request(&black_caps, &comp, "sink_%u")?;
+        set_zorder(&pad, 0);
+        let refs: Vec<&gst::Element> = chain.iter().collect();
+        link_chain(&refs)?;
+        let last = chain.last().ok_or_else(|| gst_err("no video encoder"))?;
+        link_request(last, mux, "video_%u")?;
+        Ok((comp, black))
+    }
+
+    /// silent source → audiomixer → encoder → muxer.
+    fn build_audio(pipeline: &gst::Pipeline, s: &MixerSettings, codec: AudioCodec, mux: &gst::Element) -> Result<(gst::Element, gst::Element), PipelineError> {
+        let e = &s.encoding;
+        let silence = make("audiotestsrc")?;
+        set_str(&silence, "wave", "silence")?;
+        set(&silence, "is-live", true)?;
+        set(&silence, "samplesperbuffer", SILENCE_SAMPLES)?;
+        let silence_caps = caps_filter(s.raw_audio_caps(2))?;
+        let mixer = make("audiomixer")?;
+        set(&mixer, "latency", MIXER_LATENCY.as_nanos() as u64)?;
+        let out_caps = caps_filter(s.raw_audio_caps(2))?;
+        let queue = make("queue")?;
+        // The encoders take their own sample formats (avenc_aac: planar float).
+        let mut chain: Vec<gst::Element> = vec![mixer.clone(), out_caps, queue, make("audioconvert")?];
+        match codec {
+            AudioCodec::Aac => {
+                let enc = make("avenc_aac")?;
+                set(&enc, "bitrate", e.audio_bitrate.saturating_mul(1000))?;
+                // Forced mid/side coding leaks a left-only route into the right channel
+                // (measured: both at the same level); the encoder still uses M/S where it pays.
+                set(&enc, "aac-ms", false)?;
+                chain.extend([enc, make("aacparse")?]);
+            }
+            AudioCodec::Opus => {
+                let enc = make("opusenc")?;
+                set(&enc, "bitrate", e.audio_bitrate.saturating_mul(1000).clamp(4000, 650_000))?;
+                chain.push(enc);
+            }
+            AudioCodec::Mp3 => {
+                let enc = make("lamemp3enc")?;
+                set_str(&enc, "target", "bitrate")?;
+                set(&enc, "cbr", true)?;
+                set(&enc, "bitrate", e.audio_bitrate.clamp(8, 320))?;
+                chain.extend([enc, make("mpegaudioparse")?]);
+            }
+        }
+        pipeline.add_many([&silence, &silence_caps]).map_err(gst_err)?;
+        pipeline.add_many(chain.iter()).map_err(gst_err)?;
+        link_chain(&[&silence, &silence_caps])?;
+        link_request(&silence_caps, &mixer, "sink_%u")?;
+        let refs: Vec<&gst::Element> = chain.iter().collect();
+        link_chain(&refs)?;
+        let last = chain.last().ok_or_else(|| gst_err("no audio encoder"))?;
+        match s.container {
+            Container::Mp3 => link_chain(&[last, mux])?,
+            _ => {
+                link_request(last, mux, "audio_%u")?;
+            }
+        }
+        Ok((mixer, silence))
+    }
+
+    /// Starts the pipeline: running time 0 is now. Frames pushed afterwards are timed from the
+    /// first media (PTS = capture time − first capture time).
+    pub fn start(&self) -> Result<(), PipelineError> {
+        let clock = gst::SystemClock::obtain();
+        let now = clock.time();
+        self.pipeline.set_base_time(now);
+        self.pipeline.set_state(gst::State::Playing).map(|_| ()).map_err(|_| gst_err("pipeline could not go to PLAYING"))
+    }
+
+    /// The pipeline's running time now.
+    pub fn running_time(&self) -> Option<Duration> {
+        self.pipeline.current_running_time().map(|t| Duration::from_nanos(t.nseconds()))
+    }
+
+    pub fn has_track(&self, track_sid: &str) -> bool {
+        self.branches.contains_key(track_sid)
+    }
+
+    /// Adds an input for a track (before or after `start`).
+    pub fn add_track(&mut self, track_sid: &str, codec: TrackCodec, channel: Channel) -> Result<(), PipelineError> {
+        if self.branches.contains_key(track_sid) {
+            return Ok(());
+        }
+        let appsrc = make("appsrc")?;
+        set_str(&appsrc, "format", "time")?;
+        set(&appsrc, "is-live", true)?;
+        set(&appsrc, "do-timestamp", false)?;
+        // The hold keeps up to a few seconds queued; the subscriber's channel bounds the rest.
+        set(&appsrc, "max-bytes", 0u64)?;
+        let mut chain = vec![appsrc.clone()];
+        let (target, template) = if codec == TrackCodec::Opus {
+            let Some(mixer) = self.audio_mixer.clone() else { return Ok(()) };
+            set(&appsrc, "caps", gst::Caps::builder("audio/x-opus")
+                .field("rate", 48_000i32)
+                .field("channels", 2i32)
+                .field("channel-mapping-family", 0i32)
+                .build())?;
+            let dec = make("opusdec")?;
+            set(&dec, "plc", true)?;
+            chain.extend([dec, make("audioconvert")?, make("audioresample")?]);
+            match channel {
+                Channel::Both => chain.push(caps_filter(self.settings.raw_audio_caps(2))?),
+                Channel::Left | Channel::Right => {
+                    chain.push(caps_filter(self.settings.raw_audio_caps(1))?);
+                    let pan = make("audiopanorama")?;
+                    set_str(&pan, "method", "simple")?;
+                    set(&pan, "panorama", if channel == Channel::Left { -1.0f32 } else { 1.0f32 })?;
+                    chain.extend([pan, make("audioconvert")?, caps_filter(self.settings.raw_audio_caps(2))?]);
+                }
+            }
+            (mixer, "sink_%u")
+        } else {
+            let Some(comp) = self.compositor.clone() else { return Ok(()) };
+            // (caps, parser + decoder) per codec; a codec without a decoder here is not recorded.
+            let (caps, decoders): (gst::Caps, &[&str]) = if codec == TrackCodec::H264 {
+                let caps = gst::Caps::builder("video/x-h264").field("stream-format", "byte-stream").field("alignment", "au").build();
+                (caps, &["h264parse", "avdec_h264"])
+            } else if codec == TrackCodec::Vp8 {
+                (gst::Caps::builder("video/x-vp8").build(), &["vp8dec"])
+            } else if codec == TrackCodec::Vp9 {
+                (gst::Caps::builder("video/x-vp9").build(), &["vp9parse", "vp9dec"])
+            } else {
+                tracing::warn!(track_sid, ?codec, "no decoder for this codec; the track is not recorded");
+                return Ok(());
+            };
+            set(&appsrc, "caps", caps)?;
+            for d in decoders {
+                chain.push(make(d)?);
+            }
+            let scale = make("videoscale")?;
+            // Letterbox rather than stretch a track of another aspect ratio.
+            set(&scale, "add-borders", true)?;
+            chain.extend([make("videoconvert")?, scale, caps_filter(self.settings.raw_video_caps(false))?]);
+            (comp, "sink_%u")
+        };
+        chain.push(make("queue")?);
+        self.pipeline.add_many(chain.iter()).map_err(gst_err)?;
+        let refs: Vec<&gst::Element> = chain.iter().collect();
+        link_chain(&refs)?;
+        let last = chain.last().ok_or_else(|| gst_err("empty branch"))?;
+        let pad = link_request(last, &target, template)?;
+        if codec != TrackCodec::Opus {
+            // A newer track (a republished camera) is drawn over the older ones.
+            set_zorder(&pad, self.next_zorder);
+            self.next_zorder += 1;
+        }
+        for el in &chain {
+            el.sync_state_with_parent().map_err(|e| gst_err(format!("branch for {track_sid}: {e}")))?;
+        }
+        tracing::info!(track_sid, ?codec, ?channel, "track input added to the pipeline");
+        self.branches.insert(track_sid.to_owned(), Branch { appsrc, codec, last_pts: None, ended: false });
+        Ok(())
+    }
+
+    /// Pushes one encoded frame of `track_sid` at `pts` (running time).
+    pub fn push(&mut self, track_sid: &str, data: Arc<[u8]>, pts: Duration, discont: bool) -> Result<(), PipelineError> {
+        let Some(branch) = self.branches.get_mut(track_sid) else { return Ok(()) };
+        if branch.ended {
+            return Ok(());
+        }
+        let mut pts = pts.as_nanos() as u64;
+        if branch.codec == TrackCodec::Opus {
+            // Audio from before the file's start is dropped, not clamped: the mixer aligns a
+            // stream on its first buffer and takes later ones within 40 ms as contiguous.
+            let Some(shifted) = pts.checked_sub(self.audio_lead.as_nanos() as u64) else { return Ok(()) };
+            pts = shifted;
+        }
+        // Decoders want rising timestamps; a sender-report correction may step back a little.
+        if let Some(last) = branch.last_pts
+            && pts <= last
+        {
+            pts = last + 1;
+        }
+        branch.last_pts = Some(pts);
+        let frame_ns = if branch.codec == TrackCodec::Opus { 20_000_000 } else { 33_000_000 };
+        self.media_end = self.media_end.max(pts + frame_ns);
+        let mut buffer = gst::Buffer::from_slice(data);
+        {
+            let b = buffer.get_mut().ok_or_else(|| gst_err("new buffer is not writable"))?;
+            b.set_pts(gst::ClockTime::from_nseconds(pts));
+            if discont {
+                b.set_flags(gst::BufferFlags::DISCONT);
+            }
+        }
+        let flow = branch.appsrc.emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
+        if flow != gst::FlowReturn::Ok && flow != gst::FlowReturn::Flushing {
+            return Err(gst_err(format!("track {track_sid}: pushing a frame failed ({flow:?})")));
+        }
+        Ok(())
+    }
+
+    /// The track ended (unpublished): its input finishes, the mixers carry on without it.
+    pub fn end_track(&mut self, track_sid: &str) {
+        if let Some(branch) = self.branches.get_mut(track_sid)
+            && !branch.ended
+        {
+            branch.ended = true;
+            let _ = branch.appsrc.emit_by_name::<gst::FlowReturn>("end-of-stream", &[]);
+        }
+    }
+
+    /// Ends every input: `MixerEvent::Eos` follows once the file is complete.
+    pub fn send_eos(&mut self) {
+        let sids: Vec<String> = self.branches.keys().cloned().collect();
+        for sid in sids {
+            self.end_track(&sid);
+        }
+        for filler in &self.fillers {
+            filler.send_event(gst::event::Eos::new());
+        }
+    }
+
+    pub async fn next_event(&mut self) -> Option<MixerEvent> {
+        self.events.recv().await
+    }
+
+    /// The media time in the file so far (to the end of the latest frame).
+    pub fn media_duration(&self) -> Duration {
+        Duration::from_nanos(self.media_end)
+    }
+
+    /// Stops the pipeline (streaming threads joined) off the async executor.
+    pub async fn shutdown(self) {
+        let pipeline = self.pipeline.clone();
+        let _ = tokio::task::spawn_blocking(move || pipeline.set_state(gst::State::Null)).await;
+    }
+}
+
+impl Drop for Mixer {
+    /// Streaming threads must be stopped before the elements go away, on every path (after
+    /// `shutdown` this is a no-op).
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+        self.bus_task.abort();
+    }
+}
+
+/// Stacks a compositor input (higher on top); checked, as glib would panic on a missing
+/// property.
+fn set_zorder(pad: &gst::Pad, z: u32) {
+    if pad.find_property("zorder").is_some() {
+        pad.set_property("zorder", z);
+    }
+}
+
+/// Frames between keyframes for an interval in seconds (at least 1).
+fn keyframe_distance(interval_secs: f64, framerate: i32) -> u32 {
+    (interval_secs * f64::from(framerate)).round().clamp(1.0, f64::from(u32::MAX)) as u32
+}
+
+async fn watch_bus(bus: gst::Bus, tx: mpsc::UnboundedSender<MixerEvent>) {
+    let mut messages = bus.stream();
+    while let Some(msg) = messages.next().await {
+        use gst::MessageView;
+        match msg.view() {
+            MessageView::Eos(_) => {
+                tracing::info!("composite pipeline received EOS");
+                let _ = tx.send(MixerEvent::Eos);
+            }
+            MessageView::Error(err) => {
+                let source = msg.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                tracing::error!(source, error = %err.error(), debug = ?err.debug(), "composite pipeline error");
+                let _ = tx.send(MixerEvent::Error(err.error().to_string()));
+            }
+            MessageView::Warning(w) => {
+                let source = msg.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                tracing::warn!(source, warning = %w.error(), debug = ?w.debug(), "composite pipeline warning");
+            }
+            _ => {}
+        }
+    }
+}
