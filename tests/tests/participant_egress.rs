@@ -312,6 +312,37 @@ fn av_offsets(flashes: &[f64], beeps: &[f64]) -> Vec<f64> {
 
 #[tokio::test]
 async fn a_track_composite_keeps_audio_and_video_in_sync() {
+    av_sync_of("track-composite", |room, audio, video| {
+        json!({
+            "room_name": room,
+            "audio_track_id": audio,
+            "video_track_id": video,
+            "file_outputs": [{ "filepath": "composite/{room_name}-{publisher_identity}.mp4" }],
+            // 60 fps output: a flash lands on the output frame grid within 17 ms.
+            "advanced": { "width": 640, "height": 360, "framerate": 60, "video_bitrate": 1200 },
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_participant_egress_keeps_audio_and_video_in_sync() {
+    av_sync_of("participant", |room, _, _| {
+        json!({
+            "room_name": room,
+            "identity": "presenter",
+            "file_outputs": [{ "filepath": "composite/{room_name}-{publisher_identity}.mp4" }],
+            "advanced": { "width": 640, "height": 360, "framerate": 60, "video_bitrate": 1200 },
+        })
+    })
+    .await;
+}
+
+/// Publishes the flash-and-beep clip in real time, records it with an egress of
+/// `egress_type` (`request(room, audio_sid, video_sid)`) for about 9 s, and checks the file:
+/// H.264 + AAC, the duration, a clean decode, and every flash/beep pair within
+/// [`MAX_AV_OFFSET`].
+async fn av_sync_of(egress_type: &str, request: impl Fn(&str, &str, &str) -> Value) {
     let _serial = serial().await;
     let stack = stack().await;
     let lk = stack.lk();
@@ -322,24 +353,17 @@ async fn a_track_composite_keeps_audio_and_video_in_sync() {
     eprintln!("source clip A/V offsets (s): {source:.4?}");
     assert!(source.len() >= 10 && source.iter().all(|d| d.abs() < 0.010), "the test clip is not in sync: {source:?}");
 
-    let room = "av-sync-room";
-    let mut publisher = SocketPublisher::start(&stack.livekit, room, "presenter", &clip, stack.egress.dir()).await;
+    let room = format!("av-sync-{egress_type}");
+    let mut publisher = SocketPublisher::start(&stack.livekit, &room, "presenter", &clip, stack.egress.dir()).await;
     // lk has connected both sockets and publishes (livekit-server announces a track once its
     // media flows): let it set both tracks up, then start both streams together.
     tokio::time::sleep(Duration::from_secs(1)).await;
     publisher.play();
-    let video = track_sid(&stack, room, "presenter", "VIDEO", None).await;
-    let audio = track_sid(&stack, room, "presenter", "AUDIO", None).await;
+    let video = track_sid(&stack, &room, "presenter", "VIDEO", None).await;
+    let audio = track_sid(&stack, &room, "presenter", "AUDIO", None).await;
 
-    let request = json!({
-        "room_name": room,
-        "audio_track_id": audio,
-        "video_track_id": video,
-        "file_outputs": [{ "filepath": "composite/{room_name}-{publisher_identity}.mp4" }],
-        // 60 fps output: a flash lands on the output frame grid within 17 ms.
-        "advanced": { "width": 640, "height": 360, "framerate": 60, "video_bitrate": 1200 },
-    });
-    let started = lk.egress_start("track-composite", &request.to_string()).await.expect("egress start");
+    let request = request(&room, &audio, &video);
+    let started = lk.egress_start(egress_type, &request.to_string()).await.expect("egress start");
     let id = started.egress_id.clone();
     let (active, _) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(40)).await;
     let file_started = active["file_results"][0]["started_at"].as_i64().expect("file started_at when ACTIVE");
@@ -349,7 +373,7 @@ async fn a_track_composite_keeps_audio_and_video_in_sync() {
     lk.egress_stop(&id).await.expect("egress stop");
     let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(60)).await;
     publisher.stop().await;
-    eprintln!("track composite {id}: handler used {cpu:.2} s CPU over {asked:.1} s");
+    eprintln!("{egress_type} {id}: handler used {cpu:.2} s CPU over {asked:.1} s");
 
     assert_eq!(done["file_results"][0]["filename"], format!("composite/{room}-presenter.mp4"), "{done:#}");
     let file = location(&done);
@@ -362,7 +386,7 @@ async fn a_track_composite_keeps_audio_and_video_in_sync() {
     let flashes = flash_onsets(&file, false).await;
     let beeps = beep_onsets(&file).await;
     let offsets = av_offsets(&flashes, &beeps);
-    eprintln!("track composite {id}: flashes {flashes:.3?}, beeps {beeps:.3?}, A/V offsets (s) {offsets:.4?}");
+    eprintln!("{egress_type} {id}: flashes {flashes:.3?}, beeps {beeps:.3?}, A/V offsets (s) {offsets:.4?}");
     assert!(offsets.len() >= 3, "too few flash/beep pairs: flashes {flashes:?}, beeps {beeps:?}");
     for d in &offsets {
         assert!(d.abs() < MAX_AV_OFFSET, "A/V offset {:.1} ms (all: {offsets:.4?})", d * 1000.0);
