@@ -296,3 +296,71 @@ async fn an_h265_track_is_recorded_to_mp4_without_transcoding() {
     let video = h265_media(&media_dir, 40).await;
     record_video_track(&video, "hevc", ".mp4").await;
 }
+
+/// The local port of `pid`'s established TCP connection to 127.0.0.1:`port` (`ss -tnp`).
+async fn tcp_port_of(pid: u32, port: u16) -> Option<u16> {
+    let out = tokio::process::Command::new("ss")
+        .args(["-tnpH", "state", "established", "dst", &format!("127.0.0.1:{port}")])
+        .output()
+        .await
+        .expect("run ss (iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .find_map(|l| l.split_whitespace().nth(2)?.rsplit_once(':')?.1.parse().ok())
+}
+
+#[tokio::test]
+async fn the_recording_survives_a_dropped_signalling_connection() {
+    let _serial = serial().await;
+    let stack = RecordingStack::start().await;
+    let lk = stack.lk();
+    let media = TestMedia::generate(90).await;
+    let room = "track-resume-room";
+    let audio = Publisher::start(&stack.livekit, room, "microphone", &media.audio, None, stack.egress.dir());
+    wait_for_publishers(&lk, room, 1, Duration::from_secs(30)).await;
+    let sid = track_sid(&stack, room, "microphone", "AUDIO").await;
+
+    let request = json!({ "room_name": room, "track_id": sid, "file": { "filepath": "resume.ogg" } });
+    let started = lk.egress_start("track", &request.to_string()).await.expect("egress start");
+    let id = started.egress_id.clone();
+    let (active, _) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
+    let file_started = active["file_results"][0]["started_at"].as_i64().expect("file started_at when ACTIVE");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Cut the handler's signalling WebSocket under it (the kernel aborts the TCP connection,
+    // as a network drop or a proxy restart would).
+    let server = format!("127.0.0.1:{}", stack.livekit.port());
+    let handler = processes_mentioning(&server)
+        .into_iter()
+        .find(|(_, cmd)| cmd.contains("run-handler"))
+        .map(|(pid, _)| pid)
+        .expect("the handler process");
+    let local = tcp_port_of(handler, stack.livekit.port()).await.expect("the handler's signalling connection");
+    let killed = tokio::process::Command::new("ss")
+        .args(["-K", "-tn", "src", &format!("127.0.0.1:{local}"), "dst", &server])
+        .status()
+        .await
+        .expect("run ss -K");
+    assert!(killed.success(), "ss -K failed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_ne!(tcp_port_of(handler, stack.livekit.port()).await, Some(local), "the connection was not cut");
+
+    // The session is resumed: still recording, and a new connection is up.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let info = egress_info(&lk, &id).await.expect("egress info");
+    assert_eq!(status_of(&info), status::ACTIVE, "the egress did not survive the drop: {info:#}");
+    assert!(tcp_port_of(handler, stack.livekit.port()).await.is_some(), "no new signalling connection");
+
+    let asked = (unix_nanos() - file_started) as f64 / 1e9;
+    lk.egress_stop(&id).await.expect("egress stop");
+    let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(30)).await;
+    audio.stop().await;
+    assert_eq!(done["details"], "End reason: StopEgress API", "{done:#}");
+    let file = location(&done);
+    let p = probe(&file).await;
+    assert_eq!(p.audio.as_ref().map(|a| a.codec.as_str()), Some("opus"), "{p:?}");
+    assert!((p.duration - asked).abs() < DURATION_TOLERANCE, "recorded {:.2}s, asked for {asked:.2}s", p.duration);
+    assert!(mean_volume(&file).await > -40.0, "the published tone is missing");
+    assert!(decodes_cleanly(&file).await, "the file does not decode cleanly");
+}

@@ -490,6 +490,8 @@ async fn drive(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Session, WebrtcError> {
     let mut rtc_events = Vec::new();
+    // A resume of the signalling session in progress (the media keeps flowing meanwhile).
+    let mut resuming: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>> = None;
     loop {
         for action in std::mem::take(&mut state.actions) {
             match action {
@@ -537,9 +539,21 @@ async fn drive(
         let wake = if state.ready { next_timeout } else { next_timeout.min(state.deadline) };
         tokio::select! {
             r = peer.wait(wake) => r?,
-            ev = signal_events.recv() => match ev {
+            resumed = super::subscriber::until_done(&mut resuming), if resuming.is_some() => {
+                resuming = None;
+                match resumed {
+                    Ok(()) => tracing::info!("signalling session resumed"),
+                    Err(e) => state.end(RoomEnd::Disconnected(e)),
+                }
+            }
+            ev = signal_events.recv(), if resuming.is_none() => match ev {
                 Some(SignalEvent::Message(msg)) => handle_signal(state, signal, peer, *msg).await?,
-                Some(SignalEvent::Close(reason)) => state.end(RoomEnd::Disconnected(format!("signal connection closed: {reason}"))),
+                // The WebSocket dropped (not a Leave from the server): resume the session while
+                // the PeerConnection goes on receiving.
+                Some(SignalEvent::Close(reason)) => {
+                    tracing::warn!(%reason, "signalling connection lost; resuming");
+                    resuming = Some(Box::pin(signal.resume()));
+                }
                 None => state.end(RoomEnd::Disconnected("signal connection closed".into())),
             },
             changed = stop.changed() => {

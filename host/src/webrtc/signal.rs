@@ -23,6 +23,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// timeout, a dropped connection, a 5xx) is retried; a refused token or a bad URL is not.
 const CONNECT_ATTEMPTS: u32 = 3;
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// How long a dropped signalling session is tried again before the source counts as gone.
+const RESUME_WINDOW: Duration = Duration::from_secs(15);
 
 /// Joins the room at `ws_url` with `token`, retrying transient failures. Returns the session,
 /// the server's `JoinResponse` and the stream of server messages.
@@ -111,6 +113,30 @@ impl Signal {
                 ..Default::default()
             }))
             .await;
+    }
+
+    /// Resumes the session after the WebSocket dropped: reconnects with the same participant
+    /// (`reconnect=1`), so livekit-server keeps the subscription and the PeerConnection, whose
+    /// media never stopped flowing over UDP. Retries transient failures for
+    /// [`RESUME_WINDOW`] (livekit-server holds a vanished participant about 20 s).
+    pub async fn resume(&self) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + RESUME_WINDOW;
+        let mut attempt = 1;
+        loop {
+            match self.client.restart(proto::ReconnectReason::RrSignalDisconnected).await {
+                Ok(_) => {
+                    // Only the signalling dropped; the media path is up, so the session is whole.
+                    self.client.set_reconnected().await;
+                    return Ok(());
+                }
+                Err(e) if is_transient(&e) && tokio::time::Instant::now() + RETRY_PAUSE < deadline => {
+                    tracing::warn!(attempt, error = %e, "resuming the signalling session failed; retrying");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(format!("signalling could not be resumed: {e}")),
+            }
+        }
     }
 
     /// Leaves the room and closes the WebSocket.

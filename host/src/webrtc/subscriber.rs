@@ -220,6 +220,8 @@ async fn drive(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), WebrtcError> {
     let mut rtc_events = Vec::new();
+    // A resume of the signalling session in progress (the media keeps flowing meanwhile).
+    let mut resuming: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>> = None;
     loop {
         if let Some((participant_sid, identity, info)) = &state.found
             && !state.subscribed
@@ -261,10 +263,22 @@ async fn drive(
         let wake = if state.found.is_none() { next_timeout.min(state.deadline) } else { next_timeout };
         tokio::select! {
             r = peer.wait(wake) => r?,
-            ev = signal_events.recv() => match ev {
+            resumed = until_done(&mut resuming), if resuming.is_some() => {
+                resuming = None;
+                match resumed {
+                    Ok(()) => tracing::info!("signalling session resumed"),
+                    Err(e) => {
+                        state.ended.get_or_insert(EndReason::Disconnected(e));
+                    }
+                }
+            }
+            ev = signal_events.recv(), if resuming.is_none() => match ev {
                 Some(SignalEvent::Message(msg)) => handle_signal(state, signal, peer, *msg).await?,
+                // The WebSocket dropped (not a Leave from the server): resume the session while
+                // the PeerConnection goes on receiving.
                 Some(SignalEvent::Close(reason)) => {
-                    state.ended.get_or_insert(EndReason::Disconnected(format!("signal connection closed: {reason}")));
+                    tracing::warn!(%reason, "signalling connection lost; resuming");
+                    resuming = Some(Box::pin(signal.resume()));
                 }
                 None => {
                     state.ended.get_or_insert(EndReason::Disconnected("signal connection closed".into()));
@@ -276,6 +290,14 @@ async fn drive(
                 }
             }
         }
+    }
+}
+
+/// The result of an optional future (never, when there is none).
+pub(super) async fn until_done<T>(f: &mut Option<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>>) -> T {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
     }
 }
 
