@@ -364,3 +364,30 @@ async fn the_recording_survives_a_dropped_signalling_connection() {
     assert!(mean_volume(&file).await > -40.0, "the published tone is missing");
     assert!(decodes_cleanly(&file).await, "the file does not decode cleanly");
 }
+
+/// An AV1 IVF like the others (libaom realtime, keyframe every half second).
+async fn av1_media(dir: &TestDir, seconds: u32) -> PathBuf {
+    let out = dir.join("video-av1.ivf");
+    let [r, g, b] = VIDEO_RGB;
+    let source = format!(
+        "color=c=0x{r:02x}{g:02x}{b:02x}:s=640x360:r=30:d={seconds}[bg];color=c=white:s=40x40:r=30:d={seconds}[box];\
+         [bg][box]overlay=x='mod(t*120\\,600)':y=20:shortest=1"
+    );
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8"])
+        .args(["-lag-in-frames", "0", "-threads", "1", "-pix_fmt", "yuv420p", "-g", "15", "-b:v", "600k", "-f", "ivf"])
+        .arg(&out)
+        .status()
+        .await
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg could not make the AV1 test media");
+    out
+}
+
+#[tokio::test]
+async fn an_av1_track_is_recorded_to_webm_without_transcoding() {
+    let _serial = serial().await;
+    let media_dir = TestDir::new("av1-media");
+    let video = av1_media(&media_dir, 40).await;
+    record_video_track(&video, "av1", ".webm").await;
+}

@@ -46,6 +46,7 @@ impl Peer {
             .enable_vp9(true)
             .enable_h264(true)
             .enable_h265(true)
+            .enable_av1(true)
             .build(Instant::now());
         let mut peer = Peer { rtc, socket, port, routes: HashMap::new(), unsent: Vec::new(), buf: vec![0; RECV_BUFFER] };
         if let Some(host) = server_host {

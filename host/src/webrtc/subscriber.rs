@@ -45,6 +45,7 @@ pub enum TrackCodec {
     Vp9,
     H264,
     H265,
+    Av1,
 }
 
 impl TrackCodec {
@@ -56,6 +57,7 @@ impl TrackCodec {
             "video/vp9" => Some(TrackCodec::Vp9),
             "video/h264" => Some(TrackCodec::H264),
             "video/h265" => Some(TrackCodec::H265),
+            "video/av1" => Some(TrackCodec::Av1),
             _ => None,
         }
     }
@@ -67,6 +69,7 @@ impl TrackCodec {
             Codec::Vp9 => Some(TrackCodec::Vp9),
             Codec::H264 => Some(TrackCodec::H264),
             Codec::H265 => Some(TrackCodec::H265),
+            Codec::Av1 => Some(TrackCodec::Av1),
             _ => None,
         }
     }
@@ -349,6 +352,7 @@ async fn handle_rtc_event(state: &mut State, e: Event, events: &mpsc::Sender<Sou
                 CodecExtra::Vp9(e) => e.is_keyframe,
                 CodecExtra::H264(e) => e.is_keyframe,
                 CodecExtra::H265(e) => e.is_keyframe,
+                CodecExtra::Av1(e) => e.is_keyframe,
                 _ => false,
             };
             let mut pli = None;

@@ -26,7 +26,7 @@ impl TrackContainer {
     pub fn for_codec(codec: TrackCodec) -> TrackContainer {
         match codec {
             TrackCodec::Opus => TrackContainer::Ogg,
-            TrackCodec::Vp8 | TrackCodec::Vp9 => TrackContainer::WebM,
+            TrackCodec::Vp8 | TrackCodec::Vp9 | TrackCodec::Av1 => TrackContainer::WebM,
             TrackCodec::H264 | TrackCodec::H265 => TrackContainer::Mp4,
         }
     }
@@ -42,7 +42,7 @@ impl TrackContainer {
 
 /// The codecs this build writes without transcoding.
 pub fn codec_supported(codec: TrackCodec) -> bool {
-    matches!(codec, TrackCodec::Opus | TrackCodec::Vp8 | TrackCodec::Vp9 | TrackCodec::H264 | TrackCodec::H265)
+    matches!(codec, TrackCodec::Opus | TrackCodec::Vp8 | TrackCodec::Vp9 | TrackCodec::H264 | TrackCodec::H265 | TrackCodec::Av1)
 }
 
 /// Where a track egress sends the track (`TrackEgressRequest.output`).

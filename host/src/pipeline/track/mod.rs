@@ -19,6 +19,7 @@
 //! [`webm`] (VP8 → WebM), [`mp4`] (H.264 → fragmented MP4), [`writer`] (the file-writing
 //! thread), [`pcm`] (Opus → PCM) and [`websocket`] (the websocket output).
 
+pub mod av1;
 pub mod config;
 pub mod hevc;
 pub mod mp4;

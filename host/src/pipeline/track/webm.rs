@@ -1,4 +1,4 @@
-//! VP8 or VP9 frames into a WebM file, without transcoding, with libwebm (the `webm` crate).
+//! VP8, VP9 or AV1 frames into a WebM file, without transcoding, with libwebm (the `webm` crate).
 //!
 //! The segment is written in live mode to a writer that cannot seek, so libwebm only ever
 //! appends (no cues, no duration rewritten at the end): the upload can tail the file, and a file
@@ -18,6 +18,7 @@ pub const VIDEO_RATE: u64 = 90_000;
 pub enum WebmCodec {
     Vp8,
     Vp9,
+    Av1,
 }
 
 impl WebmCodec {
@@ -26,6 +27,16 @@ impl WebmCodec {
         match self {
             WebmCodec::Vp8 => vp8_keyframe_size(frame),
             WebmCodec::Vp9 => vp9_keyframe_size(frame),
+            // A keyframe's temporal unit starts with the sequence header.
+            WebmCodec::Av1 => super::av1::sequence_header(frame).map(|s| (s.width, s.height)),
+        }
+    }
+
+    /// The track's CodecPrivate, from its first keyframe: AV1's `av1C` (VP8 and VP9 have none).
+    fn codec_private(self, keyframe: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            WebmCodec::Av1 => super::av1::sequence_header(keyframe).map(|s| s.av1c()),
+            WebmCodec::Vp8 | WebmCodec::Vp9 => None,
         }
     }
 
@@ -33,6 +44,7 @@ impl WebmCodec {
         match self {
             WebmCodec::Vp8 => VideoCodecId::VP8,
             WebmCodec::Vp9 => VideoCodecId::VP9,
+            WebmCodec::Av1 => VideoCodecId::AV1,
         }
     }
 }
@@ -147,8 +159,11 @@ impl<W: Write> WebmWriter<W> {
                 .and_then(|b| b.set_mode(SegmentMode::Live))
                 .and_then(|b| b.set_writing_app(concat!("egress-rs ", env!("CARGO_PKG_VERSION"))))
                 .map_err(|e| webm_error("segment", e))?;
-            let (builder, track) =
+            let (mut builder, track) =
                 builder.add_video_track(width, height, self.codec.id(), None).map_err(|e| webm_error("video track", e))?;
+            if let Some(private) = self.codec.codec_private(frame) {
+                builder = builder.set_codec_private(track, &private).map_err(|e| webm_error("codec private", e))?;
+            }
             self.state = State::Writing { segment: builder.build(), track };
             self.size = (width, height);
             self.first_rtp = Some(rtp_time);

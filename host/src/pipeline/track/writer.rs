@@ -1,5 +1,5 @@
 //! The file writer of a passthrough track. The container follows the codec: Opus → Ogg
-//! ([`super::ogg`]), VP8 and VP9 → WebM ([`super::webm`]), H.264 and H.265 → fragmented MP4
+//! ([`super::ogg`]), VP8, VP9 and AV1 → WebM ([`super::webm`]), H.264 and H.265 → fragmented MP4
 //! ([`super::mp4`]).
 //!
 //! Muxing runs on the recording task (a few microseconds of copying per frame); the bytes it
@@ -129,6 +129,7 @@ impl TrackFileWriter {
             }
             TrackCodec::Vp8 => Muxer::Webm(WebmWriter::new(out, WebmCodec::Vp8)),
             TrackCodec::Vp9 => Muxer::Webm(WebmWriter::new(out, WebmCodec::Vp9)),
+            TrackCodec::Av1 => Muxer::Webm(WebmWriter::new(out, WebmCodec::Av1)),
             TrackCodec::H264 => Muxer::Mp4(Mp4VideoWriter::new(out, Mp4Codec::H264)),
             TrackCodec::H265 => Muxer::Mp4(Mp4VideoWriter::new(out, Mp4Codec::H265)),
         };
