@@ -770,3 +770,39 @@ pub async fn twirp(livekit: &LiveKitServer, service_method: &str, video_grant: V
     let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("twirp {service_method}: HTTP {status}, not JSON ({e}): {text}"));
     (status, json)
 }
+
+/// The SID of `identity`'s published track of `kind` ("AUDIO"/"VIDEO") in `room`, from
+/// RoomService.ListParticipants; waits up to 30 s for it.
+pub async fn track_sid(stack: &RecordingStack, room: &str, identity: &str, kind: &str) -> String {
+    republished_track_sid(stack, room, identity, kind, None).await
+}
+
+/// The same, but a track other than `not` (the one published again after `not` went).
+pub async fn republished_track_sid(stack: &RecordingStack, room: &str, identity: &str, kind: &str, not: Option<&str>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = twirp(
+            &stack.livekit,
+            "RoomService/ListParticipants",
+            serde_json::json!({ "roomAdmin": true, "room": room }),
+            &serde_json::json!({ "room": room }),
+        )
+        .await;
+        let sid = (status == 200)
+            .then(|| body["participants"].as_array().cloned())
+            .flatten()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p["identity"] == identity)
+            .flat_map(|p| p["tracks"].as_array().cloned().unwrap_or_default())
+            // Go's JSON omits the zero enum value: a track without a type is AUDIO.
+            .filter(|t| t["type"] == kind || (kind == "AUDIO" && t["type"].is_null()))
+            .filter_map(|t| t["sid"].as_str().map(str::to_owned))
+            .find(|sid| Some(sid.as_str()) != not);
+        if let Some(sid) = sid {
+            return sid;
+        }
+        assert!(Instant::now() < deadline, "no {kind} track of {identity} in {room}: HTTP {status} {body:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -31,36 +31,6 @@ async fn stack() -> RecordingStack {
     RecordingStack::start_with(|y| format!("{y}  participant_cpu_cost: 0.5\n  track_composite_cpu_cost: 0.5\n")).await
 }
 
-/// The SID of `identity`'s track of `kind` ("AUDIO"/"VIDEO"), once published; with `not` set,
-/// one different from it (a republished track).
-async fn track_sid(stack: &RecordingStack, room: &str, identity: &str, kind: &str, not: Option<&str>) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = twirp(
-            &stack.livekit,
-            "RoomService/ListParticipants",
-            json!({ "roomAdmin": true, "room": room }),
-            &json!({ "room": room }),
-        )
-        .await;
-        let sid = (status == 200)
-            .then(|| body["participants"].as_array().cloned())
-            .flatten()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p["identity"] == identity)
-            .flat_map(|p| p["tracks"].as_array().cloned().unwrap_or_default())
-            .filter(|t| t["type"] == kind || (kind == "AUDIO" && t["type"].is_null()))
-            .filter_map(|t| t["sid"].as_str().map(str::to_owned))
-            .find(|sid| Some(sid.as_str()) != not);
-        if let Some(sid) = sid {
-            return sid;
-        }
-        assert!(std::time::Instant::now() < deadline, "no {kind} track of {identity} in {room}: HTTP {status} {body:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn location(info: &Value) -> PathBuf {
     PathBuf::from(info["file_results"][0]["location"].as_str().expect("location"))
 }
@@ -359,8 +329,8 @@ async fn av_sync_of(egress_type: &str, request: impl Fn(&str, &str, &str) -> Val
     // media flows): let it set both tracks up, then start both streams together.
     tokio::time::sleep(Duration::from_secs(1)).await;
     publisher.play();
-    let video = track_sid(&stack, &room, "presenter", "VIDEO", None).await;
-    let audio = track_sid(&stack, &room, "presenter", "AUDIO", None).await;
+    let video = track_sid(&stack, &room, "presenter", "VIDEO").await;
+    let audio = track_sid(&stack, &room, "presenter", "AUDIO").await;
 
     let request = request(&room, &audio, &video);
     let started = lk.egress_start(egress_type, &request.to_string()).await.expect("egress start");
@@ -417,8 +387,8 @@ async fn a_participant_egress_completes_when_the_participant_leaves() {
     let room = "participant-leave-room";
     let files = [media.video.to_string_lossy().into_owned(), media.audio.to_string_lossy().into_owned()];
     let publisher = lk_join(&stack.livekit, room, "alice", &files, stack.egress.dir());
-    track_sid(&stack, room, "alice", "VIDEO", None).await;
-    track_sid(&stack, room, "alice", "AUDIO", None).await;
+    track_sid(&stack, room, "alice", "VIDEO").await;
+    track_sid(&stack, room, "alice", "AUDIO").await;
 
     let (id, file_started) = start_participant(&lk, room, "alice").await;
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -484,8 +454,8 @@ async fn a_participant_egress_continues_across_a_republish() {
     let room = "participant-republish-room";
     let files = [media.video.to_string_lossy().into_owned(), media.audio.to_string_lossy().into_owned()];
     let first = lk_join(&stack.livekit, room, "bob", &files, stack.egress.dir());
-    let first_video = track_sid(&stack, room, "bob", "VIDEO", None).await;
-    track_sid(&stack, room, "bob", "AUDIO", None).await;
+    let first_video = track_sid(&stack, room, "bob", "VIDEO").await;
+    track_sid(&stack, room, "bob", "AUDIO").await;
 
     let (id, file_started) = start_participant(&lk, room, "bob").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -494,7 +464,7 @@ async fn a_participant_egress_continues_across_a_republish() {
     let _ = first.start_kill();
     let _ = first.wait().await;
     let second = lk_join(&stack.livekit, room, "bob", &files, stack.egress.dir());
-    track_sid(&stack, room, "bob", "VIDEO", Some(&first_video)).await;
+    republished_track_sid(&stack, room, "bob", "VIDEO", Some(&first_video)).await;
     let republished_at = (unix_nanos() - file_started) as f64 / 1e9;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let asked = (unix_nanos() - file_started) as f64 / 1e9;
@@ -563,8 +533,8 @@ async fn a_v2_media_egress_routes_a_participants_audio_to_one_channel() {
     let room = "media-room";
     let files = [media.video.to_string_lossy().into_owned(), media.audio.to_string_lossy().into_owned()];
     let publisher = lk_join(&stack.livekit, room, "carol", &files, stack.egress.dir());
-    track_sid(&stack, room, "carol", "VIDEO", None).await;
-    track_sid(&stack, room, "carol", "AUDIO", None).await;
+    track_sid(&stack, room, "carol", "VIDEO").await;
+    track_sid(&stack, room, "carol", "AUDIO").await;
 
     let id = start_v2(&stack, json!({
         "room_name": room,
@@ -600,7 +570,7 @@ async fn a_v2_media_passthrough_of_one_track_is_a_track_egress() {
     let room = "media-passthrough-room";
     let files = [media.audio.to_string_lossy().into_owned()];
     let publisher = lk_join(&stack.livekit, room, "dave", &files, stack.egress.dir());
-    let sid = track_sid(&stack, room, "dave", "AUDIO", None).await;
+    let sid = track_sid(&stack, room, "dave", "AUDIO").await;
 
     let id = start_v2(&stack, json!({
         "room_name": room,
@@ -630,8 +600,8 @@ async fn an_audio_only_track_composite_is_ogg_and_a_video_only_one_mp4() {
     let room = "composite-kinds-room";
     let files = [media.video.to_string_lossy().into_owned(), media.audio.to_string_lossy().into_owned()];
     let publisher = lk_join(&stack.livekit, room, "erin", &files, stack.egress.dir());
-    let video = track_sid(&stack, room, "erin", "VIDEO", None).await;
-    let audio = track_sid(&stack, room, "erin", "AUDIO", None).await;
+    let video = track_sid(&stack, room, "erin", "VIDEO").await;
+    let audio = track_sid(&stack, room, "erin", "AUDIO").await;
 
     let start = |request: Value| {
         let lk = &lk;

@@ -43,7 +43,7 @@ async fn stop_egress_reaches_the_worker_running_it() {
     let id = lk.egress_start("web", &request.to_string()).await.expect("egress start").egress_id;
     wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
 
-    let runs_it = |log: &str| log.lines().any(|l| l.contains("handler ready") && l.contains(&id));
+    let runs_it = |log: &str| log.lines().any(|l| l.contains("egress handed to its handler") && l.contains(&id));
     let (a, b) = (runs_it(&stack.egress.log()), runs_it(&second.log()));
     assert!(a ^ b, "exactly one worker must run {id} (first: {a}, second: {b})");
 

@@ -21,28 +21,6 @@ async fn dense_stack() -> RecordingStack {
     RecordingStack::start_with(|yaml| format!("{yaml}  track_cpu_cost: 0.02\n")).await
 }
 
-/// The SID of `identity`'s audio track.
-async fn audio_sid(stack: &RecordingStack, room: &str, identity: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) =
-            twirp(&stack.livekit, "RoomService/ListParticipants", json!({ "roomAdmin": true, "room": room }), &json!({ "room": room }))
-                .await;
-        let sid = body["participants"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| p["identity"] == identity)
-            .flat_map(|p| p["tracks"].as_array().cloned().unwrap_or_default())
-            .find_map(|t| t["sid"].as_str().map(str::to_owned));
-        if let Some(sid) = sid {
-            return sid;
-        }
-        assert!(Instant::now() < deadline, "no track of {identity} in {room}: HTTP {status} {body:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Starts a track egress through livekit-server's Twirp API; returns its id.
 async fn start_track_egress(stack: &RecordingStack, room: &str, track_id: &str, filepath: &str) -> String {
     let request = json!({ "room_name": room, "track_id": track_id, "file": { "filepath": filepath } });
@@ -107,7 +85,7 @@ async fn fifty_concurrent_track_egresses_share_a_process_and_all_complete() {
     wait_for_publishers(&stack.lk(), room, TRACKS as i64, Duration::from_secs(60)).await;
     let mut sids = Vec::new();
     for i in 0..TRACKS {
-        sids.push(audio_sid(&stack, room, &format!("mic-{i}")).await);
+        sids.push(track_sid(&stack, room, &format!("mic-{i}"), "AUDIO").await);
     }
 
     // All at once, as a burst of requests would come.
@@ -156,7 +134,7 @@ async fn a_crashed_shared_handler_fails_its_egresses_with_the_reason_and_the_wor
     let room = "crash-room";
     let publisher = Publisher::start(&stack.livekit, room, "mic", &media.audio, None, stack.egress.dir());
     wait_for_publishers(&stack.lk(), room, 1, Duration::from_secs(30)).await;
-    let sid = audio_sid(&stack, room, "mic").await;
+    let sid = track_sid(&stack, room, "mic", "AUDIO").await;
 
     let ids = vec![
         start_track_egress(&stack, room, &sid, "crash/a.ogg").await,

@@ -13,34 +13,6 @@ use serde_json::{Value, json};
 const RECORD_SECS: f64 = 5.0;
 const DURATION_TOLERANCE: f64 = 0.5;
 
-/// The SID of `identity`'s first track of `kind` ("AUDIO"/"VIDEO"), from RoomService.ListParticipants.
-async fn track_sid(stack: &RecordingStack, room: &str, identity: &str, kind: &str) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = twirp(
-            &stack.livekit,
-            "RoomService/ListParticipants",
-            json!({ "roomAdmin": true, "room": room }),
-            &json!({ "room": room }),
-        )
-        .await;
-        let sid = (status == 200)
-            .then(|| body["participants"].as_array().cloned())
-            .flatten()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p["identity"] == identity)
-            .flat_map(|p| p["tracks"].as_array().cloned().unwrap_or_default())
-            .find(|t| t["type"] == kind || (kind == "AUDIO" && t["type"].is_null()))
-            .and_then(|t| t["sid"].as_str().map(str::to_owned));
-        if let Some(sid) = sid {
-            return sid;
-        }
-        assert!(std::time::Instant::now() < deadline, "no {kind} track of {identity} in {room}: HTTP {status} {body:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Resident memory of a process (`VmRSS`), 0 when it is gone.
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -51,23 +23,40 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// A VP8 IVF like `TestMedia`'s H.264: 640x360@30, the test colour with a moving white box, a
-/// keyframe every half second (a file publisher cannot answer keyframe requests).
-async fn vp8_media(dir: &TestDir, seconds: u32) -> PathBuf {
-    let out = dir.join("video.ivf");
+/// A 640x360@30 test video in `codec`'s file format for `lk room join --publish`: the test
+/// colour with a moving white box, a keyframe every half second (a file publisher cannot answer
+/// keyframe requests), about 600 kbit/s, no B-frames.
+async fn moving_box_video(dir: &TestDir, codec: &str, seconds: u32) -> PathBuf {
+    let (file, encoder): (&str, &[&str]) = match codec {
+        "vp8" => ("video.ivf", &["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-threads", "1", "-f", "ivf"]),
+        "vp9" => ("video-vp9.ivf", &[
+            "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-lag-in-frames", "0", "-auto-alt-ref", "0",
+            "-row-mt", "0", "-threads", "1", "-f", "ivf",
+        ]),
+        "hevc" => ("video.h265", &[
+            "-c:v", "libx265", "-preset", "ultrafast",
+            "-x265-params", "log-level=error:bframes=0:keyint=15:min-keyint=15:repeat-headers=1:pools=1", "-f", "hevc",
+        ]),
+        "av1" => ("video-av1.ivf", &[
+            "-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8", "-lag-in-frames", "0", "-threads", "1", "-f", "ivf",
+        ]),
+        other => panic!("no test video for {other}"),
+    };
+    let out = dir.join(file);
     let [r, g, b] = VIDEO_RGB;
     let source = format!(
         "color=c=0x{r:02x}{g:02x}{b:02x}:s=640x360:r=30:d={seconds}[bg];color=c=white:s=40x40:r=30:d={seconds}[box];\
          [bg][box]overlay=x='mod(t*120\\,600)':y=20:shortest=1"
     );
     let status = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"])
-        .args(["-pix_fmt", "yuv420p", "-threads", "1", "-g", "15", "-b:v", "600k", "-f", "ivf"])
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source])
+        .args(["-pix_fmt", "yuv420p", "-g", "15", "-b:v", "600k"])
+        .args(encoder)
         .arg(&out)
         .status()
         .await
         .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg could not make the VP8 test media");
+    assert!(status.success(), "ffmpeg could not make the {codec} test media");
     out
 }
 
@@ -181,7 +170,7 @@ async fn a_track_that_never_appears_fails_with_the_go_error() {
 async fn a_vp8_track_is_recorded_to_webm_without_transcoding() {
     let _serial = serial().await;
     let media_dir = TestDir::new("vp8-media");
-    let video = vp8_media(&media_dir, 90).await;
+    let video = moving_box_video(&media_dir, "vp8", 90).await;
     record_video_track(&video, "vp8", ".webm").await;
 }
 
@@ -238,62 +227,19 @@ async fn record_video_track(video: &std::path::Path, codec: &str, extension: &st
     assert!(distinct * 2 > frames, "only {distinct} distinct of {frames} frames");
 }
 
-/// A VP9 IVF like [`vp8_media`]'s, made with `libvpx-vp9` in realtime mode without alt-ref
-/// frames (no hidden frames: each IVF frame is one shown picture), published by `lk` as
-/// `video/VP9` (server-sdk-go reads the IVF FourCC).
-async fn vp9_media(dir: &TestDir, seconds: u32) -> PathBuf {
-    let out = dir.join("video-vp9.ivf");
-    let [r, g, b] = VIDEO_RGB;
-    let source = format!(
-        "color=c=0x{r:02x}{g:02x}{b:02x}:s=640x360:r=30:d={seconds}[bg];color=c=white:s=40x40:r=30:d={seconds}[box];\
-         [bg][box]overlay=x='mod(t*120\\,600)':y=20:shortest=1"
-    );
-    let status = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"])
-        .args(["-lag-in-frames", "0", "-auto-alt-ref", "0", "-row-mt", "0"])
-        .args(["-pix_fmt", "yuv420p", "-threads", "1", "-g", "15", "-b:v", "600k", "-f", "ivf"])
-        .arg(&out)
-        .status()
-        .await
-        .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg could not make the VP9 test media");
-    out
-}
-
 #[tokio::test]
 async fn a_vp9_track_is_recorded_to_webm_without_transcoding() {
     let _serial = serial().await;
     let media_dir = TestDir::new("vp9-media");
-    let video = vp9_media(&media_dir, 40).await;
+    let video = moving_box_video(&media_dir, "vp9", 40).await;
     record_video_track(&video, "vp9", ".webm").await;
-}
-
-/// An H.265 Annex B stream like the others: 640x360@30, keyframe every half second, no
-/// B-frames (WebRTC H.265 has none), for `lk room join --publish x.h265 --fps 30`.
-async fn h265_media(dir: &TestDir, seconds: u32) -> PathBuf {
-    let out = dir.join("video.h265");
-    let [r, g, b] = VIDEO_RGB;
-    let source = format!(
-        "color=c=0x{r:02x}{g:02x}{b:02x}:s=640x360:r=30:d={seconds}[bg];color=c=white:s=40x40:r=30:d={seconds}[box];\
-         [bg][box]overlay=x='mod(t*120\\,600)':y=20:shortest=1"
-    );
-    let status = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-c:v", "libx265", "-preset", "ultrafast"])
-        .args(["-x265-params", "log-level=error:bframes=0:keyint=15:min-keyint=15:repeat-headers=1:pools=1"])
-        .args(["-pix_fmt", "yuv420p", "-b:v", "600k", "-f", "hevc"])
-        .arg(&out)
-        .status()
-        .await
-        .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg could not make the H.265 test media");
-    out
 }
 
 #[tokio::test]
 async fn an_h265_track_is_recorded_to_mp4_without_transcoding() {
     let _serial = serial().await;
     let media_dir = TestDir::new("h265-media");
-    let video = h265_media(&media_dir, 40).await;
+    let video = moving_box_video(&media_dir, "hevc", 40).await;
     record_video_track(&video, "hevc", ".mp4").await;
 }
 
@@ -365,29 +311,10 @@ async fn the_recording_survives_a_dropped_signalling_connection() {
     assert!(decodes_cleanly(&file).await, "the file does not decode cleanly");
 }
 
-/// An AV1 IVF like the others (libaom realtime, keyframe every half second).
-async fn av1_media(dir: &TestDir, seconds: u32) -> PathBuf {
-    let out = dir.join("video-av1.ivf");
-    let [r, g, b] = VIDEO_RGB;
-    let source = format!(
-        "color=c=0x{r:02x}{g:02x}{b:02x}:s=640x360:r=30:d={seconds}[bg];color=c=white:s=40x40:r=30:d={seconds}[box];\
-         [bg][box]overlay=x='mod(t*120\\,600)':y=20:shortest=1"
-    );
-    let status = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8"])
-        .args(["-lag-in-frames", "0", "-threads", "1", "-pix_fmt", "yuv420p", "-g", "15", "-b:v", "600k", "-f", "ivf"])
-        .arg(&out)
-        .status()
-        .await
-        .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg could not make the AV1 test media");
-    out
-}
-
 #[tokio::test]
 async fn an_av1_track_is_recorded_to_webm_without_transcoding() {
     let _serial = serial().await;
     let media_dir = TestDir::new("av1-media");
-    let video = av1_media(&media_dir, 40).await;
+    let video = moving_box_video(&media_dir, "av1", 40).await;
     record_video_track(&video, "av1", ".webm").await;
 }

@@ -76,30 +76,6 @@ async fn receiver() -> (SocketAddr, Arc<Mutex<Received>>) {
     (addr, received)
 }
 
-/// The SID of `identity`'s first track of `kind` ("AUDIO"/"VIDEO"), from RoomService.ListParticipants.
-async fn track_sid(stack: &RecordingStack, room: &str, identity: &str, kind: &str) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) =
-            twirp(&stack.livekit, "RoomService/ListParticipants", json!({ "roomAdmin": true, "room": room }), &json!({ "room": room }))
-                .await;
-        let sid = (status == 200)
-            .then(|| body["participants"].as_array().cloned())
-            .flatten()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p["identity"] == identity)
-            .flat_map(|p| p["tracks"].as_array().cloned().unwrap_or_default())
-            .find(|t| t["type"] == kind || (kind == "AUDIO" && t["type"].is_null()))
-            .and_then(|t| t["sid"].as_str().map(str::to_owned));
-        if let Some(sid) = sid {
-            return sid;
-        }
-        assert!(std::time::Instant::now() < deadline, "no {kind} track of {identity} in {room}: HTTP {status} {body:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Root mean square of S16LE samples.
 fn rms(pcm: &[u8]) -> f64 {
     let n = pcm.len() / 2;

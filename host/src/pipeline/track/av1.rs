@@ -87,7 +87,7 @@ fn leb128(data: &[u8]) -> Option<(u64, usize)> {
 
 /// `sequence_header_obu()` up to and including `color_config()` (§5.5).
 fn parse_sequence_header(payload: &[u8]) -> Option<SequenceHeader> {
-    let mut r = Bits { data: payload, pos: 0 };
+    let mut r = super::bits::Bits::new(payload);
     let mut seq = SequenceHeader { profile: r.read(3)? as u8, ..Default::default() };
     r.read(1)?; // still_picture
     let reduced = r.flag()?;
@@ -191,40 +191,6 @@ fn parse_sequence_header(payload: &[u8]) -> Option<SequenceHeader> {
         seq.chroma_sample_position = r.read(2)? as u8;
     }
     Some(seq)
-}
-
-/// A big-endian bit reader.
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn read(&mut self, n: u32) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8)?;
-            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
-            self.pos += 1;
-        }
-        Some(v)
-    }
-
-    fn flag(&mut self) -> Option<bool> {
-        self.read(1).map(|b| b == 1)
-    }
-
-    /// `uvlc()` (§4.10.3).
-    fn uvlc(&mut self) -> Option<u32> {
-        let mut zeros = 0;
-        while !self.flag()? {
-            zeros += 1;
-            if zeros >= 32 {
-                return None;
-            }
-        }
-        Some(self.read(zeros)?.saturating_add((1u32 << zeros) - 1))
-    }
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub struct SpsInfo {
 /// Reads an SPS NAL unit (header included). `None` when it is cut short or malformed.
 pub fn parse_sps(nal: &[u8]) -> Option<SpsInfo> {
     let rbsp = unescape(nal.get(2..)?);
-    let mut r = Bits { data: &rbsp, pos: 0 };
+    let mut r = super::bits::Bits::new(&rbsp);
     r.read(4)?; // sps_video_parameter_set_id
     let max_sub_layers_minus1 = r.read(3)? as usize;
     let temporal_id_nested = r.read(1)? == 1;
@@ -145,42 +145,6 @@ fn unescape(data: &[u8]) -> Vec<u8> {
         out.push(b);
     }
     out
-}
-
-/// A big-endian bit reader over an RBSP.
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn read(&mut self, n: u32) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8)?;
-            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
-            self.pos += 1;
-        }
-        Some(v)
-    }
-
-    fn skip(&mut self, n: usize) -> Option<()> {
-        self.pos += n;
-        (self.pos <= self.data.len() * 8).then_some(())
-    }
-
-    /// Exp-Golomb `ue(v)`.
-    fn ue(&mut self) -> Option<u32> {
-        let mut zeros = 0;
-        while self.read(1)? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return None;
-            }
-        }
-        let rest = self.read(zeros)?;
-        Some(((1u64 << zeros) - 1 + u64::from(rest)) as u32)
-    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! thread), [`pcm`] (Opus → PCM) and [`websocket`] (the websocket output).
 
 pub mod av1;
+pub mod bits;
 pub mod config;
 pub mod hevc;
 pub mod mp4;

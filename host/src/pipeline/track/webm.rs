@@ -66,7 +66,7 @@ pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
 /// the colour config, then `frame_width_minus_1` and `frame_height_minus_1`), `None` for any
 /// other frame. A superframe starts with its first frame's header, so it is read the same way.
 pub fn vp9_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
-    let mut r = Bits { data: frame, pos: 0 };
+    let mut r = super::bits::Bits::new(frame);
     if r.read(2)? != 2 {
         return None;
     }
@@ -99,24 +99,6 @@ pub fn vp9_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
     let width = r.read(16)? + 1;
     let height = r.read(16)? + 1;
     Some((width, height))
-}
-
-/// A big-endian bit reader over a byte slice.
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn read(&mut self, n: usize) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8)?;
-            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
-            self.pos += 1;
-        }
-        Some(v)
-    }
 }
 
 enum State<W: Write> {
