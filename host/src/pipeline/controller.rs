@@ -23,7 +23,7 @@ use super::chrome::PageSignal;
 use super::config::PipelineConfig;
 use super::error::PipelineError;
 use super::gst::GstEvent;
-use super::manifest::{Manifest, ManifestFile};
+use super::lifecycle::{self, ManifestSource, StopRequests};
 use super::outputs::DeliveryPlan;
 use super::web_source::WebSource;
 use crate::config::ServiceConfig;
@@ -138,9 +138,7 @@ pub struct Controller {
     output: FileOutput,
     work_dir: PathBuf,
     updates: mpsc::UnboundedSender<EgressInfo>,
-    stop: watch::Receiver<Option<StopRequest>>,
-    /// The last stop request acted on, so each is handled once.
-    seen_stop: Option<StopRequest>,
+    stops: StopRequests,
     limit_at: Option<Instant>,
     started_at: i64,
     size_tick: tokio::time::Interval,
@@ -174,8 +172,7 @@ impl Controller {
             output,
             work_dir,
             updates,
-            stop,
-            seen_stop: None,
+            stops: StopRequests::new(stop),
             limit_at,
             started_at: 0,
             size_tick: ticker(SIZE_CHECK_INTERVAL),
@@ -207,38 +204,13 @@ impl Controller {
         self.info.result = deprecated_file_result(&self.output.info);
     }
 
-    /// The next stop request not yet handled.
-    async fn next_stop(rx: &mut watch::Receiver<Option<StopRequest>>, seen: &Option<StopRequest>) -> StopRequest {
-        loop {
-            if let Some(req) = rx.borrow_and_update().clone()
-                && Some(&req) != seen.as_ref()
-            {
-                return req;
-            }
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-
-    async fn limit(at: Option<Instant>) {
-        match at {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    }
-
     /// Waits for the next event. `poll_template` adds the periodic `div.error` check.
     async fn next_event(&mut self, src: &mut WebSource, poll_template: bool, size_checks: bool) -> Event {
-        let seen = self.seen_stop.clone();
         tokio::select! {
-            req = Self::next_stop(&mut self.stop, &seen) => {
-                self.seen_stop = Some(req.clone());
-                Event::Stop(req)
-            }
+            req = self.stops.next() => Event::Stop(req),
             sig = src.signals.recv() => Event::Page(sig),
             ev = src.recording.next_event() => Event::Gst(ev),
-            _ = Self::limit(self.limit_at) => {
+            _ = lifecycle::sleep_until(self.limit_at) => {
                 self.limit_at = None;
                 Event::Limit
             }
@@ -257,20 +229,16 @@ impl Controller {
         }
         let setup = {
             let start = WebSource::start(&self.service, &self.cfg, &self.work_dir, output);
-            let seen = self.seen_stop.clone();
             // A stop or the session limit may come while Chrome is still loading the page.
             tokio::select! {
                 r = start => Setup::Started(Box::new(r)),
-                req = Self::next_stop(&mut self.stop, &seen) => Setup::Stopped(req),
-                _ = Self::limit(self.limit_at) => Setup::Limit,
+                req = self.stops.next() => Setup::Stopped(req),
+                _ = lifecycle::sleep_until(self.limit_at) => Setup::Limit,
             }
         };
         let started = match setup {
             Setup::Started(r) => *r,
-            Setup::Stopped(req) => {
-                self.seen_stop = Some(req.clone());
-                return self.finish_unstarted(Err(req));
-            }
+            Setup::Stopped(req) => return self.finish_unstarted(Err(req)),
             Setup::Limit => return self.finish_unstarted(Ok(MSG_LIMIT_BEFORE_START)),
         };
         let mut src = match started {
@@ -377,14 +345,10 @@ impl Controller {
             } else {
                 // The page's console is gone (Chrome exited); keep recording what is on screen
                 // until told to stop, as the Go egress does.
-                let seen = self.seen_stop.clone();
                 tokio::select! {
-                    req = Self::next_stop(&mut self.stop, &seen) => {
-                        self.seen_stop = Some(req.clone());
-                        Event::Stop(req)
-                    }
+                    req = self.stops.next() => Event::Stop(req),
                     ev = src.recording.next_event() => Event::Gst(ev),
-                    _ = Self::limit(self.limit_at) => { self.limit_at = None; Event::Limit }
+                    _ = lifecycle::sleep_until(self.limit_at) => { self.limit_at = None; Event::Limit }
                     _ = self.size_tick.tick(), if self.cfg.max_size > 0 => Event::SizeCheck,
                 }
             };
@@ -444,7 +408,6 @@ impl Controller {
         src.recording.send_eos();
         let deadline = Instant::now() + EOS_TIMEOUT;
         loop {
-            let seen = self.seen_stop.clone();
             tokio::select! {
                 ev = src.recording.next_event() => match ev {
                     Some(GstEvent::Eos) => return None,
@@ -452,8 +415,7 @@ impl Controller {
                     Some(GstEvent::FirstFrame) => {}
                     None => return Some(PipelineError::Gst("pipeline bus closed".into())),
                 },
-                req = Self::next_stop(&mut self.stop, &seen) => {
-                    self.seen_stop = Some(req.clone());
+                req = self.stops.next() => {
                     if let StopRequest::Kill { error } = req {
                         return Some(PipelineError::Killed(error));
                     }
@@ -486,51 +448,16 @@ impl Controller {
     /// the final status.
     async fn finish(mut self, media: Option<Duration>) -> EgressInfo {
         DeliveryPlan::remove(&self.work_dir);
-        if self.started_at > 0 {
-            let ended_at = match media {
-                Some(d) => self.started_at + d.as_nanos() as i64,
-                None => now_nanos(),
-            };
-            if let Err(e) = self.output.deliver(ended_at).await {
-                tracing::error!(error = %e, "file delivery failed");
-                if !self.info.status_is(EgressStatus::EgressFailed) {
-                    self.info.set_failed(&e);
-                }
-            }
-            self.info.backup_storage_used = self.output.backup_used;
-        } else {
-            self.output.discard();
-        }
-        if self.info.status_is(EgressStatus::EgressActive) || self.info.status_is(EgressStatus::EgressEnding) {
-            self.info.set_complete();
-        }
-        if !self.cfg.file.disable_manifest
-            && !self.output.info.location.is_empty()
-            && (self.info.status_is(EgressStatus::EgressComplete) || self.info.status_is(EgressStatus::EgressLimitReached))
-        {
-            self.write_manifest().await;
-        }
-        if self.info.ended_at == 0 {
-            self.info.ended_at = now_nanos();
-        }
-        self.sync_results();
-        tracing::info!(status = ?EgressStatus::try_from(self.info.status).ok(), error = %self.info.error,
-            details = %self.info.details, location = %self.output.info.location, "egress finished");
-        self.info
-    }
-
-    async fn write_manifest(&mut self) {
-        let manifest = Manifest {
-            egress_id: self.cfg.egress_id.clone(),
-            room_id: self.cfg.room_id.clone(),
-            room_name: self.cfg.room_name.clone(),
-            url: self.cfg.source.web_url.clone(),
-            started_at: self.info.started_at,
-            ended_at: self.info.ended_at,
-            files: vec![ManifestFile { filename: self.output.info.filename.clone(), location: self.output.info.location.clone() }],
+        lifecycle::deliver_file(&mut self.info, &mut self.output, self.started_at, media).await;
+        let manifest = ManifestSource {
+            egress_id: &self.cfg.egress_id,
+            room_id: &self.cfg.room_id,
+            room_name: &self.cfg.room_name,
+            url: &self.cfg.source.web_url,
+            disabled: self.cfg.file.disable_manifest,
         };
-        if let Some(location) = self.output.store_manifest(&manifest, &self.work_dir).await {
-            self.info.manifest_location = location;
-        }
+        lifecycle::settle(&mut self.info, Some(&self.output), manifest, &self.work_dir).await;
+        self.sync_results();
+        self.info
     }
 }

@@ -19,7 +19,8 @@
 //! [`config`] (request → settings, Go's validation), [`encoding`], [`filename`], [`token`],
 //! [`display`] (Xvfb), [`pulse`] (PulseAudio), [`chrome`] (Chrome over CDP), [`gst`] (the
 //! GStreamer pipeline), [`web_source`] (all of those together), [`controller`] (status
-//! lifecycle), [`file_output`] (one file from the work dir to its storage), [`outputs`] (the
+//! lifecycle of a Chrome recording), [`lifecycle`] (stop requests and the end of an egress, shared
+//! by every recorder), [`file_output`] (one file from the work dir to its storage), [`outputs`] (the
 //! delivery plan and the local last resort), [`manifest`], [`track`] (track egress over
 //! WebRTC, no Chrome), and [`composite`] (participant, track composite and v2 media egress over
 //! WebRTC: decoded, mixed and re-encoded).
@@ -51,6 +52,7 @@ pub mod error;
 pub mod file_output;
 pub mod filename;
 pub mod gst;
+pub mod lifecycle;
 pub mod manifest;
 pub mod outputs;
 pub mod pulse;
