@@ -25,6 +25,9 @@ const MAX_AV_OFFSET: f64 = 0.040;
 /// Flash and beep period and length.
 const PERIOD_SECS: u32 = 2;
 const PULSE_SECS: f64 = 0.1;
+/// The long recording's period and length.
+const DRIFT_PERIOD_SECS: u32 = 5;
+const DRIFT_RECORD_SECS: u64 = 60;
 
 /// A stack whose egress bids on composites on a 2-core host (Go's participant cost is 2 cores).
 async fn stack() -> RecordingStack {
@@ -76,32 +79,33 @@ async fn leave(mut child: Child) {
 
 // ---------- the A/V clip ----------
 
-/// A 640x360@30 H.264 Annex-B video (dark grey, white for 0.1 s every 2 s from 0) and an Ogg
-/// Opus audio (silence, a 1 kHz beep for 0.1 s every 2 s from 0, 20 ms pages), from one
-/// time line.
+/// A 640x360@30 H.264 Annex-B video (dark grey, white for 0.1 s every `period` s from 0) and
+/// an Ogg Opus audio (silence, a 1 kHz beep for 0.1 s every `period` s from 0, 20 ms pages),
+/// from one time line.
 struct AvClip {
     video: PathBuf,
     audio: PathBuf,
+    period: u32,
     _dir: TestDir,
 }
 
 impl AvClip {
-    async fn generate(seconds: u32) -> AvClip {
+    async fn generate(seconds: u32, period: u32) -> AvClip {
         let dir = TestDir::new("av-clip");
         let video = dir.join("flash.h264");
         let audio = dir.join("beep.ogg");
         let flash = format!(
             "color=c=0x202020:s=640x360:r=30:d={seconds}[bg];color=c=white:s=640x360:r=30:d={seconds}[w];\
-             [bg][w]overlay=enable='lt(mod(t\\,{PERIOD_SECS})\\,{PULSE_SECS})'"
+             [bg][w]overlay=enable='lt(mod(t\\,{period})\\,{PULSE_SECS})'"
         );
         ffmpeg(&["-f", "lavfi", "-i", &flash, "-c:v", "libx264", "-threads", "1", "-profile:v", "baseline", "-pix_fmt", "yuv420p",
             "-bf", "0", "-g", "15", "-b:v", "400k", "-bsf:v", "h264_mp4toannexb", "-f", "h264", video.to_str().expect("path")])
         .await;
-        let beep = format!("aevalsrc='if(lt(mod(t\\,{PERIOD_SECS})\\,{PULSE_SECS})\\,0.5*sin(2*PI*1000*t)\\,0)':s=48000:d={seconds}");
+        let beep = format!("aevalsrc='if(lt(mod(t\\,{period})\\,{PULSE_SECS})\\,0.5*sin(2*PI*1000*t)\\,0)':s=48000:d={seconds}");
         ffmpeg(&["-f", "lavfi", "-i", &beep, "-ac", "1", "-c:a", "libopus", "-b:a", "64k", "-frame_duration", "20",
             "-page_duration", "20000", audio.to_str().expect("path")])
         .await;
-        AvClip { video, audio, _dir: dir }
+        AvClip { video, audio, period, _dir: dir }
     }
 }
 
@@ -272,11 +276,11 @@ async fn beep_onsets(file: &Path) -> Vec<f64> {
 }
 
 /// Beep onset minus flash onset for each flash with a beep within half a period.
-fn av_offsets(flashes: &[f64], beeps: &[f64]) -> Vec<f64> {
+fn av_offsets(flashes: &[f64], beeps: &[f64], period: u32) -> Vec<f64> {
     flashes
         .iter()
         .filter_map(|f| beeps.iter().map(|b| b - f).min_by(|a, b| a.abs().total_cmp(&b.abs())))
-        .filter(|d| d.abs() < f64::from(PERIOD_SECS) / 2.0)
+        .filter(|d| d.abs() < f64::from(period) / 2.0)
         .collect()
 }
 
@@ -291,7 +295,7 @@ async fn a_track_composite_keeps_audio_and_video_in_sync() {
             // 60 fps output: a flash lands on the output frame grid within 17 ms.
             "advanced": { "width": 640, "height": 360, "framerate": 60, "video_bitrate": 1200 },
         })
-    })
+    }, PERIOD_SECS, 9)
     .await;
 }
 
@@ -304,22 +308,58 @@ async fn a_participant_egress_keeps_audio_and_video_in_sync() {
             "file_outputs": [{ "filepath": "composite/{room_name}-{publisher_identity}.mp4" }],
             "advanced": { "width": 640, "height": 360, "framerate": 60, "video_bitrate": 1200 },
         })
-    })
+    }, PERIOD_SECS, 9)
     .await;
 }
 
-/// Publishes the flash-and-beep clip in real time, records it with an egress of
-/// `egress_type` (`request(room, audio_sid, video_sid)`) for about 9 s, and checks the file:
-/// H.264 + AAC, the duration, a clean decode, and every flash/beep pair within
-/// [`MAX_AV_OFFSET`].
-async fn av_sync_of(egress_type: &str, request: impl Fn(&str, &str, &str) -> Value) {
+/// A minute of track composite: the A/V offset must not grow, and the file must last as long
+/// as the wall clock ran (nothing sped up or slowed down: the flashes, written every 5 s of
+/// the test's clock, are 5 s apart in the file from the first to the last).
+#[tokio::test]
+async fn a_minute_long_track_composite_does_not_drift() {
+    let m = av_sync_of("track-composite", |room, audio, video| {
+        json!({
+            "room_name": room,
+            "audio_track_id": audio,
+            "video_track_id": video,
+            "file_outputs": [{ "filepath": "composite/{room_name}-{publisher_identity}.mp4" }],
+            "advanced": { "width": 640, "height": 360, "framerate": 60, "video_bitrate": 1200 },
+        })
+    }, DRIFT_PERIOD_SECS, DRIFT_RECORD_SECS)
+    .await;
+    let period = f64::from(DRIFT_PERIOD_SECS);
+    assert!(m.offsets.len() as f64 >= m.asked / period - 2.0, "{} flash/beep pairs in {:.1} s", m.offsets.len(), m.asked);
+    assert!((m.duration - m.asked).abs() < 0.5, "the file lasts {:.2} s, the recording ran {:.2} s", m.duration, m.asked);
+    let (first, last) = (m.flashes[0], m.flashes[m.flashes.len() - 1]);
+    let periods = ((last - first) / period).round();
+    let span_error = (last - first) - periods * period;
+    let drift = m.offsets[m.offsets.len() - 1] - m.offsets[0];
+    eprintln!("over {periods} periods: flash spacing off by {:.1} ms, A/V offset moved {:.1} ms", span_error * 1000.0, drift * 1000.0);
+    assert!(span_error.abs() < 0.040, "{periods} periods of flashes span {:.3} s in the file", last - first);
+}
+
+/// What [`av_sync_of`] measured in the file.
+struct AvMeasure {
+    /// The file's duration and the wall-clock span from its start to the stop request, s.
+    duration: f64,
+    asked: f64,
+    flashes: Vec<f64>,
+    offsets: Vec<f64>,
+}
+
+/// Publishes the flash-and-beep clip (a flash and a beep every `period` s) in real time,
+/// records it with an egress of `egress_type` (`request(room, audio_sid, video_sid)`) for about
+/// `record_secs`, and checks the file: H.264 + AAC, the duration, a clean decode, and every
+/// flash/beep pair within [`MAX_AV_OFFSET`].
+async fn av_sync_of(egress_type: &str, request: impl Fn(&str, &str, &str) -> Value, period: u32, record_secs: u64) -> AvMeasure {
     let _serial = serial().await;
     let stack = stack().await;
     let lk = stack.lk();
-    let clip = AvClip::generate(60).await;
+    // Long enough for the join, the hold and the recording.
+    let clip = AvClip::generate(record_secs as u32 + 20, period).await;
 
     // The clip itself: flash and beep together (the Opus encoder delays its audio by a few ms).
-    let source = av_offsets(&flash_onsets(&clip.video, true).await, &beep_onsets(&clip.audio).await);
+    let source = av_offsets(&flash_onsets(&clip.video, true).await, &beep_onsets(&clip.audio).await, clip.period);
     eprintln!("source clip A/V offsets (s): {source:.4?}");
     assert!(source.len() >= 10 && source.iter().all(|d| d.abs() < 0.010), "the test clip is not in sync: {source:?}");
 
@@ -337,7 +377,7 @@ async fn av_sync_of(egress_type: &str, request: impl Fn(&str, &str, &str) -> Val
     let id = started.egress_id.clone();
     let (active, _) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(40)).await;
     let file_started = active["file_results"][0]["started_at"].as_i64().expect("file started_at when ACTIVE");
-    tokio::time::sleep(Duration::from_secs(9)).await;
+    tokio::time::sleep(Duration::from_secs(record_secs)).await;
     let asked = (unix_nanos() - file_started) as f64 / 1e9;
     let cpu = cpu_seconds(&id);
     lk.egress_stop(&id).await.expect("egress stop");
@@ -355,12 +395,13 @@ async fn av_sync_of(egress_type: &str, request: impl Fn(&str, &str, &str) -> Val
 
     let flashes = flash_onsets(&file, false).await;
     let beeps = beep_onsets(&file).await;
-    let offsets = av_offsets(&flashes, &beeps);
+    let offsets = av_offsets(&flashes, &beeps, period);
     eprintln!("{egress_type} {id}: flashes {flashes:.3?}, beeps {beeps:.3?}, A/V offsets (s) {offsets:.4?}");
     assert!(offsets.len() >= 3, "too few flash/beep pairs: flashes {flashes:?}, beeps {beeps:?}");
     for d in &offsets {
         assert!(d.abs() < MAX_AV_OFFSET, "A/V offset {:.1} ms (all: {offsets:.4?})", d * 1000.0);
     }
+    AvMeasure { duration: p.duration, asked, flashes, offsets }
 }
 
 /// Starts a participant egress of `identity` in `room` and waits for ACTIVE; returns its id

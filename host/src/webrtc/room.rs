@@ -613,6 +613,8 @@ async fn handle_rtc_event(state: &mut State, e: Event, events: &mpsc::Sender<Roo
                 str0m::format::Codec::Vp8 => TrackCodec::Vp8,
                 str0m::format::Codec::Vp9 => TrackCodec::Vp9,
                 str0m::format::Codec::H264 => TrackCodec::H264,
+                str0m::format::Codec::H265 => TrackCodec::H265,
+                str0m::format::Codec::Av1 => TrackCodec::Av1,
                 _ => return None,
             };
             let video = codec != TrackCodec::Opus;
@@ -627,6 +629,8 @@ async fn handle_rtc_event(state: &mut State, e: Event, events: &mpsc::Sender<Roo
                 CodecExtra::Vp8(e) => e.is_keyframe,
                 CodecExtra::H264(e) => e.is_keyframe,
                 CodecExtra::Vp9(e) => e.is_keyframe,
+                CodecExtra::H265(e) => e.is_keyframe,
+                CodecExtra::Av1(e) => e.is_keyframe,
                 _ => false,
             };
             let sub = state.subs.get_mut(&sid)?;

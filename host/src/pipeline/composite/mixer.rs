@@ -2,7 +2,7 @@
 //! decoded, mixed onto one time line, encoded and muxed into the file. Built element by element.
 //!
 //! ```text
-//! appsrc (H.264|VP8|VP9) → parse → decoder → videoconvert → videoscale → caps ─┐
+//! appsrc (H.264|H.265|VP8|VP9|AV1) → parse → decoder → videoconvert → videoscale → caps ─┐
 //! videotestsrc black (live) ──────────────────────────────────────────────────── compositor → x264enc|vp8enc ─┐
 //! appsrc (Opus) → opusdec → audioconvert → audioresample → [mono → pan L/R] → caps ─┐                          │
 //! audiotestsrc silence (live) ───────────────────────────────────────────────────── audiomixer → encoder ─────┤
@@ -438,18 +438,7 @@ impl Mixer {
             (mixer, "sink_%u")
         } else {
             let Some(comp) = self.compositor.clone() else { return Ok(()) };
-            // (caps, parser + decoder) per codec; a codec without a decoder here is not recorded.
-            let (caps, decoders): (gst::Caps, &[&str]) = if codec == TrackCodec::H264 {
-                let caps = gst::Caps::builder("video/x-h264").field("stream-format", "byte-stream").field("alignment", "au").build();
-                (caps, &["h264parse", "avdec_h264"])
-            } else if codec == TrackCodec::Vp8 {
-                (gst::Caps::builder("video/x-vp8").build(), &["vp8dec"])
-            } else if codec == TrackCodec::Vp9 {
-                (gst::Caps::builder("video/x-vp9").build(), &["vp9parse", "vp9dec"])
-            } else {
-                tracing::warn!(track_sid, ?codec, "no decoder for this codec; the track is not recorded");
-                return Ok(());
-            };
+            let (caps, decoders) = video_input(codec);
             set(&appsrc, "caps", caps)?;
             for d in decoders {
                 chain.push(make(d)?);
@@ -559,6 +548,24 @@ impl Drop for Mixer {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
         self.bus_task.abort();
+    }
+}
+
+/// The caps of a video track's encoded frames as the subscriber hands them over, and the
+/// parser + decoder that turn them into raw video.
+fn video_input(codec: TrackCodec) -> (gst::Caps, &'static [&'static str]) {
+    let annex_b = |media: &str| gst::Caps::builder(media).field("stream-format", "byte-stream").field("alignment", "au").build();
+    match codec {
+        TrackCodec::H264 => (annex_b("video/x-h264"), &["h264parse", "avdec_h264"]),
+        TrackCodec::H265 => (annex_b("video/x-h265"), &["h265parse", "avdec_h265"]),
+        TrackCodec::Vp8 => (gst::Caps::builder("video/x-vp8").build(), &["vp8dec"]),
+        TrackCodec::Vp9 => (gst::Caps::builder("video/x-vp9").build(), &["vp9parse", "vp9dec"]),
+        // str0m gives each temporal unit as OBUs with size fields (the low-overhead format).
+        TrackCodec::Av1 => {
+            (gst::Caps::builder("video/x-av1").field("stream-format", "obu-stream").field("alignment", "tu").build(), &["av1parse", "av1dec"])
+        }
+        // Not a video codec: the caller routes Opus to the audio mixer.
+        TrackCodec::Opus => (gst::Caps::new_empty(), &[]),
     }
 }
 
