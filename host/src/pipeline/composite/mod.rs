@@ -40,7 +40,7 @@ use egress_proto::rpc::start_egress_request::Request;
 
 use super::controller::{InfoExt, deprecated_file_result, now_nanos};
 use super::file_output::FileOutput;
-use super::manifest::{Manifest, ManifestFile};
+use super::lifecycle::{self, ManifestSource, StopRequests, sleep_until};
 use super::outputs::DeliveryPlan;
 use super::{Job, PipelineError, StopRequest};
 use crate::egress::errors;
@@ -97,8 +97,7 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
         file: None,
         work_dir: job.work_dir,
         updates,
-        stop,
-        seen_stop: None,
+        stops: StopRequests::new(stop),
         started_at: 0,
         tracks: HashMap::new(),
         publisher: None,
@@ -165,8 +164,7 @@ struct Recording {
     file: Option<FileOutput>,
     work_dir: PathBuf,
     updates: mpsc::UnboundedSender<EgressInfo>,
-    stop: watch::Receiver<Option<StopRequest>>,
-    seen_stop: Option<StopRequest>,
+    stops: StopRequests,
     started_at: i64,
     tracks: HashMap<String, TrackState>,
     /// The identity that names the file (`{publisher_identity}`): the video track's publisher.
@@ -213,17 +211,13 @@ impl Recording {
     }
 
     async fn next_event(&mut self, source: &mut mpsc::Receiver<RoomEvent>, mixer: &mut Option<Mixer>, limit_at: Option<Instant>) -> Event {
-        let seen = self.seen_stop.clone();
         // The hold ends only once the file is named (every required track is there).
         let hold_until = match (&mixer, self.first_media) {
             (None, Some(at)) if self.file.is_some() => Some(at + HOLD_MAX.min(if self.all_synced() { HOLD_MIN } else { HOLD_MAX })),
             _ => None,
         };
         tokio::select! {
-            req = next_stop(&mut self.stop, &seen) => {
-                self.seen_stop = Some(req.clone());
-                Event::Stop(req)
-            }
+            req = self.stops.next() => Event::Stop(req),
             ev = source.recv() => Event::Source(ev),
             ev = next_mixer_event(mixer) => Event::Mixer(ev),
             _ = sleep_until(limit_at) => Event::Limit,
@@ -537,55 +531,18 @@ impl Recording {
     async fn finish(mut self, media: Option<Duration>) -> EgressInfo {
         DeliveryPlan::remove(&self.work_dir);
         if let Some(file) = self.file.as_mut() {
-            if self.started_at > 0 {
-                let ended_at = match media {
-                    Some(d) => self.started_at + d.as_nanos() as i64,
-                    None => now_nanos(),
-                };
-                if let Err(e) = file.deliver(ended_at).await {
-                    tracing::error!(error = %e, "file delivery failed");
-                    if !self.info.status_is(EgressStatus::EgressFailed) {
-                        self.info.set_failed(&e);
-                    }
-                }
-                self.info.backup_storage_used = file.backup_used;
-            } else {
-                file.discard();
-            }
+            lifecycle::deliver_file(&mut self.info, file, self.started_at, media).await;
         }
-        if self.info.status_is(EgressStatus::EgressActive) || self.info.status_is(EgressStatus::EgressEnding) {
-            self.info.set_complete();
-        }
-        let location = self.file.as_ref().map(|f| f.info.location.clone()).unwrap_or_default();
-        if !self.cfg.disable_manifest
-            && !location.is_empty()
-            && (self.info.status_is(EgressStatus::EgressComplete) || self.info.status_is(EgressStatus::EgressLimitReached))
-        {
-            self.write_manifest().await;
-        }
-        if self.info.ended_at == 0 {
-            self.info.ended_at = now_nanos();
-        }
-        self.sync_results();
-        tracing::info!(status = ?EgressStatus::try_from(self.info.status).ok(), error = %self.info.error,
-            details = %self.info.details, location = %location, "egress finished");
-        self.info
-    }
-
-    async fn write_manifest(&mut self) {
-        let Some(file) = &self.file else { return };
-        let manifest = Manifest {
-            egress_id: self.cfg.egress_id.clone(),
-            room_id: self.cfg.room_id.clone(),
-            room_name: self.cfg.room_name.clone(),
-            url: String::new(),
-            started_at: self.info.started_at,
-            ended_at: self.info.ended_at,
-            files: vec![ManifestFile { filename: file.info.filename.clone(), location: file.info.location.clone() }],
+        let manifest = ManifestSource {
+            egress_id: &self.cfg.egress_id,
+            room_id: &self.cfg.room_id,
+            room_name: &self.cfg.room_name,
+            url: "",
+            disabled: self.cfg.disable_manifest,
         };
-        if let Some(location) = file.store_manifest(&manifest, &self.work_dir).await {
-            self.info.manifest_location = location;
-        }
+        lifecycle::settle(&mut self.info, self.file.as_ref(), manifest, &self.work_dir).await;
+        self.sync_results();
+        self.info
     }
 }
 
@@ -626,27 +583,6 @@ async fn next_mixer_event(mixer: &mut Option<Mixer>) -> Option<MixerEvent> {
             // The bus watch is gone (shutdown): nothing more will come.
             None => std::future::pending().await,
         },
-        None => std::future::pending().await,
-    }
-}
-
-/// The next stop request not yet handled.
-async fn next_stop(rx: &mut watch::Receiver<Option<StopRequest>>, seen: &Option<StopRequest>) -> StopRequest {
-    loop {
-        if let Some(req) = rx.borrow_and_update().clone()
-            && Some(&req) != seen.as_ref()
-        {
-            return req;
-        }
-        if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

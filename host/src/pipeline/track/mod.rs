@@ -23,6 +23,7 @@ pub mod av1;
 pub mod bits;
 pub mod config;
 pub mod hevc;
+pub mod layer;
 pub mod mp4;
 pub mod ogg;
 pub mod pcm;
@@ -41,7 +42,7 @@ use egress_proto::livekit::{EgressInfo, EgressStatus, StreamInfo, StreamInfoList
 
 use super::controller::{InfoExt, deprecated_file_result, now_nanos};
 use super::file_output::FileOutput;
-use super::manifest::{Manifest, ManifestFile};
+use super::lifecycle::{self, ManifestSource, StopRequests, sleep_until};
 use super::outputs::DeliveryPlan;
 use super::{Job, PipelineError, StopRequest};
 use crate::egress::errors;
@@ -90,9 +91,9 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
         stream,
         work_dir: job.work_dir,
         codec: None,
+        first_keyframe: layer::FirstKeyframe::default(),
         updates,
-        stop,
-        seen_stop: None,
+        stops: StopRequests::new(stop),
         started_at: 0,
     };
     recording.run().await
@@ -127,9 +128,10 @@ struct TrackRecording {
     work_dir: PathBuf,
     /// The track's codec, once found.
     codec: Option<TrackCodec>,
+    /// Which keyframe starts the file (a simulcast track's top layer).
+    first_keyframe: layer::FirstKeyframe,
     updates: mpsc::UnboundedSender<EgressInfo>,
-    stop: watch::Receiver<Option<StopRequest>>,
-    seen_stop: Option<StopRequest>,
+    stops: StopRequests,
     started_at: i64,
 }
 
@@ -179,12 +181,8 @@ impl TrackRecording {
     }
 
     async fn next_event(&mut self, source: &mut mpsc::Receiver<SourceEvent>, limit_at: Option<Instant>) -> Event {
-        let seen = self.seen_stop.clone();
         tokio::select! {
-            req = next_stop(&mut self.stop, &seen) => {
-                self.seen_stop = Some(req.clone());
-                Event::Stop(req)
-            }
+            req = self.stops.next() => Event::Stop(req),
             ev = source.recv() => Event::Source(ev),
             _ = sleep_until(limit_at) => Event::Limit,
         }
@@ -285,6 +283,7 @@ impl TrackRecording {
                 }
                 Event::Source(None) => return Outcome::Ended,
                 Event::Source(Some(SourceEvent::TrackFound { info, publisher_identity })) => {
+                    self.first_keyframe = layer::FirstKeyframe::new(&info);
                     let opened = match self.cfg.websocket_url().map(str::to_owned) {
                         Some(url) => self.open_websocket(&info, &url).await.map(|ws| *output = Some(Output::Websocket(ws))),
                         None => self.open(&info, &publisher_identity),
@@ -307,7 +306,9 @@ impl TrackRecording {
                     if output.is_none() {
                         // Video starts at a keyframe (the subscriber asks for one); ACTIVE
                         // means the file has something playable.
-                        if frame.codec != TrackCodec::Opus && !frame.keyframe {
+                        if frame.codec != TrackCodec::Opus
+                            && (!frame.keyframe || !self.first_keyframe.accept(frame.codec, &frame.data, Instant::now()))
+                        {
                             continue;
                         }
                         match self.create_writer(&frame) {
@@ -434,28 +435,11 @@ impl TrackRecording {
     async fn finish(mut self, media: Option<Duration>) -> EgressInfo {
         DeliveryPlan::remove(&self.work_dir);
         if let Some(file) = self.file.as_mut() {
-            if self.started_at > 0 {
-                let ended_at = match media {
-                    Some(d) => self.started_at + d.as_nanos() as i64,
-                    None => now_nanos(),
-                };
-                if let Err(e) = file.deliver(ended_at).await {
-                    tracing::error!(error = %e, "file delivery failed");
-                    if !self.info.status_is(EgressStatus::EgressFailed) {
-                        self.info.set_failed(&e);
-                    }
-                }
-                self.info.backup_storage_used = file.backup_used;
-            } else {
-                file.discard();
-            }
+            lifecycle::deliver_file(&mut self.info, file, self.started_at, media).await;
         }
         if let Some(stream) = self.stream.as_mut() {
             // Go's `UpdateEndTime`: FINISHED unless it failed; the span is the media sent.
-            let ended_at = match media {
-                Some(d) if self.started_at > 0 => self.started_at + d.as_nanos() as i64,
-                _ => now_nanos(),
-            };
+            let ended_at = lifecycle::media_ended_at(self.started_at, media);
             if stream.status != stream_info::Status::Failed as i32 {
                 stream.status = stream_info::Status::Finished as i32;
             }
@@ -466,59 +450,16 @@ impl TrackRecording {
                 stream.started_at = ended_at;
             }
         }
-        if self.info.status_is(EgressStatus::EgressActive) || self.info.status_is(EgressStatus::EgressEnding) {
-            self.info.set_complete();
-        }
-        let location = self.file.as_ref().map(|f| f.info.location.clone()).unwrap_or_default();
-        if !self.cfg.disable_manifest
-            && !location.is_empty()
-            && (self.info.status_is(EgressStatus::EgressComplete) || self.info.status_is(EgressStatus::EgressLimitReached))
-        {
-            self.write_manifest().await;
-        }
-        if self.info.ended_at == 0 {
-            self.info.ended_at = now_nanos();
-        }
+        let manifest = ManifestSource {
+            egress_id: &self.cfg.egress_id,
+            room_id: &self.cfg.room_id,
+            room_name: &self.cfg.room_name,
+            url: "",
+            disabled: self.cfg.disable_manifest,
+        };
+        lifecycle::settle(&mut self.info, self.file.as_ref(), manifest, &self.work_dir).await;
         self.sync_results();
-        tracing::info!(status = ?EgressStatus::try_from(self.info.status).ok(), error = %self.info.error,
-            details = %self.info.details, location = %location, "egress finished");
         self.info
     }
-
-    async fn write_manifest(&mut self) {
-        let Some(file) = &self.file else { return };
-        let manifest = Manifest {
-            egress_id: self.cfg.egress_id.clone(),
-            room_id: self.cfg.room_id.clone(),
-            room_name: self.cfg.room_name.clone(),
-            url: String::new(),
-            started_at: self.info.started_at,
-            ended_at: self.info.ended_at,
-            files: vec![ManifestFile { filename: file.info.filename.clone(), location: file.info.location.clone() }],
-        };
-        if let Some(location) = file.store_manifest(&manifest, &self.work_dir).await {
-            self.info.manifest_location = location;
-        }
-    }
 }
 
-/// The next stop request not yet handled.
-async fn next_stop(rx: &mut watch::Receiver<Option<StopRequest>>, seen: &Option<StopRequest>) -> StopRequest {
-    loop {
-        if let Some(req) = rx.borrow_and_update().clone()
-            && Some(&req) != seen.as_ref()
-        {
-            return req;
-        }
-        if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
