@@ -15,8 +15,8 @@
 //! Storage uploads the file while it grows, so the muxers must only append. Left alone they
 //! patch their first bytes at EOS (measured with GStreamer 1.22): mp4mux rewrites the moov's
 //! durations (first ~1 KiB, even fragmented), xingmux its Xing frame (first ~150 bytes),
-//! matroskamux its segment header (first ~250 bytes, see [`webm_muxer`]); only oggmux never
-//! goes back. For MP4 and MP3 the filesink answers "not seekable" ([`append_only`]), so they
+//! matroskamux its segment header (first ~250 bytes); only oggmux never goes back. For MP4
+//! and MP3 the filesink answers "not seekable" ([`super::elements::file_end`]), so they
 //! write for a stream and never go back. WebM keeps its seekable header (its duration and cues
 //! need it): storage compares the head at the end and uploads the finished file again.
 //!
@@ -39,35 +39,17 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use gstreamer as gst;
-use gstreamer::glib;
 use gstreamer::prelude::*;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::config::PipelineConfig;
-use super::encoding::{AudioCodec, Container, VideoCodec};
+use super::encoding::{AudioCodec, VideoCodec};
+use super::elements::{audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request, link_to_muxer, make, set, set_str, vp8_encoder};
 use super::error::PipelineError;
 
-/// MP4 fragment length: how much a killed recording can lose at most.
-const FRAGMENT_MS: u32 = 1000;
 /// `audiorate` tolerance before it fills or drops samples (Go: 3 ms).
 const AUDIO_RATE_TOLERANCE: Duration = Duration::from_millis(3);
-/// x264's VBV buffer (Go: 2 s for file outputs); also vp8enc's rate-control buffer.
-const VBV_BUFFER_MS: u32 = 2000;
-/// libvpx speed in realtime mode (0 best … 16 fastest). Measured at 720p30 on a 2-core host,
-/// one thread: 8 costs what x264 `veryfast` costs (0.13 cores for a web page, 0.28 for
-/// full-frame motion) and encodes three times faster than real time.
-const VP8_CPU_USED: i32 = 8;
-/// VP8 keyframe distance when the request sets no `key_frame_interval`: seeking lands within
-/// this, at a small bitrate cost (libvpx's own default is 128 frames).
-const VP8_KEYFRAME_SECS: f64 = 2.0;
-/// Pixels a second one vp8enc thread is given when `video_encoder_threads` is 0 (1080p30): more
-/// threads only where one cannot keep up, because libvpx's VP8 threads spin while they wait
-/// for each other: on a busy 2-core host a 720p30 web recording's handler used 0.7 cores with
-/// two threads and 0.2 (as with x264) with one.
-const VP8_PIXELS_PER_THREAD: u64 = 1920 * 1080 * 30;
-/// At most this many vp8enc threads are chosen automatically.
-const VP8_MAX_AUTO_THREADS: u64 = 4;
 
 /// Where capture reads from.
 pub struct CaptureInputs {
@@ -127,46 +109,10 @@ pub struct Recording {
     bus_task: JoinHandle<()>,
 }
 
-fn gst_err(e: impl std::fmt::Display) -> PipelineError {
-    PipelineError::Gst(e.to_string())
-}
-
-fn make(factory: &str, name: &str) -> Result<gst::Element, PipelineError> {
-    gst::ElementFactory::make(factory)
-        .name(name)
-        .build()
-        .map_err(|_| PipelineError::Gst(format!("could not create {factory} (is its GStreamer plugin installed?)")))
-}
-
-/// Sets a property, refusing (instead of panicking, as glib would) on a name or type mismatch.
-fn set<V: ToValue>(el: &gst::Element, prop: &str, v: V) -> Result<(), PipelineError> {
-    let pspec = el.find_property(prop).ok_or_else(|| gst_err(format!("{} has no property {prop}", el.name())))?;
-    let value = v.to_value();
-    if !value.type_().is_a(pspec.value_type()) {
-        return Err(gst_err(format!("{}.{prop} is a {}, not a {}", el.name(), pspec.value_type(), value.type_())));
-    }
-    el.set_property_from_value(prop, &value);
-    Ok(())
-}
-
-/// Sets an enum or flags property from its nick (`"veryfast"`, `"downstream"`).
-fn set_str(el: &gst::Element, prop: &str, s: &str) -> Result<(), PipelineError> {
-    let pspec = el.find_property(prop).ok_or_else(|| gst_err(format!("{} has no property {prop}", el.name())))?;
-    let value = glib::Value::deserialize_with_pspec(s, &pspec).map_err(|_| gst_err(format!("{}.{prop} cannot be {s:?}", el.name())))?;
-    el.set_property_from_value(prop, &value);
-    Ok(())
-}
-
-fn caps_filter(name: &str, caps: gst::Caps) -> Result<gst::Element, PipelineError> {
-    let el = make("capsfilter", name)?;
-    set(&el, "caps", caps)?;
-    Ok(el)
-}
-
 /// A queue holding up to `latency` of media; leaky ones drop the oldest instead of blocking a
 /// live source when the encoder falls behind.
 fn queue(name: &str, latency: Duration, leaky: bool) -> Result<gst::Element, PipelineError> {
-    let q = make("queue", name)?;
+    let q = make("queue", Some(name))?;
     set(&q, "max-size-time", latency.as_nanos() as u64)?;
     set(&q, "max-size-bytes", 0u32)?;
     set(&q, "max-size-buffers", 0u32)?;
@@ -174,21 +120,6 @@ fn queue(name: &str, latency: Duration, leaky: bool) -> Result<gst::Element, Pip
         set_str(&q, "leaky", "downstream")?;
     }
     Ok(q)
-}
-
-fn link_chain(elements: &[&gst::Element]) -> Result<(), PipelineError> {
-    gst::Element::link_many(elements.iter().copied()).map_err(|e| gst_err(format!("failed to link elements: {e}")))
-}
-
-fn link_to_muxer(src: &gst::Element, mux: &gst::Element, template: &str) -> Result<(), PipelineError> {
-    let sink = mux
-        .request_pad_simple(template)
-        .ok_or_else(|| gst_err(format!("{} has no {template} pad", mux.name())))?;
-    let srcpad = src.static_pad("src").ok_or_else(|| gst_err(format!("{} has no src pad", src.name())))?;
-    srcpad
-        .link(&sink)
-        .map(|_| ())
-        .map_err(|e| gst_err(format!("failed to link {} to {}: {e:?}", src.name(), mux.name())))
 }
 
 /// Watches buffers entering an encoder: media timing, and the first one as `FirstFrame`.
@@ -242,91 +173,6 @@ fn gate_pad(pad: &gst::Pad, gate: Arc<Gate>) {
     });
 }
 
-/// The WebM muxer. It writes each cluster whole when the cluster closes (at the latest after
-/// [`FRAGMENT_MS`], so a killed handler loses at most that much) and never touches it again,
-/// but at EOS it seeks back to fill in the segment size, duration and seek head in the file's
-/// first few hundred bytes (and appends cues). Storage notices the changed head and uploads the
-/// finished file again; a file cut off before EOS keeps Matroska's "unknown size" there and
-/// plays as it is.
-fn webm_muxer() -> Result<gst::Element, PipelineError> {
-    let m = make("webmmux", "mux")?;
-    set(&m, "max-cluster-duration", i64::from(FRAGMENT_MS) * 1_000_000)?;
-    Ok(m)
-}
-
-/// x264 → profile caps → h264parse; the encoder first.
-fn h264_encoder(cfg: &PipelineConfig) -> Result<Vec<gst::Element>, PipelineError> {
-    let e = &cfg.encoding;
-    let enc = make("x264enc", "video_encoder")?;
-    set_str(&enc, "speed-preset", "veryfast")?;
-    set(&enc, "bitrate", e.video_bitrate.max(1) as u32)?;
-    set(&enc, "vbv-buf-capacity", VBV_BUFFER_MS)?;
-    set(&enc, "bframes", 0u32)?;
-    if cfg.encoder_threads > 0 {
-        set(&enc, "threads", cfg.encoder_threads)?;
-    }
-    if e.key_frame_interval > 0.0 {
-        set(&enc, "key-int-max", keyframe_distance(e.key_frame_interval, e.framerate))?;
-        set(&enc, "option-string", "scenecut=0")?;
-    }
-    let profile = caps_filter(
-        "video_profile_caps",
-        gst::Caps::builder("video/x-h264").field("profile", e.profile.as_str()).build(),
-    )?;
-    let parse = make("h264parse", "video_parse")?;
-    Ok(vec![enc, profile, parse])
-}
-
-/// vp8enc in realtime mode: each frame is encoded within its frame time, with no look-ahead
-/// (`lag-in-frames=0`: no delay between the tracks, no alt-ref frames), constant bitrate with
-/// x264's buffer, and a keyframe at least every `key_frame_interval` (else 2 s).
-fn vp8_encoder(cfg: &PipelineConfig) -> Result<gst::Element, PipelineError> {
-    let e = &cfg.encoding;
-    let enc = make("vp8enc", "video_encoder")?;
-    set(&enc, "deadline", 1i64)?;
-    set(&enc, "cpu-used", VP8_CPU_USED)?;
-    let threads = if cfg.encoder_threads > 0 {
-        u64::from(cfg.encoder_threads)
-    } else {
-        let dim = |v: i32| u64::try_from(v).unwrap_or(0).max(1);
-        let pixels = dim(e.width) * dim(e.height) * dim(e.framerate);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
-        pixels.div_ceil(VP8_PIXELS_PER_THREAD).clamp(1, VP8_MAX_AUTO_THREADS.min(cores).max(1))
-    };
-    set(&enc, "threads", threads.clamp(1, 64) as i32)?;
-    set_str(&enc, "end-usage", "cbr")?;
-    set(&enc, "target-bitrate", e.video_bitrate.max(1).saturating_mul(1000))?;
-    set(&enc, "buffer-size", VBV_BUFFER_MS as i32)?;
-    set(&enc, "lag-in-frames", 0i32)?;
-    let interval = if e.key_frame_interval > 0.0 { e.key_frame_interval } else { VP8_KEYFRAME_SECS };
-    set(&enc, "keyframe-max-dist", i32::try_from(keyframe_distance(interval, e.framerate)).unwrap_or(i32::MAX))?;
-    Ok(enc)
-}
-
-/// Makes the file look unseekable to the muxer, so that it never goes back to patch bytes it
-/// already wrote (storage streams the file while it grows; see the module docs). mp4mux then
-/// leaves the moov's durations unset and xingmux its Xing frame, which with CBR MP3 and
-/// fragmented MP4 costs nothing: ffprobe and players take the duration from the fragments or
-/// the bitrate.
-fn append_only(sink: &gst::Element) -> Result<(), PipelineError> {
-    let pad = sink.static_pad("sink").ok_or_else(|| PipelineError::Gst("filesink has no sink pad".into()))?;
-    pad.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
-        if let Some(gst::PadProbeData::Query(q)) = info.data.as_mut()
-            && let gst::QueryViewMut::Seeking(s) = q.view_mut()
-        {
-            s.set(false, gst::GenericFormattedValue::none_for_format(s.format()), gst::GenericFormattedValue::none_for_format(s.format()));
-            return gst::PadProbeReturn::Handled;
-        }
-        gst::PadProbeReturn::Ok
-    });
-    Ok(())
-}
-
-/// Frames between keyframes for an interval in seconds (at least 1).
-fn keyframe_distance(interval_secs: f64, framerate: i32) -> u32 {
-    (interval_secs * f64::from(framerate)).round().clamp(1.0, f64::from(u32::MAX)) as u32
-}
-
 impl Recording {
     /// Builds the pipeline writing to `out_path`. Nothing runs until [`prepare`](Self::prepare).
     pub fn build(cfg: &PipelineConfig, inputs: &CaptureInputs, out_path: &Path) -> Result<Recording, PipelineError> {
@@ -340,49 +186,25 @@ impl Recording {
         let gate = Arc::new(Gate::default());
         let latency = cfg.pipeline_latency;
 
-        let mux = match cfg.file.container {
-            Container::Mp4 => {
-                let m = make("mp4mux", "mux")?;
-                set(&m, "fragment-duration", FRAGMENT_MS)?;
-                // Write for a stream: the moov carries no total duration (players sum the
-                // fragments), so nothing has to be rewritten at the end.
-                set(&m, "streamable", true)?;
-                m
-            }
-            Container::Ogg => make("oggmux", "mux")?,
-            Container::Mp3 => make("xingmux", "mux")?,
-            Container::Webm => webm_muxer()?,
-        };
-        let sink = make("filesink", "file_sink")?;
-        set(&sink, "location", out_path.to_string_lossy().as_ref())?;
-        set(&sink, "sync", false)?;
-        set(&sink, "async", false)?;
-        // Everything muxed is in the page cache at once, so a killed handler loses nothing
-        // that was already written.
-        set_str(&sink, "buffer-mode", "unbuffered")?;
-        pipeline.add_many([&mux, &sink]).map_err(gst_err)?;
-        link_chain(&[&mux, &sink])?;
-        if matches!(cfg.file.container, Container::Mp4 | Container::Mp3) {
-            append_only(&sink)?;
-        }
+        let mux = file_end(&pipeline, cfg.file.container, out_path)?;
 
         if cfg.video {
             let e = &cfg.encoding;
-            let src = make("ximagesrc", "video_src")?;
+            let src = make("ximagesrc", Some("video_src"))?;
             set(&src, "display-name", inputs.display.as_str())?;
             set(&src, "use-damage", false)?;
             set(&src, "show-pointer", false)?;
             let rate_caps = gst::Caps::builder("video/x-raw").field("framerate", gst::Fraction::new(e.framerate, 1)).build();
-            let src_caps = caps_filter("video_src_caps", rate_caps.clone())?;
+            let src_caps = caps_filter(Some("video_src_caps"), rate_caps.clone())?;
             let in_queue = queue("video_input_queue", latency, true)?;
-            let convert = make("videoconvert", "video_convert")?;
-            let rate = make("videorate", "video_rate")?;
+            let convert = make("videoconvert", Some("video_convert"))?;
+            let rate = make("videorate", Some("video_rate"))?;
             set(&rate, "skip-to-first", true)?;
-            let out_caps = caps_filter("video_caps", rate_caps)?;
+            let out_caps = caps_filter(Some("video_caps"), rate_caps)?;
             let enc_queue = queue("video_encoder_queue", latency, false)?;
             let encoder = match cfg.video_codec.unwrap_or(VideoCodec::H264) {
-                VideoCodec::H264 => h264_encoder(cfg)?,
-                VideoCodec::Vp8 => vec![vp8_encoder(cfg)?],
+                VideoCodec::H264 => h264_encoder(&cfg.encoding, cfg.encoder_threads)?,
+                VideoCodec::Vp8 => vec![vp8_encoder(&cfg.encoding, cfg.encoder_threads)?],
             };
             let mut chain = vec![&src, &src_caps, &in_queue, &convert, &rate, &out_caps, &enc_queue];
             chain.extend(encoder.iter());
@@ -391,7 +213,7 @@ impl Recording {
             let (Some(enc), Some(last)) = (encoder.first(), encoder.last()) else {
                 return Err(gst_err("no video encoder"));
             };
-            link_to_muxer(last, &mux, "video_%u")?;
+            link_request(last, &mux, "video_%u")?;
             if let Some(pad) = src_caps.static_pad("src") {
                 gate_pad(&pad, gate.clone());
             }
@@ -400,55 +222,34 @@ impl Recording {
 
         if let Some(codec) = cfg.audio_codec.filter(|_| cfg.audio) {
             let e = &cfg.encoding;
-            let src = make("pulsesrc", "audio_src")?;
+            let src = make("pulsesrc", Some("audio_src"))?;
             set(&src, "server", inputs.pulse_server.as_str())?;
             set(&src, "device", inputs.pulse_device.as_str())?;
             let in_queue = queue("audio_input_queue", latency, true)?;
-            let rate = make("audiorate", "audio_rate")?;
+            let rate = make("audiorate", Some("audio_rate"))?;
             set(&rate, "skip-to-first", true)?;
             set(&rate, "tolerance", AUDIO_RATE_TOLERANCE.as_nanos() as u64)?;
-            let convert = make("audioconvert", "audio_convert")?;
-            let resample = make("audioresample", "audio_resample")?;
+            let convert = make("audioconvert", Some("audio_convert"))?;
+            let resample = make("audioresample", Some("audio_resample"))?;
             let sample_rate = if codec == AudioCodec::Opus { 48_000 } else { e.audio_frequency };
             let caps = caps_filter(
-                "audio_caps",
+                Some("audio_caps"),
                 gst::Caps::builder("audio/x-raw").field("rate", sample_rate).field("channels", 2i32).build(),
             )?;
-            let (enc, parse) = match codec {
-                AudioCodec::Aac => {
-                    let enc = make("avenc_aac", "audio_encoder")?;
-                    set(&enc, "bitrate", e.audio_bitrate.saturating_mul(1000))?;
-                    (enc, Some(make("aacparse", "audio_parse")?))
-                }
-                AudioCodec::Opus => {
-                    let enc = make("opusenc", "audio_encoder")?;
-                    set(&enc, "bitrate", e.audio_bitrate.saturating_mul(1000).clamp(4000, 650_000))?;
-                    (enc, None)
-                }
-                AudioCodec::Mp3 => {
-                    let enc = make("lamemp3enc", "audio_encoder")?;
-                    set_str(&enc, "target", "bitrate")?;
-                    set(&enc, "cbr", true)?;
-                    set(&enc, "bitrate", e.audio_bitrate.clamp(8, 320))?;
-                    (enc, Some(make("mpegaudioparse", "audio_parse")?))
-                }
-            };
-            let mut chain = vec![&src, &in_queue, &rate, &convert, &resample, &caps, &enc];
-            if let Some(p) = &parse {
-                chain.push(p);
-            }
+            let encoder = audio_encoder(codec, e)?;
+            let mut chain = vec![&src, &in_queue, &rate, &convert, &resample, &caps];
+            chain.extend(encoder.iter());
             pipeline.add_many(chain.iter().copied()).map_err(gst_err)?;
             link_chain(&chain)?;
             if let Some(pad) = src.static_pad("src") {
                 gate_pad(&pad, gate.clone());
             }
-            let last = parse.as_ref().unwrap_or(&enc);
-            match cfg.file.container {
-                Container::Mp4 | Container::Ogg | Container::Webm => link_to_muxer(last, &mux, "audio_%u")?,
-                Container::Mp3 => link_chain(&[last, &mux])?,
-            }
+            let (Some(enc), Some(last)) = (encoder.first(), encoder.last()) else {
+                return Err(gst_err("no audio encoder"));
+            };
+            link_to_muxer(last, &mux, cfg.file.container, "audio_%u")?;
             let first = (!cfg.video).then(|| tx.clone());
-            watch_encoder_input(&enc, timing.clone(), first);
+            watch_encoder_input(enc, timing.clone(), first);
         }
 
         let bus = pipeline.bus().ok_or_else(|| gst_err("pipeline has no bus"))?;

@@ -26,23 +26,19 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use gstreamer as gst;
-use gstreamer::glib;
 use gstreamer::prelude::*;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::super::encoding::{AudioCodec, Container, Encoding, VideoCodec};
+use super::super::elements::{audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request, link_to_muxer, make, set, set_str, vp8_encoder};
 use super::super::error::PipelineError;
 use crate::webrtc::TrackCodec;
 use crate::webrtc::room::Channel;
 
-/// MP4 fragment (and WebM cluster) length: what a killed recording can lose at most.
-const FRAGMENT_MS: u32 = 1000;
 /// How long the mixers wait for late input before producing without it. Frames arrive a hold
 /// ahead of their running time, so this only covers scheduling.
 const MIXER_LATENCY: Duration = Duration::from_millis(200);
-/// x264's VBV buffer (Go: 2 s for file outputs).
-const VBV_BUFFER_MS: u32 = 2000;
 /// Opus packets are 20 ms: the silence source uses the same size.
 const SILENCE_SAMPLES: i32 = 960;
 /// libopus (every browser's and lk's encoder) delays the audio it encodes by its look-ahead,
@@ -57,69 +53,6 @@ const AAC_PRIMING_SAMPLES: u64 = 1024;
 pub enum MixerEvent {
     Eos,
     Error(String),
-}
-
-fn gst_err(e: impl std::fmt::Display) -> PipelineError {
-    PipelineError::Gst(e.to_string())
-}
-
-fn make(factory: &str) -> Result<gst::Element, PipelineError> {
-    gst::ElementFactory::make(factory)
-        .build()
-        .map_err(|_| PipelineError::Gst(format!("could not create {factory} (is its GStreamer plugin installed?)")))
-}
-
-/// Sets a property, refusing (instead of panicking, as glib would) on a name or type mismatch.
-fn set<V: ToValue>(el: &gst::Element, prop: &str, v: V) -> Result<(), PipelineError> {
-    let pspec = el.find_property(prop).ok_or_else(|| gst_err(format!("{} has no property {prop}", el.name())))?;
-    let value = v.to_value();
-    if !value.type_().is_a(pspec.value_type()) {
-        return Err(gst_err(format!("{}.{prop} is a {}, not a {}", el.name(), pspec.value_type(), value.type_())));
-    }
-    el.set_property_from_value(prop, &value);
-    Ok(())
-}
-
-/// Sets an enum or flags property from its nick.
-fn set_str(el: &gst::Element, prop: &str, s: &str) -> Result<(), PipelineError> {
-    let pspec = el.find_property(prop).ok_or_else(|| gst_err(format!("{} has no property {prop}", el.name())))?;
-    let value = glib::Value::deserialize_with_pspec(s, &pspec).map_err(|_| gst_err(format!("{}.{prop} cannot be {s:?}", el.name())))?;
-    el.set_property_from_value(prop, &value);
-    Ok(())
-}
-
-fn caps_filter(caps: gst::Caps) -> Result<gst::Element, PipelineError> {
-    let el = make("capsfilter")?;
-    set(&el, "caps", caps)?;
-    Ok(el)
-}
-
-fn link_chain(elements: &[&gst::Element]) -> Result<(), PipelineError> {
-    gst::Element::link_many(elements.iter().copied()).map_err(|e| gst_err(format!("failed to link elements: {e}")))
-}
-
-/// Links `src`'s src pad to a new request pad of `sink` (a mixer or muxer); returns that pad.
-fn link_request(src: &gst::Element, sink: &gst::Element, template: &str) -> Result<gst::Pad, PipelineError> {
-    let pad = sink.request_pad_simple(template).ok_or_else(|| gst_err(format!("{} has no {template} pad", sink.name())))?;
-    let srcpad = src.static_pad("src").ok_or_else(|| gst_err(format!("{} has no src pad", src.name())))?;
-    srcpad.link(&pad).map_err(|e| gst_err(format!("failed to link {} to {}: {e:?}", src.name(), sink.name())))?;
-    Ok(pad)
-}
-
-/// Makes the file look unseekable to the muxer, so that it never rewrites bytes already written
-/// (storage uploads the file while it grows; see `pipeline::gst`).
-fn append_only(sink: &gst::Element) -> Result<(), PipelineError> {
-    let pad = sink.static_pad("sink").ok_or_else(|| gst_err("filesink has no sink pad"))?;
-    pad.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
-        if let Some(gst::PadProbeData::Query(q)) = info.data.as_mut()
-            && let gst::QueryViewMut::Seeking(s) = q.view_mut()
-        {
-            s.set(false, gst::GenericFormattedValue::none_for_format(s.format()), gst::GenericFormattedValue::none_for_format(s.format()));
-            return gst::PadProbeReturn::Handled;
-        }
-        gst::PadProbeReturn::Ok
-    });
-    Ok(())
 }
 
 /// What the file holds.
@@ -217,31 +150,7 @@ impl Mixer {
         pipeline.set_start_time(gst::ClockTime::NONE);
         let (tx, events) = mpsc::unbounded_channel();
 
-        let mux = match settings.container {
-            Container::Mp4 => {
-                let m = make("mp4mux")?;
-                set(&m, "fragment-duration", FRAGMENT_MS)?;
-                set(&m, "streamable", true)?;
-                m
-            }
-            Container::Ogg => make("oggmux")?,
-            Container::Mp3 => make("xingmux")?,
-            Container::Webm => {
-                let m = make("webmmux")?;
-                set(&m, "max-cluster-duration", i64::from(FRAGMENT_MS) * 1_000_000)?;
-                m
-            }
-        };
-        let sink = make("filesink")?;
-        set(&sink, "location", out_path.to_string_lossy().as_ref())?;
-        set(&sink, "sync", false)?;
-        set(&sink, "async", false)?;
-        set_str(&sink, "buffer-mode", "unbuffered")?;
-        pipeline.add_many([&mux, &sink]).map_err(gst_err)?;
-        link_chain(&[&mux, &sink])?;
-        if matches!(settings.container, Container::Mp4 | Container::Mp3) {
-            append_only(&sink)?;
-        }
+        let mux = file_end(&pipeline, settings.container, out_path)?;
 
         let mut fillers = Vec::new();
         let compositor = match settings.video {
@@ -280,46 +189,19 @@ impl Mixer {
     /// black source → compositor → encoder → muxer.
     fn build_video(pipeline: &gst::Pipeline, s: &MixerSettings, codec: VideoCodec, mux: &gst::Element) -> Result<(gst::Element, gst::Element), PipelineError> {
         let e = &s.encoding;
-        let black = make("videotestsrc")?;
+        let black = make("videotestsrc", None)?;
         set_str(&black, "pattern", "black")?;
         set(&black, "is-live", true)?;
-        let black_caps = caps_filter(s.raw_video_caps(true))?;
-        let comp = make("compositor")?;
+        let black_caps = caps_filter(None, s.raw_video_caps(true))?;
+        let comp = make("compositor", None)?;
         set_str(&comp, "background", "black")?;
         set(&comp, "latency", MIXER_LATENCY.as_nanos() as u64)?;
-        let out_caps = caps_filter(s.raw_video_caps(true))?;
-        let queue = make("queue")?;
+        let out_caps = caps_filter(None, s.raw_video_caps(true))?;
+        let queue = make("queue", None)?;
         let mut chain: Vec<gst::Element> = vec![comp.clone(), out_caps, queue];
         match codec {
-            VideoCodec::H264 => {
-                let enc = make("x264enc")?;
-                set_str(&enc, "speed-preset", "veryfast")?;
-                set(&enc, "bitrate", e.video_bitrate.max(1) as u32)?;
-                set(&enc, "vbv-buf-capacity", VBV_BUFFER_MS)?;
-                // No B-frames: fragmented MP4 has no edit list to undo their reordering delay.
-                set(&enc, "bframes", 0u32)?;
-                if s.encoder_threads > 0 {
-                    set(&enc, "threads", s.encoder_threads)?;
-                }
-                if e.key_frame_interval > 0.0 {
-                    set(&enc, "key-int-max", keyframe_distance(e.key_frame_interval, e.framerate))?;
-                    set(&enc, "option-string", "scenecut=0")?;
-                }
-                let profile = caps_filter(gst::Caps::builder("video/x-h264").field("profile", e.profile.as_str()).build())?;
-                chain.extend([enc, profile, make("h264parse")?]);
-            }
-            VideoCodec::Vp8 => {
-                let enc = make("vp8enc")?;
-                set(&enc, "deadline", 1i64)?;
-                set(&enc, "cpu-used", 8i32)?;
-                set(&enc, "threads", s.encoder_threads.clamp(1, 64) as i32)?;
-                set_str(&enc, "end-usage", "cbr")?;
-                set(&enc, "target-bitrate", e.video_bitrate.max(1).saturating_mul(1000))?;
-                set(&enc, "lag-in-frames", 0i32)?;
-                let interval = if e.key_frame_interval > 0.0 { e.key_frame_interval } else { 2.0 };
-                set(&enc, "keyframe-max-dist", i32::try_from(keyframe_distance(interval, e.framerate)).unwrap_or(i32::MAX))?;
-                chain.push(enc);
-            }
+            VideoCodec::H264 => chain.extend(h264_encoder(e, s.encoder_threads)?),
+            VideoCodec::Vp8 => chain.push(vp8_encoder(e, s.encoder_threads)?),
         }
         pipeline.add_many([&black, &black_caps]).map_err(gst_err)?;
         pipeline.add_many(chain.iter()).map_err(gst_err)?;
@@ -336,39 +218,18 @@ impl Mixer {
     /// silent source → audiomixer → encoder → muxer.
     fn build_audio(pipeline: &gst::Pipeline, s: &MixerSettings, codec: AudioCodec, mux: &gst::Element) -> Result<(gst::Element, gst::Element), PipelineError> {
         let e = &s.encoding;
-        let silence = make("audiotestsrc")?;
+        let silence = make("audiotestsrc", None)?;
         set_str(&silence, "wave", "silence")?;
         set(&silence, "is-live", true)?;
         set(&silence, "samplesperbuffer", SILENCE_SAMPLES)?;
-        let silence_caps = caps_filter(s.raw_audio_caps(2))?;
-        let mixer = make("audiomixer")?;
+        let silence_caps = caps_filter(None, s.raw_audio_caps(2))?;
+        let mixer = make("audiomixer", None)?;
         set(&mixer, "latency", MIXER_LATENCY.as_nanos() as u64)?;
-        let out_caps = caps_filter(s.raw_audio_caps(2))?;
-        let queue = make("queue")?;
+        let out_caps = caps_filter(None, s.raw_audio_caps(2))?;
+        let queue = make("queue", None)?;
         // The encoders take their own sample formats (avenc_aac: planar float).
-        let mut chain: Vec<gst::Element> = vec![mixer.clone(), out_caps, queue, make("audioconvert")?];
-        match codec {
-            AudioCodec::Aac => {
-                let enc = make("avenc_aac")?;
-                set(&enc, "bitrate", e.audio_bitrate.saturating_mul(1000))?;
-                // Forced mid/side coding leaks a left-only route into the right channel
-                // (measured: both at the same level); the encoder still uses M/S where it pays.
-                set(&enc, "aac-ms", false)?;
-                chain.extend([enc, make("aacparse")?]);
-            }
-            AudioCodec::Opus => {
-                let enc = make("opusenc")?;
-                set(&enc, "bitrate", e.audio_bitrate.saturating_mul(1000).clamp(4000, 650_000))?;
-                chain.push(enc);
-            }
-            AudioCodec::Mp3 => {
-                let enc = make("lamemp3enc")?;
-                set_str(&enc, "target", "bitrate")?;
-                set(&enc, "cbr", true)?;
-                set(&enc, "bitrate", e.audio_bitrate.clamp(8, 320))?;
-                chain.extend([enc, make("mpegaudioparse")?]);
-            }
-        }
+        let mut chain: Vec<gst::Element> = vec![mixer.clone(), out_caps, queue, make("audioconvert", None)?];
+        chain.extend(audio_encoder(codec, e)?);
         pipeline.add_many([&silence, &silence_caps]).map_err(gst_err)?;
         pipeline.add_many(chain.iter()).map_err(gst_err)?;
         link_chain(&[&silence, &silence_caps])?;
@@ -376,12 +237,7 @@ impl Mixer {
         let refs: Vec<&gst::Element> = chain.iter().collect();
         link_chain(&refs)?;
         let last = chain.last().ok_or_else(|| gst_err("no audio encoder"))?;
-        match s.container {
-            Container::Mp3 => link_chain(&[last, mux])?,
-            _ => {
-                link_request(last, mux, "audio_%u")?;
-            }
-        }
+        link_to_muxer(last, mux, s.container, "audio_%u")?;
         Ok((mixer, silence))
     }
 
@@ -408,7 +264,7 @@ impl Mixer {
         if self.branches.contains_key(track_sid) {
             return Ok(());
         }
-        let appsrc = make("appsrc")?;
+        let appsrc = make("appsrc", None)?;
         set_str(&appsrc, "format", "time")?;
         set(&appsrc, "is-live", true)?;
         set(&appsrc, "do-timestamp", false)?;
@@ -422,17 +278,17 @@ impl Mixer {
                 .field("channels", 2i32)
                 .field("channel-mapping-family", 0i32)
                 .build())?;
-            let dec = make("opusdec")?;
+            let dec = make("opusdec", None)?;
             set(&dec, "plc", true)?;
-            chain.extend([dec, make("audioconvert")?, make("audioresample")?]);
+            chain.extend([dec, make("audioconvert", None)?, make("audioresample", None)?]);
             match channel {
-                Channel::Both => chain.push(caps_filter(self.settings.raw_audio_caps(2))?),
+                Channel::Both => chain.push(caps_filter(None, self.settings.raw_audio_caps(2))?),
                 Channel::Left | Channel::Right => {
-                    chain.push(caps_filter(self.settings.raw_audio_caps(1))?);
-                    let pan = make("audiopanorama")?;
+                    chain.push(caps_filter(None, self.settings.raw_audio_caps(1))?);
+                    let pan = make("audiopanorama", None)?;
                     set_str(&pan, "method", "simple")?;
                     set(&pan, "panorama", if channel == Channel::Left { -1.0f32 } else { 1.0f32 })?;
-                    chain.extend([pan, make("audioconvert")?, caps_filter(self.settings.raw_audio_caps(2))?]);
+                    chain.extend([pan, make("audioconvert", None)?, caps_filter(None, self.settings.raw_audio_caps(2))?]);
                 }
             }
             (mixer, "sink_%u")
@@ -441,15 +297,15 @@ impl Mixer {
             let (caps, decoders) = video_input(codec);
             set(&appsrc, "caps", caps)?;
             for d in decoders {
-                chain.push(make(d)?);
+                chain.push(make(d, None)?);
             }
-            let scale = make("videoscale")?;
+            let scale = make("videoscale", None)?;
             // Letterbox rather than stretch a track of another aspect ratio.
             set(&scale, "add-borders", true)?;
-            chain.extend([make("videoconvert")?, scale, caps_filter(self.settings.raw_video_caps(false))?]);
+            chain.extend([make("videoconvert", None)?, scale, caps_filter(None, self.settings.raw_video_caps(false))?]);
             (comp, "sink_%u")
         };
-        chain.push(make("queue")?);
+        chain.push(make("queue", None)?);
         self.pipeline.add_many(chain.iter()).map_err(gst_err)?;
         let refs: Vec<&gst::Element> = chain.iter().collect();
         link_chain(&refs)?;
@@ -575,11 +431,6 @@ fn set_zorder(pad: &gst::Pad, z: u32) {
     if pad.find_property("zorder").is_some() {
         pad.set_property("zorder", z);
     }
-}
-
-/// Frames between keyframes for an interval in seconds (at least 1).
-fn keyframe_distance(interval_secs: f64, framerate: i32) -> u32 {
-    (interval_secs * f64::from(framerate)).round().clamp(1.0, f64::from(u32::MAX)) as u32
 }
 
 async fn watch_bus(bus: gst::Bus, tx: mpsc::UnboundedSender<MixerEvent>) {
