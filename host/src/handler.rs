@@ -114,6 +114,12 @@ async fn run(config: ServiceConfig) -> Result<(), HandlerError> {
         }
     });
 
+    // Every upload's outcome goes to the service, whose metrics count it.
+    let uploads = out_tx.clone();
+    let reporting = crate::storage::report::install(Arc::new(move |r| {
+        let _ = uploads.send(HandlerMsg { kind: Some(handler_msg::Kind::Upload(r.into())), egress_id: String::new() });
+    }));
+
     let shared = Arc::new(Shared { config: Arc::new(config), loaded: OnceCell::new() });
     let mut lines: HashMap<String, JobLine> = HashMap::new();
     let mut jobs: JoinSet<String> = JoinSet::new();
@@ -171,6 +177,7 @@ async fn run(config: ServiceConfig) -> Result<(), HandlerError> {
             _ = &mut terminate => stop_all(&lines, "signal"),
         }
     }
+    drop(reporting);
     drop(out_tx);
     let _ = writer.await;
     Ok(())

@@ -1,14 +1,15 @@
 //! Recordings into object storage, end to end: a real livekit-server and egress recording the
 //! local test page with Chrome, uploading through the s3 / azure / gcs sink plugins to real
-//! emulators (s3s-fs checks SigV4; Azurite checks SharedKey; GCS through the XML facade), and
-//! the safety net: backup storage, the local file kept when every storage fails, a killed
-//! handler's partial file uploaded by the service.
+//! emulators (s3s-fs checks SigV4; Azurite checks SharedKey; GCS through the XML facade; s3 also
+//! as a dylib plugin), the Go upload metrics, and the safety net: backup storage, the local file
+//! kept when every storage fails, a killed handler's partial file uploaded by the service.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use egress_e2e::recording::*;
 use egress_e2e::storage::{AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, S3_REGION, S3S_ACCESS_KEY, S3S_SECRET_KEY};
+use egress_e2e::plugin_build::storage_plugin_dylib;
 use egress_e2e::{Azurite, GcsFacade, S3sFs, free_port};
 use serde_json::{Value, json};
 
@@ -83,6 +84,30 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The value of the Prometheus sample `name` whose labels include every `labels` pair, from the
+/// egress service's /metrics (`None` when there is no such sample).
+async fn metric(stack: &RecordingStack, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let port = stack
+        .config
+        .lines()
+        .find_map(|l| l.strip_prefix("prometheus_port:"))
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .expect("prometheus_port in the config");
+    let text = egress_e2e::http_get(&format!("http://127.0.0.1:{port}/metrics")).await.expect("metrics").1;
+    let found = text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+        let (set, value) = rest.rsplit_once("} ")?;
+        labels.iter().all(|(k, v)| set.split(',').any(|kv| kv == format!("{k}=\"{v}\""))).then(|| value.trim().parse().ok())?
+    });
+    if found.is_none() {
+        eprintln!("no {name} {labels:?} in:\n{}", text.lines().filter(|l| l.contains("upload") || l.contains("backup")).collect::<Vec<_>>().join("\n"));
+    }
+    found
+}
+
+const UPLOADS: &str = "livekit_egress_pipeline_uploads";
+const BACKUP_WRITES: &str = "livekit_egress_backup_storage_writes";
+
 #[tokio::test]
 async fn a_recording_streams_to_s3_with_its_manifest() {
     let _serial = serial().await;
@@ -125,6 +150,53 @@ async fn a_recording_streams_to_s3_with_its_manifest() {
         "the MP4 was uploaded twice:\n{}",
         stack.egress.log_tail()
     );
+    // Go's upload counter, with its labels: the request named its own S3 endpoint.
+    for content_type in ["video/mp4", "application/json"] {
+        let labels = [("type", content_type), ("status", "success"), ("custom_endpoint", "true")];
+        assert_eq!(metric(&stack, UPLOADS, &labels).await, Some(1.0), "{content_type}");
+    }
+}
+
+/// The storage a request names is served by whatever plugin holds that name: here `s3` is the
+/// s3 plugin built as a cdylib, listed as `dylib:` in `plugins:` (and no compiled-in s3 is
+/// active), so a v2 request with `storage: {s3: …}` is uploaded through the dylib loader.
+#[tokio::test]
+async fn a_v2_s3_storage_is_served_by_an_s3_plugin_loaded_as_a_dylib() {
+    let _serial = serial().await;
+    let so = tokio::task::spawn_blocking(|| storage_plugin_dylib("egress-plugin-s3")).await.expect("building the s3 dylib");
+    let s3 = S3sFs::start().await;
+    s3.create_bucket(BUCKET).await;
+    let plugins = format!("plugins:\n  - builtin: file\n  - dylib: {:?}\n", so.display().to_string());
+    let stack = RecordingStack::start_with(|y| format!("{y}{plugins}")).await;
+    let page = TestPage::start().await;
+    let lk = stack.lk();
+
+    let request = json!({
+        "web": { "url": page.url("") },
+        "outputs": [{ "file": { "filepath": "dylib/page.mp4" } }],
+        "storage": { "s3": {
+            "access_key": S3S_ACCESS_KEY, "secret": S3S_SECRET_KEY, "region": S3_REGION,
+            "endpoint": s3.endpoint(), "bucket": BUCKET, "force_path_style": true
+        } },
+    });
+    let (code, started) = twirp(&stack.livekit, "Egress/StartEgress", json!({ "roomRecord": true }), &request).await;
+    assert_eq!(code, 200, "StartEgress: {started}");
+    let id = started["egress_id"].as_str().expect("egress_id").to_owned();
+    wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    lk.egress_stop(&id).await.expect("egress stop");
+    let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(120)).await;
+
+    let file = &done["file_results"][0];
+    assert_eq!(file["location"], format!("{}/{BUCKET}/dylib/page.mp4", s3.endpoint()).as_str(), "{done:#}");
+    let bytes = s3.read(BUCKET, "dylib/page.mp4").await.expect("the object is in the bucket");
+    assert_eq!(file["size"].as_i64(), Some(bytes.len() as i64), "FileInfo.size is the object's size");
+    let (p, _dir) = probe_bytes(&bytes, "rec.mp4").await;
+    assert_playable_av(&p, 3.0);
+    // The service says which loader the active `s3` came from.
+    let log = stack.egress.log();
+    let loaded = log.lines().find(|l| l.contains("Sink plugin active") && l.contains("libegress_plugin_s3.so"));
+    assert!(loaded.is_some_and(|l| l.contains("dylib")), "no dylib s3 plugin in the log:\n{}", stack.egress.log_tail());
 }
 
 #[tokio::test]
@@ -159,19 +231,13 @@ async fn backup_storage_takes_the_recording_when_the_primary_refuses_the_credent
     let log = stack.egress.log();
     let attempts = log.matches("starting the object again").count();
     assert_eq!(attempts, 0, "auth errors must not be retried:\n{}", stack.egress.log_tail());
-    // Operators see backup writes in Prometheus, under the Go egress's metric name.
-    let port = stack
-        .config
-        .lines()
-        .find_map(|l| l.strip_prefix("prometheus_port:"))
-        .and_then(|p| p.trim().parse::<u16>().ok())
-        .expect("prometheus_port in the config");
-    let metrics = egress_e2e::http_get(&format!("http://127.0.0.1:{port}/metrics")).await.expect("metrics").1;
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("livekit_egress_backup_storage_writes{"))
-        .unwrap_or_else(|| panic!("no backup metric in:\n{metrics}"));
-    assert!(line.contains("output_type=\"file\"") && line.ends_with(" 1"), "{line}");
+    // Operators see it in Prometheus as Go counts it: the primary's refusal is a 4xx upload,
+    // the recording and its manifest are backup writes by MIME type.
+    let refused = [("type", "video/mp4"), ("status", "4xx"), ("custom_endpoint", "true")];
+    assert_eq!(metric(&stack, UPLOADS, &refused).await, Some(1.0));
+    assert_eq!(metric(&stack, UPLOADS, &[("status", "success")]).await, None, "nothing reached the primary");
+    assert_eq!(metric(&stack, BACKUP_WRITES, &[("output_type", "video/mp4")]).await, Some(1.0));
+    assert_eq!(metric(&stack, BACKUP_WRITES, &[("output_type", "application/json")]).await, Some(1.0));
 }
 
 #[tokio::test]
@@ -194,6 +260,9 @@ async fn the_local_file_is_kept_and_named_when_storage_is_unreachable() {
     assert_eq!(done["file_results"][0]["location"], kept.to_string_lossy().as_ref(), "{done:#}");
     let p = probe(&kept).await;
     assert_playable_av(&p, 3.0);
+    // No HTTP answer at all: Go's `internal` status.
+    let unreachable = [("type", "video/mp4"), ("status", "internal"), ("custom_endpoint", "true")];
+    assert_eq!(metric(&stack, UPLOADS, &unreachable).await, Some(1.0));
 }
 
 #[tokio::test]
@@ -244,6 +313,9 @@ async fn a_killed_handlers_partial_recording_is_uploaded_by_the_service() {
     let bytes = s3.read(BUCKET, "crash/page.mp4").await.expect("the partial recording is in the bucket");
     let (p, _dir) = probe_bytes(&bytes, "partial.mp4").await;
     assert_playable_av(&p, 2.0);
+    // The service's own upload is counted too.
+    let stored = [("type", "video/mp4"), ("status", "success"), ("custom_endpoint", "true")];
+    assert_eq!(metric(&stack, UPLOADS, &stored).await, Some(1.0));
 }
 
 #[tokio::test]
@@ -267,4 +339,7 @@ async fn wrong_credentials_fail_once_naming_the_storage_and_keep_the_file() {
     let log = stack.egress.log();
     assert_eq!(log.matches("starting the object again").count(), 0, "auth errors must not be retried");
     assert!(s3.read(BUCKET, "denied/page.mp4").await.is_none());
+    // Counted once (no retries), as a client error.
+    let denied = [("type", "video/mp4"), ("status", "4xx"), ("custom_endpoint", "true")];
+    assert_eq!(metric(&stack, UPLOADS, &denied).await, Some(1.0));
 }

@@ -1,6 +1,7 @@
 //! The object storage sinks (`s3`, `azure`, `gcs`), compiled in, against real emulators
 //! (`egress_e2e::storage`): the conformance kit on each (s3 on moto and on s3s-fs, azure on
-//! Azurite, gcs on the GCS XML facade), a 1 GiB object streamed with bounded memory, uploads
+//! Azurite, gcs on the GCS XML facade; s3 and azure also built as cdylibs and loaded through
+//! the host's dylib loader, `egress_e2e::plugin_build`), a 1 GiB object streamed with bounded memory, uploads
 //! that survive a restart of the endpoint, an endpoint down for good, and wrong credentials.
 //!
 //! Every check reads the destination back through the emulator (size and SHA-256 of what a
@@ -23,7 +24,10 @@ use egress_e2e::storage::{
     AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, MOTO_ACCESS_KEY, MOTO_SECRET_KEY, S3_REGION,
     S3S_ACCESS_KEY, S3S_SECRET_KEY,
 };
+use egress_e2e::plugin_build::storage_plugin_dylib;
 use egress_e2e::{Azurite, GcsFacade, Moto, S3sFs};
+use egress_host::config::EmptyEnv;
+use egress_host::plugins::{PluginRegistry, Source};
 use egress_plugin_api::blocking::block_on;
 use egress_plugin_api::conformance::{
     Expect, FailureCase, Inspector, Kit, Options, Pattern, PeakRss, Report, Stored, exclusive,
@@ -435,6 +439,32 @@ async fn s3_on_moto_passes_the_kit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_on_s3s_fs_passes_the_kit() {
     let _serial = serial().await;
+    s3_kit_on_s3s_fs(plugin::<S3Sink>()).await;
+}
+
+/// The same kit on the s3 plugin built as a cdylib and loaded from `plugins: - dylib:` by the
+/// host's dylib loader: every call crosses the C ABI, each object on its own thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_as_a_dylib_on_s3s_fs_passes_the_kit() {
+    let _serial = serial().await;
+    s3_kit_on_s3s_fs(dylib_plugin("egress-plugin-s3", "s3").await).await;
+}
+
+/// The plugin `name` loaded as the service loads it from `plugins: - dylib: <path>`.
+async fn dylib_plugin(krate: &'static str, name: &str) -> Arc<dyn LoadedPlugin> {
+    let path = tokio::task::spawn_blocking(move || storage_plugin_dylib(krate)).await.expect("building the dylib");
+    let yaml = format!(
+        "api_key: k\napi_secret: s\nws_url: ws://localhost:7880\nredis:\n  address: localhost:6379\nplugins:\n  - dylib: {:?}\n",
+        path.display().to_string()
+    );
+    let loaded = egress_host::config::parse(&yaml, &EmptyEnv).unwrap_or_else(|e| panic!("config rejected: {e}"));
+    let registry = PluginRegistry::load(loaded.config.plugins.as_deref()).unwrap_or_else(|e| panic!("{} did not load: {e}", path.display()));
+    let active = registry.get(name).unwrap_or_else(|| panic!("no active plugin named {name}: {:?}", registry.active()));
+    assert_eq!(active.source, Source::Dylib(path), "served by the dylib loader");
+    active.plugin()
+}
+
+async fn s3_kit_on_s3s_fs(plugin: Arc<dyn LoadedPlugin>) {
     let s3s = S3sFs::start().await;
     s3s.create_bucket(BUCKET).await;
     let config = s3_config(&s3s.endpoint(), S3S_ACCESS_KEY, S3S_SECRET_KEY);
@@ -443,7 +473,7 @@ async fn s3_on_s3s_fs_passes_the_kit() {
         path_style_location(s3s.endpoint()),
         s3s_uploads(s3s.data_dir().to_path_buf()),
     );
-    let kit = Kit::new(plugin::<S3Sink>(), config.clone(), Arc::new(inspector));
+    let kit = Kit::new(plugin, config.clone(), Arc::new(inspector));
     let kit = s3_failures(s3_invalid_configs(kit), &config).failure(FailureCase::new(
         "wrong secret",
         with(config.clone(), json!({"secret": "not-the-secret"})),
@@ -460,6 +490,17 @@ async fn s3_on_s3s_fs_passes_the_kit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_on_azurite_passes_the_kit() {
     let _serial = serial().await;
+    azure_kit_on_azurite(plugin::<AzureSink>()).await;
+}
+
+/// The azure plugin as a cdylib through the dylib loader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_as_a_dylib_on_azurite_passes_the_kit() {
+    let _serial = serial().await;
+    azure_kit_on_azurite(dylib_plugin("egress-plugin-azure", "azure").await).await;
+}
+
+async fn azure_kit_on_azurite(plugin: Arc<dyn LoadedPlugin>) {
     let azurite = Azurite::start().await;
     azurite.create_container(BUCKET).await;
     let config = azure_config(&azurite, AZURITE_ACCOUNT_KEY);
@@ -470,7 +511,7 @@ async fn azure_on_azurite_passes_the_kit() {
         azurite_uncommitted(azurite.endpoint(), store),
     );
     let wrong_key = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==";
-    let kit = Kit::new(plugin::<AzureSink>(), config.clone(), Arc::new(inspector))
+    let kit = Kit::new(plugin, config.clone(), Arc::new(inspector))
         .options(Options {
             large_size: 128 * MIB,
             ..Options::default()

@@ -1,10 +1,10 @@
 //! The websocket output of track egress end to end: a real room with an Opus tone published by
-//! `lk room join --publish`, a `TrackEgressRequest` with `websocket_url` started with
-//! `lk egress start --type track`, and a websocket server in the test that records what the
-//! egress sends (the upgrade's headers, the PCM, the text and close messages), checked the way a
-//! consumer would: the header, the byte rate against the active span, a tone that is not silent,
-//! the mute message and the final EgressInfo. A video track and an unreachable receiver fail
-//! with Go's errors.
+//! `lk room join --publish`, a `TrackEgressRequest` with `websocket_url` started over Twirp
+//! (`StartTrackEgress`, whose STARTING info must already list the stream, as Go's does), and a
+//! websocket server in the test that records what the egress sends (the upgrade's headers, the
+//! PCM, the text and close messages), checked the way a consumer would: the header, the byte
+//! rate against the active span, a tone that is not silent, the mute message and the final
+//! EgressInfo. A video track and an unreachable receiver fail with Go's errors.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -96,9 +96,21 @@ async fn an_opus_track_is_sent_to_a_websocket_as_pcm() {
     let (addr, received) = receiver().await;
     let url = format!("ws://{addr}/pcm");
 
+    // Started over Twirp to see the info StartTrackEgress returns (the STARTING one, which
+    // livekit-server also stores): Go lists the websocket as an ACTIVE stream from the start.
     let request = json!({ "room_name": room, "track_id": sid, "websocket_url": url });
-    let started = lk.egress_start("track", &request.to_string()).await.expect("egress start");
-    let id = started.egress_id.clone();
+    let (code, starting) = twirp(&stack.livekit, "Egress/StartTrackEgress", json!({ "roomRecord": true }), &request).await;
+    assert_eq!(code, 200, "StartTrackEgress: {starting}");
+    // Twirp JSON: proto field names, enums by name, int64 as strings.
+    assert_eq!(starting["status"], "EGRESS_STARTING", "{starting:#}");
+    let listed = &starting["stream_results"];
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "no stream in the STARTING info: {starting:#}");
+    assert_eq!(listed[0]["url"], url.as_str(), "{starting:#}");
+    assert_eq!(listed[0]["status"], "ACTIVE", "{starting:#}");
+    let listed_at: i64 = listed[0]["started_at"].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
+    assert!(listed_at > 0, "no started_at in the STARTING stream: {starting:#}");
+    assert_eq!(starting["stream"]["info"], *listed, "the deprecated result for older clients: {starting:#}");
+    let id = starting["egress_id"].as_str().expect("egress_id").to_owned();
     let (active, _) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
     let stream = &active["stream_results"][0];
     assert_eq!(stream["url"], url.as_str(), "{active:#}");

@@ -86,7 +86,14 @@ fn destination(s3: &Server, key: &str) -> Destinations {
     });
     let factory = plugin.create(&config).unwrap_or_else(|e| panic!("s3 sink config: {e}"));
     Destinations {
-        primary: Destination { label: "S3", factory: Arc::from(factory), key: key.into(), prefix: String::new() },
+        primary: Destination {
+            label: "S3",
+            factory: Arc::from(factory),
+            key: key.into(),
+            prefix: String::new(),
+            custom_endpoint: true,
+            is_backup: false,
+        },
         backup: None,
     }
 }

@@ -185,6 +185,11 @@ impl HandlerProcess {
     async fn read_until_exit(self: Arc<Self>, mut rd: OwnedReadHalf, mut child: Child) {
         loop {
             match ipc::read_frame::<_, HandlerMsg>(&mut rd).await {
+                // Upload outcomes are about the process, not one egress: counted here.
+                Ok(Some(HandlerMsg { kind: Some(handler_msg::Kind::Upload(outcome)), .. })) => match outcome.into_report() {
+                    Some(report) => crate::storage::report::report(report),
+                    None => tracing::warn!(pid = self.pid, "upload outcome with an unknown status; not counted"),
+                },
                 Ok(Some(msg)) => {
                     let routes = self.routes();
                     match routes.by_egress.get(&msg.egress_id) {

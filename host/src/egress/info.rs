@@ -34,7 +34,30 @@ pub fn starting_info(req: &StartEgressRequest, classified: &Classified) -> Egres
         ..Default::default()
     };
     redact_request(&mut info);
+    list_websocket_stream(&mut info, now);
     info
+}
+
+/// A track egress to a websocket lists its URL as an ACTIVE stream from the start, as Go's
+/// config does (`AddStream`: status ACTIVE, `started_at` now for every output but RTMP), in
+/// `stream_results` and in the deprecated single `result` that older clients read.
+#[allow(deprecated)]
+fn list_websocket_stream(info: &mut EgressInfo, now: i64) {
+    let Some(egress_info::Request::Track(livekit::TrackEgressRequest {
+        output: Some(livekit::track_egress_request::Output::WebsocketUrl(url)),
+        ..
+    })) = &info.request
+    else {
+        return;
+    };
+    let stream = livekit::StreamInfo {
+        url: url.clone(),
+        started_at: now,
+        status: livekit::stream_info::Status::Active as i32,
+        ..Default::default()
+    };
+    info.stream_results = vec![stream.clone()];
+    info.result = Some(egress_info::Result::Stream(livekit::StreamInfoList { info: vec![stream] }));
 }
 
 const REDACTED_KEY: &str = "{access_key}";
@@ -208,6 +231,33 @@ mod tests {
             assert!(!text.contains(s), "{s} leaked into the EgressInfo: {info:?}");
         }
         assert!(text.contains("{secret}"), "redaction markers are there");
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn a_websocket_track_egress_starts_with_its_stream_listed() {
+        let track = |output| StartEgressRequest {
+            egress_id: "EG_1".into(),
+            request: Some(Request::Track(livekit::TrackEgressRequest {
+                room_name: "r".into(),
+                track_id: "TR_1".into(),
+                output: Some(output),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let url = "ws://127.0.0.1:9/pcm";
+        let req = track(livekit::track_egress_request::Output::WebsocketUrl(url.into()));
+        let info = starting_info(&req, &classify(&req).expect("classified"));
+        assert_eq!(info.stream_results.len(), 1, "{info:?}");
+        let stream = &info.stream_results[0];
+        assert_eq!((stream.url.as_str(), stream.status), (url, livekit::stream_info::Status::Active as i32));
+        assert_eq!(stream.started_at, info.started_at);
+        assert_eq!(info.result, Some(egress_info::Result::Stream(livekit::StreamInfoList { info: vec![stream.clone()] })));
+
+        let file = track(livekit::track_egress_request::Output::File(livekit::DirectFileOutput::default()));
+        let info = starting_info(&file, &classify(&file).expect("classified"));
+        assert!(info.stream_results.is_empty() && info.result.is_none(), "{info:?}");
     }
 
     #[test]

@@ -14,14 +14,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use egress_proto::livekit::{EgressInfo, UpdateStreamRequest};
 use egress_proto::rpc::StartEgressRequest;
 
+use crate::storage::report::{UploadReport, UploadStatus};
+
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 
 /// Handler → service.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HandlerMsg {
-    #[prost(oneof = "handler_msg::Kind", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "handler_msg::Kind", tags = "1, 2, 3, 4, 5")]
     pub kind: Option<handler_msg::Kind>,
-    /// The egress this frame is about (empty only on `Ready`).
+    /// The egress this frame is about (empty on `Ready` and `Upload`, which are about the
+    /// process).
     #[prost(string, tag = "10")]
     pub egress_id: String,
 }
@@ -44,6 +47,47 @@ pub mod handler_msg {
         /// The answer to an UpdateStream.
         #[prost(message, tag = "4")]
         UpdateStreamResult(super::UpdateStreamResult),
+        /// One object's upload outcome, counted in the service's metrics. Added after the
+        /// first four: a peer that predates it decodes the frame with no kind and skips it.
+        #[prost(message, tag = "5")]
+        Upload(super::UploadOutcome),
+    }
+}
+
+/// [`crate::storage::report::UploadReport`] on the wire.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UploadOutcome {
+    #[prost(string, tag = "1")]
+    pub content_type: String,
+    /// The metric's status label: `success`, `4xx`, `5xx` or `internal`.
+    #[prost(string, tag = "2")]
+    pub status: String,
+    #[prost(bool, tag = "3")]
+    pub custom_endpoint: bool,
+    #[prost(bool, tag = "4")]
+    pub backup: bool,
+}
+
+impl From<UploadReport> for UploadOutcome {
+    fn from(r: UploadReport) -> Self {
+        UploadOutcome {
+            content_type: r.content_type,
+            status: r.status.label().to_owned(),
+            custom_endpoint: r.custom_endpoint,
+            backup: r.backup,
+        }
+    }
+}
+
+impl UploadOutcome {
+    /// The report, or `None` for a status label this build does not know.
+    pub fn into_report(self) -> Option<UploadReport> {
+        Some(UploadReport {
+            status: UploadStatus::from_label(&self.status)?,
+            content_type: self.content_type,
+            custom_endpoint: self.custom_endpoint,
+            backup: self.backup,
+        })
     }
 }
 
@@ -162,5 +206,27 @@ mod tests {
         assert!(matches!(read_frame::<_, HandlerMsg>(&mut b).await, Err(IpcError::TooLarge(_))));
         drop(a);
         assert!(matches!(read_frame::<_, HandlerMsg>(&mut b).await, Err(_) | Ok(None)));
+    }
+
+    #[test]
+    fn upload_outcomes_round_trip_and_unknown_kinds_are_skipped() {
+        let report = UploadReport {
+            content_type: "video/mp4".into(),
+            status: UploadStatus::ClientError,
+            custom_endpoint: true,
+            backup: false,
+        };
+        let msg = HandlerMsg { kind: Some(handler_msg::Kind::Upload(report.clone().into())), egress_id: String::new() };
+        let decoded = HandlerMsg::decode(msg.encode_to_vec().as_slice()).unwrap();
+        match decoded.kind {
+            Some(handler_msg::Kind::Upload(o)) => assert_eq!(o.into_report(), Some(report)),
+            other => panic!("{other:?}"),
+        }
+        // A kind from a newer peer (tag 9) decodes to no kind, which every reader skips.
+        let mut newer = Vec::new();
+        prost::encoding::message::encode(9, &Ready { pid: 1 }, &mut newer);
+        assert_eq!(HandlerMsg::decode(newer.as_slice()).unwrap().kind, None);
+        let bad = UploadOutcome { status: "2xx".into(), ..Default::default() };
+        assert_eq!(bad.into_report(), None);
     }
 }

@@ -302,13 +302,11 @@ impl Launcher {
             }
         });
         let mut terminal_sent = false;
-        let mut backup_used = false;
         while let Some(msg) = frames.recv().await {
             match msg {
                 HandlerMsg { kind: Some(handler_msg::Kind::Update(info)) | Some(handler_msg::Kind::Finished(info)), .. } => {
                     let terminal = is_terminal(info.status);
                     terminal_sent |= terminal;
-                    backup_used |= terminal && info.backup_storage_used;
                     link.latest.send_replace(info.clone());
                     let _ = updates_tx.send(info);
                     if terminal {
@@ -342,7 +340,7 @@ impl Launcher {
             let _ = updates_tx.send(info);
         }
         let request_type = super::request::classify(&request).map_or("unknown", |c| c.request_type.label());
-        self.metrics.handler_ended(request_type, terminal_sent, backup_used);
+        self.metrics.handler_ended(request_type, terminal_sent);
         drop(updates_tx);
         let _ = updater.await;
         self.links.lock().unwrap_or_else(|e| e.into_inner()).remove(&egress_id);

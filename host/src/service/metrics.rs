@@ -10,6 +10,7 @@ use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, Opts, Registry, TextEn
 
 use crate::egress::request::RequestType;
 use crate::egress::worker::Worker;
+use crate::storage::report::{UploadReport, UploadStatus};
 use crate::rpc::{Code, Method, ServerObserver};
 
 pub struct Metrics {
@@ -23,6 +24,7 @@ pub struct Metrics {
     load_ratio: GaugeVec,
     proc_rss: Gauge,
     handler_results: IntCounterVec,
+    pipeline_uploads: IntCounterVec,
     backup_storage_writes: IntCounterVec,
     rpc_received: IntCounterVec,
     rpc_expired: IntCounterVec,
@@ -69,8 +71,17 @@ impl Metrics {
             &["type", "result"],
         )?;
         registry.register(Box::new(handler_results.clone()))?;
-        let backup_storage_writes =
-            IntCounterVec::new(opts("livekit_egress_backup_storage_writes", "outputs stored in the backup storage"), &["output_type"])?;
+        // Go's labels: `type` is the object's MIME type, `status` success/4xx/5xx/internal,
+        // `custom_endpoint` whether the storage config named its own endpoint.
+        let pipeline_uploads = IntCounterVec::new(
+            opts("livekit_egress_pipeline_uploads", "Number of uploads per pipeline with type and status labels"),
+            &["type", "status", "custom_endpoint"],
+        )?;
+        registry.register(Box::new(pipeline_uploads.clone()))?;
+        let backup_storage_writes = IntCounterVec::new(
+            opts("livekit_egress_backup_storage_writes", "number of writes to backup storage location by output type"),
+            &["output_type"],
+        )?;
         registry.register(Box::new(backup_storage_writes.clone()))?;
         let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
             let c = IntCounterVec::new(opts(name, help).const_label("node_type", "EGRESS"), labels)?;
@@ -91,6 +102,7 @@ impl Metrics {
             load_ratio,
             proc_rss,
             handler_results,
+            pipeline_uploads,
             backup_storage_writes,
             rpc_received,
             rpc_expired,
@@ -100,13 +112,24 @@ impl Metrics {
     }
 
     /// Counts a handler's end: `completed` when it reported a final status itself,
-    /// `process_error` when it died without one; and a file output that went to the backup.
-    pub fn handler_ended(&self, request_type: &str, reported_final_status: bool, backup_used: bool) {
+    /// `process_error` when it died without one.
+    pub fn handler_ended(&self, request_type: &str, reported_final_status: bool) {
         let result = if reported_final_status { "completed" } else { "process_error" };
         self.handler_results.with_label_values(&[request_type, result]).inc();
-        if backup_used {
-            self.backup_storage_writes.with_label_values(&["file"]).inc();
+    }
+
+    /// Counts one object's upload as Go's `Uploader.Upload` does: every outcome on the primary
+    /// storage is a `pipeline_uploads`, a success on the backup a `backup_storage_writes` (by
+    /// MIME type); a backup failure is not counted.
+    pub fn upload(&self, r: &UploadReport) {
+        if r.backup {
+            if r.status == UploadStatus::Success {
+                self.backup_storage_writes.with_label_values(&[r.content_type.as_str()]).inc();
+            }
+            return;
         }
+        let custom = if r.custom_endpoint { "true" } else { "false" };
+        self.pipeline_uploads.with_label_values(&[r.content_type.as_str(), r.status.label(), custom]).inc();
     }
 
     /// Refreshes the derived gauges and renders the text exposition format.
@@ -179,5 +202,38 @@ impl ServerObserver for Metrics {
         if let Some(code) = error {
             self.rpc_errors.with_label_values(&[m.service, m.name, code.as_str()]).inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(content_type: &str, status: UploadStatus, custom_endpoint: bool, backup: bool) -> UploadReport {
+        UploadReport { content_type: content_type.into(), status, custom_endpoint, backup }
+    }
+
+    #[test]
+    fn uploads_are_counted_with_gos_labels() {
+        let m = Metrics::new("NE_1", "c1").unwrap();
+        m.upload(&report("video/mp4", UploadStatus::Success, true, false));
+        m.upload(&report("video/mp4", UploadStatus::Success, true, false));
+        m.upload(&report("application/json", UploadStatus::ClientError, false, false));
+        m.upload(&report("video/mp4", UploadStatus::Success, false, true));
+        m.upload(&report("application/json", UploadStatus::Internal, false, true));
+        let text = m.render(&Worker::new("NE_1".into(), 2.0, 0.8), 1.0);
+        let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix) && !l.starts_with('#')).map(str::to_owned);
+        let uploads: Vec<&str> = text.lines().filter(|l| l.starts_with("livekit_egress_pipeline_uploads{")).collect();
+        assert_eq!(uploads.len(), 2, "{text}");
+        for (labels, count) in [
+            ([r#"custom_endpoint="true""#, r#"status="success""#, r#"type="video/mp4""#], 2),
+            ([r#"custom_endpoint="false""#, r#"status="4xx""#, r#"type="application/json""#], 1),
+        ] {
+            let found = uploads.iter().any(|l| labels.iter().all(|p| l.contains(p)) && l.ends_with(&format!(" {count}")));
+            assert!(found, "{labels:?}:\n{text}");
+        }
+        let backup = line("livekit_egress_backup_storage_writes{").expect("backup writes");
+        assert!(backup.contains(r#"output_type="video/mp4""#) && backup.ends_with(" 1"), "{backup}");
+        assert_eq!(text.matches("livekit_egress_backup_storage_writes{").count(), 1, "a failed backup write is not counted");
     }
 }

@@ -106,6 +106,10 @@ pub async fn run(config: ServiceConfig, source: ConfigSource) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Uploads in this process (a dead handler's partial file) and, through IPC, in every handler
+    // are counted here.
+    let counting = metrics.clone();
+    let _uploads = crate::storage::report::install(Arc::new(move |r| counting.upload(&r)));
     let target = match redis_target(&config) {
         Ok(t) => t,
         Err(e) => {

@@ -8,9 +8,11 @@
 //!   storage config is answered synchronously, before anything is launched.
 //! * [`upload`]: [`LiveUpload`] streams a growing local file into a sink, verifies the stored
 //!   object, falls back to the backup storage, and never deletes the local file itself.
+//! * [`report`]: each upload's outcome, for the service's upload metrics.
 //! * [`salvage`]: what the service runs for a handler that died: the partial file it left is
 //!   uploaded like a finished one, or kept locally.
 
+pub mod report;
 pub mod target;
 pub mod upload;
 
@@ -72,14 +74,25 @@ pub fn destination(target: &StorageTarget, registry: &PluginRegistry, storage_pa
         field: e.field().map(str::to_owned),
         message: if e.is_config() { e.message().to_owned() } else { e.to_string() },
     })?;
-    Ok(Destination { label, factory, key: target.key(storage_path), prefix: target.prefix.clone() })
+    Ok(Destination {
+        label,
+        factory,
+        key: target.key(storage_path),
+        prefix: target.prefix.clone(),
+        custom_endpoint: target.custom_endpoint(),
+        is_backup: false,
+    })
 }
 
 /// The primary and backup sinks for one output.
 pub fn destinations(targets: &Targets, registry: &PluginRegistry, storage_path: &str) -> Result<Destinations, StorageError> {
     Ok(Destinations {
         primary: destination(&targets.primary, registry, storage_path)?,
-        backup: targets.backup.as_ref().map(|b| destination(b, registry, storage_path)).transpose()?,
+        backup: targets
+            .backup
+            .as_ref()
+            .map(|b| destination(b, registry, storage_path).map(|d| Destination { is_backup: true, ..d }))
+            .transpose()?,
     })
 }
 

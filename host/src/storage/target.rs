@@ -91,6 +91,14 @@ impl StorageTarget {
         self.provider == Provider::Local
     }
 
+    /// Whether the Go storage config set its own endpoint: Go's `custom_endpoint` metric label,
+    /// which only S3 and AliOSS have (an endpoint set in the plugin's own `plugins:` config is
+    /// not one: Go has no such key).
+    pub fn custom_endpoint(&self) -> bool {
+        matches!(self.provider, Provider::S3 | Provider::AliOss)
+            && self.settings.get("endpoint").and_then(Value::as_str).is_some_and(|e| !e.is_empty())
+    }
+
     /// The config to create the sink with: `base` (the plugin's `plugins[i].config`) overlaid
     /// with the resolved settings. When the plugin serving the name is not ours (an operator
     /// bound, say, `file` to a third-party plugin with `name: file`), `ours` is false and the
@@ -496,6 +504,7 @@ mod tests {
         assert_eq!(cfg["max_retries"], 7);
         assert_eq!(cfg["max_retry_delay_ms"], 5000);
         assert!(cfg.get("endpoint").is_none(), "empty fields are left to the plugin: {cfg}");
+        assert!(!t.primary.custom_endpoint());
         assert!(t.backup.is_none());
         assert!(!format!("{t:?}").contains("SK"), "Debug must not print secrets");
     }
@@ -509,6 +518,7 @@ mod tests {
             ..Default::default()
         });
         let t = for_file_output(&service_with_s3(), &web(Some(out)));
+        assert!(t.primary.custom_endpoint(), "Go labels uploads to a request's own S3 endpoint");
         let cfg = t.primary.plugin_config(&json!({"checksum": "none", "bucket": "base"}), true);
         assert_eq!(cfg["bucket"], "req-bucket");
         assert_eq!(cfg["checksum"], "none", "the plugins: config is the base");

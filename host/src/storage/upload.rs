@@ -29,6 +29,8 @@ use tokio::task::JoinHandle;
 
 use egress_plugin_api::{ObjectSpec, Receipt, SinkError, SinkFactory, SinkObject};
 
+use super::report::{self, UploadReport, UploadStatus};
+
 /// Bytes read from the local file per write into the sink.
 const CHUNK: usize = 1 << 20;
 /// How often a growing file is checked for new bytes.
@@ -49,6 +51,10 @@ pub struct Destination {
     pub key: String,
     /// The storage's key prefix, for other objects beside this one ([`Destination::for_path`]).
     pub prefix: String,
+    /// The storage config names its own endpoint (the `custom_endpoint` metric label).
+    pub custom_endpoint: bool,
+    /// This is the backup storage: objects stored here count as backup writes, not uploads.
+    pub is_backup: bool,
 }
 
 impl Destination {
@@ -60,7 +66,11 @@ impl Destination {
 
 impl std::fmt::Debug for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Destination").field("label", &self.label).field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("Destination")
+            .field("label", &self.label)
+            .field("key", &self.key)
+            .field("is_backup", &self.is_backup)
+            .finish_non_exhaustive()
     }
 }
 
@@ -144,8 +154,14 @@ async fn upload(
     complete: watch::Receiver<bool>,
 ) -> Result<Uploaded, UploadError> {
     let primary = match to_destination(&dests.primary, local, content_type, complete.clone()).await {
-        Ok(u) => return Ok(u),
-        Err(e) => e,
+        Ok(u) => {
+            counted(&dests.primary, content_type, UploadStatus::Success);
+            return Ok(u);
+        }
+        Err(e) => {
+            counted(&dests.primary, content_type, UploadStatus::of_error(&e));
+            e
+        }
     };
     let primary_text = format!("{} upload failed: {}", dests.primary.label, primary);
     let Some(backup) = &dests.backup else {
@@ -155,11 +171,25 @@ async fn upload(
         "primary storage failed; uploading to the backup storage");
     match to_destination(backup, local, content_type, complete).await {
         Ok(mut u) => {
+            counted(backup, content_type, UploadStatus::Success);
             u.backup_used = true;
             Ok(u)
         }
-        Err(e) => Err(UploadError::Both { primary: primary_text, backup: format!("{} upload failed: {e}", backup.label) }),
+        Err(e) => {
+            counted(backup, content_type, UploadStatus::of_error(&e));
+            Err(UploadError::Both { primary: primary_text, backup: format!("{} upload failed: {e}", backup.label) })
+        }
     }
+}
+
+/// Reports one object's final outcome on `dest` for the upload metrics.
+fn counted(dest: &Destination, content_type: &str, status: UploadStatus) {
+    report::report(UploadReport {
+        content_type: content_type.to_owned(),
+        status,
+        custom_endpoint: dest.custom_endpoint,
+        backup: dest.is_backup,
+    });
 }
 
 /// One storage, with whole-object retries for retryable errors.
@@ -398,7 +428,14 @@ mod tests {
     }
 
     fn dest(label: &'static str, sink: &Arc<MemSink>) -> Destination {
-        Destination { label, factory: Arc::new(MemFactory(sink.clone())), key: "rec/a.mp4".into(), prefix: String::new() }
+        Destination {
+            label,
+            factory: Arc::new(MemFactory(sink.clone())),
+            key: "rec/a.mp4".into(),
+            prefix: String::new(),
+            custom_endpoint: false,
+            is_backup: false,
+        }
     }
 
     #[tokio::test]
@@ -491,6 +528,40 @@ mod tests {
         assert!(text.starts_with("primary: S3 upload failed: "), "{text}");
         assert!(text.contains("\nbackup: Azure upload failed: "), "{text}");
         assert!(path.exists(), "the local file is never removed by the uploader");
+    }
+
+    #[tokio::test]
+    async fn outcomes_are_reported_per_storage() {
+        // The reporter is process-wide: only this test installs one, and it keeps only its own
+        // content type.
+        const TYPE: &str = "test/outcomes-are-reported";
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let _installed = report::install(Arc::new(move |r: UploadReport| {
+            if r.content_type == TYPE {
+                sink.lock().unwrap().push(r);
+            }
+        }));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.ogg");
+        std::fs::write(&path, b"hello").unwrap();
+        let primary = Arc::new(MemSink::default());
+        primary.failures.store(1, Ordering::SeqCst);
+        *primary.error.lock().unwrap() = Some(|| SinkError::auth("put: Server returned non-2xx status code: 403 Forbidden"));
+        let backup = Arc::new(MemSink::default());
+        let mut primary_dest = dest("S3", &primary);
+        primary_dest.custom_endpoint = true;
+        let mut backup_dest = dest("Azure", &backup);
+        backup_dest.is_backup = true;
+        let dests = Destinations { primary: primary_dest.clone(), backup: Some(backup_dest) };
+        upload_file(&dests, &path, TYPE).await.unwrap();
+        upload_file(&Destinations { primary: primary_dest, backup: None }, &path, TYPE).await.unwrap();
+        let seen = seen.lock().unwrap();
+        let got: Vec<_> = seen.iter().map(|r| (r.status, r.custom_endpoint, r.backup)).collect();
+        assert_eq!(
+            got,
+            [(UploadStatus::ClientError, true, false), (UploadStatus::Success, false, true), (UploadStatus::Success, true, false)]
+        );
     }
 
     #[test]
