@@ -1,5 +1,5 @@
 /*
- * egress_plugin.h: the C projection of the egress plugin API, version 1.0.
+ * egress_plugin.h: the C projection of the egress plugin API, version 1.1.
  *
  * The Rust crate `egress-plugin-api` is the source of truth; this header mirrors its `abi`
  * module. `plugin-api/tests/abi_golden.rs` hashes this file, so every change is deliberate.
@@ -8,6 +8,9 @@
  * a static descriptor. The host refuses a plugin whose `abi_major` differs from its own or whose
  * `abi_minor` is newer than its own. Minor versions only append fields to the structs below;
  * every struct starts with its size so that the host never reads past what the plugin filled.
+ *
+ * History: 1.0 sinks. 1.1 appends `renderer` to the descriptor (a layout renderer table); a
+ * plugin may offer a sink, a renderer or both, and a host of 1.1 still loads 1.0 plugins.
  *
  * Threading: factory functions may be called concurrently from any thread. An object's
  * functions are never called concurrently (one call at a time), possibly from different threads.
@@ -35,7 +38,7 @@ extern "C" {
 #endif
 
 #define EGRESS_PLUGIN_ABI_MAJOR 1
-#define EGRESS_PLUGIN_ABI_MINOR 0
+#define EGRESS_PLUGIN_ABI_MINOR 1
 #define EGRESS_PLUGIN_ENTRY_SYMBOL "egress_plugin_entry_v1"
 
 /* Status codes, also the error kinds. */
@@ -116,11 +119,42 @@ typedef struct EgressSinkApi {
     void (*free_buf)(EgressBuf buf);
 } EgressSinkApi;
 
+/* Since 1.1. A layout renderer: turns a request's layout into the page the browser records.
+ * Requests, rooms and answers are JSON (they are nested lists; JSON objects gain fields in a
+ * minor version without a layout change). Renderer functions may be called concurrently. */
+typedef struct EgressRendererApi {
+    uint32_t struct_size;
+    /* Called once, before anything else (the same as the sink's; called once per table). */
+    void (*init)(const EgressHostApi *host);
+    /* JSON: {"name", "version", "config_schema"}. */
+    int32_t (*describe)(EgressBuf *out_json, EgressError *err);
+    /* Check a JSON config without side effects. */
+    int32_t (*validate)(EgressStr config_json, EgressError *err);
+    /* Build a renderer from a JSON config that passed `validate`; no I/O. */
+    int32_t (*create)(EgressStr config_json, void **out_renderer, EgressError *err);
+    /* JSON array of the layout names this renderer answers: ["solid-red", ...]. */
+    int32_t (*layouts)(void *renderer, EgressBuf *out_json, EgressError *err);
+    /* request_json: {"layout", "width", "height", "audio_only", "video_only",
+         "custom_base_url", "template_base", "options"};
+       room_json: {"room_name", "participants": [{"identity", "name", "metadata",
+         "tracks": [{"id", "kind": "audio"|"video"|"screen_share", "muted", "width",
+         "height"}]}], "active_speaker"};
+       out_json: {"page_url": "https://..."} or {"tiles": [{"x", "y", "w", "h", "z",
+         "track_id"}]}. */
+    int32_t (*render)(void *renderer, EgressStr request_json, EgressStr room_json,
+                      EgressBuf *out_json, EgressError *err);
+    void (*destroy)(void *renderer);
+    void (*free_buf)(EgressBuf buf);
+} EgressRendererApi;
+
 typedef struct EgressPluginDescriptor {
     uint32_t struct_size;
     uint16_t abi_major;
     uint16_t abi_minor;
+    /* The sink table; since 1.1 it may be NULL when `renderer` is set. */
     const EgressSinkApi *sink;
+    /* Since 1.1: the renderer table, or NULL. */
+    const EgressRendererApi *renderer;
 } EgressPluginDescriptor;
 
 /* The one exported symbol. Returns a pointer to a descriptor with static lifetime. */

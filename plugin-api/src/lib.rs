@@ -17,14 +17,16 @@
 //!   [`SinkObject::write`] (awaiting it *is* the backpressure), then [`SinkObject::finish`]
 //!   returns a [`Receipt`] or [`SinkObject::abort`] discards everything.
 //!
-//! [`LayoutRenderer`] is the second extension point: given a request and the room's
-//! participants, it returns a page URL for the browser or a tile layout for a native compositor.
+//! [`LayoutRenderer`] is the second extension point (since API 1.1 loadable like a sink):
+//! given a request and the room's participants, it returns a page URL for the browser or a tile
+//! layout for a native compositor. [`RendererPlugin`] describes and builds one from its config.
 //!
 //! # Building a plugin
 //!
-//! One macro, [`export_sink!`], makes the same source build as an rlib linked into the host
-//! (registered with `inventory`), as a `cdylib` exporting the C entry symbol (with the plugin
-//! crate's `dylib` feature), or as a `wasm32-wasip2` component. See the crate README.
+//! One macro, [`export_sink!`] (or [`export_renderer!`] for a renderer), makes the same source
+//! build as an rlib linked into the host (registered with `inventory`), as a `cdylib` exporting
+//! the C entry symbol (with the plugin crate's `dylib` feature), or as a `wasm32-wasip2`
+//! component. See the crate README.
 //!
 //! # Versioning
 //!
@@ -48,6 +50,7 @@ pub mod log;
 mod macros;
 mod plugin;
 mod renderer;
+mod renderer_plugin;
 mod sink;
 mod types;
 
@@ -63,6 +66,7 @@ pub use plugin::{BuiltinSink, LoadedPlugin};
 pub use renderer::{
     LayoutRenderer, Participant, RenderRequest, Rendering, RoomState, Tile, Track, TrackKind,
 };
+pub use renderer_plugin::{BuiltinRenderer, LoadedRenderer, RendererPlugin};
 pub use serde_json::{Value, json};
 pub use sink::{SinkFactory, SinkObject, SinkPlugin};
 pub use types::{ApiVersion, Capabilities, Descriptor, ObjectSpec, Receipt, VersionMismatch};
@@ -73,7 +77,7 @@ pub use async_trait::async_trait;
 /// Major version of the plugin API. A plugin built for another major is refused.
 pub const API_VERSION_MAJOR: u16 = 1;
 /// Minor version of the plugin API. A plugin built for a newer minor than the host is refused.
-pub const API_VERSION_MINOR: u16 = 0;
+pub const API_VERSION_MINOR: u16 = 1;
 
 /// The README's examples, compiled as doctests so that the guide never goes stale.
 #[cfg(doctest)]

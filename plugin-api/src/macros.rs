@@ -66,3 +66,68 @@ macro_rules! export_sink {
         };
     };
 }
+
+/// Export a [`RendererPlugin`](crate::RendererPlugin) (and
+/// [`LayoutRenderer`](crate::LayoutRenderer)) implementation as a plugin. Since API 1.1.
+///
+/// ```ignore
+/// egress_plugin_api::export_renderer!(MyRenderer);
+/// ```
+///
+/// As [`export_sink!`](crate::export_sink), one source serves every loader:
+///
+/// * **rlib**: an `inventory` registration ([`BuiltinRenderer::iter`](crate::BuiltinRenderer::iter));
+/// * **cdylib** with the crate's `dylib` feature: `egress_plugin_entry_v1`, returning a
+///   descriptor with a renderer table and no sink table;
+/// * **wasm32-wasip2**: the exports of the `egress:plugin/layout-renderer` interface (world
+///   `renderer-plugin`).
+///
+/// Use it once per crate, and not together with `export_sink!` (both define the C entry).
+#[macro_export]
+macro_rules! export_renderer {
+    ($renderer:ty) => {
+        #[cfg(not(target_family = "wasm"))]
+        $crate::__private::inventory::submit! {
+            $crate::BuiltinRenderer::of::<$renderer>()
+        }
+
+        #[cfg(all(feature = "dylib", not(target_family = "wasm")))]
+        const _: () = {
+            static EGRESS_RENDERER_API: $crate::abi::EgressRendererApi =
+                $crate::abi::export::renderer_api::<$renderer>();
+            static EGRESS_PLUGIN_DESCRIPTOR: $crate::abi::EgressPluginDescriptor =
+                $crate::abi::export::renderer_descriptor(&EGRESS_RENDERER_API);
+
+            /// The C entry point (see `egress_plugin.h`).
+            #[unsafe(no_mangle)]
+            pub extern "C" fn egress_plugin_entry_v1() -> *const $crate::abi::EgressPluginDescriptor
+            {
+                &EGRESS_PLUGIN_DESCRIPTOR
+            }
+        };
+
+        #[cfg(target_family = "wasm")]
+        const _: () = {
+            struct EgressRendererExport;
+
+            impl $crate::wasm::renderer::bindings::exports::egress::plugin::layout_renderer::Guest
+                for EgressRendererExport
+            {
+                type Renderer = $crate::wasm::renderer::GuestRenderer<$renderer>;
+
+                fn describe() -> $crate::wasm::bindings::egress::plugin::types::Descriptor {
+                    $crate::wasm::renderer::describe::<$renderer>()
+                }
+
+                fn validate(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<(), $crate::wasm::bindings::egress::plugin::types::SinkError>
+                {
+                    $crate::wasm::renderer::validate::<$renderer>(&config)
+                }
+            }
+
+            $crate::wasm::renderer::bindings::__wit_export_renderer_plugin!(EgressRendererExport with_types_in $crate::wasm::renderer::bindings);
+        };
+    };
+}

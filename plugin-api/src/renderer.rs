@@ -11,9 +11,11 @@ use crate::error::SinkError;
 ///
 /// Two answers are possible: a page URL that the headless browser loads (the LiveKit template
 /// model), or a tile layout for a native compositor (no browser). The host calls
-/// [`render`](Self::render) when the request starts and again whenever the room changes
-/// (participant joins or leaves, track published, active speaker changes); a renderer must be
-/// cheap and must not keep state between calls beyond its config.
+/// [`render`](Self::render) at StartEgress (to refuse what it cannot record) and again when the
+/// recording starts, with the room as known then (for a page, empty: the page follows the room
+/// itself). A native compositor would call it again whenever the room changes; room composite
+/// records pages only, and refuses tiles, for now. A renderer must be cheap and must not keep
+/// state between calls beyond its config (the WASM loader gives each call a fresh instance).
 ///
 /// Errors use [`SinkError`]'s classification: *config* for an unknown layout, *retryable* when
 /// a template service is briefly unavailable, *permanent* otherwise.
@@ -31,6 +33,7 @@ pub trait LayoutRenderer: Send + Sync + 'static {
 
 /// What the egress request asked for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct RenderRequest {
     /// Layout name from the request (`grid`, `speaker`, `single-speaker`, or a custom one).
@@ -40,8 +43,14 @@ pub struct RenderRequest {
     pub height: u32,
     pub audio_only: bool,
     pub video_only: bool,
-    /// The request's custom template URL, if any.
+    /// The request's custom template URL, if any. The host does not consult renderers for
+    /// requests that set one (Go's precedence: that page is loaded whatever the layout), so
+    /// renderers see `None` today; the field exists for renderers of later minors.
     pub custom_base_url: Option<String>,
+    /// The service's template base URL (`template_base`), where the bundled layouts are
+    /// served. Since API 1.1. A renderer with pages of its own ignores it.
+    #[serde(default)]
+    pub template_base: String,
     /// Anything else the request carried that the renderer may understand.
     pub options: Value,
 }
@@ -55,10 +64,22 @@ impl RenderRequest {
             ..RenderRequest::default()
         }
     }
+
+    pub fn with_template_base(mut self, base: impl Into<String>) -> Self {
+        self.template_base = base.into();
+        self
+    }
+
+    pub fn with_media(mut self, audio_only: bool, video_only: bool) -> Self {
+        self.audio_only = audio_only;
+        self.video_only = video_only;
+        self
+    }
 }
 
 /// The room as the recorder sees it now.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct RoomState {
     pub room_name: String,
@@ -78,6 +99,7 @@ impl RoomState {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct Participant {
     pub identity: String,
@@ -106,6 +128,7 @@ pub enum TrackKind {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct Track {
     /// The track SID.

@@ -18,11 +18,11 @@ use sha2::{Digest, Sha256};
 const GOLDEN: &[(&str, &str)] = &[
     (
         "include/egress_plugin.h",
-        "5280c01be93e88482fb9c4bf06c35e6b8f243e8271b3c07a16dea4b15efed669",
+        "2fabcc8c6479a84c51ae314feaed6e5d7ec5d5b096705f51b8ce12be4e36c2d9",
     ),
     (
         "wit/egress-plugin.wit",
-        "c53028a5a9d20a811d67d225d52316c83617254c2d3d0a4e565ee8e1cf1da127",
+        "8d28125c7fb0f8f35af8ff006f460fbfb9c03426f10b61ef9e419da4b2530936",
     ),
 ];
 

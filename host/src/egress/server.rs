@@ -98,6 +98,11 @@ impl EgressServer {
         }
         let valid = crate::pipeline::validate(&self.config, &req)
             .and_then(|()| crate::storage::check(&self.config, &req, &self.launcher.plugins));
+        // The layout's renderer answers now, so that an unknown layout fails StartEgress.
+        let valid = match valid {
+            Ok(()) => crate::pipeline::config::render_page(&self.config, &req, &self.launcher.plugins).await.map(drop),
+            Err(e) => Err(e),
+        };
         if let Err(e) = valid {
             tracing::warn!(egress_id = %req.egress_id, request_type = classified.request_type.label(),
                 error = %e, "request refused");

@@ -309,10 +309,62 @@ fn template_url(base: &url::Url, layout: &str, ws_url: &str, token: &str) -> Str
     u.to_string()
 }
 
+/// The page a template (room composite) request records, from the layout renderer that serves
+/// its layout (`crate::plugins`): `None` for web requests and for requests with a
+/// `custom_base_url`, which keeps Go's meaning and precedence (that page, whatever the layout).
+/// The renderer's page gets the recorder's `url` and `token` added by [`PipelineConfig`], as
+/// the bundled template's does. Errors: an unknown layout, a renderer error, a renderer that
+/// answers with tiles (room composite records a page in Chrome; there is no native compositor
+/// for it yet) or a page that is not an http(s) URL.
+pub async fn render_page(config: &ServiceConfig, req: &StartEgressRequest, plugins: &crate::plugins::PluginRegistry) -> Result<Option<String>, RpcError> {
+    use egress_plugin_api::{RenderRequest, Rendering, RoomState};
+    let Ok(shape) = shape(req) else {
+        // The request's own errors are `PipelineConfig::new`'s to report.
+        return Ok(None);
+    };
+    let Kind::Template { layout, custom_base_url } = shape.kind else {
+        return Ok(None);
+    };
+    if !custom_base_url.is_empty() {
+        return Ok(None);
+    }
+    let active = plugins.renderer_for(layout).map_err(|e| RpcError::new(crate::rpc::Code::InvalidArgument, e.to_string()))?;
+    let encoding = Encoding::from_request(shape.encoding)?;
+    let request = RenderRequest::new(layout, encoding.width.max(0) as u32, encoding.height.max(0) as u32)
+        .with_template_base(config.template_base.as_str())
+        .with_media(shape.audio_only, shape.video_only);
+    // The page follows the room itself; a page renderer is asked once, before anyone joined.
+    let room = RoomState::new(shape.room_name.as_str(), Vec::new());
+    let rendered = active.renderer().render(&request, &room).await.map_err(|e| {
+        let code = if e.is_config() { crate::rpc::Code::InvalidArgument } else { crate::rpc::Code::Internal };
+        RpcError::new(code, format!("layout renderer {} failed for layout {layout:?}: {e}", active.name))
+    })?;
+    match rendered {
+        Rendering::PageUrl(page) => {
+            url::Url::parse(&page).ok().filter(is_http).ok_or_else(|| {
+                RpcError::new(crate::rpc::Code::Internal, format!("layout renderer {} answered layout {layout:?} with {page:?}, not an http(s) URL", active.name))
+            })?;
+            tracing::debug!(egress_id = %req.egress_id, layout, renderer = %active.name, "layout rendered");
+            Ok(Some(page))
+        }
+        Rendering::Tiles(_) => Err(RpcError::new(
+            crate::rpc::Code::Unimplemented,
+            format!("layout renderer {} answered layout {layout:?} with tiles, but room composite records a page in Chrome: there is no native compositor for room composite yet", active.name),
+        )),
+    }
+}
+
 impl PipelineConfig {
     /// Validates `req` and derives the pipeline settings. `now` stamps `{time}`/`{utc}` and the
-    /// token; `room_name` is the info's (livekit-server's, else the request's).
+    /// token; `room_name` is the info's (livekit-server's, else the request's). A template
+    /// request gets the bundled template's page; see [`with_page`](Self::with_page).
     pub fn new(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime) -> Result<PipelineConfig, RpcError> {
+        Self::with_page(config, req, room_name, now, None)
+    }
+
+    /// As [`new`](Self::new), with the page a layout renderer chose ([`render_page`]) in place
+    /// of the template base when `page` is given.
+    pub fn with_page(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime, page: Option<&str>) -> Result<PipelineConfig, RpcError> {
         if req.egress_id.is_empty() {
             return Err(errors::invalid_input("egressID"));
         }
@@ -322,7 +374,11 @@ impl PipelineConfig {
         // The checks run in the Go egress's order, so the same bad request gets the same error.
         let template_base = match shape.kind {
             Kind::Template { custom_base_url, .. } => {
-                let base = if custom_base_url.is_empty() { config.template_base.as_str() } else { custom_base_url };
+                let base = match page {
+                    Some(page) if custom_base_url.is_empty() => page,
+                    _ if custom_base_url.is_empty() => config.template_base.as_str(),
+                    _ => custom_base_url,
+                };
                 let base = url::Url::parse(base).ok().filter(is_http);
                 Some(base.ok_or_else(|| errors::invalid_input("template base url"))?)
             }

@@ -18,7 +18,8 @@
 //! `crate::webrtc`). Modules, one job each:
 //! [`config`] (request → settings, Go's validation), [`encoding`], [`filename`], [`token`],
 //! [`display`] (Xvfb), [`pulse`] (PulseAudio), [`chrome`] (Chrome over CDP), [`gst`] (the
-//! GStreamer pipeline), [`web_source`] (all of those together), [`controller`] (status
+//! GStreamer pipeline), [`elements`] (GStreamer building blocks and the encoders and file end
+//! shared with the composite), [`web_source`] (all of those together), [`controller`] (status
 //! lifecycle of a Chrome recording), [`lifecycle`] (stop requests and the end of an egress, shared
 //! by every recorder), [`file_output`] (one file from the work dir to its storage), [`outputs`] (the
 //! delivery plan and the local last resort), [`manifest`], [`track`] (track egress over
@@ -47,6 +48,7 @@ pub mod composite;
 pub mod config;
 pub mod controller;
 pub mod display;
+pub mod elements;
 pub mod encoding;
 pub mod error;
 pub mod file_output;
@@ -145,7 +147,10 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
     if is_composite(&job.request) {
         return composite::run(job, updates, stop).await;
     }
-    let cfg = match config::PipelineConfig::new(&job.config, &job.request, &job.info.room_name, SystemTime::now()) {
+    // The layout's renderer picks the page (issue 4); its errors fail the egress as the
+    // request's own do.
+    let page = config::render_page(&job.config, &job.request, &job.plugins).await;
+    let cfg = match page.and_then(|page| config::PipelineConfig::with_page(&job.config, &job.request, &job.info.room_name, SystemTime::now(), page.as_deref())) {
         Ok(cfg) => cfg,
         Err(e) => {
             use controller::InfoExt;

@@ -1,28 +1,56 @@
-//! The compiled-in loader: plugin crates linked into this binary register a
-//! [`BuiltinSink`] with `inventory` (through `export_sink!`); cargo features of `egress-host`
-//! decide which crates are linked.
+//! The compiled-in loader: plugin crates linked into this binary register a [`BuiltinSink`] or
+//! a [`BuiltinRenderer`] with `inventory` (through `export_sink!` / `export_renderer!`); cargo
+//! features of `egress-host` decide which crates are linked. The host's own `templates`
+//! renderer is a static of this crate, listed with them.
 
-use egress_plugin_api::{BuiltinSink, LoadedPlugin};
+use egress_plugin_api::{BuiltinRenderer, BuiltinSink, LoadedPlugin, LoadedRenderer};
+
+use super::templates::TEMPLATES;
 
 // Name each feature-selected plugin crate so that the linker keeps it (and with it, its
 // `inventory` registration) even though nothing else here refers to it.
-#[cfg(feature = "file")]
-use egress_plugin_file as _;
-#[cfg(feature = "s3")]
-use egress_plugin_s3 as _;
 #[cfg(feature = "azure")]
 use egress_plugin_azure as _;
+#[cfg(feature = "file")]
+use egress_plugin_file as _;
 #[cfg(feature = "gcs")]
 use egress_plugin_gcs as _;
+#[cfg(feature = "s3")]
+use egress_plugin_s3 as _;
 
-/// The compiled-in plugin called `name`.
+/// The compiled-in sink plugin called `name`.
 pub fn find(name: &str) -> Option<&'static BuiltinSink> {
     BuiltinSink::iter().find(|p| p.descriptor().name == name)
 }
 
-/// Names of every compiled-in plugin, sorted.
+/// The compiled-in renderer called `name`.
+pub fn find_renderer(name: &str) -> Option<&'static BuiltinRenderer> {
+    renderers().find(|p| p.descriptor().name == name)
+}
+
+fn renderers() -> impl Iterator<Item = &'static BuiltinRenderer> {
+    std::iter::once(&TEMPLATES).chain(BuiltinRenderer::iter())
+}
+
+/// Names of every compiled-in sink plugin, sorted.
 pub fn names() -> Vec<String> {
     let mut names: Vec<String> = BuiltinSink::iter().map(|p| p.descriptor().name).collect();
     names.sort();
+    names
+}
+
+/// Names of every compiled-in renderer, sorted.
+pub fn renderer_names() -> Vec<String> {
+    let mut names: Vec<String> = renderers().map(|p| p.descriptor().name).collect();
+    names.sort();
+    names
+}
+
+/// Names of every compiled-in plugin of either kind, sorted (for error messages).
+pub fn all_names() -> Vec<String> {
+    let mut names = names();
+    names.extend(renderer_names());
+    names.sort();
+    names.dedup();
     names
 }

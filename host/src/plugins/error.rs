@@ -22,6 +22,12 @@ pub enum PluginError {
         List(active)
     )]
     NotActive { name: String, active: Vec<String> },
+    /// A request names a layout no active renderer serves.
+    #[error(
+        "no active layout renderer serves layout {layout:?} (layouts: {}); add a renderer for it to plugins:",
+        List(known)
+    )]
+    UnknownLayout { layout: String, known: Vec<String> },
 }
 
 struct Plugin<'a>(Option<&'a str>, &'a str);

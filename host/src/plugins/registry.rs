@@ -1,14 +1,18 @@
 //! The active plugins: loaded from the `plugins:` config, named, validated and configured.
+//! Sinks and layout renderers come through the same entries and loaders; an entry may yield
+//! either or both (a dylib with both tables).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use egress_plugin_api::{Descriptor, LoadedPlugin, SinkError, SinkFactory, Value};
+use egress_plugin_api::{
+    Descriptor, LayoutRenderer, LoadedPlugin, LoadedRenderer, SinkError, SinkFactory, Value,
+};
 
 use super::builtin;
-use super::dylib::DylibPlugin;
 use super::error::{PluginError, PluginErrors};
+use super::templates;
 use crate::config::{PluginEntry, PluginSource};
 
 /// Which loader an active plugin came through.
@@ -39,7 +43,42 @@ pub struct ActivePlugin {
     factory: Arc<dyn SinkFactory>,
     /// The entry's `config:` (null when none), the base of per-request configs.
     config: Value,
+    /// Index of its `plugins:` entry (none when activated without one).
+    entry: Option<usize>,
 }
+
+/// A layout renderer that loaded and accepted its config.
+pub struct ActiveRenderer {
+    /// The config's `name:`, else the plugin's own.
+    pub name: String,
+    pub descriptor: Descriptor,
+    pub source: Source,
+    /// The layouts it answers (asked once, at load).
+    pub layouts: Vec<String>,
+    renderer: Arc<dyn LayoutRenderer>,
+    entry: Option<usize>,
+}
+
+impl ActiveRenderer {
+    pub fn renderer(&self) -> Arc<dyn LayoutRenderer> {
+        self.renderer.clone()
+    }
+}
+
+impl fmt::Debug for ActiveRenderer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActiveRenderer")
+            .field("name", &self.name)
+            .field("version", &self.descriptor.version)
+            .field("api", &self.descriptor.api)
+            .field("source", &self.source)
+            .field("layouts", &self.layouts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The layout an empty request layout means: the bundled template draws a grid for none.
+pub const DEFAULT_LAYOUT: &str = "grid";
 
 impl ActivePlugin {
     /// The `config:` it was loaded with.
@@ -75,38 +114,62 @@ impl fmt::Debug for ActivePlugin {
     }
 }
 
-/// Every active sink plugin, in config order.
+/// Every active sink plugin and renderer, in config order.
 #[derive(Debug, Default)]
 pub struct PluginRegistry {
     active: Vec<ActivePlugin>,
+    renderers: Vec<ActiveRenderer>,
+}
+
+/// What one entry yielded.
+struct Loaded {
+    sink: Option<ActivePlugin>,
+    renderer: Option<ActiveRenderer>,
 }
 
 impl PluginRegistry {
     /// Load what `plugins:` lists. Without a `plugins:` key (`None`), every compiled-in plugin
     /// that works with its default config (a plugin that needs settings is skipped, with a
-    /// log line). Fails with every problem found, each naming its key.
+    /// log line). When the list names no renderer, the compiled-in `templates` renderer (the
+    /// bundled layouts) is active, as the Go egress always serves them; a list that names
+    /// renderers gets exactly those. Fails with every problem found, each naming its key.
     pub fn load(entries: Option<&[PluginEntry]>) -> Result<Self, PluginErrors> {
-        let mut active: Vec<ActivePlugin> = Vec::new();
+        let mut registry = PluginRegistry::default();
         let mut errors = Vec::new();
         let mut keys: Vec<String> = Vec::new();
+        let mut renderer_keys: Vec<String> = Vec::new();
         match entries {
             None => {
-                for name in builtin::names() {
+                let builtins = builtin::names()
+                    .into_iter()
+                    .chain(builtin::renderer_names())
+                    .collect::<Vec<_>>();
+                for name in builtins {
                     let entry = PluginEntry {
                         name: None,
                         source: PluginSource::Builtin(name),
                         sandbox: None,
                         config: Value::Null,
                     };
-                    match load_entry("plugins", &entry) {
-                        Ok(p) => {
-                            active.push(p);
-                            keys.push("plugins".into());
+                    match load_entry("plugins", None, &entry) {
+                        Ok(loaded) => {
+                            if let Some(p) = loaded.sink {
+                                registry.active.push(p);
+                                keys.push("plugins".into());
+                            }
+                            if let Some(r) = loaded.renderer {
+                                registry.add_renderer(
+                                    r,
+                                    "plugins",
+                                    &mut renderer_keys,
+                                    &mut errors,
+                                );
+                            }
                         }
                         // Nobody asked for it: not an error, but worth saying why it is absent.
                         Err(e) => tracing::info!(
                             %e,
-                            "Compiled-in sink plugin not activated: it needs settings in plugins:."
+                            "Compiled-in plugin not activated: it needs settings in plugins:."
                         ),
                     }
                 }
@@ -114,30 +177,48 @@ impl PluginRegistry {
             Some(entries) => {
                 for (i, entry) in entries.iter().enumerate() {
                     let key = format!("plugins[{i}]");
-                    match load_entry(&key, entry) {
-                        Ok(p) => {
-                            if let Some(j) = active.iter().position(|a| a.name == p.name) {
-                                errors.push(PluginError::Entry {
-                                    field: format!("{key}.name"),
-                                    plugin: Some(p.name.clone()),
-                                    source_label: entry.source.to_string(),
-                                    message: format!(
-                                        "plugin name {:?} is already used by {}; give one of them another name:",
-                                        p.name, keys[j]
-                                    ),
-                                });
-                            } else {
-                                active.push(p);
-                                keys.push(key);
-                            }
+                    let loaded = match load_entry(&key, Some(i), entry) {
+                        Ok(loaded) => loaded,
+                        Err(e) => {
+                            errors.push(e);
+                            continue;
                         }
+                    };
+                    if let Some(p) = loaded.sink {
+                        if let Some(j) = registry.active.iter().position(|a| a.name == p.name) {
+                            errors.push(duplicate_name(&key, entry, &p.name, &keys[j]));
+                        } else {
+                            registry.active.push(p);
+                            keys.push(key.clone());
+                        }
+                    }
+                    if let Some(r) = loaded.renderer {
+                        if let Some(j) = registry.renderers.iter().position(|a| a.name == r.name) {
+                            errors.push(duplicate_name(&key, entry, &r.name, &renderer_keys[j]));
+                        } else {
+                            registry.add_renderer(r, &key, &mut renderer_keys, &mut errors);
+                        }
+                    }
+                }
+                if registry.renderers.is_empty() && errors.is_empty() {
+                    let entry = PluginEntry {
+                        name: None,
+                        source: PluginSource::Builtin(templates::NAME.into()),
+                        sandbox: None,
+                        config: Value::Null,
+                    };
+                    match load_entry("plugins", None, &entry) {
+                        Ok(Loaded {
+                            renderer: Some(r), ..
+                        }) => registry.add_renderer(r, "plugins", &mut renderer_keys, &mut errors),
+                        Ok(_) => {}
                         Err(e) => errors.push(e),
                     }
                 }
             }
         }
         if errors.is_empty() {
-            for p in &active {
+            for p in &registry.active {
                 tracing::info!(
                     plugin = %p.name,
                     version = %p.descriptor.version,
@@ -146,19 +227,114 @@ impl PluginRegistry {
                     "Sink plugin active."
                 );
             }
-            Ok(PluginRegistry { active })
+            for r in &registry.renderers {
+                tracing::info!(
+                    plugin = %r.name,
+                    version = %r.descriptor.version,
+                    api = %r.descriptor.api,
+                    source = %r.source,
+                    layouts = ?r.layouts,
+                    "Layout renderer active."
+                );
+            }
+            Ok(registry)
         } else {
             Err(PluginErrors(errors))
         }
     }
 
-    /// The active plugins, in config order.
+    /// Add `r` unless one of its layouts is already served: a layout has one renderer, so two
+    /// claiming it is a start-up error naming both.
+    fn add_renderer(
+        &mut self,
+        r: ActiveRenderer,
+        key: &str,
+        keys: &mut Vec<String>,
+        errors: &mut Vec<PluginError>,
+    ) {
+        let mut clash = false;
+        for layout in &r.layouts {
+            if let Some((j, other)) = self
+                .renderers
+                .iter()
+                .enumerate()
+                .find(|(_, o)| o.layouts.contains(layout))
+            {
+                clash = true;
+                errors.push(PluginError::Entry {
+                    field: key.to_string(),
+                    plugin: Some(r.name.clone()),
+                    source_label: r.source.to_string(),
+                    message: format!(
+                        "layout {layout:?} is served by both renderer {} ({}) and renderer {} ({key}); a layout has one renderer: remove one of them",
+                        other.name, keys[j], r.name
+                    ),
+                });
+            }
+        }
+        if !clash {
+            self.renderers.push(r);
+            keys.push(key.to_string());
+        }
+    }
+
+    /// The active sink plugins, in config order.
     pub fn active(&self) -> &[ActivePlugin] {
         &self.active
     }
 
+    /// The active layout renderers, in config order.
+    pub fn renderers(&self) -> &[ActiveRenderer] {
+        &self.renderers
+    }
+
     pub fn get(&self, name: &str) -> Option<&ActivePlugin> {
         self.active.iter().find(|p| p.name == name)
+    }
+
+    /// The renderer that serves `layout` (the empty layout is [`DEFAULT_LAYOUT`]), or an error
+    /// naming the layout and listing the served ones.
+    pub fn renderer_for(&self, layout: &str) -> Result<&ActiveRenderer, PluginError> {
+        let wanted = if layout.is_empty() {
+            DEFAULT_LAYOUT
+        } else {
+            layout
+        };
+        // A layout no renderer claims goes to the bundled templates when they are active, as
+        // in Go, whose template page draws any other name by its prefix (else as grid).
+        self.renderers
+            .iter()
+            .find(|r| r.layouts.iter().any(|l| l == wanted))
+            .or_else(|| {
+                self.renderers
+                    .iter()
+                    .find(|r| matches!(r.source, Source::Builtin) && r.descriptor.name == templates::NAME)
+            })
+            .ok_or_else(|| {
+                let mut known: Vec<String> = self
+                    .renderers
+                    .iter()
+                    .flat_map(|r| r.layouts.iter().cloned())
+                    .collect();
+                known.sort();
+                PluginError::UnknownLayout {
+                    layout: wanted.to_string(),
+                    known,
+                }
+            })
+    }
+
+    /// The secret config fields of the plugin loaded from `plugins[entry]` (for redaction).
+    pub fn secret_fields_of_entry(&self, entry: usize) -> Vec<String> {
+        let sink = self.active.iter().filter(|p| p.entry == Some(entry));
+        let renderer = self.renderers.iter().filter(|r| r.entry == Some(entry));
+        let mut fields: Vec<String> = sink
+            .flat_map(|p| p.descriptor.secret_fields())
+            .chain(renderer.flat_map(|r| r.descriptor.secret_fields()))
+            .collect();
+        fields.sort();
+        fields.dedup();
+        fields
     }
 
     /// The configured sink called `name`, or an error listing what is active.
@@ -181,7 +357,18 @@ impl PluginRegistry {
     }
 }
 
-fn load_entry(key: &str, entry: &PluginEntry) -> Result<ActivePlugin, PluginError> {
+fn duplicate_name(key: &str, entry: &PluginEntry, name: &str, other_key: &str) -> PluginError {
+    PluginError::Entry {
+        field: format!("{key}.name"),
+        plugin: Some(name.to_string()),
+        source_label: entry.source.to_string(),
+        message: format!(
+            "plugin name {name:?} is already used by {other_key}; give one of them another name:"
+        ),
+    }
+}
+
+fn load_entry(key: &str, index: Option<usize>, entry: &PluginEntry) -> Result<Loaded, PluginError> {
     let label = entry.source.to_string();
     let fail = |field: String, plugin: Option<&str>, message: String| PluginError::Entry {
         field,
@@ -189,11 +376,14 @@ fn load_entry(key: &str, entry: &PluginEntry) -> Result<ActivePlugin, PluginErro
         source_label: label.clone(),
         message,
     };
-    let (plugin, source): (Arc<dyn LoadedPlugin>, Source) = match &entry.source {
-        PluginSource::Builtin(name) => match builtin::find(name) {
-            Some(p) => (Arc::new(BuiltinRef(p)), Source::Builtin),
-            None => {
-                let compiled = builtin::names();
+    let (sink, renderer, source): LoadedParts = match &entry.source {
+        PluginSource::Builtin(name) => {
+            let sink =
+                builtin::find(name).map(|p| Arc::new(BuiltinRef(p)) as Arc<dyn LoadedPlugin>);
+            let renderer = builtin::find_renderer(name)
+                .map(|p| Arc::new(BuiltinRendererRef(p)) as Arc<dyn LoadedRenderer>);
+            if sink.is_none() && renderer.is_none() {
+                let compiled = builtin::all_names();
                 return Err(fail(
                     format!("{key}.builtin"),
                     None,
@@ -207,54 +397,110 @@ fn load_entry(key: &str, entry: &PluginEntry) -> Result<ActivePlugin, PluginErro
                     ),
                 ));
             }
-        },
-        PluginSource::Dylib(path) => match DylibPlugin::load(path) {
-            Ok(p) => (Arc::new(p), Source::Dylib(path.clone())),
+            (sink, renderer, Source::Builtin)
+        }
+        PluginSource::Dylib(path) => match super::dylib::load(path) {
+            Ok(lib) => (
+                lib.sink.map(|p| Arc::new(p) as Arc<dyn LoadedPlugin>),
+                lib.renderer.map(|r| Arc::new(r) as Arc<dyn LoadedRenderer>),
+                Source::Dylib(path.clone()),
+            ),
             Err(e) => return Err(fail(format!("{key}.dylib"), None, e.to_string())),
         },
         PluginSource::Wasm(path) => {
             load_wasm(entry, path).map_err(|m| fail(format!("{key}.wasm"), None, m))?
         }
     };
-    let descriptor = plugin.descriptor();
-    let name = entry
-        .name
-        .clone()
-        .unwrap_or_else(|| descriptor.name.clone());
-    let config_error = |e: SinkError| {
+    let config_error = |name: &str, e: SinkError| {
         let (field, message) = match e.field() {
             Some(f) if e.is_config() => (format!("{key}.config.{f}"), e.message().to_string()),
             _ if e.is_config() => (format!("{key}.config"), e.message().to_string()),
             _ => (format!("{key}.config"), e.to_string()),
         };
-        fail(field, Some(&name), message)
+        fail(field, Some(name), message)
     };
-    plugin.validate(&entry.config).map_err(config_error)?;
-    let factory: Arc<dyn SinkFactory> =
-        Arc::from(plugin.create(&entry.config).map_err(config_error)?);
-    Ok(ActivePlugin {
-        name,
-        descriptor,
-        source,
-        plugin,
-        factory,
-        config: entry.config.clone(),
-    })
+    let sink = match sink {
+        Some(plugin) => {
+            let descriptor = plugin.descriptor();
+            let name = entry
+                .name
+                .clone()
+                .unwrap_or_else(|| descriptor.name.clone());
+            plugin
+                .validate(&entry.config)
+                .map_err(|e| config_error(&name, e))?;
+            let factory: Arc<dyn SinkFactory> = Arc::from(
+                plugin
+                    .create(&entry.config)
+                    .map_err(|e| config_error(&name, e))?,
+            );
+            Some(ActivePlugin {
+                name,
+                descriptor,
+                source: source.clone(),
+                plugin,
+                factory,
+                config: entry.config.clone(),
+                entry: index,
+            })
+        }
+        None => None,
+    };
+    let renderer = match renderer {
+        Some(plugin) => {
+            let descriptor = plugin.descriptor();
+            let name = entry
+                .name
+                .clone()
+                .unwrap_or_else(|| descriptor.name.clone());
+            plugin
+                .validate(&entry.config)
+                .map_err(|e| config_error(&name, e))?;
+            let renderer: Arc<dyn LayoutRenderer> = Arc::from(
+                plugin
+                    .create(&entry.config)
+                    .map_err(|e| config_error(&name, e))?,
+            );
+            let layouts = renderer.layouts();
+            if layouts.is_empty() {
+                return Err(fail(
+                    key.to_string(),
+                    Some(&name),
+                    "the renderer serves no layout".into(),
+                ));
+            }
+            Some(ActiveRenderer {
+                name,
+                descriptor,
+                source,
+                layouts,
+                renderer,
+                entry: index,
+            })
+        }
+        None => None,
+    };
+    Ok(Loaded { sink, renderer })
 }
 
+/// What a loader found in one entry's file: a sink, a renderer or both, and where from.
+type LoadedParts = (
+    Option<Arc<dyn LoadedPlugin>>,
+    Option<Arc<dyn LoadedRenderer>>,
+    Source,
+);
+
 #[cfg(feature = "wasm")]
-fn load_wasm(
-    entry: &PluginEntry,
-    path: &std::path::Path,
-) -> Result<(Arc<dyn LoadedPlugin>, Source), String> {
+fn load_wasm(entry: &PluginEntry, path: &std::path::Path) -> Result<LoadedParts, String> {
     let sandbox = entry
         .sandbox
         .clone()
         .unwrap_or_else(super::wasm::default_sandbox);
-    super::wasm::WasmPlugin::load(path, sandbox)
-        .map(|p| {
+    super::wasm::load(path, sandbox)
+        .map(|lib| {
             (
-                Arc::new(p) as Arc<dyn LoadedPlugin>,
+                lib.sink.map(|p| Arc::new(p) as Arc<dyn LoadedPlugin>),
+                lib.renderer.map(|r| Arc::new(r) as Arc<dyn LoadedRenderer>),
                 Source::Wasm(path.to_path_buf()),
             )
         })
@@ -262,10 +508,7 @@ fn load_wasm(
 }
 
 #[cfg(not(feature = "wasm"))]
-fn load_wasm(
-    _entry: &PluginEntry,
-    _path: &std::path::Path,
-) -> Result<(Arc<dyn LoadedPlugin>, Source), String> {
+fn load_wasm(_entry: &PluginEntry, _path: &std::path::Path) -> Result<LoadedParts, String> {
     Err(
         "this egress was built without the WASM loader (cargo feature `wasm` of egress-host)"
             .into(),
@@ -285,6 +528,23 @@ impl LoadedPlugin for BuiltinRef {
     }
 
     fn create(&self, config: &Value) -> Result<Box<dyn SinkFactory>, SinkError> {
+        self.0.create(config)
+    }
+}
+
+/// A `&'static BuiltinRenderer` as an `Arc<dyn LoadedRenderer>`.
+struct BuiltinRendererRef(&'static egress_plugin_api::BuiltinRenderer);
+
+impl LoadedRenderer for BuiltinRendererRef {
+    fn descriptor(&self) -> Descriptor {
+        self.0.descriptor()
+    }
+
+    fn validate(&self, config: &Value) -> Result<(), SinkError> {
+        self.0.validate(config)
+    }
+
+    fn create(&self, config: &Value) -> Result<Box<dyn LayoutRenderer>, SinkError> {
         self.0.create(config)
     }
 }

@@ -25,7 +25,7 @@ fn a_c_plugin_loads_and_streams() {
             p.descriptor.version.as_str(),
             p.descriptor.api.to_string().as_str()
         ),
-        ("0.0.1", "1.0")
+        ("0.0.1", "1.1")
     );
     assert!(p.descriptor.capabilities.streaming);
     assert_eq!(p.source, Source::Dylib(so.clone()));
@@ -63,13 +63,13 @@ fn abi_mismatches_are_refused() {
     let cases = [
         (
             "major2",
-            vec!["ABI_MAJOR=2"],
+            vec!["ABI_MAJOR=2", "ABI_MINOR=0"],
             "plugin API 2.0 has major version 2, this host speaks only 1.x",
         ),
         (
             "minor9",
             vec!["ABI_MINOR=9"],
-            "plugin API 1.9 is newer than this host's 1.0",
+            "plugin API 1.9 is newer than this host's 1.1",
         ),
         (
             "nowrite",
@@ -202,19 +202,19 @@ fn validate_lists_plugins_of_every_loader() {
     assert!(stdout.contains("# active plugins:\n"), "{stdout}");
     let version = env!("CARGO_PKG_VERSION");
     assert!(
-        stdout.contains(&format!("#   file      {version}  api 1.0  builtin\n")),
+        stdout.contains(&format!("#   file      {version}  api 1.1  builtin\n")),
         "{stdout}"
     );
     assert!(
         stdout.contains(&format!(
-            "#   testbed   {version}  api 1.0  dylib {}\n",
+            "#   testbed   {version}  api 1.1  dylib {}\n",
             a.testbed_so.display()
         )),
         "{stdout}"
     );
     assert!(
         stdout.contains(&format!(
-            "#   http-put  {version}  api 1.0  wasm {}\n",
+            "#   http-put  {version}  api 1.1  wasm {}\n",
             a.http_put_wasm.display()
         )),
         "{stdout}"

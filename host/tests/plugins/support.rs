@@ -42,12 +42,15 @@ pub struct Artifacts {
     pub file_wasm: PathBuf,
     pub http_put_wasm: PathBuf,
     pub testbed_wasm: PathBuf,
+    pub solid_so: PathBuf,
+    pub solid_wasm: PathBuf,
 }
 
-const PLUGIN_CRATES: [&str; 3] = [
+const PLUGIN_CRATES: [&str; 4] = [
     "egress-plugin-file",
     "egress-plugin-http-put",
     "egress-plugin-testbed",
+    "egress-plugin-solid-layout",
 ];
 
 /// Where the plugin artifacts are built: a target directory of their own, so that building
@@ -86,7 +89,7 @@ fn cargo(args: &[&str], what: &str, hint: &str) {
     );
 }
 
-/// Build (once per process) the three plugin crates as cdylibs (feature `dylib`) and as
+/// Build (once per process) the plugin crates as cdylibs (feature `dylib`) and as
 /// wasm32-wasip2 components, in the tests' profile.
 pub fn artifacts() -> &'static Artifacts {
     static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
@@ -116,6 +119,8 @@ pub fn artifacts() -> &'static Artifacts {
             file_wasm: wasm("egress_plugin_file"),
             http_put_wasm: wasm("egress_plugin_http_put"),
             testbed_wasm: wasm("egress_plugin_testbed"),
+            solid_so: so("egress_plugin_solid_layout"),
+            solid_wasm: wasm("egress_plugin_solid_layout"),
         };
         for p in [
             &a.file_so,
@@ -124,6 +129,8 @@ pub fn artifacts() -> &'static Artifacts {
             &a.file_wasm,
             &a.http_put_wasm,
             &a.testbed_wasm,
+            &a.solid_so,
+            &a.solid_wasm,
         ] {
             assert!(p.is_file(), "{} was not built", p.display());
         }

@@ -17,10 +17,13 @@ use serde_json::Value;
 
 use super::{
     ABI_MAJOR, ABI_MINOR, EGRESS_ERR_PERMANENT, EGRESS_OK, EgressBuf, EgressError, EgressHostApi,
-    EgressObjectSpec, EgressPluginDescriptor, EgressReceipt, EgressSinkApi, EgressStr, status_of,
+    EgressObjectSpec, EgressPluginDescriptor, EgressReceipt, EgressRendererApi, EgressSinkApi,
+    EgressStr, status_of,
 };
 use crate::blocking::block_on;
 use crate::error::SinkError;
+use crate::renderer::{RenderRequest, RoomState};
+use crate::renderer_plugin::RendererPlugin;
 use crate::sink::{SinkObject, SinkPlugin};
 use crate::types::ObjectSpec;
 
@@ -49,6 +52,33 @@ pub const fn descriptor(sink: &'static EgressSinkApi) -> EgressPluginDescriptor 
         abi_major: ABI_MAJOR,
         abi_minor: ABI_MINOR,
         sink,
+        renderer: std::ptr::null(),
+    }
+}
+
+/// The descriptor of a renderer-only plugin.
+pub const fn renderer_descriptor(renderer: &'static EgressRendererApi) -> EgressPluginDescriptor {
+    EgressPluginDescriptor {
+        struct_size: size_of::<EgressPluginDescriptor>() as u32,
+        abi_major: ABI_MAJOR,
+        abi_minor: ABI_MINOR,
+        sink: std::ptr::null(),
+        renderer,
+    }
+}
+
+/// The renderer function table for `R`.
+pub const fn renderer_api<R: RendererPlugin>() -> EgressRendererApi {
+    EgressRendererApi {
+        struct_size: size_of::<EgressRendererApi>() as u32,
+        init: Some(init),
+        describe: Some(renderer_describe::<R>),
+        validate: Some(renderer_validate::<R>),
+        create: Some(renderer_create::<R>),
+        layouts: Some(renderer_layouts::<R>),
+        render: Some(renderer_render::<R>),
+        destroy: Some(destroy::<R>),
+        free_buf: Some(free_buf),
     }
 }
 
@@ -259,11 +289,12 @@ unsafe extern "C" fn abort(object: *mut c_void) {
     }
 }
 
-unsafe extern "C" fn destroy<F: SinkPlugin>(factory: *mut c_void) {
+unsafe extern "C" fn destroy<F>(factory: *mut c_void) {
     if factory.is_null() {
         return;
     }
-    // SAFETY: the pointer comes from `create::<F>`; the host gives up ownership here.
+    // SAFETY: the pointer comes from `create::<F>` (or `renderer_create::<F>`); the host gives
+    // up ownership here.
     let factory = unsafe { Box::from_raw(factory as *mut F) };
     if catch_unwind(AssertUnwindSafe(|| drop(factory))).is_err() {
         crate::log::error("plugin panicked while destroying a factory");
@@ -273,4 +304,88 @@ unsafe extern "C" fn destroy<F: SinkPlugin>(factory: *mut c_void) {
 unsafe extern "C" fn free_buf(buf: EgressBuf) {
     // SAFETY: every EgressBuf the host holds was made by `EgressBuf::from_vec` in this library.
     drop(unsafe { buf.into_vec() });
+}
+
+/// Write `value` as JSON into the host's out-buffer.
+fn out_json<T: serde::Serialize>(
+    out: *mut EgressBuf,
+    value: &T,
+    what: &str,
+) -> Result<(), SinkError> {
+    let json = serde_json::to_vec(value)
+        .map_err(|e| SinkError::permanent(format!("cannot encode {what}: {e}")))?;
+    if out.is_null() {
+        return Err(SinkError::permanent(format!("{what}: null output pointer")));
+    }
+    // SAFETY: checked non-null; the host passes a writable EgressBuf.
+    unsafe { *out = EgressBuf::from_vec(json) };
+    Ok(())
+}
+
+fn parse_arg<T: serde::de::DeserializeOwned>(s: EgressStr<'_>, what: &str) -> Result<T, SinkError> {
+    // SAFETY: the host passes a valid borrowed buffer for the duration of the call.
+    let bytes = unsafe { s.as_bytes() };
+    serde_json::from_slice(bytes)
+        .map_err(|e| SinkError::permanent(format!("{what} is not valid JSON: {e}")))
+}
+
+unsafe extern "C" fn renderer_describe<R: RendererPlugin>(
+    out_json_buf: *mut EgressBuf,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        out_json(out_json_buf, &R::describe(), "the descriptor")
+    })
+}
+
+unsafe extern "C" fn renderer_validate<R: RendererPlugin>(
+    config: EgressStr<'_>,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || R::validate(&parse_json(config)?))
+}
+
+unsafe extern "C" fn renderer_create<R: RendererPlugin>(
+    config: EgressStr<'_>,
+    out_renderer: *mut *mut c_void,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        if out_renderer.is_null() {
+            return Err(SinkError::permanent("create: null output pointer"));
+        }
+        let renderer = R::create(&parse_json(config)?)?;
+        // SAFETY: checked non-null. The host owns the pointer until it calls `destroy::<R>`.
+        unsafe { *out_renderer = Box::into_raw(Box::new(renderer)).cast() };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn renderer_layouts<R: RendererPlugin>(
+    renderer: *mut c_void,
+    out: *mut EgressBuf,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        // SAFETY: the host passes a live renderer from `renderer_create::<R>`.
+        let renderer = unsafe { factory_ref::<R>(renderer)? };
+        out_json(out, &renderer.layouts(), "the layouts")
+    })
+}
+
+unsafe extern "C" fn renderer_render<R: RendererPlugin>(
+    renderer: *mut c_void,
+    request: EgressStr<'_>,
+    room: EgressStr<'_>,
+    out: *mut EgressBuf,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        // SAFETY: the host passes a live renderer from `renderer_create::<R>`.
+        let renderer = unsafe { factory_ref::<R>(renderer)? };
+        let request: RenderRequest = parse_arg(request, "the render request")?;
+        let room: RoomState = parse_arg(room, "the room state")?;
+        let rendering = block_on(renderer.render(&request, &room))?;
+        out_json(out, &rendering, "the rendering")
+    })
 }

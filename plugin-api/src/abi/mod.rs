@@ -211,14 +211,55 @@ pub struct EgressSinkApi {
 // SAFETY: the table is immutable static data (function pointers).
 unsafe impl Sync for EgressSinkApi {}
 
+pub type LayoutsFn = unsafe extern "C" fn(
+    renderer: *mut c_void,
+    out_json: *mut EgressBuf,
+    err: *mut EgressError,
+) -> i32;
+pub type RenderFn = unsafe extern "C" fn(
+    renderer: *mut c_void,
+    request_json: EgressStr<'_>,
+    room_json: EgressStr<'_>,
+    out_json: *mut EgressBuf,
+    err: *mut EgressError,
+) -> i32;
+
+/// The renderer function table (v1.1). Requests, rooms and answers cross as JSON (the serde
+/// forms of [`RenderRequest`](crate::RenderRequest), [`RoomState`](crate::RoomState) and
+/// [`Rendering`](crate::Rendering)): they are trees of lists of strings, which in C would need a
+/// size-prefixed struct and an ownership rule per level, and JSON objects gain fields in a minor
+/// version without any layout change. Renders are rare (once per egress), so the cost is moot.
+#[repr(C)]
+#[derive(Debug)]
+pub struct EgressRendererApi {
+    pub struct_size: u32,
+    pub init: Option<InitFn>,
+    pub describe: Option<DescribeFn>,
+    pub validate: Option<ValidateFn>,
+    pub create: Option<CreateFn>,
+    pub layouts: Option<LayoutsFn>,
+    pub render: Option<RenderFn>,
+    pub destroy: Option<DestroyFn>,
+    pub free_buf: Option<FreeBufFn>,
+}
+
+// SAFETY: the table is immutable static data (function pointers).
+unsafe impl Sync for EgressRendererApi {}
+
 #[repr(C)]
 #[derive(Debug)]
 pub struct EgressPluginDescriptor {
     pub struct_size: u32,
     pub abi_major: u16,
     pub abi_minor: u16,
+    /// The sink table. From v1.1 it may be null when `renderer` is set.
     pub sink: *const EgressSinkApi,
+    /// v1.1: the renderer table, or null. Read only when `struct_size` covers it.
+    pub renderer: *const EgressRendererApi,
 }
+
+/// The size of a v1.0 descriptor (no `renderer` field): what a minor-0 plugin fills.
+pub const DESCRIPTOR_V1_0_SIZE: usize = std::mem::offset_of!(EgressPluginDescriptor, renderer);
 
 // SAFETY: points to a static, immutable table.
 unsafe impl Sync for EgressPluginDescriptor {}
@@ -272,7 +313,9 @@ mod tests {
         assert_eq!(size_of::<EgressHostApi>(), 16);
         assert_eq!(size_of::<EgressSinkApi>(), 8 + 11 * 8);
         assert_eq!(offset_of!(EgressPluginDescriptor, sink), 8);
-        assert_eq!(size_of::<EgressPluginDescriptor>(), 16);
+        assert_eq!(DESCRIPTOR_V1_0_SIZE, 16);
+        assert_eq!(size_of::<EgressPluginDescriptor>(), 24);
+        assert_eq!(size_of::<EgressRendererApi>(), 8 + 8 * 8);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::sink::{SinkObject, SinkPlugin};
 use crate::types::{Descriptor, ObjectSpec};
 
 pub mod http;
+pub mod renderer;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -35,7 +36,7 @@ pub mod bindings {
 use bindings::egress::plugin::types as wit;
 use bindings::exports::egress::plugin::sink as exports;
 
-fn to_wit_error(e: SinkError) -> wit::SinkError {
+pub(crate) fn to_wit_error(e: SinkError) -> wit::SinkError {
     wit::SinkError {
         kind: match e.kind() {
             Kind::Retryable => wit::ErrorKind::Retryable,
@@ -48,7 +49,7 @@ fn to_wit_error(e: SinkError) -> wit::SinkError {
     }
 }
 
-fn parse_json(config: &str) -> Result<Value, SinkError> {
+pub(crate) fn parse_json(config: &str) -> Result<Value, SinkError> {
     if config.trim().is_empty() {
         return Ok(Value::Null);
     }
@@ -57,7 +58,10 @@ fn parse_json(config: &str) -> Result<Value, SinkError> {
 
 #[doc(hidden)]
 pub fn describe<F: SinkPlugin>() -> wit::Descriptor {
-    let d: Descriptor = F::describe();
+    descriptor_to_wit(F::describe())
+}
+
+pub(crate) fn descriptor_to_wit(d: Descriptor) -> wit::Descriptor {
     wit::Descriptor {
         name: d.name,
         version: d.version,

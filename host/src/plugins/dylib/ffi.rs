@@ -88,35 +88,12 @@ impl SinkApi {
 
     /// Copy a plugin-owned buffer and hand it back to the plugin.
     fn take(&self, buf: EgressBuf) -> Vec<u8> {
-        if buf.ptr.is_null() {
-            return Vec::new();
-        }
-        // SAFETY: the plugin filled `buf` with `len` readable bytes it owns.
-        let bytes = unsafe { buf.as_bytes() }.to_vec();
-        // SAFETY: returned to the plugin that allocated it, exactly once.
-        unsafe { (self.free_buf)(buf) };
-        bytes
+        take_buf(self.free_buf, buf)
     }
 
     /// Run a fallible call with a fresh error slot; turn its status into a `Result`.
     fn call(&self, f: impl FnOnce(*mut EgressError) -> i32) -> Result<(), SinkError> {
-        let mut err = EgressError::EMPTY;
-        let status = f(&mut err);
-        let message = String::from_utf8_lossy(
-            &self.take(std::mem::replace(&mut err.message, EgressBuf::EMPTY)),
-        )
-        .into_owned();
-        let field = self.take(std::mem::replace(&mut err.field, EgressBuf::EMPTY));
-        if status == EGRESS_OK {
-            return Ok(());
-        }
-        let field = (!field.is_empty()).then(|| String::from_utf8_lossy(&field).into_owned());
-        let message = if message.is_empty() {
-            "the plugin gave no message".to_string()
-        } else {
-            message
-        };
-        Err(abi::error_from_status(status, message, field))
+        call_with(self.free_buf, f)
     }
 
     pub fn init(&self) {
@@ -156,7 +133,51 @@ impl SinkApi {
     }
 }
 
-fn config_json(config: &Value) -> Result<Vec<u8>, SinkError> {
+/// Copy a plugin-owned buffer and hand it back to the plugin through its `free_buf`.
+pub(super) fn take_buf(free_buf: FreeBufFn, buf: EgressBuf) -> Vec<u8> {
+    if buf.ptr.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the plugin filled `buf` with `len` readable bytes it owns.
+    let bytes = unsafe { buf.as_bytes() }.to_vec();
+    // SAFETY: returned to the plugin that allocated it, exactly once.
+    unsafe { free_buf(buf) };
+    bytes
+}
+
+/// Run a fallible call with a fresh error slot; turn its status into a `Result`.
+pub(super) fn call_with(
+    free_buf: FreeBufFn,
+    f: impl FnOnce(*mut EgressError) -> i32,
+) -> Result<(), SinkError> {
+    let mut err = EgressError::EMPTY;
+    let status = f(&mut err);
+    let message = String::from_utf8_lossy(&take_buf(
+        free_buf,
+        std::mem::replace(&mut err.message, EgressBuf::EMPTY),
+    ))
+    .into_owned();
+    let field = take_buf(
+        free_buf,
+        std::mem::replace(&mut err.field, EgressBuf::EMPTY),
+    );
+    if status == EGRESS_OK {
+        return Ok(());
+    }
+    let field = (!field.is_empty()).then(|| String::from_utf8_lossy(&field).into_owned());
+    let message = if message.is_empty() {
+        "the plugin gave no message".to_string()
+    } else {
+        message
+    };
+    Err(abi::error_from_status(status, message, field))
+}
+
+pub(super) fn host_api() -> &'static EgressHostApi {
+    &HOST_API
+}
+
+pub(super) fn config_json(config: &Value) -> Result<Vec<u8>, SinkError> {
     serde_json::to_vec(config).map_err(|e| SinkError::config(format!("cannot encode config: {e}")))
 }
 

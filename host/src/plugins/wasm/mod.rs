@@ -1,4 +1,5 @@
-//! The WASM loader: components targeting `egress:plugin/sink-plugin@1.x`, run by wasmtime.
+//! The WASM loader: components targeting `egress:plugin/sink-plugin@1.x` or (since 1.1)
+//! `egress:plugin/renderer-plugin@1.x` (`renderer.rs`), run by wasmtime.
 //!
 //! Isolation, per the config's sandbox:
 //! * **memory**: each instance's linear memory is capped (`max_memory_mb`); an instance per
@@ -15,6 +16,7 @@
 mod bindings;
 mod engine;
 mod http;
+mod renderer;
 mod session;
 mod store;
 
@@ -27,8 +29,10 @@ use egress_plugin_api::{
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::config::WasmSandbox;
+use bindings::renderer::RendererPluginPre;
 use bindings::{SinkPlugin, SinkPluginPre};
 use http::{HostPattern, HttpGate};
+pub use renderer::WasmRenderer;
 use session::{WasmFactory, from_wit};
 use store::{Sandbox, StoreState, new_store, timed};
 
@@ -42,11 +46,12 @@ pub enum WasmError {
     #[error("cannot compile {}: {message}", path.display())]
     Compile { path: PathBuf, message: String },
     #[error(
-        "{} is not an egress sink component (world egress:plugin/sink-plugin@{}.x): {message}",
+        "{} is not an egress plugin component (world egress:plugin/sink-plugin@{}.x or egress:plugin/renderer-plugin@{}.x): {message}",
         path.display(),
+        ApiVersion::CURRENT.major,
         ApiVersion::CURRENT.major
     )]
-    NotASink { path: PathBuf, message: String },
+    NotAPlugin { path: PathBuf, message: String },
     #[error("{}: {source}", path.display())]
     Version {
         path: PathBuf,
@@ -88,72 +93,109 @@ pub struct WasmPlugin {
     descriptor: Descriptor,
 }
 
-impl WasmPlugin {
-    /// Compile and link `path`, then instantiate it once to describe it.
-    pub fn load(path: &Path, sandbox: WasmSandbox) -> Result<Self, WasmError> {
-        if !path.is_file() {
-            return Err(WasmError::Missing(path.to_path_buf()));
-        }
-        let engine = engine::engine().map_err(WasmError::Engine)?;
-        let compiled = wasmtime::component::Component::from_file(engine, path).map_err(|e| {
-            WasmError::Compile {
-                path: path.to_path_buf(),
-                message: format!("{e:#}"),
-            }
-        })?;
-        let not_a_sink = |e: wasmtime::Error| WasmError::NotASink {
-            path: path.to_path_buf(),
-            message: format!("{e:#}"),
-        };
-        let mut linker: Linker<StoreState> = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| WasmError::Engine(e.to_string()))?;
-        SinkPlugin::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
-            .map_err(|e| WasmError::Engine(e.to_string()))?;
-        let instance_pre = linker.instantiate_pre(&compiled).map_err(not_a_sink)?;
-        let pre = SinkPluginPre::new(instance_pre).map_err(not_a_sink)?;
-
-        let mut allowed = Vec::with_capacity(sandbox.allowed_hosts.len());
-        for pattern in &sandbox.allowed_hosts {
-            allowed.push(
-                HostPattern::parse(pattern).ok_or_else(|| WasmError::BadHost {
-                    path: path.to_path_buf(),
-                    pattern: pattern.clone(),
-                })?,
-            );
-        }
-        let mut component = Component {
-            engine,
-            pre,
-            sandbox: Sandbox {
-                plugin: path.display().to_string(),
-                memory_bytes: (sandbox.max_memory_mb as usize).saturating_mul(1 << 20),
-                max_call_time: sandbox.max_call_time,
-                http: Arc::new(HttpGate::new(allowed)),
-                dirs: sandbox.allowed_dirs.clone(),
-            },
-        };
-        let descriptor = off_thread(|| describe(&component)).map_err(|source| match source {
-            DescribeError::Version(source) => WasmError::Version {
-                path: path.to_path_buf(),
-                source,
-            },
-            DescribeError::Call(source) => WasmError::Describe {
-                path: path.to_path_buf(),
-                source,
-            },
-        })?;
-        // Logs and thread names say the plugin's name from now on.
-        component.sandbox.plugin = descriptor.name.clone();
-        tracing::debug!(path = %path.display(), plugin = %descriptor.name, api = %descriptor.api, "Loaded WASM plugin.");
-        Ok(WasmPlugin {
-            component: Arc::new(component),
-            descriptor,
-        })
-    }
+/// What one component offers: a sink, a renderer, or (a component exporting both worlds'
+/// interfaces) both.
+pub struct WasmLibrary {
+    pub sink: Option<WasmPlugin>,
+    pub renderer: Option<WasmRenderer>,
 }
 
-enum DescribeError {
+/// Compile and link `path`, then instantiate it to describe what it exports.
+pub fn load(path: &Path, sandbox: WasmSandbox) -> Result<WasmLibrary, WasmError> {
+    if !path.is_file() {
+        return Err(WasmError::Missing(path.to_path_buf()));
+    }
+    let engine = engine::engine().map_err(WasmError::Engine)?;
+    let compiled = wasmtime::component::Component::from_file(engine, path).map_err(|e| {
+        WasmError::Compile {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        }
+    })?;
+    let not_a_plugin = |e: String| WasmError::NotAPlugin {
+        path: path.to_path_buf(),
+        message: e,
+    };
+    // One linker with every import either world has (WASI, http, log, types): a renderer
+    // imports a subset of the sink's.
+    let mut linker: Linker<StoreState> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .map_err(|e| WasmError::Engine(e.to_string()))?;
+    SinkPlugin::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
+        .map_err(|e| WasmError::Engine(e.to_string()))?;
+    let instance_pre = linker
+        .instantiate_pre(&compiled)
+        .map_err(|e| not_a_plugin(format!("{e:#}")))?;
+    let sink_pre = SinkPluginPre::new(instance_pre.clone());
+    let renderer_pre = RendererPluginPre::new(instance_pre);
+    let (sink_pre, renderer_pre) = match (sink_pre, renderer_pre) {
+        (Err(sink), Err(renderer)) => {
+            return Err(not_a_plugin(format!(
+                "as a sink: {sink:#}; as a renderer: {renderer:#}"
+            )));
+        }
+        (sink, renderer) => (sink.ok(), renderer.ok()),
+    };
+
+    let mut allowed = Vec::with_capacity(sandbox.allowed_hosts.len());
+    for pattern in &sandbox.allowed_hosts {
+        allowed.push(
+            HostPattern::parse(pattern).ok_or_else(|| WasmError::BadHost {
+                path: path.to_path_buf(),
+                pattern: pattern.clone(),
+            })?,
+        );
+    }
+    let sandbox = Sandbox {
+        plugin: path.display().to_string(),
+        memory_bytes: (sandbox.max_memory_mb as usize).saturating_mul(1 << 20),
+        max_call_time: sandbox.max_call_time,
+        http: Arc::new(HttpGate::new(allowed)),
+        dirs: sandbox.allowed_dirs.clone(),
+    };
+    let describe_error = |source| match source {
+        DescribeError::Version(source) => WasmError::Version {
+            path: path.to_path_buf(),
+            source,
+        },
+        DescribeError::Call(source) => WasmError::Describe {
+            path: path.to_path_buf(),
+            source,
+        },
+    };
+    let renderer = match renderer_pre {
+        Some(pre) => Some(
+            WasmRenderer::new(renderer::RendererComponent {
+                engine,
+                pre,
+                sandbox: sandbox.clone(),
+            })
+            .map_err(describe_error)?,
+        ),
+        None => None,
+    };
+    let sink = match sink_pre {
+        Some(pre) => {
+            let mut component = Component {
+                engine,
+                pre,
+                sandbox,
+            };
+            let descriptor = off_thread(|| describe(&component)).map_err(describe_error)?;
+            // Logs and thread names say the plugin's name from now on.
+            component.sandbox.plugin = descriptor.name.clone();
+            tracing::debug!(path = %path.display(), plugin = %descriptor.name, api = %descriptor.api, "Loaded WASM sink plugin.");
+            Some(WasmPlugin {
+                component: Arc::new(component),
+                descriptor,
+            })
+        }
+        None => None,
+    };
+    Ok(WasmLibrary { sink, renderer })
+}
+
+pub(crate) enum DescribeError {
     Version(egress_plugin_api::VersionMismatch),
     Call(SinkError),
 }
@@ -167,7 +209,7 @@ impl From<SinkError> for DescribeError {
 /// Run a guest call on a thread of its own. WASI's synchronous bindings block on an internal
 /// tokio runtime, which panics on a thread that is already driving one (a caller inside
 /// `block_on`); objects have their own threads, one-off calls get this.
-fn off_thread<R: Send, E: From<SinkError> + Send>(
+pub(crate) fn off_thread<R: Send, E: From<SinkError> + Send>(
     f: impl FnOnce() -> Result<R, E> + Send,
 ) -> Result<R, E> {
     std::thread::scope(|scope| {
@@ -196,6 +238,13 @@ fn describe(component: &Component) -> Result<Descriptor, DescribeError> {
         bindings.egress_plugin_sink().call_describe(s)
     })
     .map_err(DescribeError::Call)?;
+    descriptor_from_wit(d)
+}
+
+/// A described component's descriptor, once its API version is accepted.
+pub(crate) fn descriptor_from_wit(
+    d: bindings::egress::plugin::types::Descriptor,
+) -> Result<Descriptor, DescribeError> {
     let api = ApiVersion::new(d.api_major, d.api_minor);
     ApiVersion::check_plugin(ApiVersion::CURRENT, api).map_err(DescribeError::Version)?;
     let schema: Value = serde_json::from_str(&d.config_schema).map_err(|e| {

@@ -21,6 +21,7 @@ const MAX_STDERR_IN_ERROR: usize = 1024;
 const MAX_LOG_LINE: usize = 4096;
 
 /// What every store of one plugin gets.
+#[derive(Clone)]
 pub struct Sandbox {
     pub plugin: String,
     pub memory_bytes: usize,

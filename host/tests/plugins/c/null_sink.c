@@ -5,6 +5,8 @@
  *   -DABI_MAJOR=n / -DABI_MINOR=n   declare another ABI version
  *   -DNO_WRITE                      leave the `write` entry NULL
  *   -DNO_ENTRY                      do not export egress_plugin_entry_v1 at all
+ *   -DV1_0_DESCRIPTOR               fill only a v1.0 descriptor (no `renderer` field), as a
+ *                                   plugin built against header 1.0 does (use with ABI_MINOR=0)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -118,8 +120,14 @@ static const EgressSinkApi SINK = {
     c_finish, c_abort, c_destroy, c_free_buf,
 };
 
+#ifdef V1_0_DESCRIPTOR
+#define DESCRIPTOR_SIZE offsetof(EgressPluginDescriptor, renderer)
+#else
+#define DESCRIPTOR_SIZE sizeof(EgressPluginDescriptor)
+#endif
+
 static const EgressPluginDescriptor DESCRIPTOR = {
-    sizeof(EgressPluginDescriptor), ABI_MAJOR, ABI_MINOR, &SINK,
+    DESCRIPTOR_SIZE, ABI_MAJOR, ABI_MINOR, &SINK, NULL,
 };
 
 #ifndef NO_ENTRY
