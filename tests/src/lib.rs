@@ -7,7 +7,9 @@
 //! * [`Lk`]: the `lk` CLI against a [`LiveKitServer`].
 //! * [`Stack`]: all three services, started and ready.
 //! * [`free_port`], [`http_get`].
+//! * [`plugin_build`]: the object storage sinks built as dylib plugins.
 //! * [`recording`]: test pages, test media and publishers, ffprobe checks for recording tests.
+//! * [`browser`]: a headless Chromium publishing camera and microphone with livekit-client.
 //! * [`storage`]: storage emulators for sink tests: [`Moto`] and [`S3sFs`] (S3), [`Azurite`]
 //!   (Azure Blob), [`GcsFacade`] (GCS XML API), with object_store clients to read objects back.
 //!
@@ -18,10 +20,12 @@
 //! Binaries are looked up on `PATH`, then in `$EGRESS_CACHE/bin` (default
 //! `/var/cache/egress-rs/bin`), where `scripts/setup` builds `livekit-server` and `lk`.
 
+pub mod browser;
 mod egress;
 mod http;
 mod livekit;
 mod lk;
+pub mod plugin_build;
 mod ports;
 mod process;
 pub mod recording;

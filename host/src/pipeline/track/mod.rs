@@ -16,8 +16,10 @@
 //! ```
 //!
 //! Modules: [`config`] (request → settings, file naming), [`ogg`] (Opus → Ogg pages),
-//! [`webm`] (VP8 → WebM), [`mp4`] (H.264 → fragmented MP4), [`writer`] (the file-writing
-//! thread), [`pcm`] (Opus → PCM) and [`websocket`] (the websocket output).
+//! [`webm`] (VP8, VP9, AV1 → WebM; [`av1`] reads the sequence header), [`mp4`] (H.264, H.265 →
+//! fragmented MP4; [`hevc`] reads the SPS), [`bits`] (their bit reader), [`layer`] (which
+//! keyframe starts the file: a simulcast track's top layer), [`writer`] (muxed bytes to the
+//! file once a second), [`pcm`] (Opus → PCM) and [`websocket`] (the websocket output).
 
 pub mod av1;
 pub mod bits;

@@ -273,9 +273,22 @@ impl<W: Write> Mp4VideoWriter<W> {
         Ok(())
     }
 
-    /// Media time from the first keyframe to the end of the last sample.
+    /// Media time from the first keyframe to the end of the last sample, including the samples
+    /// still waiting for their fragment (up to a second of them, more when keyframes are rare,
+    /// as a browser's H.264 sends them: read before `finish`, the written fragments alone fell
+    /// a second short).
     pub fn duration(&self) -> std::time::Duration {
-        std::time::Duration::from_nanos(self.end_ticks * 1_000_000_000 / VIDEO_RATE)
+        let end = if self.pending.is_empty() { self.end_ticks } else { self.pending_end() };
+        std::time::Duration::from_nanos(end * 1_000_000_000 / VIDEO_RATE)
+    }
+
+    /// Where the pending samples end: the last one lasts as long as the one before it.
+    fn pending_end(&self) -> u64 {
+        let last_duration = match self.pending.as_slice() {
+            [.., a, b] => b.ticks - a.ticks,
+            _ => DEFAULT_SAMPLE_TICKS,
+        };
+        self.last_ticks + last_duration
     }
 
     /// Writes the last fragment. `None` when no keyframe ever came (nothing was written).
@@ -283,12 +296,7 @@ impl<W: Write> Mp4VideoWriter<W> {
         if !self.started {
             return Ok(None);
         }
-        // The last sample lasts as long as the one before it.
-        let last_duration = match self.pending.as_slice() {
-            [.., a, b] => b.ticks - a.ticks,
-            _ => DEFAULT_SAMPLE_TICKS,
-        };
-        let end = self.last_ticks + last_duration;
+        let end = self.pending_end();
         self.flush_fragment(end)?;
         self.out.flush()?;
         Ok(Some(self.out))
@@ -401,6 +409,20 @@ mod tests {
             assert_eq!(sizes as usize, mdat.data.len());
         }
         assert_eq!(samples, 3);
+    }
+
+    #[test]
+    fn the_duration_counts_the_samples_not_yet_in_a_fragment() {
+        let mut w = Mp4VideoWriter::new(Vec::new(), Mp4Codec::H264);
+        let idr = annex_b(&[SPS, PPS, &[0x65, 0x88, 0x84]]);
+        let p = annex_b(&[&[0x41, 0x9a, 0x00]]);
+        // One keyframe, then 0.9 s of delta frames at 30 fps: all still pending (a fragment is
+        // cut at a keyframe or after a second).
+        assert!(w.push(0, &idr).unwrap());
+        for i in 1..28u64 {
+            assert!(w.push(i * 3000, &p).unwrap());
+        }
+        assert_eq!(w.duration(), std::time::Duration::from_nanos(28 * 3000 * 1_000_000_000 / VIDEO_RATE));
     }
 
     #[test]
