@@ -505,6 +505,46 @@ fn ratio(s: &str) -> f64 {
     }
 }
 
+/// A 640x360@30 test video of colour `rgb` with a moving white box, in `codec`'s file format
+/// for `lk room join --publish` or `lk-publish` (`h264`, `vp8`, `vp9`, `h265`, `av1`): a keyframe
+/// every half second (a file publisher cannot answer keyframe requests), about 600 kbit/s, no
+/// B-frames. Named after codec and colour, so two videos can share a directory.
+pub async fn moving_box_video(dir: &TestDir, codec: &str, rgb: [u8; 3], seconds: u32) -> PathBuf {
+    let (ext, encoder): (&str, &[&str]) = match codec {
+        "h264" => ("h264", &["-c:v", "libx264", "-threads", "1", "-profile:v", "baseline", "-bf", "0", "-bsf:v", "h264_mp4toannexb", "-f", "h264"]),
+        "vp8" => ("ivf", &["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-threads", "1", "-f", "ivf"]),
+        "vp9" => ("ivf", &[
+            "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-lag-in-frames", "0", "-auto-alt-ref", "0",
+            "-row-mt", "0", "-threads", "1", "-f", "ivf",
+        ]),
+        "h265" => ("h265", &[
+            "-c:v", "libx265", "-preset", "ultrafast",
+            "-x265-params", "log-level=error:bframes=0:keyint=15:min-keyint=15:repeat-headers=1:pools=1", "-f", "hevc",
+        ]),
+        "av1" => ("ivf", &[
+            "-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8", "-lag-in-frames", "0", "-threads", "1", "-f", "ivf",
+        ]),
+        other => panic!("no test video for {other}"),
+    };
+    let [r, g, b] = rgb;
+    let out = dir.join(&format!("video-{codec}-{r:02x}{g:02x}{b:02x}.{ext}"));
+    let source = format!(
+        "color=c=0x{r:02x}{g:02x}{b:02x}:s=640x360:r=30:d={seconds}[bg];color=c=white:s=40x40:r=30:d={seconds}[box];\
+         [bg][box]overlay=x='mod(t*120\\,600)':y=20:shortest=1"
+    );
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source])
+        .args(["-pix_fmt", "yuv420p", "-g", "15", "-b:v", "600k"])
+        .args(encoder)
+        .arg(&out)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run ffmpeg");
+    assert!(output.status.success(), "ffmpeg could not make the {codec} test video: {}", String::from_utf8_lossy(&output.stderr));
+    out
+}
+
 /// `ffprobe` of `file`; panics if ffprobe cannot read it.
 pub async fn probe(file: &Path) -> Probe {
     let out = Command::new("ffprobe")

@@ -42,42 +42,6 @@ async fn ffmpeg(args: &[&str]) {
     assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// A 640x360@30 video of colour `rgb` with a moving white box, in `codec`'s file format for
-/// `lk-publish`: a keyframe every half second (a file publisher cannot answer keyframe
-/// requests), about 600 kbit/s, no B-frames.
-async fn video(dir: &TestDir, codec: &str, rgb: [u8; 3], seconds: u32) -> PathBuf {
-    let (file, encoder): (&str, &[&str]) = match codec {
-        "h264" => ("video.h264", &[
-            "-c:v", "libx264", "-threads", "1", "-profile:v", "baseline", "-bf", "0", "-bsf:v", "h264_mp4toannexb", "-f", "h264",
-        ]),
-        "vp8" => ("video-vp8.ivf", &["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-threads", "1", "-f", "ivf"]),
-        "vp9" => ("video-vp9.ivf", &[
-            "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-lag-in-frames", "0", "-auto-alt-ref", "0",
-            "-row-mt", "0", "-threads", "1", "-f", "ivf",
-        ]),
-        "h265" => ("video.h265", &[
-            "-c:v", "libx265", "-preset", "ultrafast",
-            "-x265-params", "log-level=error:bframes=0:keyint=15:min-keyint=15:repeat-headers=1:pools=1", "-f", "hevc",
-        ]),
-        "av1" => ("video-av1.ivf", &[
-            "-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8", "-lag-in-frames", "0", "-threads", "1", "-f", "ivf",
-        ]),
-        other => panic!("no test video for {other}"),
-    };
-    let out = dir.join(file);
-    let [r, g, b] = rgb;
-    let source = format!(
-        "color=c=0x{r:02x}{g:02x}{b:02x}:s=640x360:r=30:d={seconds}[bg];color=c=white:s=40x40:r=30:d={seconds}[box];\
-         [bg][box]overlay=x='mod(t*120\\,600)':y=20:shortest=1"
-    );
-    let mut args = vec!["-f", "lavfi", "-i", &source, "-pix_fmt", "yuv420p", "-g", "15", "-b:v", "600k"];
-    args.extend_from_slice(encoder);
-    let path = out.to_string_lossy().into_owned();
-    args.push(&path);
-    ffmpeg(&args).await;
-    out
-}
-
 /// An Ogg Opus sine tone of `hz` (20 ms pages), `seconds` long.
 async fn tone(dir: &TestDir, hz: u32, seconds: u32) -> PathBuf {
     let out = dir.join(&format!("tone-{hz}.ogg"));
@@ -188,8 +152,8 @@ async fn a_participant_egress_of_a_screen_share_records_the_screen_not_the_camer
     let stack = stack().await;
     let lk = stack.lk();
     let media = TestDir::new("screen-share-media");
-    let camera = video(&media, "h264", VIDEO_RGB, 40).await;
-    let screen = video(&media, "h264", SCREEN_RGB, 40).await;
+    let camera = moving_box_video(&media, "h264", VIDEO_RGB, 40).await;
+    let screen = moving_box_video(&media, "h264", SCREEN_RGB, 40).await;
     let microphone = tone(&media, LOW_HZ, 40).await;
     let screen_audio = tone(&media, HIGH_HZ, 40).await;
     let room = "screen-share-room";
@@ -233,7 +197,7 @@ async fn a_v2_media_egress_routes_by_participant_kind_and_captures_the_rest() {
     let _serial = serial().await;
     let stack = stack().await;
     let media = TestDir::new("kind-route-media");
-    let camera = video(&media, "h264", VIDEO_RGB, 40).await;
+    let camera = moving_box_video(&media, "h264", VIDEO_RGB, 40).await;
     let guest_voice = tone(&media, HIGH_HZ, 40).await;
     let agent_voice = tone(&media, LOW_HZ, 40).await;
     let room = "kind-route-room";
@@ -285,7 +249,7 @@ async fn track_composite_of(codec: &str) {
     let stack = stack().await;
     let lk = stack.lk();
     let media = TestDir::new(&format!("{codec}-composite-media"));
-    let camera = video(&media, codec, VIDEO_RGB, 30).await;
+    let camera = moving_box_video(&media, codec, VIDEO_RGB, 30).await;
     let microphone = tone(&media, LOW_HZ, 30).await;
     let room = format!("{codec}-composite-room");
     let publisher = LkPublish::start(&stack.livekit, &room, "camera", "standard", &[("camera", &camera), ("microphone", &microphone)], stack.egress.dir());

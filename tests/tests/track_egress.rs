@@ -23,43 +23,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// A 640x360@30 test video in `codec`'s file format for `lk room join --publish`: the test
-/// colour with a moving white box, a keyframe every half second (a file publisher cannot answer
-/// keyframe requests), about 600 kbit/s, no B-frames.
-async fn moving_box_video(dir: &TestDir, codec: &str, seconds: u32) -> PathBuf {
-    let (file, encoder): (&str, &[&str]) = match codec {
-        "vp8" => ("video.ivf", &["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-threads", "1", "-f", "ivf"]),
-        "vp9" => ("video-vp9.ivf", &[
-            "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-lag-in-frames", "0", "-auto-alt-ref", "0",
-            "-row-mt", "0", "-threads", "1", "-f", "ivf",
-        ]),
-        "hevc" => ("video.h265", &[
-            "-c:v", "libx265", "-preset", "ultrafast",
-            "-x265-params", "log-level=error:bframes=0:keyint=15:min-keyint=15:repeat-headers=1:pools=1", "-f", "hevc",
-        ]),
-        "av1" => ("video-av1.ivf", &[
-            "-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8", "-lag-in-frames", "0", "-threads", "1", "-f", "ivf",
-        ]),
-        other => panic!("no test video for {other}"),
-    };
-    let out = dir.join(file);
-    let [r, g, b] = VIDEO_RGB;
-    let source = format!(
-        "color=c=0x{r:02x}{g:02x}{b:02x}:s=640x360:r=30:d={seconds}[bg];color=c=white:s=40x40:r=30:d={seconds}[box];\
-         [bg][box]overlay=x='mod(t*120\\,600)':y=20:shortest=1"
-    );
-    let status = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source])
-        .args(["-pix_fmt", "yuv420p", "-g", "15", "-b:v", "600k"])
-        .args(encoder)
-        .arg(&out)
-        .status()
-        .await
-        .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg could not make the {codec} test media");
-    out
-}
-
 /// The timestamp of the last packet in `file`, seconds (ffprobe).
 async fn last_packet_time(file: &std::path::Path) -> f64 {
     let out = tokio::process::Command::new("ffprobe")
@@ -170,7 +133,7 @@ async fn a_track_that_never_appears_fails_with_the_go_error() {
 async fn a_vp8_track_is_recorded_to_webm_without_transcoding() {
     let _serial = serial().await;
     let media_dir = TestDir::new("vp8-media");
-    let video = moving_box_video(&media_dir, "vp8", 90).await;
+    let video = moving_box_video(&media_dir, "vp8", VIDEO_RGB, 90).await;
     record_video_track(&video, "vp8", ".webm").await;
 }
 
@@ -231,7 +194,7 @@ async fn record_video_track(video: &std::path::Path, codec: &str, extension: &st
 async fn a_vp9_track_is_recorded_to_webm_without_transcoding() {
     let _serial = serial().await;
     let media_dir = TestDir::new("vp9-media");
-    let video = moving_box_video(&media_dir, "vp9", 40).await;
+    let video = moving_box_video(&media_dir, "vp9", VIDEO_RGB, 40).await;
     record_video_track(&video, "vp9", ".webm").await;
 }
 
@@ -239,7 +202,7 @@ async fn a_vp9_track_is_recorded_to_webm_without_transcoding() {
 async fn an_h265_track_is_recorded_to_mp4_without_transcoding() {
     let _serial = serial().await;
     let media_dir = TestDir::new("h265-media");
-    let video = moving_box_video(&media_dir, "hevc", 40).await;
+    let video = moving_box_video(&media_dir, "h265", VIDEO_RGB, 40).await;
     record_video_track(&video, "hevc", ".mp4").await;
 }
 
@@ -315,6 +278,6 @@ async fn the_recording_survives_a_dropped_signalling_connection() {
 async fn an_av1_track_is_recorded_to_webm_without_transcoding() {
     let _serial = serial().await;
     let media_dir = TestDir::new("av1-media");
-    let video = moving_box_video(&media_dir, "av1", 40).await;
+    let video = moving_box_video(&media_dir, "av1", VIDEO_RGB, 40).await;
     record_video_track(&video, "av1", ".webm").await;
 }

@@ -49,6 +49,16 @@ impl StopRequests {
     }
 }
 
+/// How the media subscriber task (WebRTC) ended: `None` when cleanly, else why — a join that
+/// never happened is what fails an egress that never started.
+pub async fn subscriber_error<E: std::fmt::Display>(task: tokio::task::JoinHandle<Result<(), E>>) -> Option<String> {
+    match task.await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(format!("subscriber task: {e}")),
+    }
+}
+
 /// Sleeps until `at`, or forever when there is no deadline (no session limit).
 pub async fn sleep_until(at: Option<Instant>) {
     match at {

@@ -17,57 +17,48 @@ use crate::config::{ServiceConfig, redact_plugin_config};
 /// #   solid-layout  0.1.0  api 1.1  dylib /opt/libsolid.so  layouts: solid-red, …
 /// ```
 pub fn active_plugins_report(registry: &PluginRegistry) -> String {
-    let mut out = sinks_report(registry);
-    out.push_str(&renderers_report(registry));
+    let sinks: Vec<Row> = registry
+        .active()
+        .iter()
+        .map(|p| Row { name: &p.name, version: &p.descriptor.version, api: p.descriptor.api.to_string(), source: p.source.to_string(), tail: String::new() })
+        .collect();
+    let renderers: Vec<Row> = registry
+        .renderers()
+        .iter()
+        .map(|r| Row {
+            name: &r.name,
+            version: &r.descriptor.version,
+            api: r.descriptor.api.to_string(),
+            source: r.source.to_string(),
+            tail: format!("  layouts: {}", r.layouts.join(", ")),
+        })
+        .collect();
+    let mut out = table("active plugins", &sinks);
+    out.push_str(&table("active renderers", &renderers));
     out
 }
 
-fn renderers_report(registry: &PluginRegistry) -> String {
-    let active = registry.renderers();
-    if active.is_empty() {
-        return "# active renderers: none\n".to_string();
-    }
-    let name_w = active.iter().map(|p| p.name.len()).max().unwrap_or(0);
-    let version_w = active
-        .iter()
-        .map(|p| p.descriptor.version.len())
-        .max()
-        .unwrap_or(0);
-    let mut out = String::from("# active renderers:\n");
-    for r in active {
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            out,
-            "#   {:name_w$}  {:version_w$}  api {}  {}  layouts: {}",
-            r.name,
-            r.descriptor.version,
-            r.descriptor.api,
-            r.source,
-            r.layouts.join(", ")
-        );
-    }
-    out
+/// One plugin's line.
+struct Row<'a> {
+    name: &'a str,
+    version: &'a str,
+    api: String,
+    source: String,
+    /// Appended as it is (renderers: their layouts).
+    tail: String,
 }
 
-fn sinks_report(registry: &PluginRegistry) -> String {
-    let active = registry.active();
-    if active.is_empty() {
-        return "# active plugins: none\n".to_string();
+/// A titled list of plugins, names and versions in aligned columns.
+fn table(title: &str, rows: &[Row]) -> String {
+    if rows.is_empty() {
+        return format!("# {title}: none\n");
     }
-    let name_w = active.iter().map(|p| p.name.len()).max().unwrap_or(0);
-    let version_w = active
-        .iter()
-        .map(|p| p.descriptor.version.len())
-        .max()
-        .unwrap_or(0);
-    let mut out = String::from("# active plugins:\n");
-    for p in active {
+    let name_w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let version_w = rows.iter().map(|r| r.version.len()).max().unwrap_or(0);
+    let mut out = format!("# {title}:\n");
+    for r in rows {
         // Writing to a String cannot fail.
-        let _ = writeln!(
-            out,
-            "#   {:name_w$}  {:version_w$}  api {}  {}",
-            p.name, p.descriptor.version, p.descriptor.api, p.source
-        );
+        let _ = writeln!(out, "#   {:name_w$}  {:version_w$}  api {}  {}{}", r.name, r.version, r.api, r.source, r.tail);
     }
     out
 }

@@ -245,11 +245,7 @@ impl Recording {
         let outcome = self.record(&mut source, &mut mixer, limit_at).await;
         let _ = stop_source.send(true);
         drop(source);
-        let join_error = match subscriber.await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(format!("subscriber task: {e}")),
-        };
+        let join_error = lifecycle::subscriber_error(subscriber).await;
         let outcome = match (outcome, join_error) {
             (Outcome::Ended, Some(e)) if self.started_at == 0 && !self.info.status_is(EgressStatus::EgressAborted) => {
                 Outcome::Failed(PipelineError::Request(RpcError::new(Code::Unavailable, e)))
