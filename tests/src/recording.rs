@@ -633,8 +633,13 @@ pub async fn decodes_cleanly(file: &Path) -> bool {
 /// (distinct frames, all frames) of the video of `file`: with moving content every rendered
 /// frame is distinct, and repeats mean the capture (or the page) fell behind.
 pub async fn unique_frames(file: &Path) -> (usize, usize) {
+    unique_frames_from(file, 0.0).await
+}
+
+/// [`unique_frames`] of the video from `from_secs` on.
+pub async fn unique_frames_from(file: &Path, from_secs: f64) -> (usize, usize) {
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
+        .args(["-v", "error", "-ss", &format!("{from_secs:.2}"), "-i"])
         .arg(file)
         .args(["-an", "-f", "framemd5", "-"])
         .output()

@@ -450,26 +450,6 @@ async fn a_participant_egress_completes_when_the_participant_leaves() {
     assert!(mean_volume(&file).await > -40.0, "the published tone is missing");
 }
 
-/// Distinct and all frames of the video of `file` from `from_secs` on.
-async fn frames_after(file: &Path, from_secs: f64) -> (usize, usize) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-ss", &format!("{from_secs:.2}"), "-i"])
-        .arg(file)
-        .args(["-an", "-f", "framemd5", "-"])
-        .output()
-        .await
-        .expect("run ffmpeg framemd5");
-    let hashes: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_owned()))
-        .collect();
-    let mut distinct = hashes.clone();
-    distinct.sort();
-    distinct.dedup();
-    (distinct.len(), hashes.len())
-}
-
 /// Mean volume (dB) of `file`'s audio from `from_secs` on.
 async fn volume_after(file: &Path, from_secs: f64) -> f64 {
     let out = Command::new("ffmpeg")
@@ -522,7 +502,7 @@ async fn a_participant_egress_continues_across_a_republish() {
     assert!(decodes_cleanly(&file).await, "the file does not decode cleanly");
     // The second part is the republished tracks: moving video and the tone.
     let from = (republished_at + 1.5).min(p.duration - 1.0);
-    let (distinct, frames) = frames_after(&file, from).await;
+    let (distinct, frames) = unique_frames_from(&file, from).await;
     assert!(frames > 20 && distinct * 2 > frames, "after the republish: {distinct} distinct of {frames} frames");
     let level = volume_after(&file, from).await;
     assert!(level > -40.0, "no tone after the republish: {level} dB");
