@@ -107,6 +107,8 @@ async fn metric(stack: &RecordingStack, name: &str, labels: &[(&str, &str)]) -> 
 
 const UPLOADS: &str = "livekit_egress_pipeline_uploads";
 const BACKUP_WRITES: &str = "livekit_egress_backup_storage_writes";
+/// Go's name, typo included.
+const UPLOAD_TIME: &str = "livekit_egress_pipline_upload_response_time_ms";
 
 #[tokio::test]
 async fn a_recording_streams_to_s3_with_its_manifest() {
@@ -154,6 +156,12 @@ async fn a_recording_streams_to_s3_with_its_manifest() {
     for content_type in ["video/mp4", "application/json"] {
         let labels = [("type", content_type), ("status", "success"), ("custom_endpoint", "true")];
         assert_eq!(metric(&stack, UPLOADS, &labels).await, Some(1.0), "{content_type}");
+        // Go's response-time histogram, same labels: one observation of how long the finished
+        // object waited (uploaded while recording, only the tail was left after stop).
+        assert_eq!(metric(&stack, &format!("{UPLOAD_TIME}_count"), &labels).await, Some(1.0), "{content_type}");
+        let waited_ms = metric(&stack, &format!("{UPLOAD_TIME}_sum"), &labels).await.expect("histogram sum");
+        eprintln!("{content_type}: {waited_ms:.1} ms from complete to stored");
+        assert!((0.0..30_000.0).contains(&waited_ms), "{content_type}: {waited_ms} ms");
     }
 }
 

@@ -66,6 +66,9 @@ pub struct UploadOutcome {
     pub custom_endpoint: bool,
     #[prost(bool, tag = "4")]
     pub backup: bool,
+    /// [`crate::storage::report::UploadReport::response_time`], in microseconds.
+    #[prost(uint64, optional, tag = "5")]
+    pub response_time_us: Option<u64>,
 }
 
 impl From<UploadReport> for UploadOutcome {
@@ -75,6 +78,7 @@ impl From<UploadReport> for UploadOutcome {
             status: r.status.label().to_owned(),
             custom_endpoint: r.custom_endpoint,
             backup: r.backup,
+            response_time_us: r.response_time.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
         }
     }
 }
@@ -87,6 +91,7 @@ impl UploadOutcome {
             content_type: self.content_type,
             custom_endpoint: self.custom_endpoint,
             backup: self.backup,
+            response_time: self.response_time_us.map(std::time::Duration::from_micros),
         })
     }
 }
@@ -215,6 +220,7 @@ mod tests {
             status: UploadStatus::ClientError,
             custom_endpoint: true,
             backup: false,
+            response_time: Some(std::time::Duration::from_millis(1250)),
         };
         let msg = HandlerMsg { kind: Some(handler_msg::Kind::Upload(report.clone().into())), egress_id: String::new() };
         let decoded = HandlerMsg::decode(msg.encode_to_vec().as_slice()).unwrap();

@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 use crate::egress::request::RequestType;
 use crate::egress::worker::Worker;
@@ -25,6 +25,7 @@ pub struct Metrics {
     proc_rss: Gauge,
     handler_results: IntCounterVec,
     pipeline_uploads: IntCounterVec,
+    upload_response_time: HistogramVec,
     backup_storage_writes: IntCounterVec,
     rpc_received: IntCounterVec,
     rpc_expired: IntCounterVec,
@@ -37,6 +38,9 @@ struct CpuSample {
     total: u64,
     idle: u64,
 }
+
+/// Go's buckets for `pipline_upload_response_time_ms`.
+const UPLOAD_RESPONSE_BUCKETS_MS: [f64; 13] = [10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 15000.0, 20000.0, 30000.0];
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
@@ -78,6 +82,13 @@ impl Metrics {
             &["type", "status", "custom_endpoint"],
         )?;
         registry.register(Box::new(pipeline_uploads.clone()))?;
+        // Go's name, typo included ("pipline"), and its buckets; same labels.
+        let upload_response_time = HistogramVec::new(
+            HistogramOpts::new("livekit_egress_pipline_upload_response_time_ms", "A histogram of latencies for upload requests in milliseconds.")
+                .buckets(UPLOAD_RESPONSE_BUCKETS_MS.to_vec()),
+            &["type", "status", "custom_endpoint"],
+        )?;
+        registry.register(Box::new(upload_response_time.clone()))?;
         let backup_storage_writes = IntCounterVec::new(
             opts("livekit_egress_backup_storage_writes", "number of writes to backup storage location by output type"),
             &["output_type"],
@@ -103,6 +114,7 @@ impl Metrics {
             proc_rss,
             handler_results,
             pipeline_uploads,
+            upload_response_time,
             backup_storage_writes,
             rpc_received,
             rpc_expired,
@@ -120,7 +132,8 @@ impl Metrics {
 
     /// Counts one object's upload as Go's `Uploader.Upload` does: every outcome on the primary
     /// storage is a `pipeline_uploads`, a success on the backup a `backup_storage_writes` (by
-    /// MIME type); a backup failure is not counted.
+    /// MIME type); a backup failure is not counted. Primary outcomes with a response time are
+    /// observed in `pipline_upload_response_time_ms` as Go does.
     pub fn upload(&self, r: &UploadReport) {
         if r.backup {
             if r.status == UploadStatus::Success {
@@ -129,7 +142,11 @@ impl Metrics {
             return;
         }
         let custom = if r.custom_endpoint { "true" } else { "false" };
-        self.pipeline_uploads.with_label_values(&[r.content_type.as_str(), r.status.label(), custom]).inc();
+        let labels = [r.content_type.as_str(), r.status.label(), custom];
+        self.pipeline_uploads.with_label_values(&labels).inc();
+        if let Some(waited) = r.response_time {
+            self.upload_response_time.with_label_values(&labels).observe(waited.as_secs_f64() * 1000.0);
+        }
     }
 
     /// Refreshes the derived gauges and renders the text exposition format.
@@ -208,9 +225,10 @@ impl ServerObserver for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn report(content_type: &str, status: UploadStatus, custom_endpoint: bool, backup: bool) -> UploadReport {
-        UploadReport { content_type: content_type.into(), status, custom_endpoint, backup }
+        UploadReport { content_type: content_type.into(), status, custom_endpoint, backup, response_time: None }
     }
 
     #[test]
@@ -235,5 +253,31 @@ mod tests {
         let backup = line("livekit_egress_backup_storage_writes{").expect("backup writes");
         assert!(backup.contains(r#"output_type="video/mp4""#) && backup.ends_with(" 1"), "{backup}");
         assert_eq!(text.matches("livekit_egress_backup_storage_writes{").count(), 1, "a failed backup write is not counted");
+    }
+
+    #[test]
+    fn primary_upload_response_times_go_into_gos_histogram() {
+        let m = Metrics::new("NE_1", "c1").unwrap();
+        let timed = |ms: u64, backup: bool| UploadReport {
+            response_time: Some(Duration::from_millis(ms)),
+            ..report("video/mp4", UploadStatus::Success, false, backup)
+        };
+        m.upload(&timed(150, false));
+        m.upload(&timed(3_000, false));
+        m.upload(&timed(40, true)); // a backup write: not a primary response time
+        m.upload(&report("video/mp4", UploadStatus::Success, false, false)); // failed mid-recording: no time
+        let text = m.render(&Worker::new("NE_1".into(), 2.0, 0.8), 1.0);
+        let sample = |suffix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("livekit_egress_pipline_upload_response_time_ms{suffix}")))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        assert_eq!(sample("_count{"), Some(2.0), "{text}");
+        assert_eq!(sample("_sum{"), Some(3_150.0), "{text}");
+        let le_200 = text
+            .lines()
+            .find(|l| l.starts_with("livekit_egress_pipline_upload_response_time_ms_bucket{") && l.contains(r#"le="200""#))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        assert_eq!(le_200, Some(1.0), "{text}");
     }
 }

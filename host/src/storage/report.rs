@@ -76,6 +76,11 @@ pub struct UploadReport {
     pub custom_endpoint: bool,
     /// The object went to the backup storage (the primary had failed).
     pub backup: bool,
+    /// How long the finished object waited for this outcome: from the end of the recording
+    /// (for an object sent whole, such as a manifest, from the upload's start) — what Go's
+    /// `pipline_upload_response_time_ms` measures, since Go uploads only after the recording.
+    /// `None` for an outcome that came while the recording was still being written.
+    pub response_time: Option<std::time::Duration>,
 }
 
 /// Where a process's upload outcomes go.

@@ -18,8 +18,8 @@
 //!    in the error. Nothing recorded is deleted before a verified upload.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use sha2::{Digest, Sha256};
@@ -115,6 +115,7 @@ impl UploadError {
 /// An upload that follows a file while it is being written.
 pub struct LiveUpload {
     complete: watch::Sender<bool>,
+    completed_at: CompletedAt,
     task: JoinHandle<Result<Uploaded, UploadError>>,
 }
 
@@ -122,12 +123,15 @@ impl LiveUpload {
     /// Starts streaming `local` (which may not exist yet) to `dests`.
     pub fn start(dests: Destinations, local: PathBuf, content_type: String) -> LiveUpload {
         let (complete, rx) = watch::channel(false);
-        let task = tokio::spawn(async move { upload(&dests, &local, &content_type, rx).await });
-        LiveUpload { complete, task }
+        let completed_at = CompletedAt::default();
+        let stamp = completed_at.clone();
+        let task = tokio::spawn(async move { upload(&dests, &local, &content_type, rx, stamp).await });
+        LiveUpload { complete, completed_at, task }
     }
 
     /// The file is complete: upload the rest, verify, and return where it is.
     pub async fn finish(self) -> Result<Uploaded, UploadError> {
+        let _ = self.completed_at.set(Instant::now());
         self.complete.send_replace(true);
         match self.task.await {
             Ok(r) => r,
@@ -144,7 +148,7 @@ impl LiveUpload {
 /// Uploads a finished file (a salvaged partial recording, a manifest).
 pub async fn upload_file(dests: &Destinations, local: &Path, content_type: &str) -> Result<Uploaded, UploadError> {
     let (_tx, rx) = watch::channel(true);
-    upload(dests, local, content_type, rx).await
+    upload(dests, local, content_type, rx, Arc::new(OnceLock::from(Instant::now()))).await
 }
 
 async fn upload(
@@ -152,14 +156,15 @@ async fn upload(
     local: &Path,
     content_type: &str,
     complete: watch::Receiver<bool>,
+    completed: CompletedAt,
 ) -> Result<Uploaded, UploadError> {
     let primary = match to_destination(&dests.primary, local, content_type, complete.clone()).await {
         Ok(u) => {
-            counted(&dests.primary, content_type, UploadStatus::Success);
+            counted(&dests.primary, content_type, UploadStatus::Success, since(&completed));
             return Ok(u);
         }
         Err(e) => {
-            counted(&dests.primary, content_type, UploadStatus::of_error(&e));
+            counted(&dests.primary, content_type, UploadStatus::of_error(&e), since(&completed));
             e
         }
     };
@@ -171,25 +176,35 @@ async fn upload(
         "primary storage failed; uploading to the backup storage");
     match to_destination(backup, local, content_type, complete).await {
         Ok(mut u) => {
-            counted(backup, content_type, UploadStatus::Success);
+            counted(backup, content_type, UploadStatus::Success, since(&completed));
             u.backup_used = true;
             Ok(u)
         }
         Err(e) => {
-            counted(backup, content_type, UploadStatus::of_error(&e));
+            counted(backup, content_type, UploadStatus::of_error(&e), since(&completed));
             Err(UploadError::Both { primary: primary_text, backup: format!("{} upload failed: {e}", backup.label) })
         }
     }
 }
 
 /// Reports one object's final outcome on `dest` for the upload metrics.
-fn counted(dest: &Destination, content_type: &str, status: UploadStatus) {
+fn counted(dest: &Destination, content_type: &str, status: UploadStatus, response_time: Option<Duration>) {
     report::report(UploadReport {
         content_type: content_type.to_owned(),
         status,
         custom_endpoint: dest.custom_endpoint,
         backup: dest.is_backup,
+        response_time,
     });
+}
+
+/// When the object was complete — the recording ended, or at once for an object sent whole —
+/// stamped by whoever completes it: the start of its upload's response time, as Go measures it
+/// after the recording.
+type CompletedAt = Arc<OnceLock<Instant>>;
+
+fn since(completed: &CompletedAt) -> Option<Duration> {
+    completed.get().map(Instant::elapsed)
 }
 
 /// One storage, with whole-object retries for retryable errors.
