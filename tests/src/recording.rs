@@ -505,6 +505,23 @@ fn ratio(s: &str) -> f64 {
     }
 }
 
+/// Where an egress's (first) file went: `file_results[0].location` of its EgressInfo.
+pub fn location(info: &Value) -> PathBuf {
+    PathBuf::from(info["file_results"][0]["location"].as_str().expect("location"))
+}
+
+/// Runs ffmpeg quietly (`-v error -y`), failing the test with its output if it fails.
+pub async fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).stdin(Stdio::null()).output().await.expect("run ffmpeg");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A recording stack whose egress bids on composites on a 2-core host (Go's participant cost
+/// is 2 cores).
+pub async fn composite_stack() -> RecordingStack {
+    RecordingStack::start_with(|y| format!("{y}  participant_cpu_cost: 0.5\n  track_composite_cpu_cost: 0.5\n")).await
+}
+
 /// A 640x360@30 test video of colour `rgb` with a moving white box, in `codec`'s file format
 /// for `lk room join --publish` or `lk-publish` (`h264`, `vp8`, `vp9`, `h265`, `av1`): a keyframe
 /// every half second (a file publisher cannot answer keyframe requests), about 600 kbit/s, no

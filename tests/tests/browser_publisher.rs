@@ -8,7 +8,7 @@
 //! the size the recording is checked for, so a layer the browser dropped (CPU, bandwidth on a
 //! busy 2-core machine) fails as the browser's doing, not the recorder's.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use egress_e2e::browser::{BrowserOptions, BrowserPublisher, PublishedTrack};
@@ -20,10 +20,6 @@ const DURATION_TOLERANCE: f64 = 0.6;
 /// How long Chromium may take to ramp up to the full size (bandwidth estimate, simulcast's top
 /// layer last).
 const RAMP_UP: Duration = Duration::from_secs(40);
-
-fn location(info: &Value) -> PathBuf {
-    PathBuf::from(info["file_results"][0]["location"].as_str().expect("location"))
-}
 
 fn sid_of(tracks: &[PublishedTrack], kind: &str) -> String {
     tracks

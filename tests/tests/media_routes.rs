@@ -28,20 +28,6 @@ const HIGH_HZ: u32 = 3000;
 const PRESENT_DB: f64 = -35.0;
 const ABSENT_DB: f64 = -55.0;
 
-/// A stack whose egress bids on composites on a 2-core host (Go's participant cost is 2 cores).
-async fn stack() -> RecordingStack {
-    RecordingStack::start_with(|y| format!("{y}  participant_cpu_cost: 0.5\n  track_composite_cpu_cost: 0.5\n")).await
-}
-
-fn location(info: &Value) -> PathBuf {
-    PathBuf::from(info["file_results"][0]["location"].as_str().expect("location"))
-}
-
-async fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).stdin(Stdio::null()).output().await.expect("run ffmpeg");
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// An Ogg Opus sine tone of `hz` (20 ms pages), `seconds` long.
 async fn tone(dir: &TestDir, hz: u32, seconds: u32) -> PathBuf {
     let out = dir.join(&format!("tone-{hz}.ogg"));
@@ -149,7 +135,7 @@ async fn record_for(lk: &egress_e2e::Lk, id: &str, secs: u64) -> Value {
 #[tokio::test]
 async fn a_participant_egress_of_a_screen_share_records_the_screen_not_the_camera() {
     let _serial = serial().await;
-    let stack = stack().await;
+    let stack = composite_stack().await;
     let lk = stack.lk();
     let media = TestDir::new("screen-share-media");
     let camera = moving_box_video(&media, "h264", VIDEO_RGB, 40).await;
@@ -195,7 +181,7 @@ async fn a_participant_egress_of_a_screen_share_records_the_screen_not_the_camer
 #[tokio::test]
 async fn a_v2_media_egress_routes_by_participant_kind_and_captures_the_rest() {
     let _serial = serial().await;
-    let stack = stack().await;
+    let stack = composite_stack().await;
     let media = TestDir::new("kind-route-media");
     let camera = moving_box_video(&media, "h264", VIDEO_RGB, 40).await;
     let guest_voice = tone(&media, HIGH_HZ, 40).await;
@@ -246,7 +232,7 @@ async fn a_v2_media_egress_routes_by_participant_kind_and_captures_the_rest() {
 /// into the H.264 file (its colour, moving frames) with the audio beside it.
 async fn track_composite_of(codec: &str) {
     let _serial = serial().await;
-    let stack = stack().await;
+    let stack = composite_stack().await;
     let lk = stack.lk();
     let media = TestDir::new(&format!("{codec}-composite-media"));
     let camera = moving_box_video(&media, codec, VIDEO_RGB, 30).await;

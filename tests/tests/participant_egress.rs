@@ -29,20 +29,6 @@ const PULSE_SECS: f64 = 0.1;
 const DRIFT_PERIOD_SECS: u32 = 5;
 const DRIFT_RECORD_SECS: u64 = 60;
 
-/// A stack whose egress bids on composites on a 2-core host (Go's participant cost is 2 cores).
-async fn stack() -> RecordingStack {
-    RecordingStack::start_with(|y| format!("{y}  participant_cpu_cost: 0.5\n  track_composite_cpu_cost: 0.5\n")).await
-}
-
-fn location(info: &Value) -> PathBuf {
-    PathBuf::from(info["file_results"][0]["location"].as_str().expect("location"))
-}
-
-async fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).stdin(Stdio::null()).output().await.expect("run ffmpeg");
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// `lk room join --identity IDENTITY --publish …` in the background (killed on drop).
 fn lk_join(livekit: &LiveKitServer, room: &str, identity: &str, publish: &[String], log_dir: &Path) -> Child {
     let log = std::fs::File::create(log_dir.join(format!("publisher-{identity}-{}.log", super_unique()))).expect("publisher log");
@@ -353,7 +339,7 @@ struct AvMeasure {
 /// flash/beep pair within [`MAX_AV_OFFSET`].
 async fn av_sync_of(egress_type: &str, request: impl Fn(&str, &str, &str) -> Value, period: u32, record_secs: u64) -> AvMeasure {
     let _serial = serial().await;
-    let stack = stack().await;
+    let stack = composite_stack().await;
     let lk = stack.lk();
     // Long enough for the join, the hold and the recording.
     let clip = AvClip::generate(record_secs as u32 + 20, period).await;
@@ -422,7 +408,7 @@ async fn start_participant(lk: &egress_e2e::Lk, room: &str, identity: &str) -> (
 #[tokio::test]
 async fn a_participant_egress_completes_when_the_participant_leaves() {
     let _serial = serial().await;
-    let stack = stack().await;
+    let stack = composite_stack().await;
     let lk = stack.lk();
     let media = TestMedia::generate(60).await;
     let room = "participant-leave-room";
@@ -469,7 +455,7 @@ async fn volume_after(file: &Path, from_secs: f64) -> f64 {
 #[tokio::test]
 async fn a_participant_egress_continues_across_a_republish() {
     let _serial = serial().await;
-    let stack = stack().await;
+    let stack = composite_stack().await;
     let lk = stack.lk();
     let media = TestMedia::generate(60).await;
     let room = "participant-republish-room";
@@ -511,7 +497,7 @@ async fn a_participant_egress_continues_across_a_republish() {
 #[tokio::test]
 async fn a_participant_that_never_comes_fails_with_the_go_error() {
     let _serial = serial().await;
-    let stack = stack().await;
+    let stack = composite_stack().await;
     let lk = stack.lk();
     let (code, body) = twirp(&stack.livekit, "RoomService/CreateRoom", json!({ "roomCreate": true }), &json!({ "name": "nobody-room" })).await;
     assert_eq!(code, 200, "{body}");
@@ -548,7 +534,7 @@ async fn channel_volume(file: &Path, channel: u32) -> f64 {
 #[tokio::test]
 async fn a_v2_media_egress_routes_a_participants_audio_to_one_channel() {
     let _serial = serial().await;
-    let stack = stack().await;
+    let stack = composite_stack().await;
     let lk = stack.lk();
     let media = TestMedia::generate(60).await;
     let room = "media-room";
@@ -585,7 +571,7 @@ async fn a_v2_media_egress_routes_a_participants_audio_to_one_channel() {
 #[tokio::test]
 async fn a_v2_media_passthrough_of_one_track_is_a_track_egress() {
     let _serial = serial().await;
-    let stack = stack().await;
+    let stack = composite_stack().await;
     let lk = stack.lk();
     let media = TestMedia::generate(60).await;
     let room = "media-passthrough-room";
@@ -615,7 +601,7 @@ async fn a_v2_media_passthrough_of_one_track_is_a_track_egress() {
 #[tokio::test]
 async fn an_audio_only_track_composite_is_ogg_and_a_video_only_one_mp4() {
     let _serial = serial().await;
-    let stack = stack().await;
+    let stack = composite_stack().await;
     let lk = stack.lk();
     let media = TestMedia::generate(60).await;
     let room = "composite-kinds-room";

@@ -4,7 +4,6 @@
 //! later egresses down.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use egress_e2e::recording::*;
@@ -66,10 +65,6 @@ async fn wait_all(stack: &RecordingStack, ids: &[String], want: i64, timeout: Du
 fn handler_processes(stack: &RecordingStack) -> HashSet<u32> {
     let server = format!("127.0.0.1:{}", stack.livekit.port());
     processes_mentioning(&server).into_iter().filter(|(_, cmd)| cmd.contains("run-handler")).map(|(pid, _)| pid).collect()
-}
-
-fn location(info: &Value) -> PathBuf {
-    PathBuf::from(info["file_results"][0]["location"].as_str().expect("location"))
 }
 
 #[tokio::test]

@@ -3,12 +3,11 @@
 //! started with `lk egress start --type track`, and the Ogg, WebM or MP4 file it writes checked
 //! with ffprobe/ffmpeg.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use egress_e2e::TestDir;
 use egress_e2e::recording::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const RECORD_SECS: f64 = 5.0;
 const DURATION_TOLERANCE: f64 = 0.5;
@@ -35,10 +34,6 @@ async fn last_packet_time(file: &std::path::Path) -> f64 {
         .lines()
         .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
         .fold(0.0, f64::max)
-}
-
-fn location(info: &Value) -> PathBuf {
-    PathBuf::from(info["file_results"][0]["location"].as_str().expect("location"))
 }
 
 #[tokio::test]
