@@ -43,6 +43,7 @@ pub enum HandlerError {
 
 /// Entry point of `egress run-handler`.
 pub fn main(config: ServiceConfig) -> ExitCode {
+    crate::crash::install();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -254,6 +255,7 @@ async fn run_job(
     control: JobControl,
     out: mpsc::UnboundedSender<HandlerMsg>,
 ) -> String {
+    let _named_in_crash_reports = crate::crash::Running::new(&egress_id);
     let (updates_tx, mut updates_rx) = mpsc::unbounded_channel::<EgressInfo>();
     let control = Control { updates: updates_tx, stop: control.stop, update_stream: control.update_stream };
     let forward = {

@@ -40,6 +40,8 @@ pub struct HandlerProcess {
     routes: Mutex<Routes>,
     /// `None` while running; then why it ended ("exit status: 0", "signal: 9 (SIGKILL)").
     exit: watch::Sender<Option<String>>,
+    /// Where its core went, when it died with one ([`crate::crash::core_file`]).
+    core: std::sync::OnceLock<String>,
 }
 
 #[derive(Default)]
@@ -98,6 +100,7 @@ impl HandlerProcess {
             writer: tokio::sync::Mutex::new(Some(wr)),
             routes: Mutex::new(Routes { idle_since: Some(Instant::now()), ..Default::default() }),
             exit,
+            core: std::sync::OnceLock::new(),
         });
         tokio::spawn(process.clone().read_until_exit(rd, child));
         tracing::info!(pid, "handler process ready");
@@ -176,6 +179,11 @@ impl HandlerProcess {
         }
     }
 
+    /// Where the core of a crashed process went ("core file /path", "core handed to …").
+    pub fn core(&self) -> Option<&str> {
+        self.core.get().map(String::as_str)
+    }
+
     fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -219,6 +227,12 @@ impl HandlerProcess {
         kill_group(self.pgid, Signal::SIGKILL);
         let reason = status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
         tracing::info!(pid = self.pid, exit = %reason, "handler process ended");
+        if let (Some(pid), Some(status)) = (self.pid, status)
+            && let Some(core) = crate::crash::core_of_crash(pid, &status)
+        {
+            tracing::error!(pid, exit = %reason, core = %core, "handler process crashed; its report (signal, egress ids, backtrace) is in the log above");
+            let _ = self.core.set(core);
+        }
         self.exit.send_replace(Some(reason));
         // Every egress still attached learns that its process is gone.
         self.routes().by_egress.clear();

@@ -332,7 +332,10 @@ impl Launcher {
         if !terminal_sent {
             let reason = format!("handler process ended unexpectedly ({})", exit.as_deref().unwrap_or("unknown"));
             tracing::error!(egress_id = %egress_id, reason, "egress failed");
-            let mut info = failed(link.latest.borrow().clone(), reason);
+            let mut info = failed(link.latest.borrow().clone(), reason.clone());
+            if let Some(core) = link.process.core() {
+                info.details = format!("{reason}; {core}");
+            }
             // Deliver the partial recording the handler left in the work dir, and report it.
             let files = crate::storage::salvage(&work_dir, &self.config, &request, &self.plugins, now_unix_nanos()).await;
             crate::pipeline::attach_salvaged(&mut info, files);

@@ -316,7 +316,13 @@ impl Mixer {
             set_zorder(&pad, self.next_zorder);
             self.next_zorder += 1;
         }
-        for el in &chain {
+        // Downstream first, so that each element is fully started before anything can reach
+        // it. The other way round crashed the handler (issue 20): the appsrc, PLAYING first,
+        // pushes its caps event from its own thread at once, and GStreamer unflushes a sink
+        // pad (and resends the peer's sticky events) *before* the element's start runs, so
+        // h264parse could get the caps before `start` had created its NAL parser and
+        // dereference NULL (`gst_h264_parse_set_caps`, SIGSEGV in appsrc's thread).
+        for el in chain.iter().rev() {
             el.sync_state_with_parent().map_err(|e| gst_err(format!("branch for {track_sid}: {e}")))?;
         }
         tracing::info!(track_sid, ?codec, ?channel, "track input added to the pipeline");
