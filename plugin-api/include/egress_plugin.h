@@ -1,5 +1,5 @@
 /*
- * egress_plugin.h: the C projection of the egress plugin API, version 1.1.
+ * egress_plugin.h: the C projection of the egress plugin API, version 1.2.
  *
  * The Rust crate `egress-plugin-api` is the source of truth; this header mirrors its `abi`
  * module. `plugin-api/tests/abi_golden.rs` hashes this file, so every change is deliberate.
@@ -11,6 +11,9 @@
  *
  * History: 1.0 sinks. 1.1 appends `renderer` to the descriptor (a layout renderer table); a
  * plugin may offer a sink, a renderer or both, and a host of 1.1 still loads 1.0 plugins.
+ * 1.2 appends `live` (a live destination table: RTMP, SRT, ...); the host reads it only from a
+ * descriptor of minor 2 or newer whose `struct_size` covers it, so 1.0 and 1.1 plugins load
+ * unchanged.
  *
  * Threading: factory functions may be called concurrently from any thread. An object's
  * functions are never called concurrently (one call at a time), possibly from different threads.
@@ -18,7 +21,8 @@
  *
  * Ownership: strings passed to the plugin (EgressStr) are borrowed for the duration of the call.
  * Buffers returned by the plugin (EgressBuf) are owned by the plugin and released by the host
- * with `free_buf`. `finish` and `abort` consume the object, whatever they return. The host
+ * with `free_buf`. `finish` and `abort` consume the object, whatever they return (`close` and
+ * `abort` a live session). The host
  * destroys a factory only after every object it opened is finished or aborted, and never
  * unloads the library.
  *
@@ -38,7 +42,7 @@ extern "C" {
 #endif
 
 #define EGRESS_PLUGIN_ABI_MAJOR 1
-#define EGRESS_PLUGIN_ABI_MINOR 1
+#define EGRESS_PLUGIN_ABI_MINOR 2
 #define EGRESS_PLUGIN_ENTRY_SYMBOL "egress_plugin_entry_v1"
 
 /* Status codes, also the error kinds. */
@@ -147,14 +151,62 @@ typedef struct EgressRendererApi {
     void (*free_buf)(EgressBuf buf);
 } EgressRendererApi;
 
+/* Since 1.2. One chunk of a live stream, borrowed for the duration of `send`. For the "flv"
+ * format: one FLV tag (11-byte tag header + body, no PreviousTagSize); for "mpegts": whole
+ * 188-byte TS packets. The first chunks of every session are the stream headers (`header` = 1:
+ * onMetaData, AVC and AAC sequence headers; or PAT/PMT), then media from a keyframe. */
+typedef struct EgressLiveChunk {
+    uint32_t struct_size;
+    EgressStr data;
+    uint64_t pts_ns;  /* presentation time from the session's first chunk */
+    uint8_t keyframe; /* 1: starts a video keyframe */
+    uint8_t header;   /* 1: stream headers, resent on every connect */
+} EgressLiveChunk;
+
+/* Since 1.2. A live destination: the transport of a stream output. The host muxes, reconnects
+ * (with backoff; one `connect` is one attempt), gates on keyframes and reports status; the
+ * plugin connects, publishes, sends and closes. Error kinds: RETRYABLE for refused, reset,
+ * closed by the peer, timeouts; PERMANENT for a TLS certificate rejected and a DNS name that
+ * does not exist; AUTH for a publish refused (stream key, SRT passphrase or streamid);
+ * CONFIG for an unusable URL. Factory functions may be called concurrently; a session's
+ * functions one at a time (`bytes_sent` included). */
+typedef struct EgressLiveApi {
+    uint32_t struct_size;
+    /* Called once, before anything else (the same as the sink's; called once per table). */
+    void (*init)(const EgressHostApi *host);
+    /* JSON: {"name", "version", "schemes": ["rtmp", ...], "format": "flv"|"mpegts",
+       "config_schema"}. */
+    int32_t (*describe)(EgressBuf *out_json, EgressError *err);
+    /* Check a JSON config without side effects. */
+    int32_t (*validate)(EgressStr config_json, EgressError *err);
+    /* Build a configured factory from a JSON config that passed `validate`; no I/O. */
+    int32_t (*create)(EgressStr config_json, void **out_factory, EgressError *err);
+    /* Check a stream URL without I/O (CONFIG errors). */
+    int32_t (*validate_url)(void *factory, EgressStr url, EgressError *err);
+    /* Connect and publish; returns once the destination accepted the publish. */
+    int32_t (*connect)(void *factory, EgressStr url, void **out_session, EgressError *err);
+    /* Send one chunk; blocking here is the backpressure. */
+    int32_t (*send)(void *session, const EgressLiveChunk *chunk, EgressError *err);
+    /* Bytes sent in this session so far; must not block. */
+    uint64_t (*bytes_sent)(void *session);
+    /* End the publish cleanly; consumes `session` even on error. */
+    int32_t (*close)(void *session, EgressError *err);
+    /* Drop the connection at once; consumes `session`. */
+    void (*abort)(void *session);
+    void (*destroy)(void *factory);
+    void (*free_buf)(EgressBuf buf);
+} EgressLiveApi;
+
 typedef struct EgressPluginDescriptor {
     uint32_t struct_size;
     uint16_t abi_major;
     uint16_t abi_minor;
-    /* The sink table; since 1.1 it may be NULL when `renderer` is set. */
+    /* The sink table; since 1.1 it may be NULL when another table is set. */
     const EgressSinkApi *sink;
     /* Since 1.1: the renderer table, or NULL. */
     const EgressRendererApi *renderer;
+    /* Since 1.2: the live destination table, or NULL. */
+    const EgressLiveApi *live;
 } EgressPluginDescriptor;
 
 /* The one exported symbol. Returns a pointer to a descriptor with static lifetime. */

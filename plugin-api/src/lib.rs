@@ -21,9 +21,16 @@
 //! given a request and the room's participants, it returns a page URL for the browser or a tile
 //! layout for a native compositor. [`RendererPlugin`] describes and builds one from its config.
 //!
+//! A *live destination* (since API 1.2) is the third: the transport of a stream output (RTMP,
+//! SRT, …). [`LiveFactory::connect`] publishes to a URL and returns a [`LiveSession`] that the
+//! host feeds with FLV tags or MPEG-TS packets ([`LiveFormat`]); the host owns reconnects, the
+//! keyframe gate, status and redaction. [`LivePlugin`] describes and builds one. Live
+//! destinations load compiled in or as dylibs, not as WASM (a component has no sockets).
+//!
 //! # Building a plugin
 //!
-//! One macro, [`export_sink!`] (or [`export_renderer!`] for a renderer), makes the same source
+//! One macro, [`export_sink!`] (or [`export_renderer!`] for a renderer, [`export_live!`] for a
+//! live destination), makes the same source
 //! build as an rlib linked into the host (registered with `inventory`), as a `cdylib` exporting
 //! the C entry symbol (with the plugin crate's `dylib` feature), or as a `wasm32-wasip2`
 //! component. See the crate README.
@@ -46,6 +53,7 @@ pub mod abi;
 pub mod blocking;
 pub mod config;
 mod error;
+mod live;
 pub mod log;
 mod macros;
 mod plugin;
@@ -62,6 +70,10 @@ pub mod wasm;
 
 pub use bytes::Bytes;
 pub use error::SinkError;
+pub use live::{
+    BuiltinLive, LiveChunk, LiveDescriptor, LiveFactory, LiveFormat, LivePlugin, LiveSession,
+    LoadedLive,
+};
 pub use plugin::{BuiltinSink, LoadedPlugin};
 pub use renderer::{
     LayoutRenderer, Participant, RenderRequest, Rendering, RoomState, Tile, Track, TrackKind,
@@ -77,7 +89,7 @@ pub use async_trait::async_trait;
 /// Major version of the plugin API. A plugin built for another major is refused.
 pub const API_VERSION_MAJOR: u16 = 1;
 /// Minor version of the plugin API. A plugin built for a newer minor than the host is refused.
-pub const API_VERSION_MINOR: u16 = 1;
+pub const API_VERSION_MINOR: u16 = 2;
 
 /// The README's examples, compiled as doctests so that the guide never goes stale.
 #[cfg(doctest)]

@@ -131,3 +131,44 @@ macro_rules! export_renderer {
         };
     };
 }
+
+/// Export a [`LivePlugin`](crate::LivePlugin) (and [`LiveFactory`](crate::LiveFactory))
+/// implementation as a live destination plugin. Since API 1.2.
+///
+/// ```ignore
+/// egress_plugin_api::export_live!(MyDestination);
+/// ```
+///
+/// * **rlib**: an `inventory` registration ([`BuiltinLive::iter`](crate::BuiltinLive::iter));
+/// * **cdylib** with the crate's `dylib` feature: `egress_plugin_entry_v1`, returning a
+///   descriptor with a live table and neither a sink nor a renderer table;
+/// * **wasm32-wasip2**: nothing. A component has no sockets (its only network is the host's
+///   allow-listed HTTP import), so a live destination cannot be a WASM plugin; the WIT package
+///   has no live interface.
+///
+/// Use it once per crate, and not together with `export_sink!` or `export_renderer!` (all
+/// define the C entry).
+#[macro_export]
+macro_rules! export_live {
+    ($live:ty) => {
+        #[cfg(not(target_family = "wasm"))]
+        $crate::__private::inventory::submit! {
+            $crate::BuiltinLive::of::<$live>()
+        }
+
+        #[cfg(all(feature = "dylib", not(target_family = "wasm")))]
+        const _: () = {
+            static EGRESS_LIVE_API: $crate::abi::EgressLiveApi =
+                $crate::abi::export::live_api::<$live>();
+            static EGRESS_PLUGIN_DESCRIPTOR: $crate::abi::EgressPluginDescriptor =
+                $crate::abi::export::live_descriptor(&EGRESS_LIVE_API);
+
+            /// The C entry point (see `egress_plugin.h`).
+            #[unsafe(no_mangle)]
+            pub extern "C" fn egress_plugin_entry_v1() -> *const $crate::abi::EgressPluginDescriptor
+            {
+                &EGRESS_PLUGIN_DESCRIPTOR
+            }
+        };
+    };
+}

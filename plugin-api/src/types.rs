@@ -170,18 +170,23 @@ impl Descriptor {
 
     /// Top-level config keys the schema marks `"writeOnly": true` (secrets).
     pub fn secret_fields(&self) -> Vec<String> {
-        self.config_schema
-            .get("properties")
-            .and_then(Value::as_object)
-            .map(|props| {
-                props
-                    .iter()
-                    .filter(|(_, p)| p.get("writeOnly").and_then(Value::as_bool) == Some(true))
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        secret_fields_of(&self.config_schema)
     }
+}
+
+/// Top-level properties of a config schema marked `"writeOnly": true`.
+pub(crate) fn secret_fields_of(schema: &Value) -> Vec<String> {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|props| {
+            props
+                .iter()
+                .filter(|(_, p)| p.get("writeOnly").and_then(Value::as_bool) == Some(true))
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What the host asks a sink to create.

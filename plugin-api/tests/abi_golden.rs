@@ -18,11 +18,11 @@ use sha2::{Digest, Sha256};
 const GOLDEN: &[(&str, &str)] = &[
     (
         "include/egress_plugin.h",
-        "2fabcc8c6479a84c51ae314feaed6e5d7ec5d5b096705f51b8ce12be4e36c2d9",
+        "85e6ef2628ffe7590743d2ef62879c5d393a31c6dcb12700f0451c0464a2ee74",
     ),
     (
         "wit/egress-plugin.wit",
-        "8d28125c7fb0f8f35af8ff006f460fbfb9c03426f10b61ef9e419da4b2530936",
+        "751c840f7efc15243b5e2bd85822137382e86e0794e6344a84d931a6a6a97c79",
     ),
 ];
 

@@ -28,6 +28,12 @@ pub enum PluginError {
         List(known)
     )]
     UnknownLayout { layout: String, known: Vec<String> },
+    /// A stream URL whose scheme no active live destination serves.
+    #[error(
+        "no active live destination serves {scheme}:// URLs (served: {}); build egress with its plugin (cargo features `rtmp`, `srt`) or add it to plugins:",
+        List(served)
+    )]
+    NoLiveDestination { scheme: String, served: Vec<String> },
 }
 
 struct Plugin<'a>(Option<&'a str>, &'a str);

@@ -13,7 +13,9 @@
 //!
 //! Layout renderers (API 1.1, [`egress_plugin_api::RendererPlugin`]) come through the same
 //! three loaders and the same entries; [`templates`] is the compiled-in one serving the bundled
-//! layouts.
+//! layouts. Live destinations (API 1.2, [`egress_plugin_api::LivePlugin`]: RTMP, SRT) come
+//! compiled in or as dylibs (a WASM component has no sockets);
+//! [`PluginRegistry::live_for_scheme`] says which serves a stream URL's scheme.
 //!
 //! [`PluginRegistry::load`] reads the `plugins:` config, loads, checks names (and that no two
 //! renderers claim one layout) and validates each plugin's config, reporting every problem
@@ -30,5 +32,7 @@ pub mod wasm;
 mod worker_errors;
 
 pub use error::{PluginError, PluginErrors};
-pub use registry::{ActivePlugin, ActiveRenderer, DEFAULT_LAYOUT, PluginRegistry, Source};
+pub use registry::{
+    ActiveLive, ActivePlugin, ActiveRenderer, DEFAULT_LAYOUT, PluginRegistry, Source,
+};
 pub use report::{active_plugins_report, validate_plugins};

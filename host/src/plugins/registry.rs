@@ -1,13 +1,14 @@
 //! The active plugins: loaded from the `plugins:` config, named, validated and configured.
-//! Sinks and layout renderers come through the same entries and loaders; an entry may yield
-//! either or both (a dylib with both tables).
+//! Sinks, layout renderers and live destinations come through the same entries and loaders; an
+//! entry may yield any of them (a dylib with several tables).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use egress_plugin_api::{
-    Descriptor, LayoutRenderer, LoadedPlugin, LoadedRenderer, SinkError, SinkFactory, Value,
+    Descriptor, LayoutRenderer, LiveDescriptor, LiveFactory, LoadedLive, LoadedPlugin,
+    LoadedRenderer, SinkError, SinkFactory, Value,
 };
 
 use super::builtin;
@@ -77,6 +78,42 @@ impl fmt::Debug for ActiveRenderer {
     }
 }
 
+/// A live destination (API 1.2) that loaded and accepted its config.
+pub struct ActiveLive {
+    /// The config's `name:`, else the plugin's own.
+    pub name: String,
+    pub descriptor: LiveDescriptor,
+    pub source: Source,
+    plugin: Arc<dyn LoadedLive>,
+    factory: Arc<dyn LiveFactory>,
+    entry: Option<usize>,
+}
+
+impl ActiveLive {
+    /// The configured destination: connects to URLs of its schemes.
+    pub fn factory(&self) -> Arc<dyn LiveFactory> {
+        self.factory.clone()
+    }
+
+    /// The plugin itself (to configure it again, e.g. for a per-request config).
+    pub fn plugin(&self) -> Arc<dyn LoadedLive> {
+        self.plugin.clone()
+    }
+}
+
+impl fmt::Debug for ActiveLive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActiveLive")
+            .field("name", &self.name)
+            .field("version", &self.descriptor.version)
+            .field("api", &self.descriptor.api)
+            .field("source", &self.source)
+            .field("schemes", &self.descriptor.schemes)
+            .field("format", &self.descriptor.format)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The layout an empty request layout means: the bundled template draws a grid for none.
 pub const DEFAULT_LAYOUT: &str = "grid";
 
@@ -114,17 +151,19 @@ impl fmt::Debug for ActivePlugin {
     }
 }
 
-/// Every active sink plugin and renderer, in config order.
+/// Every active sink plugin, renderer and live destination, in config order.
 #[derive(Debug, Default)]
 pub struct PluginRegistry {
     active: Vec<ActivePlugin>,
     renderers: Vec<ActiveRenderer>,
+    live: Vec<ActiveLive>,
 }
 
 /// What one entry yielded.
 struct Loaded {
     sink: Option<ActivePlugin>,
     renderer: Option<ActiveRenderer>,
+    live: Option<ActiveLive>,
 }
 
 impl PluginRegistry {
@@ -138,12 +177,17 @@ impl PluginRegistry {
         let mut errors = Vec::new();
         let mut keys: Vec<String> = Vec::new();
         let mut renderer_keys: Vec<String> = Vec::new();
+        let mut live_keys: Vec<String> = Vec::new();
         match entries {
             None => {
-                let builtins = builtin::names()
+                let mut builtins = builtin::names()
                     .into_iter()
                     .chain(builtin::renderer_names())
+                    .chain(builtin::live_names())
                     .collect::<Vec<_>>();
+                // One entry per name: a crate that registers two kinds loads once, with both.
+                builtins.sort();
+                builtins.dedup();
                 for name in builtins {
                     let entry = PluginEntry {
                         name: None,
@@ -164,6 +208,9 @@ impl PluginRegistry {
                                     &mut renderer_keys,
                                     &mut errors,
                                 );
+                            }
+                            if let Some(l) = loaded.live {
+                                registry.add_live(l, "plugins", &mut live_keys, &mut errors);
                             }
                         }
                         // Nobody asked for it: not an error, but worth saying why it is absent.
@@ -197,6 +244,36 @@ impl PluginRegistry {
                             errors.push(duplicate_name(&key, entry, &r.name, &renderer_keys[j]));
                         } else {
                             registry.add_renderer(r, &key, &mut renderer_keys, &mut errors);
+                        }
+                    }
+                    if let Some(l) = loaded.live {
+                        if let Some(j) = registry.live.iter().position(|a| a.name == l.name) {
+                            errors.push(duplicate_name(&key, entry, &l.name, &live_keys[j]));
+                        } else {
+                            registry.add_live(l, &key, &mut live_keys, &mut errors);
+                        }
+                    }
+                }
+                // As with renderers: a list that names no live destination keeps the
+                // compiled-in ones (RTMP and SRT work without settings, as in Go), one that
+                // names any gets exactly those.
+                if registry.live.is_empty() && errors.is_empty() {
+                    for name in builtin::live_names() {
+                        let entry = PluginEntry {
+                            name: None,
+                            source: PluginSource::Builtin(name),
+                            sandbox: None,
+                            config: Value::Null,
+                        };
+                        match load_entry("plugins", None, &entry) {
+                            Ok(Loaded { live: Some(l), .. }) => {
+                                registry.add_live(l, "plugins", &mut live_keys, &mut errors)
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::info!(
+                                %e,
+                                "Compiled-in live destination not activated: it needs settings in plugins:."
+                            ),
                         }
                     }
                 }
@@ -235,6 +312,17 @@ impl PluginRegistry {
                     source = %r.source,
                     layouts = ?r.layouts,
                     "Layout renderer active."
+                );
+            }
+            for l in &registry.live {
+                tracing::info!(
+                    plugin = %l.name,
+                    version = %l.descriptor.version,
+                    api = %l.descriptor.api,
+                    source = %l.source,
+                    schemes = ?l.descriptor.schemes,
+                    format = %l.descriptor.format,
+                    "Live destination active."
                 );
             }
             Ok(registry)
@@ -276,6 +364,68 @@ impl PluginRegistry {
             self.renderers.push(r);
             keys.push(key.to_string());
         }
+    }
+
+    /// Add `l` unless one of its schemes is already served: a scheme has one destination, so
+    /// two claiming it is a start-up error naming both.
+    fn add_live(
+        &mut self,
+        l: ActiveLive,
+        key: &str,
+        keys: &mut Vec<String>,
+        errors: &mut Vec<PluginError>,
+    ) {
+        let mut clash = false;
+        for scheme in &l.descriptor.schemes {
+            if let Some((j, other)) = self
+                .live
+                .iter()
+                .enumerate()
+                .find(|(_, o)| o.descriptor.schemes.contains(scheme))
+            {
+                clash = true;
+                errors.push(PluginError::Entry {
+                    field: key.to_string(),
+                    plugin: Some(l.name.clone()),
+                    source_label: l.source.to_string(),
+                    message: format!(
+                        "scheme {scheme:?} is served by both live destination {} ({}) and live destination {} ({key}); a scheme has one destination: remove one of them",
+                        other.name, keys[j], l.name
+                    ),
+                });
+            }
+        }
+        if !clash {
+            self.live.push(l);
+            keys.push(key.to_string());
+        }
+    }
+
+    /// The active live destinations, in config order.
+    pub fn live(&self) -> &[ActiveLive] {
+        &self.live
+    }
+
+    /// The live destination serving URLs of `scheme` (`rtmp`, `rtmps`, `srt`; any case), or an
+    /// error naming the scheme and listing the served ones (a slim build without the `rtmp`
+    /// feature answers `rtmp` with this error, which StartEgress returns).
+    pub fn live_for_scheme(&self, scheme: &str) -> Result<&ActiveLive, PluginError> {
+        let wanted = scheme.trim_end_matches("://").to_ascii_lowercase();
+        self.live
+            .iter()
+            .find(|l| l.descriptor.schemes.iter().any(|s| *s == wanted))
+            .ok_or_else(|| {
+                let mut served: Vec<String> = self
+                    .live
+                    .iter()
+                    .flat_map(|l| l.descriptor.schemes.iter().cloned())
+                    .collect();
+                served.sort();
+                PluginError::NoLiveDestination {
+                    scheme: wanted,
+                    served,
+                }
+            })
     }
 
     /// The active sink plugins, in config order.
@@ -328,9 +478,11 @@ impl PluginRegistry {
     pub fn secret_fields_of_entry(&self, entry: usize) -> Vec<String> {
         let sink = self.active.iter().filter(|p| p.entry == Some(entry));
         let renderer = self.renderers.iter().filter(|r| r.entry == Some(entry));
+        let live = self.live.iter().filter(|l| l.entry == Some(entry));
         let mut fields: Vec<String> = sink
             .flat_map(|p| p.descriptor.secret_fields())
             .chain(renderer.flat_map(|r| r.descriptor.secret_fields()))
+            .chain(live.flat_map(|l| l.descriptor.secret_fields()))
             .collect();
         fields.sort();
         fields.dedup();
@@ -376,13 +528,15 @@ fn load_entry(key: &str, index: Option<usize>, entry: &PluginEntry) -> Result<Lo
         source_label: label.clone(),
         message,
     };
-    let (sink, renderer, source): LoadedParts = match &entry.source {
+    let (sink, renderer, live, source): LoadedParts = match &entry.source {
         PluginSource::Builtin(name) => {
             let sink =
                 builtin::find(name).map(|p| Arc::new(BuiltinRef(p)) as Arc<dyn LoadedPlugin>);
             let renderer = builtin::find_renderer(name)
                 .map(|p| Arc::new(BuiltinRendererRef(p)) as Arc<dyn LoadedRenderer>);
-            if sink.is_none() && renderer.is_none() {
+            let live =
+                builtin::find_live(name).map(|p| Arc::new(BuiltinLiveRef(p)) as Arc<dyn LoadedLive>);
+            if sink.is_none() && renderer.is_none() && live.is_none() {
                 let compiled = builtin::all_names();
                 return Err(fail(
                     format!("{key}.builtin"),
@@ -397,12 +551,13 @@ fn load_entry(key: &str, index: Option<usize>, entry: &PluginEntry) -> Result<Lo
                     ),
                 ));
             }
-            (sink, renderer, Source::Builtin)
+            (sink, renderer, live, Source::Builtin)
         }
         PluginSource::Dylib(path) => match super::dylib::load(path) {
             Ok(lib) => (
                 lib.sink.map(|p| Arc::new(p) as Arc<dyn LoadedPlugin>),
                 lib.renderer.map(|r| Arc::new(r) as Arc<dyn LoadedRenderer>),
+                lib.live.map(|l| Arc::new(l) as Arc<dyn LoadedLive>),
                 Source::Dylib(path.clone()),
             ),
             Err(e) => return Err(fail(format!("{key}.dylib"), None, e.to_string())),
@@ -472,7 +627,7 @@ fn load_entry(key: &str, index: Option<usize>, entry: &PluginEntry) -> Result<Lo
             Some(ActiveRenderer {
                 name,
                 descriptor,
-                source,
+                source: source.clone(),
                 layouts,
                 renderer,
                 entry: index,
@@ -480,13 +635,52 @@ fn load_entry(key: &str, index: Option<usize>, entry: &PluginEntry) -> Result<Lo
         }
         None => None,
     };
-    Ok(Loaded { sink, renderer })
+    let live = match live {
+        Some(plugin) => {
+            let descriptor = plugin.descriptor();
+            let name = entry
+                .name
+                .clone()
+                .unwrap_or_else(|| descriptor.name.clone());
+            if descriptor.schemes.is_empty() {
+                return Err(fail(
+                    key.to_string(),
+                    Some(&name),
+                    "the live destination serves no URL scheme".into(),
+                ));
+            }
+            plugin
+                .validate(&entry.config)
+                .map_err(|e| config_error(&name, e))?;
+            let factory: Arc<dyn LiveFactory> = Arc::from(
+                plugin
+                    .create(&entry.config)
+                    .map_err(|e| config_error(&name, e))?,
+            );
+            Some(ActiveLive {
+                name,
+                descriptor,
+                source,
+                plugin,
+                factory,
+                entry: index,
+            })
+        }
+        None => None,
+    };
+    Ok(Loaded {
+        sink,
+        renderer,
+        live,
+    })
 }
 
-/// What a loader found in one entry's file: a sink, a renderer or both, and where from.
+/// What a loader found in one entry's file: a sink, a renderer, a live destination (any of
+/// them), and where from.
 type LoadedParts = (
     Option<Arc<dyn LoadedPlugin>>,
     Option<Arc<dyn LoadedRenderer>>,
+    Option<Arc<dyn LoadedLive>>,
     Source,
 );
 
@@ -501,6 +695,8 @@ fn load_wasm(entry: &PluginEntry, path: &std::path::Path) -> Result<LoadedParts,
             (
                 lib.sink.map(|p| Arc::new(p) as Arc<dyn LoadedPlugin>),
                 lib.renderer.map(|r| Arc::new(r) as Arc<dyn LoadedRenderer>),
+                // A component has no sockets, so no live destination (see the WIT package).
+                None,
                 Source::Wasm(path.to_path_buf()),
             )
         })
@@ -545,6 +741,23 @@ impl LoadedRenderer for BuiltinRendererRef {
     }
 
     fn create(&self, config: &Value) -> Result<Box<dyn LayoutRenderer>, SinkError> {
+        self.0.create(config)
+    }
+}
+
+/// A `&'static BuiltinLive` as an `Arc<dyn LoadedLive>`.
+struct BuiltinLiveRef(&'static egress_plugin_api::BuiltinLive);
+
+impl LoadedLive for BuiltinLiveRef {
+    fn descriptor(&self) -> LiveDescriptor {
+        self.0.descriptor()
+    }
+
+    fn validate(&self, config: &Value) -> Result<(), SinkError> {
+        self.0.validate(config)
+    }
+
+    fn create(&self, config: &Value) -> Result<Box<dyn LiveFactory>, SinkError> {
         self.0.create(config)
     }
 }

@@ -5,8 +5,8 @@ use std::fmt::Write;
 use super::registry::PluginRegistry;
 use crate::config::{ServiceConfig, redact_plugin_config};
 
-/// The active plugins as YAML comments (so that the printed config still loads), sinks then
-/// layout renderers with their layouts:
+/// The active plugins as YAML comments (so that the printed config still loads), sinks, then
+/// layout renderers with their layouts, then live destinations with their schemes:
 ///
 /// ```text
 /// # active plugins:
@@ -15,6 +15,9 @@ use crate::config::{ServiceConfig, redact_plugin_config};
 /// # active renderers:
 /// #   templates     0.1.0  api 1.1  builtin  layouts: grid, grid-dark, …
 /// #   solid-layout  0.1.0  api 1.1  dylib /opt/libsolid.so  layouts: solid-red, …
+/// # active live destinations:
+/// #   rtmp  0.1.0  api 1.2  builtin  schemes: rtmp, rtmps  format: flv
+/// #   srt   0.1.0  api 1.2  builtin  schemes: srt  format: mpegts
 /// ```
 pub fn active_plugins_report(registry: &PluginRegistry) -> String {
     let sinks: Vec<Row> = registry
@@ -33,8 +36,24 @@ pub fn active_plugins_report(registry: &PluginRegistry) -> String {
             tail: format!("  layouts: {}", r.layouts.join(", ")),
         })
         .collect();
+    let live: Vec<Row> = registry
+        .live()
+        .iter()
+        .map(|l| Row {
+            name: &l.name,
+            version: &l.descriptor.version,
+            api: l.descriptor.api.to_string(),
+            source: l.source.to_string(),
+            tail: format!(
+                "  schemes: {}  format: {}",
+                l.descriptor.schemes.join(", "),
+                l.descriptor.format
+            ),
+        })
+        .collect();
     let mut out = table("active plugins", &sinks);
     out.push_str(&table("active renderers", &renderers));
+    out.push_str(&table("active live destinations", &live));
     out
 }
 
@@ -69,7 +88,8 @@ pub fn validate_plugins(config: &mut ServiceConfig) -> Result<String, Vec<String
     let registry = PluginRegistry::load(config.plugins.as_deref())
         .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     if let Some(entries) = config.plugins.as_mut() {
-        // Every entry loaded (or `load` failed); each as a sink, a renderer or both.
+        // Every entry loaded (or `load` failed); each as a sink, a renderer, a live
+        // destination or several.
         for (i, entry) in entries.iter_mut().enumerate() {
             entry.config = redact_plugin_config(&entry.config, &registry.secret_fields_of_entry(i));
         }

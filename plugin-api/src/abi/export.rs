@@ -1,6 +1,7 @@
-//! The plugin side of the C ABI: `extern "C"` functions generic over a [`SinkPlugin`], put in a
-//! static table by [`export_sink!`](crate::export_sink) when the plugin crate is built with its
-//! `dylib` feature.
+//! The plugin side of the C ABI: `extern "C"` functions generic over a [`SinkPlugin`] (or a
+//! [`RendererPlugin`], a [`LivePlugin`]), put in a static table by
+//! [`export_sink!`](crate::export_sink) (`export_renderer!`, `export_live!`) when the plugin
+//! crate is built with its `dylib` feature.
 //!
 //! Each entry point catches panics (a panic unwinding into C is undefined behaviour) and turns
 //! them into permanent errors, and drives the plugin's futures with
@@ -17,11 +18,12 @@ use serde_json::Value;
 
 use super::{
     ABI_MAJOR, ABI_MINOR, EGRESS_ERR_PERMANENT, EGRESS_OK, EgressBuf, EgressError, EgressHostApi,
-    EgressObjectSpec, EgressPluginDescriptor, EgressReceipt, EgressRendererApi, EgressSinkApi,
-    EgressStr, status_of,
+    EgressLiveApi, EgressLiveChunk, EgressObjectSpec, EgressPluginDescriptor, EgressReceipt,
+    EgressRendererApi, EgressSinkApi, EgressStr, status_of,
 };
 use crate::blocking::block_on;
 use crate::error::SinkError;
+use crate::live::{LiveChunk, LivePlugin, LiveSession};
 use crate::renderer::{RenderRequest, RoomState};
 use crate::renderer_plugin::RendererPlugin;
 use crate::sink::{SinkObject, SinkPlugin};
@@ -53,6 +55,7 @@ pub const fn descriptor(sink: &'static EgressSinkApi) -> EgressPluginDescriptor 
         abi_minor: ABI_MINOR,
         sink,
         renderer: std::ptr::null(),
+        live: std::ptr::null(),
     }
 }
 
@@ -64,6 +67,38 @@ pub const fn renderer_descriptor(renderer: &'static EgressRendererApi) -> Egress
         abi_minor: ABI_MINOR,
         sink: std::ptr::null(),
         renderer,
+        live: std::ptr::null(),
+    }
+}
+
+/// The descriptor of a live-destination-only plugin (since 1.2).
+pub const fn live_descriptor(live: &'static EgressLiveApi) -> EgressPluginDescriptor {
+    EgressPluginDescriptor {
+        struct_size: size_of::<EgressPluginDescriptor>() as u32,
+        abi_major: ABI_MAJOR,
+        abi_minor: ABI_MINOR,
+        sink: std::ptr::null(),
+        renderer: std::ptr::null(),
+        live,
+    }
+}
+
+/// The live destination function table for `L`.
+pub const fn live_api<L: LivePlugin>() -> EgressLiveApi {
+    EgressLiveApi {
+        struct_size: size_of::<EgressLiveApi>() as u32,
+        init: Some(init),
+        describe: Some(live_describe::<L>),
+        validate: Some(live_validate::<L>),
+        create: Some(live_create::<L>),
+        validate_url: Some(live_validate_url::<L>),
+        connect: Some(live_connect::<L>),
+        send: Some(live_send),
+        bytes_sent: Some(live_bytes_sent),
+        close: Some(live_close),
+        abort: Some(live_abort),
+        destroy: Some(destroy::<L>),
+        free_buf: Some(free_buf),
     }
 }
 
@@ -388,4 +423,120 @@ unsafe extern "C" fn renderer_render<R: RendererPlugin>(
         let rendering = block_on(renderer.render(&request, &room))?;
         out_json(out, &rendering, "the rendering")
     })
+}
+
+unsafe extern "C" fn live_describe<L: LivePlugin>(
+    out_json_buf: *mut EgressBuf,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || out_json(out_json_buf, &L::describe(), "the descriptor"))
+}
+
+unsafe extern "C" fn live_validate<L: LivePlugin>(
+    config: EgressStr<'_>,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || L::validate(&parse_json(config)?))
+}
+
+unsafe extern "C" fn live_create<L: LivePlugin>(
+    config: EgressStr<'_>,
+    out_factory: *mut *mut c_void,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        if out_factory.is_null() {
+            return Err(SinkError::permanent("create: null output pointer"));
+        }
+        let factory = L::create(&parse_json(config)?)?;
+        // SAFETY: checked non-null. The host owns the pointer until it calls `destroy::<L>`.
+        unsafe { *out_factory = Box::into_raw(Box::new(factory)).cast() };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn live_validate_url<L: LivePlugin>(
+    factory: *mut c_void,
+    url: EgressStr<'_>,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        // SAFETY: the host passes a live factory from `live_create::<L>`.
+        let factory = unsafe { factory_ref::<L>(factory)? };
+        factory.validate_url(&utf8(url, "the URL")?)
+    })
+}
+
+unsafe extern "C" fn live_connect<L: LivePlugin>(
+    factory: *mut c_void,
+    url: EgressStr<'_>,
+    out_session: *mut *mut c_void,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        // SAFETY: the host passes a live factory from `live_create::<L>`.
+        let factory = unsafe { factory_ref::<L>(factory)? };
+        if out_session.is_null() {
+            return Err(SinkError::permanent("connect: null output pointer"));
+        }
+        let url = utf8(url, "the URL")?;
+        let session: Box<dyn LiveSession> = block_on(factory.connect(&url))?;
+        // A thin pointer to the fat one, so that C sees one word.
+        // SAFETY: checked non-null. The host owns the pointer until `close` or `abort`.
+        unsafe { *out_session = Box::into_raw(Box::new(session)).cast() };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn live_send(
+    session: *mut c_void,
+    chunk: *const EgressLiveChunk<'_>,
+    err: *mut EgressError,
+) -> i32 {
+    guard(err, || {
+        if session.is_null() || chunk.is_null() {
+            return Err(SinkError::permanent("send: null argument"));
+        }
+        // SAFETY: the host passes a live session from `connect`, never concurrently, and a
+        // valid chunk for the duration of the call.
+        let (session, chunk) =
+            unsafe { (&mut *(session as *mut Box<dyn LiveSession>), &*chunk) };
+        // SAFETY: the data is borrowed for this call, which is as long as `send` holds it.
+        let data = unsafe { chunk.data.as_bytes() };
+        let chunk = LiveChunk::new(data, std::time::Duration::from_nanos(chunk.pts_ns))
+            .keyframe(chunk.keyframe != 0)
+            .header(chunk.header != 0);
+        block_on(session.send(chunk))
+    })
+}
+
+unsafe extern "C" fn live_bytes_sent(session: *mut c_void) -> u64 {
+    if session.is_null() {
+        return 0;
+    }
+    // SAFETY: the host passes a live session from `connect` and never calls it concurrently.
+    let session = unsafe { &*(session as *const Box<dyn LiveSession>) };
+    catch_unwind(AssertUnwindSafe(|| session.bytes_sent())).unwrap_or(0)
+}
+
+unsafe extern "C" fn live_close(session: *mut c_void, err: *mut EgressError) -> i32 {
+    guard(err, || {
+        if session.is_null() {
+            return Err(SinkError::permanent("close: null session"));
+        }
+        // SAFETY: the host passes a live session from `connect` and gives up ownership here.
+        let session = unsafe { Box::from_raw(session as *mut Box<dyn LiveSession>) };
+        block_on((*session).close())
+    })
+}
+
+unsafe extern "C" fn live_abort(session: *mut c_void) {
+    if session.is_null() {
+        return;
+    }
+    // SAFETY: the host passes a live session from `connect` and gives up ownership here.
+    let session = unsafe { Box::from_raw(session as *mut Box<dyn LiveSession>) };
+    if catch_unwind(AssertUnwindSafe(|| drop(session))).is_err() {
+        crate::log::error("plugin panicked while dropping a live session");
+    }
 }

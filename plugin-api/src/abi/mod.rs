@@ -4,7 +4,8 @@
 //! Rules (also in the header): the host resolves one symbol, [`ENTRY_SYMBOL`]; every struct
 //! starts with its size and minor versions only append; strings passed in are borrowed for the
 //! call; buffers passed out belong to the plugin and come back through `free_buf`; `finish` and
-//! `abort` consume the object; panics never cross the boundary.
+//! `abort` consume the object (`close` and `abort` a live session); panics never cross the
+//! boundary.
 
 #[cfg(not(target_family = "wasm"))]
 pub mod export;
@@ -246,20 +247,77 @@ pub struct EgressRendererApi {
 // SAFETY: the table is immutable static data (function pointers).
 unsafe impl Sync for EgressRendererApi {}
 
+/// One chunk of a live stream (v1.2), borrowed for the duration of `send`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct EgressLiveChunk<'a> {
+    pub struct_size: u32,
+    pub data: EgressStr<'a>,
+    /// Presentation time in nanoseconds from the session's first chunk.
+    pub pts_ns: u64,
+    pub keyframe: u8,
+    pub header: u8,
+}
+
+pub type ValidateUrlFn =
+    unsafe extern "C" fn(factory: *mut c_void, url: EgressStr<'_>, err: *mut EgressError) -> i32;
+pub type ConnectFn = unsafe extern "C" fn(
+    factory: *mut c_void,
+    url: EgressStr<'_>,
+    out_session: *mut *mut c_void,
+    err: *mut EgressError,
+) -> i32;
+pub type SendFn = unsafe extern "C" fn(
+    session: *mut c_void,
+    chunk: *const EgressLiveChunk<'_>,
+    err: *mut EgressError,
+) -> i32;
+pub type BytesSentFn = unsafe extern "C" fn(session: *mut c_void) -> u64;
+pub type CloseFn = unsafe extern "C" fn(session: *mut c_void, err: *mut EgressError) -> i32;
+
+/// The live destination function table (v1.2). The descriptor is JSON (the serde form of
+/// [`LiveDescriptor`](crate::LiveDescriptor)); chunks are a struct, as they are many per second.
+#[repr(C)]
+#[derive(Debug)]
+pub struct EgressLiveApi {
+    pub struct_size: u32,
+    pub init: Option<InitFn>,
+    pub describe: Option<DescribeFn>,
+    pub validate: Option<ValidateFn>,
+    pub create: Option<CreateFn>,
+    pub validate_url: Option<ValidateUrlFn>,
+    pub connect: Option<ConnectFn>,
+    pub send: Option<SendFn>,
+    pub bytes_sent: Option<BytesSentFn>,
+    pub close: Option<CloseFn>,
+    /// Drop a session without closing it cleanly; consumes it.
+    pub abort: Option<AbortFn>,
+    pub destroy: Option<DestroyFn>,
+    pub free_buf: Option<FreeBufFn>,
+}
+
+// SAFETY: the table is immutable static data (function pointers).
+unsafe impl Sync for EgressLiveApi {}
+
 #[repr(C)]
 #[derive(Debug)]
 pub struct EgressPluginDescriptor {
     pub struct_size: u32,
     pub abi_major: u16,
     pub abi_minor: u16,
-    /// The sink table. From v1.1 it may be null when `renderer` is set.
+    /// The sink table. From v1.1 it may be null when another table is set.
     pub sink: *const EgressSinkApi,
     /// v1.1: the renderer table, or null. Read only when `struct_size` covers it.
     pub renderer: *const EgressRendererApi,
+    /// v1.2: the live destination table, or null. Read only from a minor-2 (or newer)
+    /// descriptor whose `struct_size` covers it.
+    pub live: *const EgressLiveApi,
 }
 
 /// The size of a v1.0 descriptor (no `renderer` field): what a minor-0 plugin fills.
 pub const DESCRIPTOR_V1_0_SIZE: usize = std::mem::offset_of!(EgressPluginDescriptor, renderer);
+/// The size of a v1.1 descriptor (no `live` field): what a minor-1 plugin fills.
+pub const DESCRIPTOR_V1_1_SIZE: usize = std::mem::offset_of!(EgressPluginDescriptor, live);
 
 // SAFETY: points to a static, immutable table.
 unsafe impl Sync for EgressPluginDescriptor {}
@@ -314,8 +372,15 @@ mod tests {
         assert_eq!(size_of::<EgressSinkApi>(), 8 + 11 * 8);
         assert_eq!(offset_of!(EgressPluginDescriptor, sink), 8);
         assert_eq!(DESCRIPTOR_V1_0_SIZE, 16);
-        assert_eq!(size_of::<EgressPluginDescriptor>(), 24);
+        assert_eq!(DESCRIPTOR_V1_1_SIZE, 24);
+        assert_eq!(size_of::<EgressPluginDescriptor>(), 32);
         assert_eq!(size_of::<EgressRendererApi>(), 8 + 8 * 8);
+        assert_eq!(size_of::<EgressLiveApi>(), 8 + 12 * 8);
+        assert_eq!(offset_of!(EgressLiveChunk<'_>, data), 8);
+        assert_eq!(offset_of!(EgressLiveChunk<'_>, pts_ns), 24);
+        assert_eq!(offset_of!(EgressLiveChunk<'_>, keyframe), 32);
+        assert_eq!(offset_of!(EgressLiveChunk<'_>, header), 33);
+        assert_eq!(size_of::<EgressLiveChunk<'_>>(), 40);
     }
 
     #[test]

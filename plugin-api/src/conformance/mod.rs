@@ -17,10 +17,16 @@
 //! configs; ordered writes of odd-sized chunks; an empty object; a large object streamed with
 //! bounded memory (resident set sampled while writing); abort; drop without finish; overwrite;
 //! concurrent objects; error classification; nothing left behind.
+//!
+//! Live destinations (API 1.2) have a suite of their own, [`LiveKit`], run against a real
+//! receiver ([`LiveReceiver`]) with real media ([`LiveStream`], cut from an FLV or MPEG-TS
+//! file as the host cuts its muxer's output).
 
 mod data;
 mod dir;
+mod live;
 mod memory;
+mod stream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +43,8 @@ use crate::types::{ApiVersion, ObjectSpec, Receipt};
 
 pub use data::Pattern;
 pub use dir::DirInspector;
+pub use live::{LiveFailure, LiveKit, LiveReceiver};
+pub use stream::{LiveStream, OwnedChunk};
 pub use memory::{Exclusive, PeakRss, exclusive, resident_bytes};
 
 /// What the destination holds at a key.

@@ -20,8 +20,8 @@ pub mod bindings {
         // The shared types are the sink world's, so that errors and descriptors convert with
         // the same code.
         with: {
-            "egress:plugin/types@1.1.0": crate::wasm::bindings::egress::plugin::types,
-            "egress:plugin/log@1.1.0": crate::wasm::bindings::egress::plugin::log,
+            "egress:plugin/types@1.2.0": crate::wasm::bindings::egress::plugin::types,
+            "egress:plugin/log@1.2.0": crate::wasm::bindings::egress::plugin::log,
         },
     });
 }

@@ -1,8 +1,9 @@
 //! The dynamic-library loader.
 //!
 //! A plugin is a shared library exporting `egress_plugin_entry_v1`, which returns a static
-//! descriptor: ABI (major, minor), its own size, the sink function table and (since 1.1, when
-//! the size covers it) the renderer table (see `plugin-api/include/egress_plugin.h`). The
+//! descriptor: ABI (major, minor), its own size, the sink function table, (since 1.1, when
+//! the size covers it) the renderer table and (since 1.2) the live destination table (see
+//! `plugin-api/include/egress_plugin.h`). The
 //! loader refuses another major or a newer minor, refuses tables smaller than their version or
 //! with a null function, a descriptor with neither table, and never unloads a library: a
 //! plugin may have started threads or registered destructors that must outlive any use.
@@ -11,9 +12,12 @@
 //! guarantees is a clean contract: versioning, ownership of every buffer, panics stopped at the
 //! boundary (by the plugin side of `export_sink!`), and blocking calls kept off the async
 //! executor (each object runs on its own thread, see `session.rs`; each render on a thread of
-//! its own, see `render.rs`). Every `unsafe` block is here, in `ffi.rs` or `renderer_ffi.rs`.
+//! its own, see `render.rs`; each live session on its own thread, see `live_session.rs`).
+//! Every `unsafe` block is here, in `ffi.rs`, `renderer_ffi.rs` or `live_ffi.rs`.
 
 mod ffi;
+mod live_ffi;
+mod live_session;
 mod render;
 mod renderer_ffi;
 mod session;
@@ -22,15 +26,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use egress_plugin_api::abi::{
-    self, DESCRIPTOR_V1_0_SIZE, EgressPluginDescriptor, EgressRendererApi, EgressSinkApi, EntryFn,
+    self, DESCRIPTOR_V1_0_SIZE, DESCRIPTOR_V1_1_SIZE, EgressLiveApi, EgressPluginDescriptor,
+    EgressRendererApi, EgressSinkApi, EntryFn,
 };
 use egress_plugin_api::{
-    ApiVersion, Descriptor, LayoutRenderer, LoadedPlugin, LoadedRenderer, SinkError, SinkFactory,
-    Value,
+    ApiVersion, Descriptor, LayoutRenderer, LiveDescriptor, LiveFactory, LoadedLive, LoadedPlugin,
+    LoadedRenderer, SinkError, SinkFactory, Value,
 };
 use libloading::Library;
 
 use ffi::SinkApi;
+use live_ffi::LiveApi;
 use renderer_ffi::RendererApi;
 
 /// Why a shared library is not a usable plugin.
@@ -68,10 +74,17 @@ pub enum DylibError {
 /// Libraries stay loaded until the process exits, whatever happens to the plugins.
 static LOADED: Mutex<Vec<Arc<Library>>> = Mutex::new(Vec::new());
 
-/// What one library offers: a sink, a renderer, or both.
+/// What one library offers: a sink, a renderer, a live destination, or several.
 pub struct DylibLibrary {
     pub sink: Option<DylibPlugin>,
     pub renderer: Option<DylibRenderer>,
+    pub live: Option<DylibLive>,
+}
+
+/// A loaded dylib live destination plugin (API 1.2).
+pub struct DylibLive {
+    api: LiveApi,
+    descriptor: LiveDescriptor,
 }
 
 /// A loaded dylib sink plugin.
@@ -145,15 +158,23 @@ pub fn load(path: &Path) -> Result<DylibLibrary, DylibError> {
     })?;
     // A 1.0 plugin has no `renderer` field: what lies beyond its 16 bytes is not ours to read.
     let renderer_ptr: *const EgressRendererApi =
-        if minor >= 1 && struct_size >= std::mem::size_of::<EgressPluginDescriptor>() {
+        if minor >= 1 && struct_size >= DESCRIPTOR_V1_1_SIZE {
             // SAFETY: the size covers the v1.1 field.
             unsafe { (*descriptor_ptr).renderer }
         } else {
             std::ptr::null()
         };
-    if sink_ptr.is_null() && renderer_ptr.is_null() {
+    // Nor has a 1.1 plugin a `live` field.
+    let live_ptr: *const EgressLiveApi =
+        if minor >= 2 && struct_size >= std::mem::size_of::<EgressPluginDescriptor>() {
+            // SAFETY: the size covers the v1.2 field.
+            unsafe { (*descriptor_ptr).live }
+        } else {
+            std::ptr::null()
+        };
+    if sink_ptr.is_null() && renderer_ptr.is_null() && live_ptr.is_null() {
         return Err(invalid(
-            "the descriptor has no sink table and no renderer table",
+            "the descriptor has no sink, renderer or live destination table",
         ));
     }
     let describe_error = |source| DylibError::Describe {
@@ -180,13 +201,43 @@ pub fn load(path: &Path) -> Result<DylibLibrary, DylibError> {
     } else {
         // SAFETY: non-null and static, as the descriptor.
         let table: &'static EgressRendererApi = unsafe { &*renderer_ptr };
-        let api = RendererApi::from_table(table, lib).map_err(|m| invalid(&m))?;
+        let api = RendererApi::from_table(table, lib.clone()).map_err(|m| invalid(&m))?;
         api.init();
         let descriptor = api.describe().map_err(describe_error)?.with_api(plugin_api);
         tracing::debug!(path = %path.display(), plugin = %descriptor.name, api = %plugin_api, "Loaded dylib renderer plugin.");
         Some(DylibRenderer { api, descriptor })
     };
-    Ok(DylibLibrary { sink, renderer })
+    let live = if live_ptr.is_null() {
+        None
+    } else {
+        // SAFETY: non-null and static, as the descriptor.
+        let table: &'static EgressLiveApi = unsafe { &*live_ptr };
+        let api = LiveApi::from_table(table, lib).map_err(|m| invalid(&m))?;
+        api.init();
+        let descriptor = api.describe().map_err(describe_error)?.with_api(plugin_api);
+        tracing::debug!(path = %path.display(), plugin = %descriptor.name, api = %plugin_api, schemes = ?descriptor.schemes, "Loaded dylib live destination plugin.");
+        Some(DylibLive { api, descriptor })
+    };
+    Ok(DylibLibrary {
+        sink,
+        renderer,
+        live,
+    })
+}
+
+impl LoadedLive for DylibLive {
+    fn descriptor(&self) -> LiveDescriptor {
+        self.descriptor.clone()
+    }
+
+    fn validate(&self, config: &Value) -> Result<(), SinkError> {
+        self.api.validate(config)
+    }
+
+    fn create(&self, config: &Value) -> Result<Box<dyn LiveFactory>, SinkError> {
+        let handle = self.api.create(config)?;
+        Ok(Box::new(live_session::DylibLiveFactory::new(handle)))
+    }
 }
 
 impl DylibPlugin {

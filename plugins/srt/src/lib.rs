@@ -1,0 +1,1 @@
+//! The `srt` live destination (work in progress).
