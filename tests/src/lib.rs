@@ -12,6 +12,10 @@
 //! * [`browser`]: a headless Chromium publishing camera and microphone with livekit-client.
 //! * [`storage`]: storage emulators for sink tests: [`Moto`] and [`S3sFs`] (S3), [`Azurite`]
 //!   (Azure Blob), [`GcsFacade`] (GCS XML API), with object_store clients to read objects back.
+//! * Live-stream servers: [`MediaMtx`] (RTMP, RTMPS with a test CA, SRT with passphrases,
+//!   recordings, its API to list and kick publishers), [`NginxRtmp`] (a second RTMP
+//!   implementation, recording FLV) and [`Toxiproxy`] (stalls or cuts a connection);
+//!   [`stream_check`]: what a user checks on a received stream (codecs, keyframes, decode errors).
 //!
 //! Every service logs to files in its temp dir and is killed (its whole process group, SIGTERM
 //! then SIGKILL) when dropped. A service that fails to start makes the test panic with the tail of
@@ -23,8 +27,11 @@
 pub mod browser;
 mod egress;
 mod http;
+mod json_api;
 mod livekit;
 mod lk;
+pub mod mediamtx;
+pub mod nginx_rtmp;
 pub mod plugin_build;
 mod ports;
 mod process;
@@ -32,17 +39,22 @@ pub mod recording;
 mod redis;
 mod stack;
 pub mod storage;
+pub mod stream_check;
 mod tools;
+pub mod toxiproxy;
 
 pub use egress::{Egress, egress_bin, egress_config, egress_slim_bin};
 pub use http::http_get;
 pub use livekit::{API_KEY, API_SECRET, LiveKitServer};
 pub use lk::{Lk, LkError, StartedEgress, lk};
+pub use mediamtx::{MediaMtx, MediaMtxOptions};
+pub use nginx_rtmp::NginxRtmp;
 pub use ports::free_port;
 pub use redis::{Redis, Resp};
 pub use stack::Stack;
 pub use storage::{Azurite, GcsFacade, Moto, S3sFs};
 pub use tools::{TestDir, find_binary};
+pub use toxiproxy::Toxiproxy;
 
 /// Signal numbers for [`Egress::signal`].
 pub use libc::{SIGINT, SIGKILL, SIGQUIT, SIGTERM};
