@@ -288,7 +288,7 @@ async fn run_job(
 }
 
 fn failed(mut info: EgressInfo, error: String) -> EgressInfo {
-    use pipeline::controller::InfoExt;
+    use crate::core::status::InfoExt;
     info.set_failed(&pipeline::PipelineError::Request(RpcError::new(Code::Internal, error)));
     info
 }

@@ -2,6 +2,7 @@
 //! can speak psrpc to a running worker. See ARCHITECTURE.md for the map.
 
 pub mod config;
+pub mod core;
 pub mod egress;
 pub mod handler;
 pub mod pipeline;

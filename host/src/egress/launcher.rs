@@ -31,7 +31,7 @@ use super::handler_process::{Frames, HandlerProcess};
 use super::ioinfo::IoInfoClient;
 use super::ipc::{self, HandlerMsg, StartJob, handler_msg, service_msg};
 use super::methods::{STOP_EGRESS, UPDATE_STREAM};
-use super::request::{Classified, RequestType};
+use crate::core::request::{Classified, RequestType};
 use super::worker::Worker;
 use crate::config::ConfigSource;
 use crate::rpc::server::now_unix_nanos;
@@ -115,7 +115,7 @@ impl Launcher {
         let work_dir = self.tmp_root.join(&egress_id);
         std::fs::create_dir_all(&work_dir)
             .map_err(|e| RpcError::new(Code::Internal, format!("cannot create work dir: {e}")))?;
-        let shared = super::request::classify(req).is_some_and(|c| shares_process(&c));
+        let shared = crate::core::request::classify(req).is_some_and(|c| shares_process(&c));
         let placed = if shared {
             self.place_in_shared(&egress_id).await
         } else {
@@ -339,7 +339,7 @@ impl Launcher {
             link.latest.send_replace(info.clone());
             let _ = updates_tx.send(info);
         }
-        let request_type = super::request::classify(&request).map_or("unknown", |c| c.request_type.label());
+        let request_type = crate::core::request::classify(&request).map_or("unknown", |c| c.request_type.label());
         self.metrics.handler_ended(request_type, terminal_sent);
         drop(updates_tx);
         let _ = updater.await;

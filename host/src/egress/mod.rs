@@ -2,13 +2,10 @@
 //! what a request costs, whether this worker bids, the Go egress's error texts, and the IOInfo
 //! status reporter.
 
-pub mod errors;
 pub mod handler_process;
-pub mod info;
 pub mod ioinfo;
 pub mod ipc;
 pub mod launcher;
 pub mod methods;
-pub mod request;
 pub mod server;
 pub mod worker;

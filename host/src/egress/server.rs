@@ -9,12 +9,12 @@ use std::sync::Arc;
 use egress_proto::livekit::EgressInfo;
 use egress_proto::rpc::{ListActiveEgressRequest, ListActiveEgressResponse, StartEgressRequest};
 
-use super::errors;
-use super::info::starting_info;
+use crate::core::errors;
+use crate::core::info::starting_info;
 use super::ioinfo::IoInfoClient;
 use super::launcher::Launcher;
 use super::methods::{LIST_ACTIVE_EGRESS, START_EGRESS};
-use super::request::{classify, cpu_cost};
+use crate::core::request::{classify, cpu_cost};
 use super::worker::{ActiveEgress, Worker};
 use crate::config::ServiceConfig;
 use crate::rpc::{Registration, RequestContext, RpcError, RpcServer};

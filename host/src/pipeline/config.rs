@@ -16,8 +16,8 @@ use super::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCod
 use super::filename::{FilenameInfo, LocalTime, clean};
 use super::token::egress_token;
 use crate::config::ServiceConfig;
-use crate::egress::errors;
-use crate::egress::request::RequestType;
+use crate::core::errors;
+use crate::core::request::RequestType;
 use crate::rpc::RpcError;
 
 /// What Chrome opens, and whether recording waits for the page's `START_RECORDING`.

@@ -11,17 +11,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use egress_proto::livekit::{EgressInfo, EgressStatus, FileInfo, egress_info};
+use egress_proto::livekit::{EgressInfo, EgressStatus};
 
 use super::StopRequest;
 use super::chrome::PageSignal;
 use super::config::PipelineConfig;
-use super::error::PipelineError;
+use crate::core::PipelineError;
+use crate::core::status::{
+    END_REASON_LIMIT, END_REASON_SOURCE_CLOSED, InfoExt, MSG_LIMIT_BEFORE_START, MSG_START_NOT_RECEIVED,
+    MSG_STOPPED_BEFORE_STARTED, deprecated_file_result, now_nanos,
+};
 use super::gst::GstEvent;
 use super::lifecycle::{self, ManifestSource, StopRequests};
 use super::outputs::DeliveryPlan;
@@ -36,89 +40,6 @@ const EOS_TIMEOUT: Duration = Duration::from_secs(30);
 const SIZE_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 /// How often a page that has not signalled start is checked for a `div.error`.
 const TEMPLATE_ERROR_POLL: Duration = Duration::from_secs(1);
-
-// Texts from LiveKit's protocol (`livekit/livekit_egress.go`).
-const MSG_START_NOT_RECEIVED: &str = "Start signal not received";
-const MSG_STOPPED_BEFORE_STARTED: &str = "Stop called before pipeline could start";
-const MSG_LIMIT_REACHED: &str = "Session limit reached";
-const MSG_LIMIT_BEFORE_START: &str = "Session limit reached before start signal";
-const END_REASON_SOURCE_CLOSED: &str = "Source closed";
-const END_REASON_LIMIT: &str = "Session limit reached";
-const END_REASON_FAILURE: &str = "Failure";
-
-pub fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
-}
-
-/// Status helpers mirroring `EgressInfo.Set*` in LiveKit's protocol.
-pub trait InfoExt {
-    fn set_status(&mut self, status: EgressStatus);
-    fn set_end_reason(&mut self, reason: &str);
-    fn set_failed(&mut self, err: &PipelineError);
-    fn set_aborted(&mut self, msg: &str);
-    fn set_limit_reached(&mut self);
-    fn set_complete(&mut self);
-    fn status_is(&self, status: EgressStatus) -> bool;
-}
-
-impl InfoExt for EgressInfo {
-    fn set_status(&mut self, status: EgressStatus) {
-        self.status = status as i32;
-        self.updated_at = now_nanos();
-    }
-
-    fn set_end_reason(&mut self, reason: &str) {
-        self.details = format!("End reason: {reason}");
-    }
-
-    fn set_failed(&mut self, err: &PipelineError) {
-        let now = now_nanos();
-        self.status = EgressStatus::EgressFailed as i32;
-        self.updated_at = now;
-        self.ended_at = now;
-        self.error = err.to_string();
-        self.error_code = err.http_status();
-        if self.details.is_empty() {
-            self.set_end_reason(END_REASON_FAILURE);
-        }
-    }
-
-    fn set_aborted(&mut self, msg: &str) {
-        let now = now_nanos();
-        self.status = EgressStatus::EgressAborted as i32;
-        self.error = msg.to_owned();
-        self.error_code = 412;
-        self.updated_at = now;
-        self.ended_at = now;
-    }
-
-    fn set_limit_reached(&mut self) {
-        let now = now_nanos();
-        self.status = EgressStatus::EgressLimitReached as i32;
-        self.error = MSG_LIMIT_REACHED.to_owned();
-        self.error_code = 413;
-        self.updated_at = now;
-        self.ended_at = now;
-    }
-
-    fn set_complete(&mut self) {
-        let now = now_nanos();
-        self.status = EgressStatus::EgressComplete as i32;
-        self.updated_at = now;
-        self.ended_at = now;
-    }
-
-    fn status_is(&self, status: EgressStatus) -> bool {
-        self.status == status as i32
-    }
-}
-
-/// The deprecated single `result`, still filled when a file is the only output, for older
-/// clients (as the Go egress does).
-#[allow(deprecated)]
-pub fn deprecated_file_result(file: &FileInfo) -> Option<egress_info::Result> {
-    Some(egress_info::Result::File(file.clone()))
-}
 
 /// Something the controller reacts to while recording.
 enum Event {

@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 use super::config::PipelineConfig;
 use super::encoding::{AudioCodec, VideoCodec};
 use super::elements::{audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request, link_to_muxer, make, set, set_str, vp8_encoder};
-use super::error::PipelineError;
+use crate::core::PipelineError;
 
 /// `audiorate` tolerance before it fills or drops samples (Go: 3 ms).
 const AUDIO_RATE_TOLERANCE: Duration = Duration::from_millis(3);

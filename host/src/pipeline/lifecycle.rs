@@ -18,7 +18,7 @@ use egress_proto::livekit::{EgressInfo, EgressStatus};
 use super::StopRequest;
 use super::file_output::FileOutput;
 use super::manifest::{Manifest, ManifestFile};
-use super::controller::{InfoExt, now_nanos};
+use crate::core::status::{InfoExt, now_nanos};
 
 /// The stop requests of one egress, each handed out once: the service may repeat the latest
 /// (a second StopEgress) and a `watch` shows it again after every `changed`.

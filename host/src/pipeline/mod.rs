@@ -40,7 +40,7 @@ use egress_proto::rpc::StartEgressRequest;
 
 use crate::config::ServiceConfig;
 use crate::plugins::PluginRegistry;
-use crate::egress::request::{Classified, RequestType};
+use crate::core::request::{Classified, RequestType};
 use crate::rpc::{Code, RpcError};
 
 pub mod chrome;
@@ -50,7 +50,6 @@ pub mod controller;
 pub mod display;
 pub mod elements;
 pub mod encoding;
-pub mod error;
 pub mod file_output;
 pub mod filename;
 pub mod gst;
@@ -62,7 +61,7 @@ pub mod token;
 pub mod track;
 pub mod web_source;
 
-pub use error::PipelineError;
+pub use crate::core::PipelineError;
 
 /// Everything a pipeline needs to run one egress.
 pub struct Job {
@@ -153,7 +152,7 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
     let cfg = match page.and_then(|page| config::PipelineConfig::with_page(&job.config, &job.request, &job.info.room_name, SystemTime::now(), page.as_deref())) {
         Ok(cfg) => cfg,
         Err(e) => {
-            use controller::InfoExt;
+            use crate::core::status::InfoExt;
             let mut info = job.info;
             info.set_failed(&PipelineError::Request(e));
             return info;
@@ -163,7 +162,7 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
     let dests = match crate::storage::destinations(&targets, &job.plugins, &cfg.file.storage_path) {
         Ok(d) => d,
         Err(e) => {
-            use controller::InfoExt;
+            use crate::core::status::InfoExt;
             let mut info = job.info;
             info.set_failed(&PipelineError::Upload { location: targets.primary.provider.label(), reason: e.to_string() });
             return info;
@@ -181,7 +180,36 @@ pub fn attach_salvaged(info: &mut EgressInfo, files: Vec<FileInfo>) {
         return;
     }
     if let [only] = files.as_slice() {
-        info.result = controller::deprecated_file_result(only);
+        info.result = crate::core::status::deprecated_file_result(only);
     }
     info.file_results = files;
+}
+
+#[cfg(test)]
+mod tests {
+    use egress_proto::livekit;
+    use egress_proto::rpc::StartEgressRequest;
+    use egress_proto::rpc::start_egress_request::Request;
+
+    use crate::core::request::tests::costs;
+    use crate::core::request::{classify, cpu_cost};
+
+    #[test]
+    fn track_egress_runs_here_with_a_file_or_a_websocket_output() {
+        use livekit::track_egress_request::Output;
+        let track = |output| StartEgressRequest {
+            request: Some(Request::Track(livekit::TrackEgressRequest { output, ..Default::default() })),
+            ..Default::default()
+        };
+        let file = classify(&track(Some(Output::File(Default::default())))).unwrap();
+        assert!(file.passthrough && crate::pipeline::supports(&file));
+        let websocket = classify(&track(Some(Output::WebsocketUrl("ws://x".into())))).unwrap();
+        assert!(websocket.passthrough && crate::pipeline::supports(&websocket));
+        assert_eq!(cpu_cost(&websocket, &costs(), 0.0), costs().track_cpu_cost);
+        // Composites over WebRTC run here too (`pipeline::composite`).
+        let composite = StartEgressRequest { request: Some(Request::TrackComposite(Default::default())), ..Default::default() };
+        assert!(crate::pipeline::supports(&classify(&composite).unwrap()));
+        let participant = StartEgressRequest { request: Some(Request::Participant(Default::default())), ..Default::default() };
+        assert!(crate::pipeline::supports(&classify(&participant).unwrap()));
+    }
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::chrome::{Chrome, ChromeOptions, PageSignal};
 use super::config::{PipelineConfig, redact_token};
 use super::display::Display;
-use super::error::PipelineError;
+use crate::core::PipelineError;
 use super::gst::{CaptureInputs, Recording};
 use super::pulse::Pulse;
 use crate::config::ServiceConfig;

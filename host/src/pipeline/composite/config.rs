@@ -14,8 +14,8 @@ use super::super::encoding::{AudioCodec, Container, Encoding, EncodingRequest, V
 use super::super::filename::{FilenameInfo, LocalTime, clean};
 use super::super::token::egress_token;
 use crate::config::ServiceConfig;
-use crate::egress::errors;
-use crate::egress::request::RequestType;
+use crate::core::errors;
+use crate::core::request::RequestType;
 use crate::rpc::{Code, RpcError};
 use crate::webrtc::room::{AudioMatch, AudioRoute, Channel, MediaSelection, Selection};
 

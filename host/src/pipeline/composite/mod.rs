@@ -38,24 +38,21 @@ use tokio::time::Instant;
 use egress_proto::livekit::{self, EgressInfo, EgressStatus};
 use egress_proto::rpc::start_egress_request::Request;
 
-use super::controller::{InfoExt, deprecated_file_result, now_nanos};
+use crate::core::status::{
+    END_REASON_LIMIT, END_REASON_SOURCE_CLOSED, InfoExt, MSG_LIMIT_BEFORE_START, MSG_STOPPED_BEFORE_STARTED,
+    deprecated_file_result, now_nanos,
+};
 use super::file_output::FileOutput;
 use super::lifecycle::{self, ManifestSource, StopRequests, sleep_until};
 use super::outputs::DeliveryPlan;
 use super::{Job, PipelineError, StopRequest};
-use crate::egress::errors;
+use crate::core::errors;
 use crate::rpc::{Code, RpcError};
 use crate::storage;
 use crate::webrtc::room::{self, Channel, RoomEnd, RoomEvent, RoomParams};
 use crate::webrtc::{Frame, TrackCodec};
 use config::{CompositeConfig, Parsed};
 use mixer::{Mixer, MixerEvent, MixerSettings};
-
-// Texts from LiveKit's protocol and the Go egress.
-const MSG_STOPPED_BEFORE_STARTED: &str = "Stop called before pipeline could start";
-const MSG_LIMIT_BEFORE_START: &str = "Session limit reached before start signal";
-const END_REASON_SOURCE_CLOSED: &str = "Source closed";
-const END_REASON_LIMIT: &str = "Session limit reached";
 
 /// How long required participants and tracks may take to appear (Go's `subscriptionTimeout`).
 pub const AWAIT_TRACKS: Duration = Duration::from_secs(30);

@@ -10,7 +10,7 @@ use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 use super::super::filename::{FilenameInfo, LocalTime, clean};
 use super::super::token::egress_token;
 use crate::config::ServiceConfig;
-use crate::egress::errors;
+use crate::core::errors;
 use crate::rpc::{Code, RpcError};
 use crate::webrtc::TrackCodec;
 

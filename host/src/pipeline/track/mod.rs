@@ -42,24 +42,21 @@ use tokio::time::Instant;
 
 use egress_proto::livekit::{EgressInfo, EgressStatus, StreamInfo, StreamInfoList, egress_info, stream_info};
 
-use super::controller::{InfoExt, deprecated_file_result, now_nanos};
+use crate::core::status::{
+    END_REASON_LIMIT, END_REASON_SOURCE_CLOSED, InfoExt, MSG_LIMIT_BEFORE_START, MSG_STOPPED_BEFORE_STARTED,
+    deprecated_file_result, now_nanos,
+};
 use super::file_output::FileOutput;
 use super::lifecycle::{self, ManifestSource, StopRequests, sleep_until};
 use super::outputs::DeliveryPlan;
 use super::{Job, PipelineError, StopRequest};
-use crate::egress::errors;
+use crate::core::errors;
 use crate::rpc::{Code, RpcError};
 use crate::storage;
 use crate::webrtc::{self, EndReason, SourceEvent, SubscribeParams, TrackCodec};
 use config::{TrackConfig, TrackContainer, codec_supported};
 use websocket::WebsocketOutput;
 use writer::TrackFileWriter;
-
-// Texts from LiveKit's protocol and the Go egress.
-const MSG_STOPPED_BEFORE_STARTED: &str = "Stop called before pipeline could start";
-const MSG_LIMIT_BEFORE_START: &str = "Session limit reached before start signal";
-const END_REASON_SOURCE_CLOSED: &str = "Source closed";
-const END_REASON_LIMIT: &str = "Session limit reached";
 
 /// Frames buffered between the subscriber task and the recording loop.
 const EVENT_QUEUE: usize = 256;
