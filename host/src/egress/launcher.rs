@@ -351,7 +351,7 @@ impl Launcher {
 }
 
 fn remove_work_dir(dir: &Path) {
-    if crate::pipeline::outputs::is_kept(dir) {
+    if crate::storage::local::is_kept(dir) {
         tracing::error!(dir = %dir.display(), "keeping the work dir: it holds a recording that could not be delivered");
         return;
     }

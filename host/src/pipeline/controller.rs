@@ -28,7 +28,7 @@ use crate::core::status::{
 };
 use super::gst::GstEvent;
 use super::lifecycle::{self, ManifestSource, StopRequests};
-use super::outputs::DeliveryPlan;
+use crate::storage::local::DeliveryPlan;
 use super::web_source::WebSource;
 use crate::config::ServiceConfig;
 use super::file_output::FileOutput;

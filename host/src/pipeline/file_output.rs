@@ -10,7 +10,7 @@ use egress_proto::livekit::FileInfo;
 
 use super::PipelineError;
 use super::manifest::Manifest;
-use super::outputs::{Destination, PlannedFile};
+use crate::storage::local::{PlannedDestination, PlannedFile};
 use crate::storage::{self, Destinations, LiveUpload, UploadError};
 
 pub struct FileOutput {
@@ -49,7 +49,7 @@ impl FileOutput {
     pub fn planned(&self) -> PlannedFile {
         PlannedFile {
             local_path: self.local.clone(),
-            destination: Destination { storage_path: self.info.filename.clone() },
+            destination: PlannedDestination { storage_path: self.info.filename.clone() },
             started_at: self.info.started_at,
         }
     }

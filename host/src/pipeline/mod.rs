@@ -9,7 +9,7 @@
 //! * [`run`]: records until the source ends or a stop arrives, reporting every status change on
 //!   [`Control::updates`], and returns the final [`EgressInfo`].
 //! * `crate::storage::salvage`: run by the service after a handler died, delivers the partial
-//!   file it left (from the [`outputs::DeliveryPlan`]).
+//!   file it left (from the `crate::storage::local::DeliveryPlan`).
 //!
 //! What this build records: web pages ([`WebEgressRequest`], v2 web source) and room
 //! composites through the template ([`RoomCompositeEgressRequest`], v2 template source), with
@@ -21,7 +21,7 @@
 //! GStreamer pipeline), [`elements`] (GStreamer building blocks and the encoders and file end
 //! shared with the composite), [`web_source`] (all of those together), [`controller`] (status
 //! lifecycle of a Chrome recording), [`lifecycle`] (stop requests and the end of an egress, shared
-//! by every recorder), [`file_output`] (one file from the work dir to its storage), [`outputs`] (the
+//! by every recorder), [`file_output`] (one file from the work dir to its storage), `storage::local` (the
 //! delivery plan and the local last resort), [`manifest`], [`track`] (track egress over
 //! WebRTC, no Chrome), and [`composite`] (participant, track composite and v2 media egress over
 //! WebRTC: decoded, mixed and re-encoded).
@@ -55,7 +55,6 @@ pub mod filename;
 pub mod gst;
 pub mod lifecycle;
 pub mod manifest;
-pub mod outputs;
 pub mod pulse;
 pub mod token;
 pub mod track;

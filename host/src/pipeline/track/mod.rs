@@ -48,7 +48,7 @@ use crate::core::status::{
 };
 use super::file_output::FileOutput;
 use super::lifecycle::{self, ManifestSource, StopRequests, sleep_until};
-use super::outputs::DeliveryPlan;
+use crate::storage::local::DeliveryPlan;
 use super::{Job, PipelineError, StopRequest};
 use crate::core::errors;
 use crate::rpc::{Code, RpcError};
