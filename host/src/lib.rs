@@ -4,9 +4,9 @@
 pub mod config;
 pub mod core;
 pub mod egress;
-pub mod handler;
 pub mod pipeline;
 pub mod plugins;
+pub mod process;
 pub mod rpc;
 pub mod service;
 pub mod storage;

@@ -27,9 +27,9 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use egress_proto::livekit::{EgressInfo, EgressStatus, StopEgressRequest, UpdateStreamRequest};
 use egress_proto::rpc::StartEgressRequest;
 
-use super::handler_process::{Frames, HandlerProcess};
+use crate::process::child::{Frames, HandlerProcess};
 use super::ioinfo::IoInfoClient;
-use super::ipc::{self, HandlerMsg, StartJob, handler_msg, service_msg};
+use crate::process::ipc::{self, HandlerMsg, StartJob, handler_msg, service_msg};
 use super::methods::{STOP_EGRESS, UPDATE_STREAM};
 use crate::core::request::{Classified, RequestType};
 use super::worker::Worker;

@@ -2,9 +2,7 @@
 //! what a request costs, whether this worker bids, the Go egress's error texts, and the IOInfo
 //! status reporter.
 
-pub mod handler_process;
 pub mod ioinfo;
-pub mod ipc;
 pub mod launcher;
 pub mod methods;
 pub mod server;

@@ -1,5 +1,5 @@
 //! Capture pipelines: what actually records. Runs inside the `egress run-handler` child process
-//! (see [`crate::handler`]), never in the service process.
+//! (see [`crate::process::handler`]), never in the service process.
 //!
 //! The contract with the rest of the host:
 //! * [`supports`]: which request types this build can run. The service bids on and accepts only

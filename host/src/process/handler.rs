@@ -4,7 +4,7 @@
 //! same `--config`/`EGRESS_CONFIG_*` it was started with. The handler connects, says `Ready`, and
 //! runs every job (`Start`) the service sends, each as its own task with its own stop and
 //! UpdateStream lines; a Chrome egress gets a handler to itself, WebRTC track egresses share one
-//! (the service decides, `crate::egress::launcher`). The handler never touches Redis: every
+//! (the service decides, `crate::service::launcher`). The handler never touches Redis: every
 //! status change goes to the service over IPC, which forwards it to livekit-server.
 //!
 //! The handler exits when the service closes the connection and no job is left. A closed
@@ -23,12 +23,10 @@ use tokio::task::JoinSet;
 use egress_proto::livekit::EgressInfo;
 
 use crate::config::ServiceConfig;
-use crate::egress::ipc::{self, HandlerMsg, ServiceMsg, StartJob, handler_msg, service_msg};
+use super::ipc::{self, ENV_IPC, HandlerMsg, ServiceMsg, StartJob, handler_msg, service_msg};
 use crate::pipeline::{self, Control, Job, StopRequest, UpdateStreamCall};
 use crate::plugins::PluginRegistry;
 use crate::rpc::{Code, RpcError};
-
-pub const ENV_IPC: &str = "EGRESS_HANDLER_IPC";
 
 /// The end reason of jobs stopped because the handler is told to go (signal, service gone).
 const REASON_PROCESS_KILLED: &str = "Process killed";

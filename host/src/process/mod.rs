@@ -1,0 +1,12 @@
+//! The handler child process and its IPC with the service, both ends together: the
+//! `egress run-handler` process that runs egresses ([`handler`]), the service's view of one such
+//! process ([`child`]: spawned, connected, its frames routed), and the frames they exchange
+//! ([`ipc`]).
+//!
+//! Invariant: the handler never touches Redis; the service never records. `process` stands
+//! above `pipeline` (the handler runs recorders) and below `service` (whose launcher spawns
+//! children).
+
+pub mod child;
+pub mod handler;
+pub mod ipc;
