@@ -3,7 +3,6 @@
 
 pub mod config;
 pub mod core;
-pub mod egress;
 pub mod pipeline;
 pub mod plugins;
 pub mod process;

@@ -56,7 +56,7 @@ pub struct Launcher {
     /// left behind to the storage its request named.
     pub config: Arc<crate::config::ServiceConfig>,
     pub plugins: Arc<crate::plugins::PluginRegistry>,
-    pub metrics: Arc<crate::service::metrics::Metrics>,
+    pub metrics: Arc<super::metrics::Metrics>,
     /// The `EgressHandler` server object (its own `SRV_` id, as in Go).
     pub handler_rpc: RpcServer,
     /// Links of running egresses, by egress id.
