@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use egress_proto::livekit::{EgressInfo, EgressStatus};
 
-use super::StopRequest;
+use super::job::StopRequest;
 use super::file_output::FileOutput;
 use super::manifest::{Manifest, ManifestFile};
 use crate::core::status::{InfoExt, now_nanos};

@@ -23,6 +23,9 @@ use tokio::task::JoinSet;
 use egress_proto::livekit::EgressInfo;
 
 use crate::config::ServiceConfig;
+use crate::core::request::classify;
+use crate::core::status::InfoExt;
+use crate::core::{PipelineError, errors};
 use super::ipc::{self, ENV_IPC, HandlerMsg, ServiceMsg, StartJob, handler_msg, service_msg};
 use crate::pipeline::{self, Control, Job, StopRequest, UpdateStreamCall};
 use crate::plugins::PluginRegistry;
@@ -266,17 +269,26 @@ async fn run_job(
     };
     let info = job.info.unwrap_or_default();
     let final_info = match (job.request, shared.plugins().await) {
-        (Some(request), Ok(plugins)) => {
-            let span = tracing::info_span!("egress", egress_id = %egress_id);
-            let job = Job {
-                config: shared.config.clone(),
-                request,
-                info,
-                work_dir: PathBuf::from(job.work_dir),
-                plugins,
-            };
-            tracing::Instrument::instrument(pipeline::run(job, control), span).await
-        }
+        // Classified once in this process, as the service did once in its own.
+        (Some(request), Ok(plugins)) => match classify(&request) {
+            Some(classified) => {
+                let span = tracing::info_span!("egress", egress_id = %egress_id);
+                let job = Job {
+                    config: shared.config.clone(),
+                    request,
+                    classified,
+                    info,
+                    work_dir: PathBuf::from(job.work_dir),
+                    plugins,
+                };
+                tracing::Instrument::instrument(pipeline::run(job, control), span).await
+            }
+            None => {
+                let mut info = info;
+                info.set_failed(&PipelineError::Request(errors::invalid_input("request")));
+                info
+            }
+        },
         (None, _) => failed(info, "the job carried no request".into()),
         (_, Err(e)) => failed(info, e),
     };
@@ -286,8 +298,7 @@ async fn run_job(
 }
 
 fn failed(mut info: EgressInfo, error: String) -> EgressInfo {
-    use crate::core::status::InfoExt;
-    info.set_failed(&pipeline::PipelineError::Request(RpcError::new(Code::Internal, error)));
+    info.set_failed(&PipelineError::Request(RpcError::new(Code::Internal, error)));
     info
 }
 

@@ -110,12 +110,12 @@ fn failed(mut info: EgressInfo, error: String) -> EgressInfo {
 impl Launcher {
     /// Starts the egress in a handler process and returns once its job is sent (or it failed
     /// to start).
-    pub async fn launch(self: &Arc<Self>, req: &StartEgressRequest, info: &EgressInfo) -> Result<(), RpcError> {
+    pub async fn launch(self: &Arc<Self>, req: &StartEgressRequest, info: &EgressInfo, classified: Classified) -> Result<(), RpcError> {
         let egress_id = info.egress_id.clone();
         let work_dir = self.tmp_root.join(&egress_id);
         std::fs::create_dir_all(&work_dir)
             .map_err(|e| RpcError::new(Code::Internal, format!("cannot create work dir: {e}")))?;
-        let shared = crate::core::request::classify(req).is_some_and(|c| shares_process(&c));
+        let shared = shares_process(&classified);
         let placed = if shared {
             self.place_in_shared(&egress_id).await
         } else {
@@ -160,7 +160,7 @@ impl Launcher {
         let this = self.clone();
         let request = req.clone();
         tokio::spawn(async move {
-            this.supervise(frames, link, registrations, work_dir, request, shared).await;
+            this.supervise(frames, link, registrations, work_dir, request, classified).await;
         });
         Ok(())
     }
@@ -288,8 +288,9 @@ impl Launcher {
         registrations: Vec<crate::rpc::Registration>,
         work_dir: PathBuf,
         request: StartEgressRequest,
-        shared: bool,
+        classified: Classified,
     ) {
+        let shared = shares_process(&classified);
         let egress_id = link.egress_id.clone();
         // IOInfo updates go out in order, one egress at a time.
         let (updates_tx, mut updates_rx) = mpsc::unbounded_channel::<EgressInfo>();
@@ -339,8 +340,7 @@ impl Launcher {
             link.latest.send_replace(info.clone());
             let _ = updates_tx.send(info);
         }
-        let request_type = crate::core::request::classify(&request).map_or("unknown", |c| c.request_type.label());
-        self.metrics.handler_ended(request_type, terminal_sent);
+        self.metrics.handler_ended(classified.request_type.label(), terminal_sent);
         drop(updates_tx);
         let _ = updater.await;
         self.links.lock().unwrap_or_else(|e| e.into_inner()).remove(&egress_id);

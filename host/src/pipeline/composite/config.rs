@@ -10,9 +10,9 @@ use egress_proto::livekit::{
 };
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
-use super::super::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format};
-use super::super::filename::{FilenameInfo, LocalTime, clean};
-use super::super::token::egress_token;
+use crate::pipeline::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format};
+use crate::pipeline::filename::{FilenameInfo, LocalTime, clean};
+use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
 use crate::core::errors;
 use crate::core::request::RequestType;
@@ -155,6 +155,39 @@ fn media_selection(media: &livekit::MediaSource) -> (MediaSelection, bool, bool)
     }
     let video = media.video.is_some();
     (sel, audio, video)
+}
+
+/// The track egress request a PASSTHROUGH media request stands for (the info keeps the
+/// original request).
+pub fn passthrough_request(
+    req: &egress_proto::rpc::StartEgressRequest,
+    track_id: String,
+    file: livekit::FileOutput,
+    storage: Option<livekit::StorageConfig>,
+) -> egress_proto::rpc::StartEgressRequest {
+    use livekit::direct_file_output::Output as D;
+    use livekit::storage_config::Provider as P;
+    let room_name = match &req.request {
+        Some(Request::Egress(r)) => r.room_name.clone(),
+        _ => String::new(),
+    };
+    let output = storage.and_then(|s| s.provider).map(|p| match p {
+        P::S3(s) => D::S3(s),
+        P::Gcp(g) => D::Gcp(g),
+        P::Azure(a) => D::Azure(a),
+        P::AliOss(a) => D::AliOss(a),
+    });
+    let track = livekit::TrackEgressRequest {
+        room_name,
+        track_id,
+        output: Some(livekit::track_egress_request::Output::File(livekit::DirectFileOutput {
+            filepath: file.filepath,
+            disable_manifest: file.disable_manifest,
+            output,
+        })),
+        ..Default::default()
+    };
+    egress_proto::rpc::StartEgressRequest { request: Some(Request::Track(track)), ..req.clone() }
 }
 
 impl CompositeConfig {

@@ -42,10 +42,11 @@ use crate::core::status::{
     END_REASON_LIMIT, END_REASON_SOURCE_CLOSED, InfoExt, MSG_LIMIT_BEFORE_START, MSG_STOPPED_BEFORE_STARTED,
     deprecated_file_result, now_nanos,
 };
-use super::file_output::FileOutput;
-use super::lifecycle::{self, ManifestSource, StopRequests, sleep_until};
+use crate::pipeline::file_output::FileOutput;
+use crate::pipeline::lifecycle::{self, ManifestSource, StopRequests, sleep_until};
 use crate::storage::local::DeliveryPlan;
-use super::{Job, PipelineError, StopRequest};
+use crate::core::PipelineError;
+use crate::pipeline::job::{Job, StopRequest};
 use crate::core::errors;
 use crate::rpc::{Code, RpcError};
 use crate::storage;
@@ -66,23 +67,15 @@ const EOS_TIMEOUT: Duration = Duration::from_secs(30);
 const EVENT_QUEUE: usize = 512;
 
 /// Runs a participant, track composite or media egress to its end and returns the final info.
-pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: watch::Receiver<Option<StopRequest>>) -> EgressInfo {
-    let mut info = job.info;
+pub async fn run(
+    job: Job,
+    cfg: CompositeConfig,
+    updates: mpsc::UnboundedSender<EgressInfo>,
+    stop: watch::Receiver<Option<StopRequest>>,
+) -> EgressInfo {
     if let Some(Request::Egress(r)) = &job.request.request {
         tracing::debug!(encoding = ?r.encoding, "v2 media request encoding");
     }
-    let cfg = match CompositeConfig::parse(&job.config, &job.request, &info.room_name, SystemTime::now()) {
-        Ok(Parsed::Composite(c)) => *c,
-        Ok(Parsed::Passthrough { track_id, file, storage }) => {
-            tracing::info!(track_id = %track_id, "media egress with PASSTHROUGH: recording the track without transcoding");
-            let job = Job { request: passthrough_request(&job.request, track_id, *file, storage.map(|s| *s)), info, ..job };
-            return super::track::run(job, updates, stop).await;
-        }
-        Err(e) => {
-            info.set_failed(&PipelineError::Request(e));
-            return info;
-        }
-    };
     tracing::info!(egress_id = %cfg.egress_id, room = %cfg.room_name, request_type = cfg.request_type.label(),
         selection = ?cfg.selection, container = ?cfg.container, "starting composite recording");
     let recording = Recording {
@@ -90,7 +83,7 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
         plugins: job.plugins,
         request: job.request,
         cfg,
-        info,
+        info: job.info,
         file: None,
         work_dir: job.work_dir,
         updates,
@@ -104,39 +97,6 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
         hold_logged: false,
     };
     recording.run().await
-}
-
-/// The track egress request a PASSTHROUGH media request stands for (the info keeps the
-/// original request).
-fn passthrough_request(
-    req: &egress_proto::rpc::StartEgressRequest,
-    track_id: String,
-    file: livekit::FileOutput,
-    storage: Option<livekit::StorageConfig>,
-) -> egress_proto::rpc::StartEgressRequest {
-    use livekit::direct_file_output::Output as D;
-    use livekit::storage_config::Provider as P;
-    let room_name = match &req.request {
-        Some(Request::Egress(r)) => r.room_name.clone(),
-        _ => String::new(),
-    };
-    let output = storage.and_then(|s| s.provider).map(|p| match p {
-        P::S3(s) => D::S3(s),
-        P::Gcp(g) => D::Gcp(g),
-        P::Azure(a) => D::Azure(a),
-        P::AliOss(a) => D::AliOss(a),
-    });
-    let track = livekit::TrackEgressRequest {
-        room_name,
-        track_id,
-        output: Some(livekit::track_egress_request::Output::File(livekit::DirectFileOutput {
-            filepath: file.filepath,
-            disable_manifest: file.disable_manifest,
-            output,
-        })),
-        ..Default::default()
-    };
-    egress_proto::rpc::StartEgressRequest { request: Some(Request::Track(track)), ..req.clone() }
 }
 
 /// A subscribed track, as the recording sees it.

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use egress_proto::livekit::track_egress_request::Output;
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
-use super::super::filename::{FilenameInfo, LocalTime, clean};
-use super::super::token::egress_token;
+use crate::pipeline::filename::{FilenameInfo, LocalTime, clean};
+use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
 use crate::core::errors;
 use crate::rpc::{Code, RpcError};

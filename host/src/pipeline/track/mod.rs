@@ -46,10 +46,11 @@ use crate::core::status::{
     END_REASON_LIMIT, END_REASON_SOURCE_CLOSED, InfoExt, MSG_LIMIT_BEFORE_START, MSG_STOPPED_BEFORE_STARTED,
     deprecated_file_result, now_nanos,
 };
-use super::file_output::FileOutput;
-use super::lifecycle::{self, ManifestSource, StopRequests, sleep_until};
+use crate::pipeline::file_output::FileOutput;
+use crate::pipeline::lifecycle::{self, ManifestSource, StopRequests, sleep_until};
 use crate::storage::local::DeliveryPlan;
-use super::{Job, PipelineError, StopRequest};
+use crate::core::PipelineError;
+use crate::pipeline::job::{Job, StopRequest};
 use crate::core::errors;
 use crate::rpc::{Code, RpcError};
 use crate::storage;

@@ -18,20 +18,20 @@ use tokio::time::Instant;
 
 use egress_proto::livekit::{EgressInfo, EgressStatus};
 
-use super::StopRequest;
+use crate::pipeline::job::StopRequest;
 use super::chrome::PageSignal;
-use super::config::PipelineConfig;
+use super::config::WebConfig;
 use crate::core::PipelineError;
 use crate::core::status::{
     END_REASON_LIMIT, END_REASON_SOURCE_CLOSED, InfoExt, MSG_LIMIT_BEFORE_START, MSG_START_NOT_RECEIVED,
     MSG_STOPPED_BEFORE_STARTED, deprecated_file_result, now_nanos,
 };
 use super::gst::GstEvent;
-use super::lifecycle::{self, ManifestSource, StopRequests};
+use crate::pipeline::lifecycle::{self, ManifestSource, StopRequests};
 use crate::storage::local::DeliveryPlan;
-use super::web_source::WebSource;
+use super::source::WebSource;
 use crate::config::ServiceConfig;
-use super::file_output::FileOutput;
+use crate::pipeline::file_output::FileOutput;
 use crate::storage::Destinations;
 
 /// How long EOS may take to drain through the pipeline (Go: 30 s, then "pipeline frozen").
@@ -53,7 +53,7 @@ enum Event {
 
 pub struct Controller {
     service: Arc<ServiceConfig>,
-    cfg: PipelineConfig,
+    cfg: WebConfig,
     info: EgressInfo,
     /// The file output, from the work dir to its storage.
     output: FileOutput,
@@ -75,7 +75,7 @@ fn ticker(every: Duration) -> tokio::time::Interval {
 impl Controller {
     pub fn new(
         service: Arc<ServiceConfig>,
-        cfg: PipelineConfig,
+        cfg: WebConfig,
         mut info: EgressInfo,
         work_dir: PathBuf,
         dests: Destinations,

@@ -12,9 +12,9 @@ use egress_proto::livekit::{
 };
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
-use super::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format};
-use super::filename::{FilenameInfo, LocalTime, clean};
-use super::token::egress_token;
+use crate::pipeline::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format};
+use crate::pipeline::filename::{FilenameInfo, LocalTime, clean};
+use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
 use crate::core::errors;
 use crate::core::request::RequestType;
@@ -70,7 +70,7 @@ pub struct FileOutputSpec {
 }
 
 #[derive(Debug, Clone)]
-pub struct PipelineConfig {
+pub struct WebConfig {
     pub request_type: RequestType,
     pub egress_id: String,
     pub room_name: String,
@@ -312,14 +312,14 @@ fn template_url(base: &url::Url, layout: &str, ws_url: &str, token: &str) -> Str
 /// The page a template (room composite) request records, from the layout renderer that serves
 /// its layout (`crate::plugins`): `None` for web requests and for requests with a
 /// `custom_base_url`, which keeps Go's meaning and precedence (that page, whatever the layout).
-/// The renderer's page gets the recorder's `url` and `token` added by [`PipelineConfig`], as
+/// The renderer's page gets the recorder's `url` and `token` added by [`WebConfig`], as
 /// the bundled template's does. Errors: an unknown layout, a renderer error, a renderer that
 /// answers with tiles (room composite records a page in Chrome; there is no native compositor
 /// for it yet) or a page that is not an http(s) URL.
 pub async fn render_page(config: &ServiceConfig, req: &StartEgressRequest, plugins: &crate::plugins::PluginRegistry) -> Result<Option<String>, RpcError> {
     use egress_plugin_api::{RenderRequest, Rendering, RoomState};
     let Ok(shape) = shape(req) else {
-        // The request's own errors are `PipelineConfig::new`'s to report.
+        // The request's own errors are `WebConfig::new`'s to report.
         return Ok(None);
     };
     let Kind::Template { layout, custom_base_url } = shape.kind else {
@@ -354,17 +354,17 @@ pub async fn render_page(config: &ServiceConfig, req: &StartEgressRequest, plugi
     }
 }
 
-impl PipelineConfig {
+impl WebConfig {
     /// Validates `req` and derives the pipeline settings. `now` stamps `{time}`/`{utc}` and the
     /// token; `room_name` is the info's (livekit-server's, else the request's). A template
     /// request gets the bundled template's page; see [`with_page`](Self::with_page).
-    pub fn new(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime) -> Result<PipelineConfig, RpcError> {
+    pub fn new(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime) -> Result<WebConfig, RpcError> {
         Self::with_page(config, req, room_name, now, None)
     }
 
     /// As [`new`](Self::new), with the page a layout renderer chose ([`render_page`]) in place
     /// of the template base when `page` is given.
-    pub fn with_page(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime, page: Option<&str>) -> Result<PipelineConfig, RpcError> {
+    pub fn with_page(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime, page: Option<&str>) -> Result<WebConfig, RpcError> {
         if req.egress_id.is_empty() {
             return Err(errors::invalid_input("egressID"));
         }
@@ -448,7 +448,7 @@ impl PipelineConfig {
         let local_name = storage_path.rsplit('/').next().unwrap_or(&storage_path).to_owned();
 
         let latency = config.latency_for(shape.request_type.label()).pipeline_latency;
-        Ok(PipelineConfig {
+        Ok(WebConfig {
             request_type: shape.request_type,
             egress_id: req.egress_id.clone(),
             room_name,
@@ -503,7 +503,7 @@ mod tests {
     }
 
     fn err(req: &StartEgressRequest) -> String {
-        PipelineConfig::new(&service(), req, "", SystemTime::now()).unwrap_err().message
+        WebConfig::new(&service(), req, "", SystemTime::now()).unwrap_err().message
     }
 
     #[test]
@@ -514,7 +514,7 @@ mod tests {
             file_outputs: vec![file("rec/{room_name}.mp4")],
             ..Default::default()
         });
-        let p = PipelineConfig::new(&service(), &req, "", SystemTime::now()).unwrap();
+        let p = WebConfig::new(&service(), &req, "", SystemTime::now()).unwrap();
         assert!(p.source.await_start_signal);
         let u = url::Url::parse(&p.source.url).unwrap();
         assert_eq!(u.host_str(), Some("localhost"));
@@ -559,9 +559,9 @@ mod tests {
         r.file_outputs[0].output = Some(encoded_file_output::Output::S3(Default::default()));
         let mut no_local = service();
         no_local.disallow_local_storage = true;
-        assert!(PipelineConfig::new(&no_local, &rc(r), "my room", SystemTime::now()).is_ok());
+        assert!(WebConfig::new(&no_local, &rc(r), "my room", SystemTime::now()).is_ok());
         assert_eq!(
-            PipelineConfig::new(&no_local, &rc(base()), "", SystemTime::now()).unwrap_err().message,
+            WebConfig::new(&no_local, &rc(base()), "", SystemTime::now()).unwrap_err().message,
             "request has missing or invalid field: output"
         );
         let mut r = base();
@@ -603,7 +603,7 @@ mod tests {
             })),
             ..Default::default()
         };
-        let p = PipelineConfig::new(&service(), &req, "", SystemTime::now()).unwrap();
+        let p = WebConfig::new(&service(), &req, "", SystemTime::now()).unwrap();
         assert_eq!(p.request_type, RequestType::Web);
         assert!(!p.source.await_start_signal);
         assert!(!p.video);
@@ -631,7 +631,7 @@ mod tests {
             })),
             ..Default::default()
         };
-        let p = PipelineConfig::new(&service(), &web(EncodedFileType::DefaultFiletype), "", SystemTime::now()).unwrap();
+        let p = WebConfig::new(&service(), &web(EncodedFileType::DefaultFiletype), "", SystemTime::now()).unwrap();
         assert_eq!((p.file.container, p.audio_codec, p.video_codec), (Container::Webm, Some(AudioCodec::Opus), Some(VideoCodec::Vp8)));
         assert_eq!(p.file.storage_path, "rec/page.webm", "a known wrong extension is replaced");
         assert_eq!(err(&web(EncodedFileType::Mp4)), "format video/mp4 incompatible with codec video/vp8");
