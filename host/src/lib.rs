@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod core;
+pub mod outputs;
 pub mod pipeline;
 pub mod plugins;
 pub mod process;

@@ -23,7 +23,7 @@
 
 use std::time::SystemTime;
 
-use egress_proto::livekit::{EgressInfo, FileInfo};
+use egress_proto::livekit::EgressInfo;
 use egress_proto::rpc::StartEgressRequest;
 
 use crate::config::ServiceConfig;
@@ -35,11 +35,9 @@ use crate::rpc::{Code, RpcError};
 pub mod composite;
 pub mod elements;
 pub mod encoding;
-pub mod file_output;
 pub mod filename;
 pub mod job;
 pub mod lifecycle;
-pub mod manifest;
 pub mod token;
 pub mod track;
 pub mod web;
@@ -147,17 +145,6 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
         }
         Recorder::Web => web::run(job, updates, stop).await,
     }
-}
-
-/// Puts salvaged files into a FAILED info (and the deprecated single result when there is one).
-pub fn attach_salvaged(info: &mut EgressInfo, files: Vec<FileInfo>) {
-    if files.is_empty() {
-        return;
-    }
-    if let [only] = files.as_slice() {
-        info.result = crate::core::status::deprecated_file_result(only);
-    }
-    info.file_results = files;
 }
 
 #[cfg(test)]

@@ -203,7 +203,7 @@ async fn report_panicked(shared: Arc<Shared>, egress_id: String, job: StartJob, 
     if let (Some(request), Ok(plugins)) = (job.request, shared.plugins().await) {
         let work_dir = PathBuf::from(&job.work_dir);
         let files = crate::storage::salvage(&work_dir, &shared.config, &request, &plugins, crate::rpc::server::now_unix_nanos()).await;
-        pipeline::attach_salvaged(&mut info, files);
+        crate::outputs::attach_salvaged(&mut info, files);
     }
     let _ = out.send(HandlerMsg { kind: Some(handler_msg::Kind::Finished(info)), egress_id });
 }

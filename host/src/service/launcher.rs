@@ -336,7 +336,7 @@ impl Launcher {
             let mut info = failed(link.latest.borrow().clone(), reason);
             // Deliver the partial recording the handler left in the work dir, and report it.
             let files = crate::storage::salvage(&work_dir, &self.config, &request, &self.plugins, now_unix_nanos()).await;
-            crate::pipeline::attach_salvaged(&mut info, files);
+            crate::outputs::attach_salvaged(&mut info, files);
             link.latest.send_replace(info.clone());
             let _ = updates_tx.send(info);
         }

@@ -27,10 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{ConfigSource, ServiceConfig};
-use super::ioinfo::{IoInfoClient, IoTimeouts};
-use super::launcher::Launcher;
-use super::server::EgressServer;
-use super::worker::Worker;
+use ioinfo::{IoInfoClient, IoTimeouts};
+use launcher::Launcher;
+use server::EgressServer;
+use worker::Worker;
 use crate::rpc::{Bus, RedisTarget, RpcServer, ids};
 use metrics::Metrics;
 

@@ -7,8 +7,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use egress_proto::livekit::{
-    self, EncodedFileType, encoded_file_output, output, room_composite_egress_request as rc, start_egress_request as v2,
-    storage_config, web_egress_request as web,
+    self, EncodedFileType, room_composite_egress_request as rc, start_egress_request as v2, web_egress_request as web,
 };
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
@@ -18,6 +17,7 @@ use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
 use crate::core::errors;
 use crate::core::request::RequestType;
+use crate::outputs::OutputPlan;
 use crate::rpc::RpcError;
 
 /// What Chrome opens, and whether recording waits for the page's `START_RECORDING`.
@@ -57,7 +57,7 @@ pub fn redact_token(url: &str) -> String {
     }
 }
 
-/// The one file output.
+/// The file output, resolved: its container and its templated storage path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileOutputSpec {
     pub container: Container,
@@ -84,6 +84,8 @@ pub struct WebConfig {
     /// Set when `video` is.
     pub video_codec: Option<VideoCodec>,
     pub file: FileOutputSpec,
+    /// Every output of the request (the file above is the resolved form of its file output).
+    pub outputs: OutputPlan,
     /// 0 = no limit.
     pub max_duration: Duration,
     /// Bytes of the work dir; 0 = no limit.
@@ -101,60 +103,14 @@ struct Shape<'a> {
     audio_only: bool,
     video_only: bool,
     encoding: Option<EncodingRequest>,
-    files: Vec<FileRequest>,
-    /// The first unsupported output kind present, if any.
-    unsupported_output: Option<&'static str>,
+    /// The request's outputs, well-formed ([`OutputPlan::check`] ran).
+    outputs: OutputPlan,
     room_name: String,
 }
 
 enum Kind<'a> {
     Template { layout: &'a str, custom_base_url: &'a str },
     Web { url: &'a str, await_start_signal: bool },
-}
-
-struct FileRequest {
-    file_type: i32,
-    filepath: String,
-    disable_manifest: bool,
-    /// A cloud upload target named in the request, if any ("S3", "GCP", …).
-    upload: Option<&'static str>,
-}
-
-fn upload_name_v1(o: &Option<encoded_file_output::Output>) -> Option<&'static str> {
-    match o {
-        Some(encoded_file_output::Output::S3(_)) => Some("S3"),
-        Some(encoded_file_output::Output::Gcp(_)) => Some("GCP"),
-        Some(encoded_file_output::Output::Azure(_)) => Some("Azure"),
-        Some(encoded_file_output::Output::AliOss(_)) => Some("AliOSS"),
-        None => None,
-    }
-}
-
-fn upload_name_v2(s: Option<&livekit::StorageConfig>) -> Option<&'static str> {
-    match s.and_then(|s| s.provider.as_ref()) {
-        Some(storage_config::Provider::S3(_)) => Some("S3"),
-        Some(storage_config::Provider::Gcp(_)) => Some("GCP"),
-        Some(storage_config::Provider::Azure(_)) => Some("Azure"),
-        Some(storage_config::Provider::AliOss(_)) => Some("AliOSS"),
-        None => None,
-    }
-}
-
-fn v1_files(files: &[livekit::EncodedFileOutput], deprecated: Option<&livekit::EncodedFileOutput>) -> Result<Vec<FileRequest>, RpcError> {
-    let chosen = match files.len() {
-        0 => deprecated,
-        1 => files.first(),
-        _ => return Err(errors::invalid_input("multiple file outputs")),
-    };
-    Ok(chosen
-        .map(|f| FileRequest {
-            file_type: f.file_type,
-            filepath: f.filepath.clone(),
-            disable_manifest: f.disable_manifest,
-            upload: upload_name_v1(&f.output),
-        })
-        .into_iter()
-        .collect())
 }
 
 #[allow(deprecated)]
@@ -164,15 +120,8 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
             if r.audio_only && r.layout.is_empty() && r.custom_base_url.is_empty() {
                 return Err(errors::not_supported("audio-only room_composite egress without a layout"));
             }
-            let deprecated_file = match &r.output {
-                Some(rc::Output::File(f)) => Some(f),
-                _ => None,
-            };
-            let unsupported_output = first_unsupported_output(
-                !r.stream_outputs.is_empty() || matches!(r.output, Some(rc::Output::Stream(_))),
-                !r.segment_outputs.is_empty() || matches!(r.output, Some(rc::Output::Segments(_))),
-                !r.image_outputs.is_empty(),
-            );
+            let outputs = OutputPlan::parse(req);
+            outputs.check()?;
             Ok(Shape {
                 request_type: RequestType::RoomComposite,
                 kind: Kind::Template { layout: &r.layout, custom_base_url: &r.custom_base_url },
@@ -182,21 +131,13 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
                     rc::Options::Preset(p) => EncodingRequest::Preset(p),
                     rc::Options::Advanced(a) => EncodingRequest::Advanced(a),
                 }),
-                files: v1_files(&r.file_outputs, deprecated_file)?,
-                unsupported_output,
+                outputs,
                 room_name: r.room_name.clone(),
             })
         }
         Some(Request::Web(r)) => {
-            let deprecated_file = match &r.output {
-                Some(web::Output::File(f)) => Some(f),
-                _ => None,
-            };
-            let unsupported_output = first_unsupported_output(
-                !r.stream_outputs.is_empty() || matches!(r.output, Some(web::Output::Stream(_))),
-                !r.segment_outputs.is_empty() || matches!(r.output, Some(web::Output::Segments(_))),
-                !r.image_outputs.is_empty(),
-            );
+            let outputs = OutputPlan::parse(req);
+            outputs.check()?;
             Ok(Shape {
                 request_type: RequestType::Web,
                 kind: Kind::Web { url: &r.url, await_start_signal: r.await_start_signal },
@@ -206,12 +147,11 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
                     web::Options::Preset(p) => EncodingRequest::Preset(p),
                     web::Options::Advanced(a) => EncodingRequest::Advanced(a),
                 }),
-                files: v1_files(&r.file_outputs, deprecated_file)?,
-                unsupported_output,
+                outputs,
                 room_name: String::new(),
             })
         }
-        Some(Request::Egress(r)) => shape_v2(r),
+        Some(Request::Egress(r)) => shape_v2(r, req),
         Some(other) => {
             let label = match other {
                 Request::Participant(_) => "participant",
@@ -226,7 +166,7 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
     }
 }
 
-fn shape_v2(r: &livekit::StartEgressRequest) -> Result<Shape<'_>, RpcError> {
+fn shape_v2<'a>(r: &'a livekit::StartEgressRequest, req: &StartEgressRequest) -> Result<Shape<'a>, RpcError> {
     let encoding = r.encoding.map(|e| match e {
         v2::Encoding::Preset(p) => EncodingRequest::Preset(p),
         v2::Encoding::Advanced(a) => EncodingRequest::Advanced(a),
@@ -252,38 +192,15 @@ fn shape_v2(r: &livekit::StartEgressRequest) -> Result<Shape<'_>, RpcError> {
         Some(v2::Source::Media(_)) => return Err(errors::not_supported("media egress")),
         None => return Err(errors::invalid_input("source")),
     };
-    if r.outputs.is_empty() {
-        return Err(errors::invalid_input("output"));
-    }
-    let mut files = Vec::new();
-    let mut unsupported_output = None;
-    for o in &r.outputs {
-        match &o.config {
-            Some(output::Config::File(f)) => {
-                if !files.is_empty() {
-                    return Err(errors::invalid_input("multiple file outputs"));
-                }
-                files.push(FileRequest {
-                    file_type: f.file_type,
-                    filepath: f.filepath.clone(),
-                    disable_manifest: f.disable_manifest,
-                    upload: upload_name_v2(o.storage.as_ref().or(r.storage.as_ref())),
-                });
-            }
-            Some(output::Config::Stream(_)) => unsupported_output = unsupported_output.or(Some("stream output")),
-            Some(output::Config::Segments(_)) => unsupported_output = unsupported_output.or(Some("segment output")),
-            Some(output::Config::Images(_)) => unsupported_output = unsupported_output.or(Some("image output")),
-            None => return Err(errors::invalid_input("output config")),
-        }
-    }
+    let outputs = OutputPlan::parse(req);
+    outputs.check()?;
     Ok(Shape {
         request_type,
         kind,
         audio_only,
         video_only,
         encoding,
-        files,
-        unsupported_output,
+        outputs,
         room_name: r.room_name.clone(),
     })
 }
@@ -394,14 +311,12 @@ impl WebConfig {
         }
         let encoding = Encoding::from_request(shape.encoding)?;
 
-        if let Some(kind) = shape.unsupported_output {
-            return Err(errors::not_supported(kind));
-        }
-        let file = shape.files.into_iter().next().ok_or_else(|| errors::invalid_input("output"))?;
+        shape.outputs.refuse_not_yet_supported()?;
+        let file = shape.outputs.file().cloned().ok_or_else(|| errors::invalid_input("output"))?;
         // Uploads go through the storage sink plugins (`crate::storage`, checked there); only
         // the Go rule about local files is a request error here.
         let server_upload = config.storage.as_ref().is_some_and(|s| !s.is_local());
-        if config.disallow_local_storage && file.upload.is_none() && !server_upload {
+        if config.disallow_local_storage && !file.has_upload && !server_upload {
             return Err(errors::invalid_input("output"));
         }
         let cleaned = clean(&file.filepath);
@@ -460,6 +375,7 @@ impl WebConfig {
             audio_codec: format.audio,
             video_codec: format.video,
             file: FileOutputSpec { container, storage_path, local_name, disable_manifest: file.disable_manifest },
+            outputs: shape.outputs,
             max_duration: config.session_limits.file_output_max_duration,
             max_size: config.session_limits.file_output_max_size,
             pipeline_latency: if latency.is_zero() { crate::config::defaults::DEFAULT_PIPELINE_LATENCY } else { latency },
@@ -468,25 +384,10 @@ impl WebConfig {
     }
 }
 
-
-
-/// The first output kind a request asks for that this build cannot produce yet, in the order
-/// the Go egress validates them.
-fn first_unsupported_output(stream: bool, segments: bool, images: bool) -> Option<&'static str> {
-    if stream {
-        Some("stream output")
-    } else if segments {
-        Some("segment output")
-    } else if images {
-        Some("image output")
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use egress_proto::livekit::{encoded_file_output, output};
     use crate::config::{EmptyEnv, parse};
 
     fn service() -> ServiceConfig {

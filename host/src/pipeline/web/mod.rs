@@ -22,6 +22,7 @@ use egress_proto::livekit::EgressInfo;
 
 use crate::core::PipelineError;
 use crate::core::status::InfoExt;
+use crate::outputs::FileOutput;
 use crate::pipeline::job::{Job, StopRequest};
 pub use config::WebConfig;
 
@@ -38,17 +39,16 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
             return info;
         }
     };
-    let targets = crate::storage::target::for_file_output(&job.config, &job.request);
-    let dests = match crate::storage::destinations(&targets, &job.plugins, &cfg.file.storage_path) {
-        Ok(d) => d,
+    let file = match FileOutput::open(&job.config, &job.request, &job.plugins, &job.work_dir, cfg.file.storage_path.clone()) {
+        Ok(file) => file,
         Err(e) => {
             let mut info = job.info;
-            info.set_failed(&PipelineError::Upload { location: targets.primary.provider.label(), reason: e.to_string() });
+            info.set_failed(&e);
             return info;
         }
     };
+    let (storage, key) = file.destination();
     tracing::info!(egress_id = %cfg.egress_id, request_type = cfg.request_type.label(), source = ?cfg.source,
-        file = %cfg.file.storage_path, storage = dests.primary.label, key = %dests.primary.key,
-        backup = dests.backup.as_ref().map(|b| b.label), "starting web recording");
-    controller::Controller::new(job.config, cfg, job.info, job.work_dir, dests, updates, stop).run().await
+        file = %cfg.file.storage_path, storage, key = %key, backup = file.backup_label(), "starting web recording");
+    controller::Controller::new(job.config, cfg, job.info, job.work_dir, file, updates, stop).run().await
 }
