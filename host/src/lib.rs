@@ -2,11 +2,11 @@
 //! can speak psrpc to a running worker. See ARCHITECTURE.md for the map.
 
 pub mod config;
-pub mod crash;
-pub mod egress;
-pub mod handler;
+pub mod core;
+pub mod outputs;
 pub mod pipeline;
 pub mod plugins;
+pub mod process;
 pub mod rpc;
 pub mod service;
 pub mod storage;

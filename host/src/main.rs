@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         Some(Command::RunHandler) => match config::load(&source) {
             Ok(loaded) => {
                 egress_host::service::logging::init(&loaded.config.logging);
-                egress_host::handler::main(loaded.config)
+                egress_host::process::handler::main(loaded.config)
             }
             Err(e) => {
                 eprintln!("{e}");

@@ -540,7 +540,7 @@ async fn devtools_targets(port: u16) -> String {
 /// Runs Chromium with the handler's flags (`enable_chrome_sandbox: true`) on an Xvfb display,
 /// under `profile`, as an unprivileged user, and reports what happened.
 async fn chrome_under(profile: &serde_json::Value, name: &str) -> ChromeRun {
-    use egress_host::pipeline::chrome::{ChromeOptions, chrome_flags};
+    use egress_host::pipeline::web::chrome::{ChromeOptions, chrome_flags};
     use std::os::unix::fs::PermissionsExt;
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -559,7 +559,7 @@ async fn chrome_under(profile: &serde_json::Value, name: &str) -> ChromeRun {
         std::os::unix::fs::chown(&work, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).expect("chown work dir");
     }
 
-    let display = egress_host::pipeline::display::Display::start(640, 360, 24).await.expect("Xvfb starts");
+    let display = egress_host::pipeline::web::display::Display::start(640, 360, 24).await.expect("Xvfb starts");
     let options = ChromeOptions {
         display: display.name(),
         width: 640,

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use egress_e2e::{Egress, Stack, egress_config, free_port, http_get};
-use egress_host::egress::ioinfo::{IoInfoClient, IoTimeouts};
-use egress_host::egress::methods::{LIST_ACTIVE_EGRESS, START_EGRESS};
+use egress_host::service::ioinfo::{IoInfoClient, IoTimeouts};
+use egress_host::service::methods::{LIST_ACTIVE_EGRESS, START_EGRESS};
 use egress_host::rpc::server::now_unix_nanos;
 use egress_host::rpc::{Bus, CallOptions, Code, RedisTarget, RpcClient, channel, envelope, ids};
 use egress_proto::livekit::{EgressInfo, EgressStatus};
@@ -242,7 +242,7 @@ async fn a_psrpc_call_with_no_server_fails_fast_with_no_response() {
     let client = RpcClient::new(bus(&stack).await, "EgressHandler").await;
     let err = client
         .call::<_, EgressInfo>(
-            egress_host::egress::methods::STOP_EGRESS,
+            egress_host::service::methods::STOP_EGRESS,
             &["EG_nobodyhasthis"],
             &egress_proto::livekit::StopEgressRequest { egress_id: "EG_nobodyhasthis".into() },
             CallOptions::with_timeout(Duration::from_secs(3)),

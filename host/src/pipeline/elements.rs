@@ -11,7 +11,7 @@ use gstreamer::glib;
 use gstreamer::prelude::*;
 
 use super::encoding::{AudioCodec, Container, Encoding};
-use super::error::PipelineError;
+use crate::core::PipelineError;
 
 /// MP4 fragment and WebM cluster length: how much a killed recording can lose at most.
 pub const FRAGMENT_MS: u32 = 1000;

@@ -11,7 +11,7 @@
 
 use egress_proto::livekit::{AudioCodec as ReqAudioCodec, EncodingOptions, EncodingOptionsPreset, VideoCodec as ReqVideoCodec};
 
-use crate::egress::errors;
+use crate::core::errors;
 use crate::rpc::RpcError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

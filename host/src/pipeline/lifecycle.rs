@@ -1,24 +1,36 @@
-//! The parts of the status lifecycle that every recorder shares (the Chrome [`controller`],
-//! [`track`] and [`composite`]): stop requests taken once each, the session limit, and the end
-//! of an egress — its file delivered (a partial one too), its status settled, its manifest
-//! written. One place, so that the three recorders end an egress the same way Go does.
+//! The recording session every recorder shares (the Chrome [`controller`], [`track`] and
+//! [`composite`]): its phase (STARTING → ACTIVE → ENDING, [`Phase`]), stop requests taken once
+//! each, the session limit, status updates with the outputs' results, and the end of an egress:
+//! its outputs delivered (a partial file too), its status settled, its manifest written. One
+//! place, so that the recorders end an egress the same way Go does.
 //!
-//! [`controller`]: super::controller
+//! The WebRTC recorders also share the loop itself ([`record`]): they implement [`Recorder`]
+//! (their own events, what a stop does to held media, how they leave the room and close their
+//! media) and [`record`] does the rest. The Chrome controller has phases of its own (the page's
+//! start signal, the first frame) and drives a [`Session`] itself.
+//!
+//! [`controller`]: super::web::controller
 //! [`track`]: super::track
 //! [`composite`]: super::composite
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use egress_proto::livekit::{EgressInfo, EgressStatus};
 
-use super::StopRequest;
-use super::file_output::FileOutput;
-use super::manifest::{Manifest, ManifestFile};
-use super::controller::{InfoExt, now_nanos};
+use super::job::StopRequest;
+use crate::core::PipelineError;
+use crate::core::status::{
+    END_REASON_LIMIT, InfoExt, MSG_LIMIT_BEFORE_START, MSG_STOPPED_BEFORE_STARTED, now_nanos,
+};
+use crate::outputs::OutputSet;
+use crate::outputs::manifest::Manifest;
+use crate::rpc::{Code, RpcError};
+use crate::storage::local::DeliveryPlan;
 
 /// The stop requests of one egress, each handed out once: the service may repeat the latest
 /// (a second StopEgress) and a `watch` shows it again after every `changed`.
@@ -49,16 +61,6 @@ impl StopRequests {
     }
 }
 
-/// How the media subscriber task (WebRTC) ended: `None` when cleanly, else why — a join that
-/// never happened is what fails an egress that never started.
-pub async fn subscriber_error<E: std::fmt::Display>(task: tokio::task::JoinHandle<Result<(), E>>) -> Option<String> {
-    match task.await {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(e) => Some(format!("subscriber task: {e}")),
-    }
-}
-
 /// Sleeps until `at`, or forever when there is no deadline (no session limit).
 pub async fn sleep_until(at: Option<Instant>) {
     match at {
@@ -67,73 +69,329 @@ pub async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// When the recorded media ended: its start plus the media's duration, or now when the
-/// duration is unknown or nothing started.
-pub fn media_ended_at(started_at: i64, media: Option<Duration>) -> i64 {
-    match media {
-        Some(d) if started_at > 0 => started_at + i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        _ => now_nanos(),
-    }
+/// Where a recording is. The status in `EgressInfo` follows it (STARTING, ACTIVE, ENDING) until
+/// the end settles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No media yet: a stop or the limit aborts the egress.
+    Starting,
+    /// Media since `started_at` (Unix ns): a stop ends it, the limit is LIMIT_REACHED.
+    Active { started_at: i64 },
+    /// A graceful end was asked for; the media drains.
+    Ending { started_at: i64 },
 }
 
-/// Delivers the file to its storage — a partial one after a failure too, so nothing recorded
-/// is lost — or discards it when no media ever started. A failed delivery fails the egress
-/// (unless it had failed already: the first error is the one reported).
-pub async fn deliver_file(info: &mut EgressInfo, file: &mut FileOutput, started_at: i64, media: Option<Duration>) {
-    if started_at == 0 {
-        file.discard();
-        return;
-    }
-    if let Err(e) = file.deliver(media_ended_at(started_at, media)).await {
-        tracing::error!(error = %e, "file delivery failed");
-        if !info.status_is(EgressStatus::EgressFailed) {
-            info.set_failed(&e);
+impl Phase {
+    /// When the media started, once it has.
+    pub fn started_at(self) -> Option<i64> {
+        match self {
+            Phase::Starting => None,
+            Phase::Active { started_at } | Phase::Ending { started_at } => Some(started_at),
         }
     }
-    info.backup_storage_used = file.backup_used;
 }
 
 /// What the manifest says of the source.
-pub struct ManifestSource<'a> {
-    pub egress_id: &'a str,
-    pub room_id: &'a str,
-    pub room_name: &'a str,
+pub struct ManifestSource {
+    pub egress_id: String,
+    pub room_id: String,
+    pub room_name: String,
     /// The recorded page (web egress); empty otherwise.
-    pub url: &'a str,
+    pub url: String,
     pub disabled: bool,
 }
 
-/// Settles the final status once the outputs are delivered: a recording still ACTIVE or ENDING
-/// is COMPLETE; a COMPLETE or LIMIT_REACHED one with a stored file gets its manifest beside the
-/// file; `ended_at` is stamped if nothing set it.
-pub async fn settle(info: &mut EgressInfo, file: Option<&FileOutput>, manifest: ManifestSource<'_>, work_dir: &Path) {
-    if info.status_is(EgressStatus::EgressActive) || info.status_is(EgressStatus::EgressEnding) {
-        info.set_complete();
-    }
-    let location = file.map(|f| f.info.location.as_str()).unwrap_or_default();
-    if let Some(file) = file
-        && !manifest.disabled
-        && !location.is_empty()
-        && (info.status_is(EgressStatus::EgressComplete) || info.status_is(EgressStatus::EgressLimitReached))
-    {
-        let doc = Manifest {
-            egress_id: manifest.egress_id.to_owned(),
-            room_id: manifest.room_id.to_owned(),
-            room_name: manifest.room_name.to_owned(),
-            url: manifest.url.to_owned(),
-            started_at: info.started_at,
-            ended_at: info.ended_at,
-            files: vec![ManifestFile { filename: file.info.filename.clone(), location: file.info.location.clone() }],
+/// One egress's recording session: its info and outputs, its line to the service, its stop
+/// requests and session limit, and its phase.
+pub struct Session {
+    pub info: EgressInfo,
+    pub outputs: OutputSet,
+    pub phase: Phase,
+    pub stops: StopRequests,
+    /// When the session limit ends the recording (`None`: no limit, or it has fired).
+    pub limit_at: Option<Instant>,
+    manifest: ManifestSource,
+    work_dir: PathBuf,
+    updates: mpsc::UnboundedSender<EgressInfo>,
+}
+
+impl Session {
+    /// A session in STARTING; `max_duration` 0 means no limit.
+    pub fn new(
+        info: EgressInfo,
+        outputs: OutputSet,
+        manifest: ManifestSource,
+        work_dir: PathBuf,
+        updates: mpsc::UnboundedSender<EgressInfo>,
+        stop: watch::Receiver<Option<StopRequest>>,
+        max_duration: Duration,
+    ) -> Session {
+        let mut session = Session {
+            info,
+            outputs,
+            phase: Phase::Starting,
+            stops: StopRequests::new(stop),
+            limit_at: (!max_duration.is_zero()).then(|| Instant::now() + max_duration),
+            manifest,
+            work_dir,
+            updates,
         };
-        if let Some(stored) = file.store_manifest(&doc, work_dir).await {
-            info.manifest_location = stored;
+        session.sync_results();
+        session
+    }
+
+    pub fn work_dir(&self) -> &std::path::Path {
+        &self.work_dir
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self.phase, Phase::Active { .. })
+    }
+
+    /// The outputs' results into the info.
+    pub fn sync_results(&mut self) {
+        self.outputs.fill_results(&mut self.info);
+    }
+
+    /// Sends the current info (with the outputs' results) to the service.
+    pub fn send_update(&mut self) {
+        self.sync_results();
+        let _ = self.updates.send(self.info.clone());
+    }
+
+    /// Writes what a killed handler leaves for the service to deliver.
+    pub fn write_plan(&self) {
+        if self.outputs.files.is_empty() {
+            return;
+        }
+        if let Err(e) = self.outputs.delivery_plan(&self.manifest.egress_id).write(&self.work_dir) {
+            tracing::warn!(error = %e, "could not write the delivery plan; a crash would lose the partial file");
         }
     }
-    if info.ended_at == 0 {
-        info.ended_at = now_nanos();
+
+    /// The first media is in: ACTIVE, and the outputs start following it.
+    pub fn activate(&mut self, started_at: i64) {
+        self.phase = Phase::Active { started_at };
+        self.outputs.start(started_at);
+        self.info.set_status(EgressStatus::EgressActive);
+        tracing::info!("recording active");
+        self.send_update();
+        self.write_plan();
     }
-    tracing::info!(status = ?EgressStatus::try_from(info.status).ok(), error = %info.error,
-        details = %info.details, location = %location, "egress finished");
+
+    /// A graceful end: ENDING is reported at once, as Go does.
+    pub fn end(&mut self, reason: &str) {
+        tracing::info!(reason, "stopping recording");
+        if let Some(started_at) = self.phase.started_at() {
+            self.phase = Phase::Ending { started_at };
+        }
+        self.info.set_end_reason(reason);
+        self.info.set_status(EgressStatus::EgressEnding);
+        self.send_update();
+    }
+
+    /// A stop (or the source closing) with `reason`: ENDING when active, else ABORTED.
+    pub fn stop(&mut self, reason: &str) {
+        if self.is_active() {
+            self.end(reason);
+        } else {
+            self.info.set_end_reason(reason);
+            self.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
+        }
+    }
+
+    /// The session limit: LIMIT_REACHED when active, else ABORTED.
+    pub fn limit_reached(&mut self) {
+        self.limit_at = None;
+        self.info.set_end_reason(END_REASON_LIMIT);
+        if self.is_active() {
+            tracing::info!("session limit reached");
+            self.info.set_limit_reached();
+        } else {
+            self.info.set_aborted(MSG_LIMIT_BEFORE_START);
+        }
+    }
+
+    /// Marks the egress FAILED with `e`, unless it failed already (the first error is the one
+    /// reported).
+    pub fn fail(&mut self, e: &PipelineError) {
+        if !self.info.status_is(EgressStatus::EgressFailed) {
+            self.info.set_failed(e);
+        }
+    }
+
+    /// Ends an egress whose media never started: nothing to deliver.
+    pub fn finish_unstarted(mut self) -> EgressInfo {
+        DeliveryPlan::remove(&self.work_dir);
+        self.sync_results();
+        self.info
+    }
+
+    /// Delivers the outputs (a partial file after a failure too), writes the manifest and
+    /// settles the final status: a recording still ACTIVE or ENDING is COMPLETE; a COMPLETE or
+    /// LIMIT_REACHED one with a stored file gets its manifest beside the file; `ended_at` is
+    /// stamped if nothing set it.
+    pub async fn finish(mut self, media: Option<Duration>) -> EgressInfo {
+        DeliveryPlan::remove(&self.work_dir);
+        let started_at = self.phase.started_at().unwrap_or(0);
+        self.outputs.deliver(&mut self.info, started_at, media).await;
+        let info = &mut self.info;
+        if info.status_is(EgressStatus::EgressActive) || info.status_is(EgressStatus::EgressEnding) {
+            info.set_complete();
+        }
+        if !self.manifest.disabled
+            && !self.outputs.location().is_empty()
+            && (info.status_is(EgressStatus::EgressComplete) || info.status_is(EgressStatus::EgressLimitReached))
+        {
+            let doc = Manifest {
+                egress_id: self.manifest.egress_id.clone(),
+                room_id: self.manifest.room_id.clone(),
+                room_name: self.manifest.room_name.clone(),
+                url: self.manifest.url.clone(),
+                started_at: info.started_at,
+                ended_at: info.ended_at,
+                files: self.outputs.manifest_files(),
+            };
+            if let Some(stored) = self.outputs.store_manifest(&doc, &self.work_dir).await {
+                info.manifest_location = stored;
+            }
+        }
+        if info.ended_at == 0 {
+            info.ended_at = now_nanos();
+        }
+        tracing::info!(status = ?EgressStatus::try_from(info.status).ok(), error = %info.error,
+            details = %info.details, location = %self.outputs.location(), "egress finished");
+        self.sync_results();
+        self.info
+    }
+}
+
+/// How a recorder's event left the recording.
+pub enum Flow {
+    /// Keep recording.
+    Continue,
+    /// The source or a stop ended it; deliver what was written.
+    Ended,
+    /// It failed; deliver what was written, then report the error.
+    Failed(PipelineError),
+}
+
+/// A recorder driven by [`record`]: the WebRTC recorders (track, composite).
+pub trait Recorder {
+    type Event: Send;
+
+    /// The next event of the recorder's own sources (media, tracks, its pipeline, timers).
+    fn next_event(&mut self) -> impl Future<Output = Self::Event> + Send;
+
+    /// Reacts to one of its events.
+    fn on_event(&mut self, session: &mut Session, event: Self::Event) -> impl Future<Output = Flow> + Send;
+
+    /// A graceful stop arrived (before the session reacts to it): the last chance to start
+    /// with media held so far.
+    fn on_stop(&mut self, _session: &mut Session) -> impl Future<Output = Result<(), PipelineError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// The loop is over: leave the source (the room) and say why joining failed, if it did.
+    fn leave(&mut self) -> impl Future<Output = Option<String>> + Send;
+
+    /// Closes the recorder's media and returns the duration written, if known. May fail the
+    /// session (a file that could not be finished).
+    fn close(&mut self, session: &mut Session) -> impl Future<Output = Option<Duration>> + Send;
+}
+
+/// Runs a recorder to its end: stop requests, the session limit and the recorder's events until
+/// one ends the recording; then the recorder leaves and closes, and the session delivers and
+/// settles. Returns the final info.
+pub async fn record<R: Recorder>(mut session: Session, mut recorder: R) -> EgressInfo {
+    let flow = run_loop(&mut session, &mut recorder).await;
+    // A join that never happened is what fails an egress that never started.
+    let join_error = recorder.leave().await;
+    let flow = match (flow, join_error) {
+        (Flow::Ended, Some(e)) if session.phase == Phase::Starting && !session.info.status_is(EgressStatus::EgressAborted) => {
+            Flow::Failed(PipelineError::Request(RpcError::new(Code::Unavailable, e)))
+        }
+        (flow, _) => flow,
+    };
+    let media = recorder.close(&mut session).await;
+    if let Flow::Failed(e) = flow {
+        session.fail(&e);
+    }
+    session.finish(media).await
+}
+
+enum LoopEvent<E> {
+    Stop(StopRequest),
+    Limit,
+    Recorder(E),
+}
+
+async fn run_loop<R: Recorder>(session: &mut Session, recorder: &mut R) -> Flow {
+    loop {
+        let event = tokio::select! {
+            req = session.stops.next() => LoopEvent::Stop(req),
+            _ = sleep_until(session.limit_at) => LoopEvent::Limit,
+            ev = recorder.next_event() => LoopEvent::Recorder(ev),
+        };
+        match event {
+            LoopEvent::Stop(StopRequest::Graceful { reason }) => {
+                if let Err(e) = recorder.on_stop(session).await {
+                    return Flow::Failed(e);
+                }
+                session.stop(&reason);
+                return Flow::Ended;
+            }
+            LoopEvent::Stop(StopRequest::Kill { error }) => return Flow::Failed(PipelineError::Killed(error)),
+            LoopEvent::Limit => {
+                session.limit_reached();
+                return Flow::Ended;
+            }
+            LoopEvent::Recorder(ev) => match recorder.on_event(session, ev).await {
+                Flow::Continue => {}
+                flow => return flow,
+            },
+        }
+    }
+}
+
+/// A media subscriber task (WebRTC: one track, or a room's set of tracks) and the events it
+/// sends, until the recorder leaves.
+pub struct Subscription<T, E> {
+    events: mpsc::Receiver<T>,
+    task: Option<(JoinHandle<Result<(), E>>, watch::Sender<bool>)>,
+}
+
+impl<T: Send + 'static, E: std::fmt::Display + Send + 'static> Subscription<T, E> {
+    /// Spawns `run(events, stop)` with a queue of `queue` events between it and the recorder.
+    pub fn spawn<F, Fut>(queue: usize, run: F) -> Subscription<T, E>
+    where
+        F: FnOnce(mpsc::Sender<T>, watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let (tx, events) = mpsc::channel(queue);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(tx, stop_rx));
+        Subscription { events, task: Some((task, stop)) }
+    }
+
+    /// The next event; `None` once the subscriber is gone.
+    pub async fn recv(&mut self) -> Option<T> {
+        self.events.recv().await
+    }
+
+    /// Stops the subscriber (it leaves the room) and says how it ended: `None` when cleanly,
+    /// else why — a join that never happened is what fails an egress that never started.
+    pub async fn leave(&mut self) -> Option<String> {
+        let (task, stop) = self.task.take()?;
+        let _ = stop.send(true);
+        // Dropping the receiver tells the subscriber nobody listens any more.
+        drop(std::mem::replace(&mut self.events, mpsc::channel(1).1));
+        match task.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("subscriber task: {e}")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -160,13 +418,5 @@ mod tests {
         // With the sender gone, no request ever comes.
         drop(tx);
         assert!(tokio::time::timeout(Duration::from_millis(50), stops.next()).await.is_err());
-    }
-
-    #[test]
-    fn media_end_is_its_start_plus_its_duration_or_now() {
-        assert_eq!(media_ended_at(1_000, Some(Duration::from_nanos(500))), 1_500);
-        let before = now_nanos();
-        assert!(media_ended_at(0, Some(Duration::from_secs(1))) >= before, "never started: now");
-        assert!(media_ended_at(1_000, None) >= before, "unknown duration: now");
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use prometheus::{Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-use crate::egress::request::RequestType;
-use crate::egress::worker::Worker;
+use crate::core::request::RequestType;
+use super::worker::Worker;
 use crate::storage::report::{UploadReport, UploadStatus};
 use crate::rpc::{Code, Method, ServerObserver};
 

@@ -1,13 +1,25 @@
 //! The long-running service: connect to Redis, serve psrpc, health, metrics and templates,
 //! and drain on SIGTERM/SIGINT.
 //!
+//! Its rooms: the psrpc face ([`server`]: StartEgress and ListActiveEgress; [`methods`]: the
+//! methods and their routing), admission ([`worker`]: what runs here, whether to bid),
+//! [`launcher`] (handler child processes, their psrpc topics, the IOInfo updates they send
+//! through [`ioinfo`]), [`http`], [`metrics`] and [`logging`]. The service never records: it asks
+//! the pipeline's contract (`crate::pipeline::{supports, validate}`) and hands the request to a
+//! handler process (`crate::process`).
+//!
 //! Start-up order mirrors the Go egress (spec §4.2): IOInfo client, ListActiveEgress, then
 //! StartEgress last, so the worker only bids once everything it needs is in place. Shutdown
 //! runs it backwards: stop bidding first, let running egresses finish, then exit 0.
 
 pub mod http;
+pub mod ioinfo;
+pub mod launcher;
 pub mod logging;
+pub mod methods;
 pub mod metrics;
+pub mod server;
+pub mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,10 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{ConfigSource, ServiceConfig};
-use crate::egress::ioinfo::{IoInfoClient, IoTimeouts};
-use crate::egress::launcher::Launcher;
-use crate::egress::server::EgressServer;
-use crate::egress::worker::Worker;
+use ioinfo::{IoInfoClient, IoTimeouts};
+use launcher::Launcher;
+use server::EgressServer;
+use worker::Worker;
 use crate::rpc::{Bus, RedisTarget, RpcServer, ids};
 use metrics::Metrics;
 

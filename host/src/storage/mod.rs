@@ -11,7 +11,10 @@
 //! * [`report`]: each upload's outcome, for the service's upload metrics.
 //! * [`salvage`]: what the service runs for a handler that died: the partial file it left is
 //!   uploaded like a finished one, or kept locally.
+//! * [`local`]: the delivery plan a handler leaves in its work dir, local storage (the last
+//!   resort when no sink takes a recording) and the KEEP marker.
 
+pub mod local;
 pub mod report;
 pub mod target;
 pub mod upload;
@@ -24,7 +27,7 @@ use egress_proto::livekit::FileInfo;
 use egress_proto::rpc::StartEgressRequest;
 
 use crate::config::ServiceConfig;
-use crate::pipeline::outputs::{self, DeliveryPlan};
+use local::DeliveryPlan;
 use crate::plugins::{PluginError, PluginRegistry};
 use crate::rpc::{Code, RpcError};
 
@@ -67,7 +70,7 @@ pub fn destination(target: &StorageTarget, registry: &PluginRegistry, storage_pa
         && let Value::Object(m) = &mut config
         && !m.contains_key("directory")
     {
-        m.insert("directory".into(), Value::String(outputs::local_storage_root().to_string_lossy().into_owned()));
+        m.insert("directory".into(), Value::String(local::local_storage_root().to_string_lossy().into_owned()));
     }
     let factory = active.configure(&config).map_err(|e| StorageError::Config {
         label,
@@ -169,12 +172,12 @@ pub async fn salvage(
 /// not delete it) and returns where it is. If even that fails it stays in the work dir, which
 /// is then marked to be kept.
 pub fn keep_locally(local: &Path, storage_path: &str) -> String {
-    match outputs::deliver(local, &outputs::Destination { storage_path: storage_path.to_owned() }) {
+    match local::deliver(local, &local::PlannedDestination { storage_path: storage_path.to_owned() }) {
         Ok(d) => d.location,
         Err(e) => {
             tracing::error!(error = %e, path = %local.display(), "cannot move the recording to local storage; keeping the work dir");
             if let Some(dir) = local.parent() {
-                outputs::mark_keep(dir);
+                local::mark_keep(dir);
             }
             local.to_string_lossy().into_owned()
         }

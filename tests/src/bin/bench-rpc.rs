@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use egress_e2e::{API_KEY, API_SECRET, Stack};
-use egress_host::egress::methods::START_EGRESS;
+use egress_host::service::methods::START_EGRESS;
 use egress_host::rpc::{Bus, CallOptions, RedisTarget, RpcClient, Routing};
 use egress_proto::livekit;
 use egress_proto::rpc::{StartEgressRequest, start_egress_request};

@@ -6,27 +6,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use egress_proto::livekit::{
     self, EncodedFileType, EncodingOptionsPreset, media_source, output, participant_egress_request as pe, start_egress_request as v2,
-    storage_config, track_composite_egress_request as tc,
+    track_composite_egress_request as tc,
 };
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
-use super::super::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format};
-use super::super::filename::{FilenameInfo, LocalTime, clean};
-use super::super::token::egress_token;
+use crate::pipeline::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format};
+use crate::pipeline::filename::{FilenameInfo, LocalTime, clean};
+use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
-use crate::egress::errors;
-use crate::egress::request::RequestType;
+use crate::core::errors;
+use crate::core::request::RequestType;
+use crate::outputs::OutputPlan;
 use crate::rpc::{Code, RpcError};
 use crate::webrtc::room::{AudioMatch, AudioRoute, Channel, MediaSelection, Selection};
-
-/// The one file output of the request.
-struct FileRequest {
-    file_type: i32,
-    filepath: String,
-    disable_manifest: bool,
-    /// The request names its own upload.
-    upload: bool,
-}
 
 #[derive(Debug, Clone)]
 pub struct CompositeConfig {
@@ -47,6 +39,8 @@ pub struct CompositeConfig {
     /// The cleaned, not yet templated `filepath`.
     pub filepath: String,
     pub disable_manifest: bool,
+    /// Every output of the request (the file settings above come from its file output).
+    pub outputs: OutputPlan,
     pub retry_count: i32,
     pub started: SystemTime,
     /// 0 = no limit.
@@ -61,30 +55,6 @@ pub enum Parsed {
     /// A v2 media request with the PASSTHROUGH preset and one track: the track egress records
     /// it (`track_id`, the request's one file output and its storage).
     Passthrough { track_id: String, file: Box<livekit::FileOutput>, storage: Option<Box<livekit::StorageConfig>> },
-}
-
-fn v1_file(files: &[livekit::EncodedFileOutput], single: Option<&livekit::EncodedFileOutput>) -> Result<Option<FileRequest>, RpcError> {
-    let chosen = match files.len() {
-        0 => single,
-        1 => files.first(),
-        _ => return Err(errors::invalid_input("multiple file outputs")),
-    };
-    Ok(chosen.map(|f| FileRequest {
-        file_type: f.file_type,
-        filepath: f.filepath.clone(),
-        disable_manifest: f.disable_manifest,
-        upload: f.output.is_some(),
-    }))
-}
-
-/// The first output kind this build cannot produce yet, in Go's validation order.
-fn unsupported(stream: bool, segments: bool, images: bool) -> Result<(), RpcError> {
-    match (stream, segments, images) {
-        (true, _, _) => Err(errors::not_supported("stream output")),
-        (_, true, _) => Err(errors::not_supported("segment output")),
-        (_, _, true) => Err(errors::not_supported("image output")),
-        _ => Ok(()),
-    }
 }
 
 /// The Go egress's `validatePassthrough`: one track, one DEFAULT file output.
@@ -157,6 +127,39 @@ fn media_selection(media: &livekit::MediaSource) -> (MediaSelection, bool, bool)
     (sel, audio, video)
 }
 
+/// The track egress request a PASSTHROUGH media request stands for (the info keeps the
+/// original request).
+pub fn passthrough_request(
+    req: &egress_proto::rpc::StartEgressRequest,
+    track_id: String,
+    file: livekit::FileOutput,
+    storage: Option<livekit::StorageConfig>,
+) -> egress_proto::rpc::StartEgressRequest {
+    use livekit::direct_file_output::Output as D;
+    use livekit::storage_config::Provider as P;
+    let room_name = match &req.request {
+        Some(Request::Egress(r)) => r.room_name.clone(),
+        _ => String::new(),
+    };
+    let output = storage.and_then(|s| s.provider).map(|p| match p {
+        P::S3(s) => D::S3(s),
+        P::Gcp(g) => D::Gcp(g),
+        P::Azure(a) => D::Azure(a),
+        P::AliOss(a) => D::AliOss(a),
+    });
+    let track = livekit::TrackEgressRequest {
+        room_name,
+        track_id,
+        output: Some(livekit::track_egress_request::Output::File(livekit::DirectFileOutput {
+            filepath: file.filepath,
+            disable_manifest: file.disable_manifest,
+            output,
+        })),
+        ..Default::default()
+    };
+    egress_proto::rpc::StartEgressRequest { request: Some(Request::Track(track)), ..req.clone() }
+}
+
 impl CompositeConfig {
     /// Validates `req` (participant, track composite or v2 media) the way the Go egress does.
     #[allow(deprecated)]
@@ -164,7 +167,7 @@ impl CompositeConfig {
         if req.egress_id.is_empty() {
             return Err(errors::invalid_input("egressID"));
         }
-        let (request_type, selection, audio, video, encoding, file, request_room) = match req.request.as_ref() {
+        let (request_type, selection, audio, video, encoding, outputs, request_room) = match req.request.as_ref() {
             Some(Request::Participant(r)) => {
                 if r.identity.is_empty() {
                     return Err(errors::invalid_input("identity"));
@@ -174,9 +177,11 @@ impl CompositeConfig {
                     pe::Options::Advanced(a) => EncodingRequest::Advanced(a),
                 });
                 let encoding = Encoding::from_request(encoding)?;
-                unsupported(!r.stream_outputs.is_empty(), !r.segment_outputs.is_empty(), !r.image_outputs.is_empty())?;
+                let outputs = OutputPlan::parse(req);
+                outputs.refuse_not_yet_supported()?;
+                outputs.check()?;
                 let selection = Selection::Participant { identity: r.identity.clone(), screen_share: r.screen_share };
-                (RequestType::Participant, selection, true, true, encoding, v1_file(&r.file_outputs, None)?, r.room_name.clone())
+                (RequestType::Participant, selection, true, true, encoding, outputs, r.room_name.clone())
             }
             Some(Request::TrackComposite(r)) => {
                 let audio = (!r.audio_track_id.is_empty()).then(|| r.audio_track_id.clone());
@@ -189,18 +194,12 @@ impl CompositeConfig {
                     tc::Options::Advanced(a) => EncodingRequest::Advanced(a),
                 });
                 let encoding = Encoding::from_request(encoding)?;
-                let single = match &r.output {
-                    Some(tc::Output::File(f)) => Some(f),
-                    _ => None,
-                };
-                unsupported(
-                    !r.stream_outputs.is_empty() || matches!(r.output, Some(tc::Output::Stream(_))),
-                    !r.segment_outputs.is_empty() || matches!(r.output, Some(tc::Output::Segments(_))),
-                    !r.image_outputs.is_empty(),
-                )?;
+                let outputs = OutputPlan::parse(req);
+                outputs.refuse_not_yet_supported()?;
+                outputs.check()?;
                 let (a, v) = (audio.is_some(), video.is_some());
                 let selection = Selection::Tracks { audio, video };
-                (RequestType::TrackComposite, selection, a, v, encoding, v1_file(&r.file_outputs, single)?, r.room_name.clone())
+                (RequestType::TrackComposite, selection, a, v, encoding, outputs, r.room_name.clone())
             }
             Some(Request::Egress(r)) => {
                 let Some(v2::Source::Media(media)) = &r.source else { return Err(errors::invalid_input("source")) };
@@ -215,34 +214,10 @@ impl CompositeConfig {
                     v2::Encoding::Preset(p) => EncodingRequest::Preset(p),
                     v2::Encoding::Advanced(a) => EncodingRequest::Advanced(a),
                 }))?;
-                if r.outputs.is_empty() {
-                    return Err(errors::invalid_input("output"));
-                }
-                let mut file = None;
-                let (mut stream, mut segments, mut images) = (false, false, false);
-                for o in &r.outputs {
-                    match &o.config {
-                        Some(output::Config::File(f)) => {
-                            if file.is_some() {
-                                return Err(errors::invalid_input("multiple file outputs"));
-                            }
-                            let upload = o.storage.as_ref().or(r.storage.as_ref()).and_then(|s| s.provider.as_ref());
-                            file = Some(FileRequest {
-                                file_type: f.file_type,
-                                filepath: f.filepath.clone(),
-                                disable_manifest: f.disable_manifest,
-                                upload: matches!(upload, Some(storage_config::Provider::S3(_) | storage_config::Provider::Gcp(_)
-                                    | storage_config::Provider::Azure(_) | storage_config::Provider::AliOss(_))),
-                            });
-                        }
-                        Some(output::Config::Stream(_)) => stream = true,
-                        Some(output::Config::Segments(_)) => segments = true,
-                        Some(output::Config::Images(_)) => images = true,
-                        None => return Err(errors::invalid_input("output config")),
-                    }
-                }
-                unsupported(stream, segments, images)?;
-                (RequestType::Media, Selection::Media(sel), audio, video, encoding, file, r.room_name.clone())
+                let outputs = OutputPlan::parse(req);
+                outputs.check()?;
+                outputs.refuse_not_yet_supported()?;
+                (RequestType::Media, Selection::Media(sel), audio, video, encoding, outputs, r.room_name.clone())
             }
             _ => return Err(errors::invalid_input("request")),
         };
@@ -250,9 +225,9 @@ impl CompositeConfig {
         if room_name.is_empty() {
             return Err(errors::invalid_input("room_name"));
         }
-        let file = file.ok_or_else(|| errors::invalid_input("output"))?;
+        let file = outputs.file().cloned().ok_or_else(|| errors::invalid_input("output"))?;
         let server_upload = config.storage.as_ref().is_some_and(|s| !s.is_local());
-        if config.disallow_local_storage && !file.upload && !server_upload {
+        if config.disallow_local_storage && !file.has_upload && !server_upload {
             return Err(errors::invalid_input("output"));
         }
         let filepath = clean(&file.filepath);
@@ -294,6 +269,7 @@ impl CompositeConfig {
             video_codec: format.video,
             filepath,
             disable_manifest: file.disable_manifest,
+            outputs,
             retry_count: req.retry_count,
             started: now,
             max_duration: config.session_limits.file_output_max_duration,

@@ -30,9 +30,9 @@ use gstreamer::prelude::*;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::super::encoding::{AudioCodec, Container, Encoding, VideoCodec};
-use super::super::elements::{audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request, link_to_muxer, make, set, set_str, vp8_encoder};
-use super::super::error::PipelineError;
+use crate::pipeline::encoding::{AudioCodec, Container, Encoding, VideoCodec};
+use crate::pipeline::elements::{audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request, link_to_muxer, make, set, set_str, vp8_encoder};
+use crate::core::PipelineError;
 use crate::webrtc::TrackCodec;
 use crate::webrtc::room::Channel;
 

@@ -4,8 +4,8 @@
 //! participant's video, audio routes to the left, right or both channels, `capture_all`). The
 //! recorder subscribes to the tracks ([`crate::webrtc::room`]), decodes and mixes them onto one
 //! time line and encodes the file ([`mixer`]); the file goes to storage as every other
-//! recording's does ([`FileOutput`], manifest). A v2 media request with the PASSTHROUGH preset
-//! and one track is a track egress and runs there ([`super::track`]).
+//! recording's does (`crate::outputs`, manifest). A v2 media request with the PASSTHROUGH preset
+//! and one track is a track egress: `super::run` sends it to [`super::track`].
 //!
 //! ```text
 //! STARTING ──first media + hold──▶ ACTIVE ──stop / participant left / every track unpublished / room closed──▶ ENDING ──file delivered──▶ COMPLETE
@@ -22,40 +22,37 @@
 //! mixers (silence, last frame), so nothing is sped up and the file's time is wall-clock time.
 //!
 //! Modules: [`config`] (request → settings, Go's validation), [`mixer`] (the GStreamer
-//! pipeline).
+//! pipeline). The recording loop is the one every WebRTC recorder shares
+//! (`super::lifecycle::record`).
 
 pub mod config;
 pub mod mixer;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use egress_proto::livekit::{self, EgressInfo, EgressStatus};
+use egress_proto::livekit::{self, EgressInfo};
+use egress_proto::rpc::StartEgressRequest;
 use egress_proto::rpc::start_egress_request::Request;
 
-use super::controller::{InfoExt, deprecated_file_result, now_nanos};
-use super::file_output::FileOutput;
-use super::lifecycle::{self, ManifestSource, StopRequests, sleep_until};
-use super::outputs::DeliveryPlan;
-use super::{Job, PipelineError, StopRequest};
-use crate::egress::errors;
+use crate::config::ServiceConfig;
+use crate::core::PipelineError;
+use crate::core::errors;
+use crate::core::status::{END_REASON_SOURCE_CLOSED, now_nanos};
+use crate::outputs::{FileOutput, OutputSet};
+use crate::pipeline::job::{Job, StopRequest};
+use crate::pipeline::lifecycle::{self, Flow, ManifestSource, Recorder, Session, Subscription, sleep_until};
+use crate::plugins::PluginRegistry;
 use crate::rpc::{Code, RpcError};
-use crate::storage;
+use crate::webrtc::WebrtcError;
 use crate::webrtc::room::{self, Channel, RoomEnd, RoomEvent, RoomParams};
 use crate::webrtc::{Frame, TrackCodec};
-use config::{CompositeConfig, Parsed};
+use config::CompositeConfig;
 use mixer::{Mixer, MixerEvent, MixerSettings};
-
-// Texts from LiveKit's protocol and the Go egress.
-const MSG_STOPPED_BEFORE_STARTED: &str = "Stop called before pipeline could start";
-const MSG_LIMIT_BEFORE_START: &str = "Session limit reached before start signal";
-const END_REASON_SOURCE_CLOSED: &str = "Source closed";
-const END_REASON_LIMIT: &str = "Session limit reached";
 
 /// How long required participants and tracks may take to appear (Go's `subscriptionTimeout`).
 pub const AWAIT_TRACKS: Duration = Duration::from_secs(30);
@@ -69,36 +66,40 @@ const EOS_TIMEOUT: Duration = Duration::from_secs(30);
 const EVENT_QUEUE: usize = 512;
 
 /// Runs a participant, track composite or media egress to its end and returns the final info.
-pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: watch::Receiver<Option<StopRequest>>) -> EgressInfo {
-    let mut info = job.info;
+pub async fn run(
+    job: Job,
+    cfg: CompositeConfig,
+    updates: mpsc::UnboundedSender<EgressInfo>,
+    stop: watch::Receiver<Option<StopRequest>>,
+) -> EgressInfo {
     if let Some(Request::Egress(r)) = &job.request.request {
         tracing::debug!(encoding = ?r.encoding, "v2 media request encoding");
     }
-    let cfg = match CompositeConfig::parse(&job.config, &job.request, &info.room_name, SystemTime::now()) {
-        Ok(Parsed::Composite(c)) => *c,
-        Ok(Parsed::Passthrough { track_id, file, storage }) => {
-            tracing::info!(track_id = %track_id, "media egress with PASSTHROUGH: recording the track without transcoding");
-            let job = Job { request: passthrough_request(&job.request, track_id, *file, storage.map(|s| *s)), info, ..job };
-            return super::track::run(job, updates, stop).await;
-        }
-        Err(e) => {
-            info.set_failed(&PipelineError::Request(e));
-            return info;
-        }
-    };
     tracing::info!(egress_id = %cfg.egress_id, room = %cfg.room_name, request_type = cfg.request_type.label(),
         selection = ?cfg.selection, container = ?cfg.container, "starting composite recording");
-    let recording = Recording {
+    let manifest = ManifestSource {
+        egress_id: cfg.egress_id.clone(),
+        room_id: cfg.room_id.clone(),
+        room_name: cfg.room_name.clone(),
+        url: String::new(),
+        disabled: cfg.disable_manifest,
+    };
+    let session = Session::new(job.info, OutputSet::default(), manifest, job.work_dir, updates, stop, cfg.max_duration);
+    let params = RoomParams {
+        ws_url: cfg.ws_url.clone(),
+        token: cfg.token.clone(),
+        selection: cfg.selection.clone(),
+        await_tracks: AWAIT_TRACKS,
+    };
+    let source = Subscription::spawn(EVENT_QUEUE, |tx, stop| room::run(params, tx, stop));
+    let recorder = CompositeRecorder {
         service: job.config,
         plugins: job.plugins,
         request: job.request,
         cfg,
-        info,
-        file: None,
-        work_dir: job.work_dir,
-        updates,
-        stops: StopRequests::new(stop),
-        started_at: 0,
+        source,
+        mixer: None,
+        opened: false,
         tracks: HashMap::new(),
         publisher: None,
         pending: Vec::new(),
@@ -106,40 +107,7 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
         t0: None,
         hold_logged: false,
     };
-    recording.run().await
-}
-
-/// The track egress request a PASSTHROUGH media request stands for (the info keeps the
-/// original request).
-fn passthrough_request(
-    req: &egress_proto::rpc::StartEgressRequest,
-    track_id: String,
-    file: livekit::FileOutput,
-    storage: Option<livekit::StorageConfig>,
-) -> egress_proto::rpc::StartEgressRequest {
-    use livekit::direct_file_output::Output as D;
-    use livekit::storage_config::Provider as P;
-    let room_name = match &req.request {
-        Some(Request::Egress(r)) => r.room_name.clone(),
-        _ => String::new(),
-    };
-    let output = storage.and_then(|s| s.provider).map(|p| match p {
-        P::S3(s) => D::S3(s),
-        P::Gcp(g) => D::Gcp(g),
-        P::Azure(a) => D::Azure(a),
-        P::AliOss(a) => D::AliOss(a),
-    });
-    let track = livekit::TrackEgressRequest {
-        room_name,
-        track_id,
-        output: Some(livekit::track_egress_request::Output::File(livekit::DirectFileOutput {
-            filepath: file.filepath,
-            disable_manifest: file.disable_manifest,
-            output,
-        })),
-        ..Default::default()
-    };
-    egress_proto::rpc::StartEgressRequest { request: Some(Request::Track(track)), ..req.clone() }
+    lifecycle::record(session, recorder).await
 }
 
 /// A subscribed track, as the recording sees it.
@@ -155,17 +123,17 @@ struct TrackState {
     synced: bool,
 }
 
-struct Recording {
-    service: Arc<crate::config::ServiceConfig>,
-    plugins: Arc<crate::plugins::PluginRegistry>,
-    request: egress_proto::rpc::StartEgressRequest,
+struct CompositeRecorder {
+    service: Arc<ServiceConfig>,
+    plugins: Arc<PluginRegistry>,
+    request: StartEgressRequest,
     cfg: CompositeConfig,
-    info: EgressInfo,
-    file: Option<FileOutput>,
-    work_dir: PathBuf,
-    updates: mpsc::UnboundedSender<EgressInfo>,
-    stops: StopRequests,
-    started_at: i64,
+    /// The room's subscriber and its events.
+    source: Subscription<RoomEvent, WebrtcError>,
+    /// The GStreamer pipeline, once started (after the hold).
+    mixer: Option<Mixer>,
+    /// The file is named and its storage open (every required track is there).
+    opened: bool,
     tracks: HashMap<String, TrackState>,
     /// The identity that names the file (`{publisher_identity}`): the video track's publisher.
     publisher: Option<String>,
@@ -178,211 +146,98 @@ struct Recording {
 }
 
 enum Event {
-    Stop(StopRequest),
     Source(Option<RoomEvent>),
-    Limit,
     HoldOver,
     Mixer(Option<MixerEvent>),
 }
 
-enum Outcome {
-    Ended,
-    Failed(PipelineError),
-}
+impl Recorder for CompositeRecorder {
+    type Event = Event;
 
-impl Recording {
-    fn send_update(&mut self) {
-        self.sync_results();
-        let _ = self.updates.send(self.info.clone());
-    }
-
-    fn sync_results(&mut self) {
-        let Some(file) = &self.file else { return };
-        self.info.file_results = vec![file.info.clone()];
-        self.info.result = deprecated_file_result(&file.info);
-    }
-
-    fn write_plan(&self) {
-        let Some(file) = &self.file else { return };
-        let plan = DeliveryPlan { egress_id: self.cfg.egress_id.clone(), files: vec![file.planned()] };
-        if let Err(e) = plan.write(&self.work_dir) {
-            tracing::warn!(error = %e, "could not write the delivery plan; a crash would lose the partial file");
-        }
-    }
-
-    async fn next_event(&mut self, source: &mut mpsc::Receiver<RoomEvent>, mixer: &mut Option<Mixer>, limit_at: Option<Instant>) -> Event {
+    async fn next_event(&mut self) -> Event {
         // The hold ends only once the file is named (every required track is there).
-        let hold_until = match (&mixer, self.first_media) {
-            (None, Some(at)) if self.file.is_some() => Some(at + HOLD_MAX.min(if self.all_synced() { HOLD_MIN } else { HOLD_MAX })),
+        let hold_until = match (&self.mixer, self.first_media) {
+            (None, Some(at)) if self.opened => Some(at + HOLD_MAX.min(if self.all_synced() { HOLD_MIN } else { HOLD_MAX })),
             _ => None,
         };
         tokio::select! {
-            req = self.stops.next() => Event::Stop(req),
-            ev = source.recv() => Event::Source(ev),
-            ev = next_mixer_event(mixer) => Event::Mixer(ev),
-            _ = sleep_until(limit_at) => Event::Limit,
+            ev = self.source.recv() => Event::Source(ev),
+            ev = next_mixer_event(&mut self.mixer) => Event::Mixer(ev),
             _ = sleep_until(hold_until) => Event::HoldOver,
         }
     }
 
+    async fn on_event(&mut self, session: &mut Session, event: Event) -> Flow {
+        let active = session.is_active();
+        let result = match event {
+            Event::HoldOver => self.start(session).await,
+            Event::Mixer(Some(MixerEvent::Error(e))) => Err(PipelineError::Gst(e)),
+            Event::Mixer(_) => Ok(()),
+            Event::Source(None) => return Flow::Ended,
+            Event::Source(Some(RoomEvent::Ready)) => self.open(session),
+            Event::Source(Some(RoomEvent::TrackAdded(t))) => self.add_track(*t),
+            Event::Source(Some(RoomEvent::TrackRemoved { track_sid })) => {
+                self.tracks.remove(&track_sid);
+                self.pending.retain(|f| *f.track_sid != *track_sid);
+                if let Some(m) = self.mixer.as_mut() {
+                    m.end_track(&track_sid);
+                }
+                Ok(())
+            }
+            Event::Source(Some(RoomEvent::Frame(frame))) => self.frame(session, frame).await,
+            Event::Source(Some(RoomEvent::Ended(reason))) => {
+                let not_found = |text: String| Flow::Failed(PipelineError::Request(RpcError::new(Code::NotFound, text)));
+                return match reason {
+                    RoomEnd::TrackNotFound(id) => not_found(format!("track {id} not found")),
+                    RoomEnd::ParticipantNotFound(id) => not_found(format!("participant {id} not found")),
+                    RoomEnd::InvalidField(field) => Flow::Failed(PipelineError::Request(errors::invalid_input(field))),
+                    reason => {
+                        tracing::info!(?reason, "composite source ended");
+                        if !active
+                            && !self.pending.is_empty()
+                            && let Err(e) = self.start(session).await
+                        {
+                            return Flow::Failed(e);
+                        }
+                        session.stop(END_REASON_SOURCE_CLOSED);
+                        Flow::Ended
+                    }
+                };
+            }
+        };
+        match result {
+            Ok(()) => Flow::Continue,
+            Err(e) => Flow::Failed(e),
+        }
+    }
+
+    async fn on_stop(&mut self, session: &mut Session) -> Result<(), PipelineError> {
+        if !session.is_active() && !self.pending.is_empty() {
+            // Media arrived during the hold: record it rather than drop it.
+            self.start(session).await?;
+        }
+        Ok(())
+    }
+
+    async fn leave(&mut self) -> Option<String> {
+        self.source.leave().await
+    }
+
+    async fn close(&mut self, session: &mut Session) -> Option<Duration> {
+        match self.mixer.take() {
+            Some(m) => drain(session, m).await,
+            None => None,
+        }
+    }
+}
+
+impl CompositeRecorder {
     /// Every track with frames so far has been timed by a sender report.
     fn all_synced(&self) -> bool {
         self.tracks.values().filter(|t| t.seen).all(|t| t.synced)
     }
 
-    async fn run(mut self) -> EgressInfo {
-        let (tx, mut source) = mpsc::channel(EVENT_QUEUE);
-        let (stop_source, stop_rx) = watch::channel(false);
-        let params = RoomParams {
-            ws_url: self.cfg.ws_url.clone(),
-            token: self.cfg.token.clone(),
-            selection: self.cfg.selection.clone(),
-            await_tracks: AWAIT_TRACKS,
-        };
-        let subscriber = tokio::spawn(async move { room::run(params, tx, stop_rx).await });
-        let limit_at = (!self.cfg.max_duration.is_zero()).then(|| Instant::now() + self.cfg.max_duration);
-        let mut mixer = None;
-        let outcome = self.record(&mut source, &mut mixer, limit_at).await;
-        let _ = stop_source.send(true);
-        drop(source);
-        let join_error = lifecycle::subscriber_error(subscriber).await;
-        let outcome = match (outcome, join_error) {
-            (Outcome::Ended, Some(e)) if self.started_at == 0 && !self.info.status_is(EgressStatus::EgressAborted) => {
-                Outcome::Failed(PipelineError::Request(RpcError::new(Code::Unavailable, e)))
-            }
-            (o, _) => o,
-        };
-        let media = match mixer.take() {
-            Some(m) => self.drain(m).await,
-            None => None,
-        };
-        if let Outcome::Failed(e) = outcome
-            && !self.info.status_is(EgressStatus::EgressFailed)
-        {
-            self.info.set_failed(&e);
-        }
-        self.finish(media).await
-    }
-
-    /// Ends the pipeline's inputs and waits for the file to be complete; returns the media
-    /// duration written.
-    async fn drain(&mut self, mut mixer: Mixer) -> Option<Duration> {
-        mixer.send_eos();
-        let result = tokio::time::timeout(EOS_TIMEOUT, async {
-            match mixer.next_event().await {
-                Some(MixerEvent::Eos) => Ok(()),
-                Some(MixerEvent::Error(e)) => Err(PipelineError::Gst(e)),
-                None => Err(PipelineError::Gst("pipeline bus closed".into())),
-            }
-        })
-        .await
-        .unwrap_or(Err(PipelineError::Frozen));
-        let duration = mixer.media_duration();
-        mixer.shutdown().await;
-        match result {
-            Ok(()) => {
-                tracing::info!(duration = ?duration, "composite file written");
-                Some(duration)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "finishing the composite file failed");
-                if !self.info.status_is(EgressStatus::EgressFailed) {
-                    self.info.set_failed(&e);
-                }
-                Some(duration)
-            }
-        }
-    }
-
-    async fn record(&mut self, source: &mut mpsc::Receiver<RoomEvent>, mixer: &mut Option<Mixer>, limit_at: Option<Instant>) -> Outcome {
-        loop {
-            let event = self.next_event(source, mixer, limit_at).await;
-            let active = self.started_at > 0;
-            match event {
-                Event::Stop(StopRequest::Graceful { reason }) => {
-                    if !active && !self.pending.is_empty() {
-                        // Media arrived during the hold: record it rather than drop it.
-                        if let Err(e) = self.start(mixer).await {
-                            return Outcome::Failed(e);
-                        }
-                    }
-                    if self.started_at > 0 {
-                        self.end(&reason);
-                    } else {
-                        self.info.set_end_reason(&reason);
-                        self.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
-                    }
-                    return Outcome::Ended;
-                }
-                Event::Stop(StopRequest::Kill { error }) => return Outcome::Failed(PipelineError::Killed(error)),
-                Event::Limit => {
-                    self.info.set_end_reason(END_REASON_LIMIT);
-                    if active {
-                        tracing::info!("session limit reached");
-                        self.info.set_limit_reached();
-                    } else {
-                        self.info.set_aborted(MSG_LIMIT_BEFORE_START);
-                    }
-                    return Outcome::Ended;
-                }
-                Event::HoldOver => {
-                    if let Err(e) = self.start(mixer).await {
-                        return Outcome::Failed(e);
-                    }
-                }
-                Event::Mixer(Some(MixerEvent::Error(e))) => return Outcome::Failed(PipelineError::Gst(e)),
-                Event::Mixer(_) => {}
-                Event::Source(None) => return Outcome::Ended,
-                Event::Source(Some(RoomEvent::Ready)) => {
-                    if let Err(e) = self.open() {
-                        return Outcome::Failed(e);
-                    }
-                }
-                Event::Source(Some(RoomEvent::TrackAdded(t))) => {
-                    if let Err(e) = self.add_track(*t, mixer) {
-                        return Outcome::Failed(e);
-                    }
-                }
-                Event::Source(Some(RoomEvent::TrackRemoved { track_sid })) => {
-                    self.tracks.remove(&track_sid);
-                    self.pending.retain(|f| *f.track_sid != *track_sid);
-                    if let Some(m) = mixer.as_mut() {
-                        m.end_track(&track_sid);
-                    }
-                }
-                Event::Source(Some(RoomEvent::Frame(frame))) => {
-                    if let Err(e) = self.frame(frame, mixer).await {
-                        return Outcome::Failed(e);
-                    }
-                }
-                Event::Source(Some(RoomEvent::Ended(reason))) => {
-                    let not_found = |text: String| Outcome::Failed(PipelineError::Request(RpcError::new(Code::NotFound, text)));
-                    return match reason {
-                        RoomEnd::TrackNotFound(id) => not_found(format!("track {id} not found")),
-                        RoomEnd::ParticipantNotFound(id) => not_found(format!("participant {id} not found")),
-                        RoomEnd::InvalidField(field) => Outcome::Failed(PipelineError::Request(errors::invalid_input(field))),
-                        reason => {
-                            tracing::info!(?reason, "composite source ended");
-                            if !active && !self.pending.is_empty()
-                                && let Err(e) = self.start(mixer).await
-                            {
-                                return Outcome::Failed(e);
-                            }
-                            if self.started_at > 0 {
-                                self.end(END_REASON_SOURCE_CLOSED);
-                            } else {
-                                self.info.set_end_reason(END_REASON_SOURCE_CLOSED);
-                                self.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
-                            }
-                            Outcome::Ended
-                        }
-                    };
-                }
-            }
-        }
-    }
-
-    fn add_track(&mut self, t: room::TrackAdded, mixer: &mut Option<Mixer>) -> Result<(), PipelineError> {
+    fn add_track(&mut self, t: room::TrackAdded) -> Result<(), PipelineError> {
         let video = t.info.r#type == livekit::TrackType::Video as i32;
         if video || self.publisher.is_none() {
             self.publisher = Some(t.publisher_identity.clone());
@@ -394,31 +249,30 @@ impl Recording {
         if t.codec.is_none() {
             tracing::warn!(track_sid = %t.info.sid, mime = %t.info.mime_type, "cannot decode this track's codec; it is not recorded");
         }
-        if let (Some(c), Some(m)) = (codec, mixer.as_mut()) {
+        if let (Some(c), Some(m)) = (codec, self.mixer.as_mut()) {
             m.add_track(&t.info.sid, c, t.channel)?;
         }
         self.tracks.insert(t.info.sid.clone(), TrackState { codec, channel: t.channel, keyframe_seen: false, seen: false, synced: false });
         Ok(())
     }
 
-    /// Every required participant and track is there: name the file and resolve its storage.
-    fn open(&mut self) -> Result<(), PipelineError> {
-        if self.file.is_some() {
+    /// Every required participant and track is there: name the file and open its storage.
+    fn open(&mut self, session: &mut Session) -> Result<(), PipelineError> {
+        if self.opened {
             return Ok(());
         }
         let publisher = self.publisher.clone().unwrap_or_default();
         let storage_path = self.cfg.storage_path(&publisher);
-        let targets = storage::target::for_file_output(&self.service, &self.request);
-        let dests = storage::destinations(&targets, &self.plugins, &storage_path)
-            .map_err(|e| PipelineError::Upload { location: targets.primary.provider.label(), reason: e.to_string() })?;
-        tracing::info!(file = %storage_path, storage = dests.primary.label, key = %dests.primary.key, "recording to file");
-        let local_name = storage_path.rsplit('/').next().unwrap_or(&storage_path).to_owned();
-        self.file = Some(FileOutput::new(self.work_dir.join(local_name), storage_path, dests));
-        self.sync_results();
+        let file = FileOutput::open(&self.service, &self.request, &self.plugins, session.work_dir(), storage_path)?;
+        let (storage, key) = file.destination();
+        tracing::info!(file = %file.info.filename, storage, key = %key, "recording to file");
+        session.outputs.files.push(file);
+        session.sync_results();
+        self.opened = true;
         Ok(())
     }
 
-    async fn frame(&mut self, frame: Frame, mixer: &mut Option<Mixer>) -> Result<(), PipelineError> {
+    async fn frame(&mut self, session: &mut Session, frame: Frame) -> Result<(), PipelineError> {
         let Some(track) = self.tracks.get_mut(&*frame.track_sid) else { return Ok(()) };
         let Some(codec) = track.codec else { return Ok(()) };
         if codec != frame.codec {
@@ -432,7 +286,7 @@ impl Recording {
         }
         track.seen = true;
         track.synced |= frame.capture.sender_synced;
-        match mixer.as_mut() {
+        match self.mixer.as_mut() {
             Some(m) => {
                 let Some(t0) = self.t0 else { return Ok(()) };
                 push(m, &frame, t0)?;
@@ -445,9 +299,9 @@ impl Recording {
                 self.pending.push(frame);
                 if self.all_synced()
                     && self.first_media.is_some_and(|at| at.elapsed() >= HOLD_MIN)
-                    && self.file.is_some()
+                    && self.opened
                 {
-                    self.start(mixer).await?;
+                    self.start(session).await?;
                 }
             }
         }
@@ -456,11 +310,11 @@ impl Recording {
 
     /// Builds and starts the pipeline with the tracks known so far, pushes the held frames and
     /// turns ACTIVE.
-    async fn start(&mut self, mixer: &mut Option<Mixer>) -> Result<(), PipelineError> {
-        if mixer.is_some() {
+    async fn start(&mut self, session: &mut Session) -> Result<(), PipelineError> {
+        if self.mixer.is_some() {
             return Ok(());
         }
-        if self.file.is_none() {
+        if !self.opened {
             // Media before every required track is there: keep holding.
             if !self.hold_logged {
                 self.hold_logged = true;
@@ -468,7 +322,7 @@ impl Recording {
             }
             return Ok(());
         }
-        let Some(local) = self.file.as_ref().map(|f| f.local_path().to_path_buf()) else { return Ok(()) };
+        let Some(local) = session.outputs.files.first().map(|f| f.local_path().to_path_buf()) else { return Ok(()) };
         let settings = MixerSettings {
             container: self.cfg.container,
             audio: self.cfg.audio_codec.filter(|_| self.cfg.audio),
@@ -500,45 +354,38 @@ impl Recording {
             push(&mut m, frame, t0)?;
         }
         tracing::info!(held, hold = ?self.first_media.map(|at| at.elapsed()), synced = self.all_synced(), "composite pipeline started");
-        *mixer = Some(m);
-        self.activate(t0);
+        self.mixer = Some(m);
+        // The first media is in the pipeline: ACTIVE, and the upload starts following the file.
+        session.activate(t0);
         Ok(())
     }
+}
 
-    /// The first media is in the pipeline: ACTIVE, and the upload starts following the file.
-    fn activate(&mut self, started_at: i64) {
-        self.started_at = started_at;
-        if let Some(file) = self.file.as_mut() {
-            file.start(started_at);
+/// Ends the pipeline's inputs and waits for the file to be complete; returns the media
+/// duration written.
+async fn drain(session: &mut Session, mut mixer: Mixer) -> Option<Duration> {
+    mixer.send_eos();
+    let result = tokio::time::timeout(EOS_TIMEOUT, async {
+        match mixer.next_event().await {
+            Some(MixerEvent::Eos) => Ok(()),
+            Some(MixerEvent::Error(e)) => Err(PipelineError::Gst(e)),
+            None => Err(PipelineError::Gst("pipeline bus closed".into())),
         }
-        self.info.set_status(EgressStatus::EgressActive);
-        tracing::info!("recording active");
-        self.send_update();
-        self.write_plan();
-    }
-
-    fn end(&mut self, reason: &str) {
-        tracing::info!(reason, "stopping recording");
-        self.info.set_end_reason(reason);
-        self.info.set_status(EgressStatus::EgressEnding);
-        self.send_update();
-    }
-
-    async fn finish(mut self, media: Option<Duration>) -> EgressInfo {
-        DeliveryPlan::remove(&self.work_dir);
-        if let Some(file) = self.file.as_mut() {
-            lifecycle::deliver_file(&mut self.info, file, self.started_at, media).await;
+    })
+    .await
+    .unwrap_or(Err(PipelineError::Frozen));
+    let duration = mixer.media_duration();
+    mixer.shutdown().await;
+    match result {
+        Ok(()) => {
+            tracing::info!(duration = ?duration, "composite file written");
+            Some(duration)
         }
-        let manifest = ManifestSource {
-            egress_id: &self.cfg.egress_id,
-            room_id: &self.cfg.room_id,
-            room_name: &self.cfg.room_name,
-            url: "",
-            disabled: self.cfg.disable_manifest,
-        };
-        lifecycle::settle(&mut self.info, self.file.as_ref(), manifest, &self.work_dir).await;
-        self.sync_results();
-        self.info
+        Err(e) => {
+            tracing::error!(error = %e, "finishing the composite file failed");
+            session.fail(&e);
+            Some(duration)
+        }
     }
 }
 

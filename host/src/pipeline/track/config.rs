@@ -4,13 +4,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use egress_proto::livekit::track_egress_request::Output;
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
-use super::super::filename::{FilenameInfo, LocalTime, clean};
-use super::super::token::egress_token;
+use crate::pipeline::filename::{FilenameInfo, LocalTime, clean};
+use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
-use crate::egress::errors;
+use crate::core::errors;
+use crate::outputs::{Output as PlannedOutput, OutputPlan};
 use crate::rpc::{Code, RpcError};
 use crate::webrtc::TrackCodec;
 
@@ -91,10 +91,11 @@ impl TrackConfig {
         if r.track_id.is_empty() {
             return Err(errors::invalid_input("track_id"));
         }
-        let file = match &r.output {
-            Some(Output::File(f)) => f,
-            Some(Output::WebsocketUrl(url)) => {
-                let url = websocket_url(url)?;
+        let outputs = OutputPlan::parse(req);
+        let file = match outputs.outputs.first() {
+            Some(PlannedOutput::File(f)) => f,
+            Some(PlannedOutput::Websocket(ws)) => {
+                let url = websocket_url(&ws.url)?;
                 let token = join_token(config, req, &room_name, now)?;
                 let ws_url = signalling_url(config, req)?;
                 return Ok(TrackConfig {
@@ -113,10 +114,10 @@ impl TrackConfig {
                     max_duration: config.session_limits.stream_output_max_duration,
                 });
             }
-            None => return Err(errors::invalid_input("output")),
+            _ => return Err(errors::invalid_input("output")),
         };
         let server_upload = config.storage.as_ref().is_some_and(|s| !s.is_local());
-        if config.disallow_local_storage && file.output.is_none() && !server_upload {
+        if config.disallow_local_storage && !file.has_upload && !server_upload {
             return Err(errors::invalid_input("output"));
         }
         let filepath = clean(&file.filepath);
@@ -208,6 +209,7 @@ fn invalid_url(url: &str, reason: &str) -> RpcError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use egress_proto::livekit::track_egress_request::Output;
     use egress_proto::livekit::{DirectFileOutput, TrackEgressRequest};
 
     fn service() -> ServiceConfig {

@@ -206,7 +206,7 @@ fn redact_request(info: &mut EgressInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::egress::request::classify;
+    use crate::core::request::classify;
     use prost::Message;
 
     const SECRETS: [&str; 6] = ["AKIA-SECRET-KEY", "s3-secret", "sess-token", "gcp-json", "azure-key", "proxy-pass"];

@@ -2,7 +2,7 @@
 //!
 //! Egresses run in `egress run-handler` child processes so a crash there cannot take the
 //! service down: a Chrome/GStreamer egress has a process of its own, WebRTC track egresses share
-//! one (see `launcher`). The handler connects to a socket the service created, says `Ready`,
+//! one (see `crate::service::launcher`). The handler connects to a socket the service created, says `Ready`,
 //! then the service sends it jobs (`Start`) and their Stop, UpdateStream and Kill; the handler
 //! streams each job's status updates back. Every frame after `Ready` names its egress, so one
 //! connection carries many egresses. Frames are a big-endian u32 length plus a prost message,
@@ -15,6 +15,9 @@ use egress_proto::livekit::{EgressInfo, UpdateStreamRequest};
 use egress_proto::rpc::StartEgressRequest;
 
 use crate::storage::report::{UploadReport, UploadStatus};
+
+/// The environment variable that hands the handler the socket path.
+pub const ENV_IPC: &str = "EGRESS_HANDLER_IPC";
 
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 

@@ -1,5 +1,5 @@
-//! One file output on its way from the work dir to its storage, the same for every pipeline (the
-//! Chrome recording and the track egress): the [`LiveUpload`] that follows the file while it is
+//! One file output on its way from the work dir to its storage, the same for every recorder:
+//! its storage resolved and opened ([`FileOutput::open`]), the [`LiveUpload`] that follows the file while it is
 //! written, the delivery at the end (verified, or the local last resort with its path in the
 //! error), the delivery-plan entry a killed handler leaves behind, and the manifest beside the
 //! file in the storage that took it.
@@ -7,10 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use egress_proto::livekit::FileInfo;
+use egress_proto::rpc::StartEgressRequest;
 
-use super::PipelineError;
 use super::manifest::Manifest;
-use super::outputs::{Destination, PlannedFile};
+use crate::config::ServiceConfig;
+use crate::core::PipelineError;
+use crate::plugins::PluginRegistry;
+use crate::storage::local::{PlannedDestination, PlannedFile};
 use crate::storage::{self, Destinations, LiveUpload, UploadError};
 
 pub struct FileOutput {
@@ -25,6 +28,23 @@ pub struct FileOutput {
 }
 
 impl FileOutput {
+    /// The request's file output, named `storage_path`: its storage resolved (output → request
+    /// → service, plus the backup) and configured for that key, the local file in `work_dir`
+    /// under the path's last part.
+    pub fn open(
+        config: &ServiceConfig,
+        request: &StartEgressRequest,
+        plugins: &PluginRegistry,
+        work_dir: &Path,
+        storage_path: String,
+    ) -> Result<FileOutput, PipelineError> {
+        let targets = storage::target::for_file_output(config, request);
+        let dests = storage::destinations(&targets, plugins, &storage_path)
+            .map_err(|e| PipelineError::Upload { location: targets.primary.provider.label(), reason: e.to_string() })?;
+        let local_name = storage_path.rsplit('/').next().unwrap_or(&storage_path).to_owned();
+        Ok(FileOutput::new(work_dir.join(local_name), storage_path, dests))
+    }
+
     pub fn new(local: PathBuf, storage_path: String, dests: Destinations) -> FileOutput {
         FileOutput {
             local,
@@ -45,11 +65,16 @@ impl FileOutput {
         (self.dests.primary.label, &self.dests.primary.key)
     }
 
+    /// The backup storage's name, if there is one, for logs.
+    pub fn backup_label(&self) -> Option<&'static str> {
+        self.dests.backup.as_ref().map(|b| b.label)
+    }
+
     /// This output's entry in the delivery plan.
     pub fn planned(&self) -> PlannedFile {
         PlannedFile {
             local_path: self.local.clone(),
-            destination: Destination { storage_path: self.info.filename.clone() },
+            destination: PlannedDestination { storage_path: self.info.filename.clone() },
             started_at: self.info.started_at,
         }
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use super::error::PipelineError;
+use crate::core::PipelineError;
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -7,17 +7,17 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use egress_proto::livekit::{
-    self, EncodedFileType, encoded_file_output, output, room_composite_egress_request as rc, start_egress_request as v2,
-    storage_config, web_egress_request as web,
+    self, EncodedFileType, room_composite_egress_request as rc, start_egress_request as v2, web_egress_request as web,
 };
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
-use super::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format};
-use super::filename::{FilenameInfo, LocalTime, clean};
-use super::token::egress_token;
+use crate::pipeline::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format};
+use crate::pipeline::filename::{FilenameInfo, LocalTime, clean};
+use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
-use crate::egress::errors;
-use crate::egress::request::RequestType;
+use crate::core::errors;
+use crate::core::request::RequestType;
+use crate::outputs::OutputPlan;
 use crate::rpc::RpcError;
 
 /// What Chrome opens, and whether recording waits for the page's `START_RECORDING`.
@@ -57,7 +57,7 @@ pub fn redact_token(url: &str) -> String {
     }
 }
 
-/// The one file output.
+/// The file output, resolved: its container and its templated storage path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileOutputSpec {
     pub container: Container,
@@ -70,7 +70,7 @@ pub struct FileOutputSpec {
 }
 
 #[derive(Debug, Clone)]
-pub struct PipelineConfig {
+pub struct WebConfig {
     pub request_type: RequestType,
     pub egress_id: String,
     pub room_name: String,
@@ -84,6 +84,8 @@ pub struct PipelineConfig {
     /// Set when `video` is.
     pub video_codec: Option<VideoCodec>,
     pub file: FileOutputSpec,
+    /// Every output of the request (the file above is the resolved form of its file output).
+    pub outputs: OutputPlan,
     /// 0 = no limit.
     pub max_duration: Duration,
     /// Bytes of the work dir; 0 = no limit.
@@ -101,60 +103,14 @@ struct Shape<'a> {
     audio_only: bool,
     video_only: bool,
     encoding: Option<EncodingRequest>,
-    files: Vec<FileRequest>,
-    /// The first unsupported output kind present, if any.
-    unsupported_output: Option<&'static str>,
+    /// The request's outputs, well-formed ([`OutputPlan::check`] ran).
+    outputs: OutputPlan,
     room_name: String,
 }
 
 enum Kind<'a> {
     Template { layout: &'a str, custom_base_url: &'a str },
     Web { url: &'a str, await_start_signal: bool },
-}
-
-struct FileRequest {
-    file_type: i32,
-    filepath: String,
-    disable_manifest: bool,
-    /// A cloud upload target named in the request, if any ("S3", "GCP", …).
-    upload: Option<&'static str>,
-}
-
-fn upload_name_v1(o: &Option<encoded_file_output::Output>) -> Option<&'static str> {
-    match o {
-        Some(encoded_file_output::Output::S3(_)) => Some("S3"),
-        Some(encoded_file_output::Output::Gcp(_)) => Some("GCP"),
-        Some(encoded_file_output::Output::Azure(_)) => Some("Azure"),
-        Some(encoded_file_output::Output::AliOss(_)) => Some("AliOSS"),
-        None => None,
-    }
-}
-
-fn upload_name_v2(s: Option<&livekit::StorageConfig>) -> Option<&'static str> {
-    match s.and_then(|s| s.provider.as_ref()) {
-        Some(storage_config::Provider::S3(_)) => Some("S3"),
-        Some(storage_config::Provider::Gcp(_)) => Some("GCP"),
-        Some(storage_config::Provider::Azure(_)) => Some("Azure"),
-        Some(storage_config::Provider::AliOss(_)) => Some("AliOSS"),
-        None => None,
-    }
-}
-
-fn v1_files(files: &[livekit::EncodedFileOutput], deprecated: Option<&livekit::EncodedFileOutput>) -> Result<Vec<FileRequest>, RpcError> {
-    let chosen = match files.len() {
-        0 => deprecated,
-        1 => files.first(),
-        _ => return Err(errors::invalid_input("multiple file outputs")),
-    };
-    Ok(chosen
-        .map(|f| FileRequest {
-            file_type: f.file_type,
-            filepath: f.filepath.clone(),
-            disable_manifest: f.disable_manifest,
-            upload: upload_name_v1(&f.output),
-        })
-        .into_iter()
-        .collect())
 }
 
 #[allow(deprecated)]
@@ -164,15 +120,8 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
             if r.audio_only && r.layout.is_empty() && r.custom_base_url.is_empty() {
                 return Err(errors::not_supported("audio-only room_composite egress without a layout"));
             }
-            let deprecated_file = match &r.output {
-                Some(rc::Output::File(f)) => Some(f),
-                _ => None,
-            };
-            let unsupported_output = first_unsupported_output(
-                !r.stream_outputs.is_empty() || matches!(r.output, Some(rc::Output::Stream(_))),
-                !r.segment_outputs.is_empty() || matches!(r.output, Some(rc::Output::Segments(_))),
-                !r.image_outputs.is_empty(),
-            );
+            let outputs = OutputPlan::parse(req);
+            outputs.check()?;
             Ok(Shape {
                 request_type: RequestType::RoomComposite,
                 kind: Kind::Template { layout: &r.layout, custom_base_url: &r.custom_base_url },
@@ -182,21 +131,13 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
                     rc::Options::Preset(p) => EncodingRequest::Preset(p),
                     rc::Options::Advanced(a) => EncodingRequest::Advanced(a),
                 }),
-                files: v1_files(&r.file_outputs, deprecated_file)?,
-                unsupported_output,
+                outputs,
                 room_name: r.room_name.clone(),
             })
         }
         Some(Request::Web(r)) => {
-            let deprecated_file = match &r.output {
-                Some(web::Output::File(f)) => Some(f),
-                _ => None,
-            };
-            let unsupported_output = first_unsupported_output(
-                !r.stream_outputs.is_empty() || matches!(r.output, Some(web::Output::Stream(_))),
-                !r.segment_outputs.is_empty() || matches!(r.output, Some(web::Output::Segments(_))),
-                !r.image_outputs.is_empty(),
-            );
+            let outputs = OutputPlan::parse(req);
+            outputs.check()?;
             Ok(Shape {
                 request_type: RequestType::Web,
                 kind: Kind::Web { url: &r.url, await_start_signal: r.await_start_signal },
@@ -206,12 +147,11 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
                     web::Options::Preset(p) => EncodingRequest::Preset(p),
                     web::Options::Advanced(a) => EncodingRequest::Advanced(a),
                 }),
-                files: v1_files(&r.file_outputs, deprecated_file)?,
-                unsupported_output,
+                outputs,
                 room_name: String::new(),
             })
         }
-        Some(Request::Egress(r)) => shape_v2(r),
+        Some(Request::Egress(r)) => shape_v2(r, req),
         Some(other) => {
             let label = match other {
                 Request::Participant(_) => "participant",
@@ -226,7 +166,7 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
     }
 }
 
-fn shape_v2(r: &livekit::StartEgressRequest) -> Result<Shape<'_>, RpcError> {
+fn shape_v2<'a>(r: &'a livekit::StartEgressRequest, req: &StartEgressRequest) -> Result<Shape<'a>, RpcError> {
     let encoding = r.encoding.map(|e| match e {
         v2::Encoding::Preset(p) => EncodingRequest::Preset(p),
         v2::Encoding::Advanced(a) => EncodingRequest::Advanced(a),
@@ -252,38 +192,15 @@ fn shape_v2(r: &livekit::StartEgressRequest) -> Result<Shape<'_>, RpcError> {
         Some(v2::Source::Media(_)) => return Err(errors::not_supported("media egress")),
         None => return Err(errors::invalid_input("source")),
     };
-    if r.outputs.is_empty() {
-        return Err(errors::invalid_input("output"));
-    }
-    let mut files = Vec::new();
-    let mut unsupported_output = None;
-    for o in &r.outputs {
-        match &o.config {
-            Some(output::Config::File(f)) => {
-                if !files.is_empty() {
-                    return Err(errors::invalid_input("multiple file outputs"));
-                }
-                files.push(FileRequest {
-                    file_type: f.file_type,
-                    filepath: f.filepath.clone(),
-                    disable_manifest: f.disable_manifest,
-                    upload: upload_name_v2(o.storage.as_ref().or(r.storage.as_ref())),
-                });
-            }
-            Some(output::Config::Stream(_)) => unsupported_output = unsupported_output.or(Some("stream output")),
-            Some(output::Config::Segments(_)) => unsupported_output = unsupported_output.or(Some("segment output")),
-            Some(output::Config::Images(_)) => unsupported_output = unsupported_output.or(Some("image output")),
-            None => return Err(errors::invalid_input("output config")),
-        }
-    }
+    let outputs = OutputPlan::parse(req);
+    outputs.check()?;
     Ok(Shape {
         request_type,
         kind,
         audio_only,
         video_only,
         encoding,
-        files,
-        unsupported_output,
+        outputs,
         room_name: r.room_name.clone(),
     })
 }
@@ -312,14 +229,14 @@ fn template_url(base: &url::Url, layout: &str, ws_url: &str, token: &str) -> Str
 /// The page a template (room composite) request records, from the layout renderer that serves
 /// its layout (`crate::plugins`): `None` for web requests and for requests with a
 /// `custom_base_url`, which keeps Go's meaning and precedence (that page, whatever the layout).
-/// The renderer's page gets the recorder's `url` and `token` added by [`PipelineConfig`], as
+/// The renderer's page gets the recorder's `url` and `token` added by [`WebConfig`], as
 /// the bundled template's does. Errors: an unknown layout, a renderer error, a renderer that
 /// answers with tiles (room composite records a page in Chrome; there is no native compositor
 /// for it yet) or a page that is not an http(s) URL.
 pub async fn render_page(config: &ServiceConfig, req: &StartEgressRequest, plugins: &crate::plugins::PluginRegistry) -> Result<Option<String>, RpcError> {
     use egress_plugin_api::{RenderRequest, Rendering, RoomState};
     let Ok(shape) = shape(req) else {
-        // The request's own errors are `PipelineConfig::new`'s to report.
+        // The request's own errors are `WebConfig::new`'s to report.
         return Ok(None);
     };
     let Kind::Template { layout, custom_base_url } = shape.kind else {
@@ -354,17 +271,17 @@ pub async fn render_page(config: &ServiceConfig, req: &StartEgressRequest, plugi
     }
 }
 
-impl PipelineConfig {
+impl WebConfig {
     /// Validates `req` and derives the pipeline settings. `now` stamps `{time}`/`{utc}` and the
     /// token; `room_name` is the info's (livekit-server's, else the request's). A template
     /// request gets the bundled template's page; see [`with_page`](Self::with_page).
-    pub fn new(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime) -> Result<PipelineConfig, RpcError> {
+    pub fn new(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime) -> Result<WebConfig, RpcError> {
         Self::with_page(config, req, room_name, now, None)
     }
 
     /// As [`new`](Self::new), with the page a layout renderer chose ([`render_page`]) in place
     /// of the template base when `page` is given.
-    pub fn with_page(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime, page: Option<&str>) -> Result<PipelineConfig, RpcError> {
+    pub fn with_page(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime, page: Option<&str>) -> Result<WebConfig, RpcError> {
         if req.egress_id.is_empty() {
             return Err(errors::invalid_input("egressID"));
         }
@@ -394,14 +311,12 @@ impl PipelineConfig {
         }
         let encoding = Encoding::from_request(shape.encoding)?;
 
-        if let Some(kind) = shape.unsupported_output {
-            return Err(errors::not_supported(kind));
-        }
-        let file = shape.files.into_iter().next().ok_or_else(|| errors::invalid_input("output"))?;
+        shape.outputs.refuse_not_yet_supported()?;
+        let file = shape.outputs.file().cloned().ok_or_else(|| errors::invalid_input("output"))?;
         // Uploads go through the storage sink plugins (`crate::storage`, checked there); only
         // the Go rule about local files is a request error here.
         let server_upload = config.storage.as_ref().is_some_and(|s| !s.is_local());
-        if config.disallow_local_storage && file.upload.is_none() && !server_upload {
+        if config.disallow_local_storage && !file.has_upload && !server_upload {
             return Err(errors::invalid_input("output"));
         }
         let cleaned = clean(&file.filepath);
@@ -448,7 +363,7 @@ impl PipelineConfig {
         let local_name = storage_path.rsplit('/').next().unwrap_or(&storage_path).to_owned();
 
         let latency = config.latency_for(shape.request_type.label()).pipeline_latency;
-        Ok(PipelineConfig {
+        Ok(WebConfig {
             request_type: shape.request_type,
             egress_id: req.egress_id.clone(),
             room_name,
@@ -460,6 +375,7 @@ impl PipelineConfig {
             audio_codec: format.audio,
             video_codec: format.video,
             file: FileOutputSpec { container, storage_path, local_name, disable_manifest: file.disable_manifest },
+            outputs: shape.outputs,
             max_duration: config.session_limits.file_output_max_duration,
             max_size: config.session_limits.file_output_max_size,
             pipeline_latency: if latency.is_zero() { crate::config::defaults::DEFAULT_PIPELINE_LATENCY } else { latency },
@@ -468,25 +384,10 @@ impl PipelineConfig {
     }
 }
 
-
-
-/// The first output kind a request asks for that this build cannot produce yet, in the order
-/// the Go egress validates them.
-fn first_unsupported_output(stream: bool, segments: bool, images: bool) -> Option<&'static str> {
-    if stream {
-        Some("stream output")
-    } else if segments {
-        Some("segment output")
-    } else if images {
-        Some("image output")
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use egress_proto::livekit::{encoded_file_output, output};
     use crate::config::{EmptyEnv, parse};
 
     fn service() -> ServiceConfig {
@@ -503,7 +404,7 @@ mod tests {
     }
 
     fn err(req: &StartEgressRequest) -> String {
-        PipelineConfig::new(&service(), req, "", SystemTime::now()).unwrap_err().message
+        WebConfig::new(&service(), req, "", SystemTime::now()).unwrap_err().message
     }
 
     #[test]
@@ -514,7 +415,7 @@ mod tests {
             file_outputs: vec![file("rec/{room_name}.mp4")],
             ..Default::default()
         });
-        let p = PipelineConfig::new(&service(), &req, "", SystemTime::now()).unwrap();
+        let p = WebConfig::new(&service(), &req, "", SystemTime::now()).unwrap();
         assert!(p.source.await_start_signal);
         let u = url::Url::parse(&p.source.url).unwrap();
         assert_eq!(u.host_str(), Some("localhost"));
@@ -559,9 +460,9 @@ mod tests {
         r.file_outputs[0].output = Some(encoded_file_output::Output::S3(Default::default()));
         let mut no_local = service();
         no_local.disallow_local_storage = true;
-        assert!(PipelineConfig::new(&no_local, &rc(r), "my room", SystemTime::now()).is_ok());
+        assert!(WebConfig::new(&no_local, &rc(r), "my room", SystemTime::now()).is_ok());
         assert_eq!(
-            PipelineConfig::new(&no_local, &rc(base()), "", SystemTime::now()).unwrap_err().message,
+            WebConfig::new(&no_local, &rc(base()), "", SystemTime::now()).unwrap_err().message,
             "request has missing or invalid field: output"
         );
         let mut r = base();
@@ -603,7 +504,7 @@ mod tests {
             })),
             ..Default::default()
         };
-        let p = PipelineConfig::new(&service(), &req, "", SystemTime::now()).unwrap();
+        let p = WebConfig::new(&service(), &req, "", SystemTime::now()).unwrap();
         assert_eq!(p.request_type, RequestType::Web);
         assert!(!p.source.await_start_signal);
         assert!(!p.video);
@@ -631,7 +532,7 @@ mod tests {
             })),
             ..Default::default()
         };
-        let p = PipelineConfig::new(&service(), &web(EncodedFileType::DefaultFiletype), "", SystemTime::now()).unwrap();
+        let p = WebConfig::new(&service(), &web(EncodedFileType::DefaultFiletype), "", SystemTime::now()).unwrap();
         assert_eq!((p.file.container, p.audio_codec, p.video_codec), (Container::Webm, Some(AudioCodec::Opus), Some(VideoCodec::Vp8)));
         assert_eq!(p.file.storage_path, "rec/page.webm", "a known wrong extension is replaced");
         assert_eq!(err(&web(EncodedFileType::Mp4)), "format video/mp4 incompatible with codec video/vp8");

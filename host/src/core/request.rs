@@ -132,11 +132,11 @@ pub fn cpu_cost(c: &Classified, costs: &CpuCostConfig, estimated_cpu: f64) -> f6
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use egress_proto::rpc::start_egress_request::Request;
 
-    fn costs() -> CpuCostConfig {
+    pub(crate) fn costs() -> CpuCostConfig {
         CpuCostConfig {
             room_composite_cpu_cost: 4.0,
             audio_room_composite_cpu_cost: 1.0,
@@ -169,24 +169,5 @@ mod tests {
         let estimated = StartEgressRequest { estimated_cpu: 3.0, ..track };
         assert_eq!(cost(&estimated), 3.0);
         assert!(classify(&StartEgressRequest::default()).is_none());
-    }
-
-    #[test]
-    fn track_egress_runs_here_with_a_file_or_a_websocket_output() {
-        use livekit::track_egress_request::Output;
-        let track = |output| StartEgressRequest {
-            request: Some(Request::Track(livekit::TrackEgressRequest { output, ..Default::default() })),
-            ..Default::default()
-        };
-        let file = classify(&track(Some(Output::File(Default::default())))).unwrap();
-        assert!(file.passthrough && crate::pipeline::supports(&file));
-        let websocket = classify(&track(Some(Output::WebsocketUrl("ws://x".into())))).unwrap();
-        assert!(websocket.passthrough && crate::pipeline::supports(&websocket));
-        assert_eq!(cpu_cost(&websocket, &costs(), 0.0), costs().track_cpu_cost);
-        // Composites over WebRTC run here too (`pipeline::composite`).
-        let composite = StartEgressRequest { request: Some(Request::TrackComposite(Default::default())), ..Default::default() };
-        assert!(crate::pipeline::supports(&classify(&composite).unwrap()));
-        let participant = StartEgressRequest { request: Some(Request::Participant(Default::default())), ..Default::default() };
-        assert!(crate::pipeline::supports(&classify(&participant).unwrap()));
     }
 }

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
 use super::chrome::{Chrome, ChromeOptions, PageSignal};
-use super::config::{PipelineConfig, redact_token};
+use super::config::{WebConfig, redact_token};
 use super::display::Display;
-use super::error::PipelineError;
+use crate::core::PipelineError;
 use super::gst::{CaptureInputs, Recording};
 use super::pulse::Pulse;
 use crate::config::ServiceConfig;
@@ -29,7 +29,7 @@ impl WebSource {
     /// Starts everything and loads the page; on error, whatever was started is stopped again.
     pub async fn start(
         service: &ServiceConfig,
-        cfg: &PipelineConfig,
+        cfg: &WebConfig,
         work_dir: &Path,
         output: PathBuf,
     ) -> Result<WebSource, PipelineError> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use super::error::PipelineError;
+use crate::core::PipelineError;
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// The sink runs at the rate Opus needs; AAC/MP3 at other rates resample in GStreamer.

@@ -27,11 +27,11 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use egress_proto::livekit::{EgressInfo, EgressStatus, StopEgressRequest, UpdateStreamRequest};
 use egress_proto::rpc::StartEgressRequest;
 
-use super::handler_process::{Frames, HandlerProcess};
+use crate::process::child::{Frames, HandlerProcess};
 use super::ioinfo::IoInfoClient;
-use super::ipc::{self, HandlerMsg, StartJob, handler_msg, service_msg};
+use crate::process::ipc::{self, HandlerMsg, StartJob, handler_msg, service_msg};
 use super::methods::{STOP_EGRESS, UPDATE_STREAM};
-use super::request::{Classified, RequestType};
+use crate::core::request::{Classified, RequestType};
 use super::worker::Worker;
 use crate::config::ConfigSource;
 use crate::rpc::server::now_unix_nanos;
@@ -56,7 +56,7 @@ pub struct Launcher {
     /// left behind to the storage its request named.
     pub config: Arc<crate::config::ServiceConfig>,
     pub plugins: Arc<crate::plugins::PluginRegistry>,
-    pub metrics: Arc<crate::service::metrics::Metrics>,
+    pub metrics: Arc<super::metrics::Metrics>,
     /// The `EgressHandler` server object (its own `SRV_` id, as in Go).
     pub handler_rpc: RpcServer,
     /// Links of running egresses, by egress id.
@@ -110,12 +110,12 @@ fn failed(mut info: EgressInfo, error: String) -> EgressInfo {
 impl Launcher {
     /// Starts the egress in a handler process and returns once its job is sent (or it failed
     /// to start).
-    pub async fn launch(self: &Arc<Self>, req: &StartEgressRequest, info: &EgressInfo) -> Result<(), RpcError> {
+    pub async fn launch(self: &Arc<Self>, req: &StartEgressRequest, info: &EgressInfo, classified: Classified) -> Result<(), RpcError> {
         let egress_id = info.egress_id.clone();
         let work_dir = self.tmp_root.join(&egress_id);
         std::fs::create_dir_all(&work_dir)
             .map_err(|e| RpcError::new(Code::Internal, format!("cannot create work dir: {e}")))?;
-        let shared = super::request::classify(req).is_some_and(|c| shares_process(&c));
+        let shared = shares_process(&classified);
         let placed = if shared {
             self.place_in_shared(&egress_id).await
         } else {
@@ -160,7 +160,7 @@ impl Launcher {
         let this = self.clone();
         let request = req.clone();
         tokio::spawn(async move {
-            this.supervise(frames, link, registrations, work_dir, request, shared).await;
+            this.supervise(frames, link, registrations, work_dir, request, classified).await;
         });
         Ok(())
     }
@@ -288,8 +288,9 @@ impl Launcher {
         registrations: Vec<crate::rpc::Registration>,
         work_dir: PathBuf,
         request: StartEgressRequest,
-        shared: bool,
+        classified: Classified,
     ) {
+        let shared = shares_process(&classified);
         let egress_id = link.egress_id.clone();
         // IOInfo updates go out in order, one egress at a time.
         let (updates_tx, mut updates_rx) = mpsc::unbounded_channel::<EgressInfo>();
@@ -338,12 +339,11 @@ impl Launcher {
             }
             // Deliver the partial recording the handler left in the work dir, and report it.
             let files = crate::storage::salvage(&work_dir, &self.config, &request, &self.plugins, now_unix_nanos()).await;
-            crate::pipeline::attach_salvaged(&mut info, files);
+            crate::outputs::attach_salvaged(&mut info, files);
             link.latest.send_replace(info.clone());
             let _ = updates_tx.send(info);
         }
-        let request_type = super::request::classify(&request).map_or("unknown", |c| c.request_type.label());
-        self.metrics.handler_ended(request_type, terminal_sent);
+        self.metrics.handler_ended(classified.request_type.label(), terminal_sent);
         drop(updates_tx);
         let _ = updater.await;
         self.links.lock().unwrap_or_else(|e| e.into_inner()).remove(&egress_id);
@@ -354,7 +354,7 @@ impl Launcher {
 }
 
 fn remove_work_dir(dir: &Path) {
-    if crate::pipeline::outputs::is_kept(dir) {
+    if crate::storage::local::is_kept(dir) {
         tracing::error!(dir = %dir.display(), "keeping the work dir: it holds a recording that could not be delivered");
         return;
     }

@@ -16,7 +16,7 @@
 //! patch their first bytes at EOS (measured with GStreamer 1.22): mp4mux rewrites the moov's
 //! durations (first ~1 KiB, even fragmented), xingmux its Xing frame (first ~150 bytes),
 //! matroskamux its segment header (first ~250 bytes); only oggmux never goes back. For MP4
-//! and MP3 the filesink answers "not seekable" ([`super::elements::file_end`]), so they
+//! and MP3 the filesink answers "not seekable" ([`crate::pipeline::elements::file_end`]), so they
 //! write for a stream and never go back. WebM keeps its seekable header (its duration and cues
 //! need it): storage compares the head at the end and uploads the finished file again.
 //!
@@ -43,10 +43,10 @@ use gstreamer::prelude::*;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::config::PipelineConfig;
-use super::encoding::{AudioCodec, VideoCodec};
-use super::elements::{audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request, link_to_muxer, make, set, set_str, vp8_encoder};
-use super::error::PipelineError;
+use super::config::WebConfig;
+use crate::pipeline::encoding::{AudioCodec, VideoCodec};
+use crate::pipeline::elements::{audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request, link_to_muxer, make, set, set_str, vp8_encoder};
+use crate::core::PipelineError;
 
 /// `audiorate` tolerance before it fills or drops samples (Go: 3 ms).
 const AUDIO_RATE_TOLERANCE: Duration = Duration::from_millis(3);
@@ -175,7 +175,7 @@ fn gate_pad(pad: &gst::Pad, gate: Arc<Gate>) {
 
 impl Recording {
     /// Builds the pipeline writing to `out_path`. Nothing runs until [`prepare`](Self::prepare).
-    pub fn build(cfg: &PipelineConfig, inputs: &CaptureInputs, out_path: &Path) -> Result<Recording, PipelineError> {
+    pub fn build(cfg: &WebConfig, inputs: &CaptureInputs, out_path: &Path) -> Result<Recording, PipelineError> {
         gst::init().map_err(gst_err)?;
         let pipeline = gst::Pipeline::with_name("pipeline");
         // The system clock runs from the start; pulsesrc's own clock only advances once its

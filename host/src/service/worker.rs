@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::request::{Classified, RequestType};
+use crate::core::request::{Classified, RequestType};
 
 pub const AFFINITY_NONE: f32 = -1.0;
 pub const AFFINITY_IDLE: f32 = 0.5;

@@ -1,7 +1,7 @@
 //! One `egress run-handler` child process, as the service sees it: spawned in its own process
 //! group, connected over a Unix socket, its frames routed to the egresses it runs.
 //!
-//! The process knows nothing about which egresses it will get; the [`super::launcher`] sends
+//! The process knows nothing about which egresses it will get; the service's launcher (`crate::service::launcher`) sends
 //! them with [`HandlerProcess::start`]. When the process exits or its connection breaks, every
 //! egress still attached sees its frame channel close and learns why from [`HandlerProcess::exit`].
 
@@ -18,9 +18,8 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 
-use super::ipc::{self, HandlerMsg, ServiceMsg, handler_msg, service_msg};
+use super::ipc::{self, ENV_IPC, HandlerMsg, ServiceMsg, handler_msg, service_msg};
 use crate::config::ConfigSource;
-use crate::handler::ENV_IPC;
 use crate::rpc::{Code, RpcError};
 
 /// How long a handler may take to say Ready (Go: 10 s).
@@ -40,7 +39,7 @@ pub struct HandlerProcess {
     routes: Mutex<Routes>,
     /// `None` while running; then why it ended ("exit status: 0", "signal: 9 (SIGKILL)").
     exit: watch::Sender<Option<String>>,
-    /// Where its core went, when it died with one ([`crate::crash::core_file`]).
+    /// Where its core went, when it died with one ([`super::crash::core_file`]).
     core: std::sync::OnceLock<String>,
 }
 
@@ -228,7 +227,7 @@ impl HandlerProcess {
         let reason = status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
         tracing::info!(pid = self.pid, exit = %reason, "handler process ended");
         if let (Some(pid), Some(status)) = (self.pid, status)
-            && let Some(core) = crate::crash::core_of_crash(pid, &status)
+            && let Some(core) = super::crash::core_of_crash(pid, &status)
         {
             tracing::error!(pid, exit = %reason, core = %core, "handler process crashed; its report (signal, egress ids, backtrace) is in the log above");
             let _ = self.core.set(core);

@@ -1,10 +1,10 @@
-//! Local files of a recording: the delivery plan and the last resort.
+//! Local files of a recording: the delivery plan, the last resort and the KEEP marker.
 //!
-//! Recordings reach their storage through sink plugins (`crate::storage`). This module keeps
-//! what is about the work dir itself:
+//! Recordings reach their storage through sink plugins ([`super::upload`]). This module keeps
+//! what is about the work dir and local storage itself:
 //! * [`DeliveryPlan`]: a handler that is killed cannot deliver its own file, so before recording
 //!   starts it writes the plan into its work dir; the service then salvages the partial file
-//!   (fragmented MP4, Ogg or MP3: all playable when cut short) with `storage::salvage`.
+//!   (fragmented MP4, Ogg or MP3: all playable when cut short) with [`super::salvage`].
 //! * [`deliver`]: the last resort when no storage takes a recording: the file is renamed into
 //!   local storage (`EGRESS_LOCAL_STORAGE_DIR`, default the working directory, which is what
 //!   Go's `abs("")` gives; fsync + atomic rename) so that the work dir's cleanup cannot delete it.
@@ -16,7 +16,6 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-
 /// Env var naming the local storage root.
 pub const ENV_LOCAL_STORAGE_DIR: &str = "EGRESS_LOCAL_STORAGE_DIR";
 /// The plan's file name inside the work dir.
@@ -26,7 +25,7 @@ const KEEP_FILE: &str = "KEEP";
 
 /// Where one output goes once finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Destination {
+pub struct PlannedDestination {
     /// The storage path (`FileInfo.filename`), relative to the storage root.
     pub storage_path: String,
 }
@@ -87,7 +86,7 @@ pub fn local_destination(root: &Path, storage_path: &str) -> Result<PathBuf, Del
 /// The file is fsynced, moved under a temporary name in the destination directory (renamed if
 /// on the same filesystem, else copied), fsynced again, then renamed to its final name, so a
 /// reader never sees a half-written file under the final name.
-pub fn deliver(local_path: &Path, dest: &Destination) -> Result<Delivered, DeliveryError> {
+pub fn deliver(local_path: &Path, dest: &PlannedDestination) -> Result<Delivered, DeliveryError> {
     let root = local_storage_root();
     let final_path = local_destination(&root, &dest.storage_path)?;
     let dir = final_path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
@@ -128,7 +127,7 @@ pub struct DeliveryPlan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedFile {
     pub local_path: PathBuf,
-    pub destination: Destination,
+    pub destination: PlannedDestination,
     /// Unix ns of the first captured frame; 0 until the recording is active.
     pub started_at: i64,
 }
@@ -183,7 +182,7 @@ mod tests {
         unsafe { std::env::set_var(ENV_LOCAL_STORAGE_DIR, root.path()) };
         let local = work.path().join("a.mp4");
         fs::write(&local, b"0123456789").unwrap();
-        let d = deliver(&local, &Destination { storage_path: "rec/a.mp4".into() }).unwrap();
+        let d = deliver(&local, &PlannedDestination { storage_path: "rec/a.mp4".into() }).unwrap();
         assert_eq!(d.size, 10);
         assert!(d.location.ends_with("/rec/a.mp4"), "{}", d.location);
         assert!(!local.exists());

@@ -25,7 +25,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::error::PipelineError;
+use crate::core::PipelineError;
 
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(20);
 /// Navigation timeout and attempts (Go: 30 s, 3 tries on timeouts and two transient errors).

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use egress_proto::livekit::EgressInfo;
 use egress_proto::rpc::{ListActiveEgressRequest, ListActiveEgressResponse, StartEgressRequest};
 
-use super::errors;
-use super::info::starting_info;
+use crate::core::errors;
+use crate::core::info::starting_info;
 use super::ioinfo::IoInfoClient;
 use super::launcher::Launcher;
 use super::methods::{LIST_ACTIVE_EGRESS, START_EGRESS};
-use super::request::{classify, cpu_cost};
+use crate::core::request::{classify, cpu_cost};
 use super::worker::{ActiveEgress, Worker};
 use crate::config::ServiceConfig;
 use crate::rpc::{Registration, RequestContext, RpcError, RpcServer};
@@ -96,13 +96,9 @@ impl EgressServer {
         if !self.worker.can_accept(cpu) {
             return Err(errors::not_enough_cpu());
         }
-        let valid = crate::pipeline::validate(&self.config, &req)
-            .and_then(|()| crate::storage::check(&self.config, &req, &self.launcher.plugins));
-        // The layout's renderer answers now, so that an unknown layout fails StartEgress.
-        let valid = match valid {
-            Ok(()) => crate::pipeline::config::render_page(&self.config, &req, &self.launcher.plugins).await.map(drop),
-            Err(e) => Err(e),
-        };
+        // The recorder's settings, the outputs' storage and the layout's renderer, as the handler
+        // will meet them.
+        let valid = crate::pipeline::validate(&self.config, &req, &classified, &self.launcher.plugins).await;
         if let Err(e) = valid {
             tracing::warn!(egress_id = %req.egress_id, request_type = classified.request_type.label(),
                 error = %e, "request refused");
@@ -115,7 +111,7 @@ impl EgressServer {
         }
         let (created, launched) = tokio::join!(
             self.io.create_egress(&info, Some(ctx.expiry_unix_nanos)),
-            self.launcher.launch(&req, &info)
+            self.launcher.launch(&req, &info, classified)
         );
         match (created, launched) {
             (_, Err(launch_err)) => {

@@ -4,7 +4,7 @@
 //! same `--config`/`EGRESS_CONFIG_*` it was started with. The handler connects, says `Ready`, and
 //! runs every job (`Start`) the service sends, each as its own task with its own stop and
 //! UpdateStream lines; a Chrome egress gets a handler to itself, WebRTC track egresses share one
-//! (the service decides, `crate::egress::launcher`). The handler never touches Redis: every
+//! (the service decides, `crate::service::launcher`). The handler never touches Redis: every
 //! status change goes to the service over IPC, which forwards it to livekit-server.
 //!
 //! The handler exits when the service closes the connection and no job is left. A closed
@@ -23,12 +23,13 @@ use tokio::task::JoinSet;
 use egress_proto::livekit::EgressInfo;
 
 use crate::config::ServiceConfig;
-use crate::egress::ipc::{self, HandlerMsg, ServiceMsg, StartJob, handler_msg, service_msg};
+use crate::core::request::classify;
+use crate::core::status::InfoExt;
+use crate::core::{PipelineError, errors};
+use super::ipc::{self, ENV_IPC, HandlerMsg, ServiceMsg, StartJob, handler_msg, service_msg};
 use crate::pipeline::{self, Control, Job, StopRequest, UpdateStreamCall};
 use crate::plugins::PluginRegistry;
 use crate::rpc::{Code, RpcError};
-
-pub const ENV_IPC: &str = "EGRESS_HANDLER_IPC";
 
 /// The end reason of jobs stopped because the handler is told to go (signal, service gone).
 const REASON_PROCESS_KILLED: &str = "Process killed";
@@ -43,7 +44,7 @@ pub enum HandlerError {
 
 /// Entry point of `egress run-handler`.
 pub fn main(config: ServiceConfig) -> ExitCode {
-    crate::crash::install();
+    super::crash::install();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -203,7 +204,7 @@ async fn report_panicked(shared: Arc<Shared>, egress_id: String, job: StartJob, 
     if let (Some(request), Ok(plugins)) = (job.request, shared.plugins().await) {
         let work_dir = PathBuf::from(&job.work_dir);
         let files = crate::storage::salvage(&work_dir, &shared.config, &request, &plugins, crate::rpc::server::now_unix_nanos()).await;
-        pipeline::attach_salvaged(&mut info, files);
+        crate::outputs::attach_salvaged(&mut info, files);
     }
     let _ = out.send(HandlerMsg { kind: Some(handler_msg::Kind::Finished(info)), egress_id });
 }
@@ -255,7 +256,7 @@ async fn run_job(
     control: JobControl,
     out: mpsc::UnboundedSender<HandlerMsg>,
 ) -> String {
-    let _named_in_crash_reports = crate::crash::Running::new(&egress_id);
+    let _named_in_crash_reports = super::crash::Running::new(&egress_id);
     let (updates_tx, mut updates_rx) = mpsc::unbounded_channel::<EgressInfo>();
     let control = Control { updates: updates_tx, stop: control.stop, update_stream: control.update_stream };
     let forward = {
@@ -270,17 +271,26 @@ async fn run_job(
     };
     let info = job.info.unwrap_or_default();
     let final_info = match (job.request, shared.plugins().await) {
-        (Some(request), Ok(plugins)) => {
-            let span = tracing::info_span!("egress", egress_id = %egress_id);
-            let job = Job {
-                config: shared.config.clone(),
-                request,
-                info,
-                work_dir: PathBuf::from(job.work_dir),
-                plugins,
-            };
-            tracing::Instrument::instrument(pipeline::run(job, control), span).await
-        }
+        // Classified once in this process, as the service did once in its own.
+        (Some(request), Ok(plugins)) => match classify(&request) {
+            Some(classified) => {
+                let span = tracing::info_span!("egress", egress_id = %egress_id);
+                let job = Job {
+                    config: shared.config.clone(),
+                    request,
+                    classified,
+                    info,
+                    work_dir: PathBuf::from(job.work_dir),
+                    plugins,
+                };
+                tracing::Instrument::instrument(pipeline::run(job, control), span).await
+            }
+            None => {
+                let mut info = info;
+                info.set_failed(&PipelineError::Request(errors::invalid_input("request")));
+                info
+            }
+        },
         (None, _) => failed(info, "the job carried no request".into()),
         (_, Err(e)) => failed(info, e),
     };
@@ -290,8 +300,7 @@ async fn run_job(
 }
 
 fn failed(mut info: EgressInfo, error: String) -> EgressInfo {
-    use pipeline::controller::InfoExt;
-    info.set_failed(&pipeline::PipelineError::Request(RpcError::new(Code::Internal, error)));
+    info.set_failed(&PipelineError::Request(RpcError::new(Code::Internal, error)));
     info
 }
 

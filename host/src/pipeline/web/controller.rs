@@ -11,24 +11,26 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use egress_proto::livekit::{EgressInfo, EgressStatus, FileInfo, egress_info};
+use egress_proto::livekit::{EgressInfo, EgressStatus};
 
-use super::StopRequest;
 use super::chrome::PageSignal;
-use super::config::PipelineConfig;
-use super::error::PipelineError;
+use super::config::WebConfig;
 use super::gst::GstEvent;
-use super::lifecycle::{self, ManifestSource, StopRequests};
-use super::outputs::DeliveryPlan;
-use super::web_source::WebSource;
+use super::source::WebSource;
 use crate::config::ServiceConfig;
-use super::file_output::FileOutput;
-use crate::storage::Destinations;
+use crate::core::PipelineError;
+use crate::core::status::{
+    END_REASON_LIMIT, END_REASON_SOURCE_CLOSED, InfoExt, MSG_LIMIT_BEFORE_START, MSG_START_NOT_RECEIVED,
+    MSG_STOPPED_BEFORE_STARTED, now_nanos,
+};
+use crate::outputs::{FileOutput, OutputSet};
+use crate::pipeline::job::StopRequest;
+use crate::pipeline::lifecycle::{self, ManifestSource, Session};
 
 /// How long EOS may take to drain through the pipeline (Go: 30 s, then "pipeline frozen").
 const EOS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,89 +38,6 @@ const EOS_TIMEOUT: Duration = Duration::from_secs(30);
 const SIZE_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 /// How often a page that has not signalled start is checked for a `div.error`.
 const TEMPLATE_ERROR_POLL: Duration = Duration::from_secs(1);
-
-// Texts from LiveKit's protocol (`livekit/livekit_egress.go`).
-const MSG_START_NOT_RECEIVED: &str = "Start signal not received";
-const MSG_STOPPED_BEFORE_STARTED: &str = "Stop called before pipeline could start";
-const MSG_LIMIT_REACHED: &str = "Session limit reached";
-const MSG_LIMIT_BEFORE_START: &str = "Session limit reached before start signal";
-const END_REASON_SOURCE_CLOSED: &str = "Source closed";
-const END_REASON_LIMIT: &str = "Session limit reached";
-const END_REASON_FAILURE: &str = "Failure";
-
-pub fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
-}
-
-/// Status helpers mirroring `EgressInfo.Set*` in LiveKit's protocol.
-pub trait InfoExt {
-    fn set_status(&mut self, status: EgressStatus);
-    fn set_end_reason(&mut self, reason: &str);
-    fn set_failed(&mut self, err: &PipelineError);
-    fn set_aborted(&mut self, msg: &str);
-    fn set_limit_reached(&mut self);
-    fn set_complete(&mut self);
-    fn status_is(&self, status: EgressStatus) -> bool;
-}
-
-impl InfoExt for EgressInfo {
-    fn set_status(&mut self, status: EgressStatus) {
-        self.status = status as i32;
-        self.updated_at = now_nanos();
-    }
-
-    fn set_end_reason(&mut self, reason: &str) {
-        self.details = format!("End reason: {reason}");
-    }
-
-    fn set_failed(&mut self, err: &PipelineError) {
-        let now = now_nanos();
-        self.status = EgressStatus::EgressFailed as i32;
-        self.updated_at = now;
-        self.ended_at = now;
-        self.error = err.to_string();
-        self.error_code = err.http_status();
-        if self.details.is_empty() {
-            self.set_end_reason(END_REASON_FAILURE);
-        }
-    }
-
-    fn set_aborted(&mut self, msg: &str) {
-        let now = now_nanos();
-        self.status = EgressStatus::EgressAborted as i32;
-        self.error = msg.to_owned();
-        self.error_code = 412;
-        self.updated_at = now;
-        self.ended_at = now;
-    }
-
-    fn set_limit_reached(&mut self) {
-        let now = now_nanos();
-        self.status = EgressStatus::EgressLimitReached as i32;
-        self.error = MSG_LIMIT_REACHED.to_owned();
-        self.error_code = 413;
-        self.updated_at = now;
-        self.ended_at = now;
-    }
-
-    fn set_complete(&mut self) {
-        let now = now_nanos();
-        self.status = EgressStatus::EgressComplete as i32;
-        self.updated_at = now;
-        self.ended_at = now;
-    }
-
-    fn status_is(&self, status: EgressStatus) -> bool {
-        self.status == status as i32
-    }
-}
-
-/// The deprecated single `result`, still filled when a file is the only output, for older
-/// clients (as the Go egress does).
-#[allow(deprecated)]
-pub fn deprecated_file_result(file: &FileInfo) -> Option<egress_info::Result> {
-    Some(egress_info::Result::File(file.clone()))
-}
 
 /// Something the controller reacts to while recording.
 enum Event {
@@ -132,15 +51,11 @@ enum Event {
 
 pub struct Controller {
     service: Arc<ServiceConfig>,
-    cfg: PipelineConfig,
-    info: EgressInfo,
-    /// The file output, from the work dir to its storage.
-    output: FileOutput,
-    work_dir: PathBuf,
-    updates: mpsc::UnboundedSender<EgressInfo>,
-    stops: StopRequests,
-    limit_at: Option<Instant>,
-    started_at: i64,
+    cfg: WebConfig,
+    /// The info, the file output (from the work dir to its storage), stops and the limit.
+    session: Session,
+    /// The file the pipeline writes.
+    local_path: PathBuf,
     size_tick: tokio::time::Interval,
     template_tick: tokio::time::Interval,
 }
@@ -154,64 +69,41 @@ fn ticker(every: Duration) -> tokio::time::Interval {
 impl Controller {
     pub fn new(
         service: Arc<ServiceConfig>,
-        cfg: PipelineConfig,
-        mut info: EgressInfo,
+        cfg: WebConfig,
+        info: EgressInfo,
         work_dir: PathBuf,
-        dests: Destinations,
+        file: FileOutput,
         updates: mpsc::UnboundedSender<EgressInfo>,
         stop: watch::Receiver<Option<StopRequest>>,
     ) -> Controller {
-        let output = FileOutput::new(work_dir.join(&cfg.file.local_name), cfg.file.storage_path.clone(), dests);
-        info.file_results = vec![output.info.clone()];
-        info.result = deprecated_file_result(&output.info);
-        let limit_at = (!cfg.max_duration.is_zero()).then(|| Instant::now() + cfg.max_duration);
+        let local_path = file.local_path().to_path_buf();
+        let manifest = ManifestSource {
+            egress_id: cfg.egress_id.clone(),
+            room_id: cfg.room_id.clone(),
+            room_name: cfg.room_name.clone(),
+            url: cfg.source.web_url.clone(),
+            disabled: cfg.file.disable_manifest,
+        };
+        let outputs = OutputSet { files: vec![file], ..Default::default() };
+        let session = Session::new(info, outputs, manifest, work_dir, updates, stop, cfg.max_duration);
         Controller {
             service,
             cfg,
-            info,
-            output,
-            work_dir,
-            updates,
-            stops: StopRequests::new(stop),
-            limit_at,
-            started_at: 0,
+            session,
+            local_path,
             size_tick: ticker(SIZE_CHECK_INTERVAL),
             template_tick: ticker(TEMPLATE_ERROR_POLL),
         }
     }
 
-    fn local_path(&self) -> PathBuf {
-        self.output.local_path().to_path_buf()
-    }
-
-    fn plan(&self) -> DeliveryPlan {
-        DeliveryPlan { egress_id: self.cfg.egress_id.clone(), files: vec![self.output.planned()] }
-    }
-
-    fn write_plan(&self) {
-        if let Err(e) = self.plan().write(&self.work_dir) {
-            tracing::warn!(error = %e, "could not write the delivery plan; a crash would lose the partial file");
-        }
-    }
-
-    fn send_update(&mut self) {
-        self.sync_results();
-        let _ = self.updates.send(self.info.clone());
-    }
-
-    fn sync_results(&mut self) {
-        self.info.file_results = vec![self.output.info.clone()];
-        self.info.result = deprecated_file_result(&self.output.info);
-    }
-
     /// Waits for the next event. `poll_template` adds the periodic `div.error` check.
     async fn next_event(&mut self, src: &mut WebSource, poll_template: bool, size_checks: bool) -> Event {
         tokio::select! {
-            req = self.stops.next() => Event::Stop(req),
+            req = self.session.stops.next() => Event::Stop(req),
             sig = src.signals.recv() => Event::Page(sig),
             ev = src.recording.next_event() => Event::Gst(ev),
-            _ = lifecycle::sleep_until(self.limit_at) => {
-                self.limit_at = None;
+            _ = lifecycle::sleep_until(self.session.limit_at) => {
+                self.session.limit_at = None;
                 Event::Limit
             }
             _ = self.size_tick.tick(), if size_checks && self.cfg.max_size > 0 => Event::SizeCheck,
@@ -220,20 +112,21 @@ impl Controller {
     }
 
     pub async fn run(mut self) -> EgressInfo {
-        self.write_plan();
-        let output = self.local_path();
+        self.session.write_plan();
+        let output = self.local_path.clone();
         enum Setup {
             Started(Box<Result<WebSource, PipelineError>>),
             Stopped(StopRequest),
             Limit,
         }
+        let work_dir = self.session.work_dir().to_path_buf();
         let setup = {
-            let start = WebSource::start(&self.service, &self.cfg, &self.work_dir, output);
+            let start = WebSource::start(&self.service, &self.cfg, &work_dir, output);
             // A stop or the session limit may come while Chrome is still loading the page.
             tokio::select! {
                 r = start => Setup::Started(Box::new(r)),
-                req = self.stops.next() => Setup::Stopped(req),
-                _ = lifecycle::sleep_until(self.limit_at) => Setup::Limit,
+                req = self.session.stops.next() => Setup::Stopped(req),
+                _ = lifecycle::sleep_until(self.session.limit_at) => Setup::Limit,
             }
         };
         let started = match setup {
@@ -245,7 +138,7 @@ impl Controller {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "web source failed to start");
-                self.info.set_failed(&e);
+                self.session.info.set_failed(&e);
                 return self.finish(None).await;
             }
         };
@@ -253,9 +146,9 @@ impl Controller {
         let duration = src.recording.media_duration();
         src.close().await;
         if let Some(e) = outcome
-            && !self.info.status_is(EgressStatus::EgressFailed)
+            && !self.session.info.status_is(EgressStatus::EgressFailed)
         {
-            self.info.set_failed(&e);
+            self.session.info.set_failed(&e);
         }
         self.finish(duration).await
     }
@@ -270,8 +163,8 @@ impl Controller {
                 match self.next_event(src, true, false).await {
                     Event::Page(Some(PageSignal::StartRecording)) => break,
                     Event::Page(Some(PageSignal::EndRecording)) => {
-                        self.info.set_end_reason(END_REASON_SOURCE_CLOSED);
-                        self.info.set_aborted(MSG_START_NOT_RECEIVED);
+                        self.session.info.set_end_reason(END_REASON_SOURCE_CLOSED);
+                        self.session.info.set_aborted(MSG_START_NOT_RECEIVED);
                         return None;
                     }
                     // The console listener ended: Chrome is gone, and the page will never signal.
@@ -279,14 +172,14 @@ impl Controller {
                         return Some(PipelineError::Chrome("chrome exited before the start signal".into()));
                     }
                     Event::Stop(StopRequest::Graceful { reason }) => {
-                        self.info.set_end_reason(&reason);
-                        self.info.set_aborted(MSG_START_NOT_RECEIVED);
+                        self.session.info.set_end_reason(&reason);
+                        self.session.info.set_aborted(MSG_START_NOT_RECEIVED);
                         return None;
                     }
                     Event::Stop(StopRequest::Kill { error }) => return Some(PipelineError::Killed(error)),
                     Event::Limit => {
-                        self.info.set_end_reason(END_REASON_LIMIT);
-                        self.info.set_aborted(MSG_LIMIT_BEFORE_START);
+                        self.session.info.set_end_reason(END_REASON_LIMIT);
+                        self.session.info.set_aborted(MSG_LIMIT_BEFORE_START);
                         return None;
                     }
                     Event::Gst(Some(GstEvent::Error(e))) => return Some(PipelineError::Gst(e)),
@@ -310,32 +203,27 @@ impl Controller {
                     return Some(PipelineError::Gst("pipeline ended before the first frame".into()));
                 }
                 Event::Stop(StopRequest::Graceful { reason }) => {
-                    self.info.set_end_reason(&reason);
-                    self.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
+                    self.session.info.set_end_reason(&reason);
+                    self.session.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
                     return None;
                 }
                 Event::Stop(StopRequest::Kill { error }) => return Some(PipelineError::Killed(error)),
                 Event::Page(Some(PageSignal::EndRecording)) => {
-                    self.info.set_end_reason(END_REASON_SOURCE_CLOSED);
-                    self.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
+                    self.session.info.set_end_reason(END_REASON_SOURCE_CLOSED);
+                    self.session.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
                     return None;
                 }
                 Event::Limit => {
-                    self.info.set_end_reason(END_REASON_LIMIT);
-                    self.info.set_aborted(MSG_LIMIT_BEFORE_START);
+                    self.session.info.set_end_reason(END_REASON_LIMIT);
+                    self.session.info.set_aborted(MSG_LIMIT_BEFORE_START);
                     return None;
                 }
                 Event::Page(_) | Event::SizeCheck | Event::TemplateCheck => {}
             }
         }
 
-        self.started_at = now_nanos();
         // Stamps the file's start (reported with ACTIVE) and starts following the file.
-        self.output.start(self.started_at);
-        self.info.set_status(EgressStatus::EgressActive);
-        tracing::info!("recording active");
-        self.send_update();
-        self.write_plan();
+        self.session.activate(now_nanos());
 
         // Recording.
         let mut page_open = true;
@@ -346,9 +234,9 @@ impl Controller {
                 // The page's console is gone (Chrome exited); keep recording what is on screen
                 // until told to stop, as the Go egress does.
                 tokio::select! {
-                    req = self.stops.next() => Event::Stop(req),
+                    req = self.session.stops.next() => Event::Stop(req),
                     ev = src.recording.next_event() => Event::Gst(ev),
-                    _ = lifecycle::sleep_until(self.limit_at) => { self.limit_at = None; Event::Limit }
+                    _ = lifecycle::sleep_until(self.session.limit_at) => { self.session.limit_at = None; Event::Limit }
                     _ = self.size_tick.tick(), if self.cfg.max_size > 0 => Event::SizeCheck,
                 }
             };
@@ -356,7 +244,7 @@ impl Controller {
                 Event::Stop(StopRequest::Graceful { reason }) => return self.end(src, &reason).await,
                 Event::Stop(StopRequest::Kill { error }) => {
                     let err = PipelineError::Killed(error);
-                    self.info.set_failed(&err);
+                    self.session.info.set_failed(&err);
                     return self.drain(src).await.or(Some(err));
                 }
                 Event::Page(Some(PageSignal::EndRecording)) => return self.end(src, END_REASON_SOURCE_CLOSED).await,
@@ -370,7 +258,7 @@ impl Controller {
                     return self.end_at_limit(src).await;
                 }
                 Event::SizeCheck => {
-                    let size = std::fs::metadata(self.local_path()).map(|m| m.len()).unwrap_or(0);
+                    let size = std::fs::metadata(&self.local_path).map(|m| m.len()).unwrap_or(0);
                     if size >= self.cfg.max_size {
                         tracing::warn!(size, limit = self.cfg.max_size, "output storage limit reached");
                         return self.end_at_limit(src).await;
@@ -379,7 +267,7 @@ impl Controller {
                 Event::Gst(Some(GstEvent::Error(e))) => return Some(PipelineError::Gst(e)),
                 // An EOS nobody asked for: the sources ended by themselves.
                 Event::Gst(Some(GstEvent::Eos)) => {
-                    self.info.set_end_reason(END_REASON_SOURCE_CLOSED);
+                    self.session.info.set_end_reason(END_REASON_SOURCE_CLOSED);
                     return None;
                 }
                 Event::Gst(None) => return Some(PipelineError::Gst("pipeline bus closed".into())),
@@ -390,16 +278,13 @@ impl Controller {
 
     /// A graceful end: ENDING (sent at once, as Go does), then EOS.
     async fn end(&mut self, src: &mut WebSource, reason: &str) -> Option<PipelineError> {
-        tracing::info!(reason, "stopping recording");
-        self.info.set_end_reason(reason);
-        self.info.set_status(EgressStatus::EgressEnding);
-        self.send_update();
+        self.session.end(reason);
         self.drain(src).await
     }
 
     async fn end_at_limit(&mut self, src: &mut WebSource) -> Option<PipelineError> {
-        self.info.set_end_reason(END_REASON_LIMIT);
-        self.info.set_limit_reached();
+        self.session.info.set_end_reason(END_REASON_LIMIT);
+        self.session.info.set_limit_reached();
         self.drain(src).await
     }
 
@@ -415,7 +300,7 @@ impl Controller {
                     Some(GstEvent::FirstFrame) => {}
                     None => return Some(PipelineError::Gst("pipeline bus closed".into())),
                 },
-                req = self.stops.next() => {
+                req = self.session.stops.next() => {
                     if let StopRequest::Kill { error } = req {
                         return Some(PipelineError::Killed(error));
                     }
@@ -430,34 +315,21 @@ impl Controller {
     fn finish_unstarted(mut self, why: Result<&str, StopRequest>) -> EgressInfo {
         match why {
             Ok(msg) => {
-                self.info.set_end_reason(END_REASON_LIMIT);
-                self.info.set_aborted(msg);
+                self.session.info.set_end_reason(END_REASON_LIMIT);
+                self.session.info.set_aborted(msg);
             }
             Err(StopRequest::Graceful { reason }) => {
-                self.info.set_end_reason(&reason);
-                self.info.set_aborted(MSG_START_NOT_RECEIVED);
+                self.session.info.set_end_reason(&reason);
+                self.session.info.set_aborted(MSG_START_NOT_RECEIVED);
             }
-            Err(StopRequest::Kill { error }) => self.info.set_failed(&PipelineError::Killed(error)),
+            Err(StopRequest::Kill { error }) => self.session.info.set_failed(&PipelineError::Killed(error)),
         }
-        DeliveryPlan::remove(&self.work_dir);
-        self.sync_results();
-        self.info
+        self.session.finish_unstarted()
     }
 
     /// Delivers the file (also a partial one after a failure), writes the manifest and settles
     /// the final status.
-    async fn finish(mut self, media: Option<Duration>) -> EgressInfo {
-        DeliveryPlan::remove(&self.work_dir);
-        lifecycle::deliver_file(&mut self.info, &mut self.output, self.started_at, media).await;
-        let manifest = ManifestSource {
-            egress_id: &self.cfg.egress_id,
-            room_id: &self.cfg.room_id,
-            room_name: &self.cfg.room_name,
-            url: &self.cfg.source.web_url,
-            disabled: self.cfg.file.disable_manifest,
-        };
-        lifecycle::settle(&mut self.info, Some(&self.output), manifest, &self.work_dir).await;
-        self.sync_results();
-        self.info
+    async fn finish(self, media: Option<Duration>) -> EgressInfo {
+        self.session.finish(media).await
     }
 }
