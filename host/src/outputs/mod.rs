@@ -14,6 +14,7 @@
 //! for the websocket) and their start and end.
 
 pub mod file;
+pub mod filename;
 pub mod manifest;
 pub mod pcm;
 pub mod plan;

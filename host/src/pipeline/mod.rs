@@ -35,7 +35,6 @@ use crate::rpc::{Code, RpcError};
 pub mod composite;
 pub mod elements;
 pub mod encoding;
-pub mod filename;
 pub mod job;
 pub mod lifecycle;
 pub mod token;

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
-use crate::pipeline::filename::{FilenameInfo, LocalTime, clean};
+use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
 use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
 use crate::core::errors;

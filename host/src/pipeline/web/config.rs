@@ -12,7 +12,7 @@ use egress_proto::livekit::{
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
 use crate::pipeline::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format};
-use crate::pipeline::filename::{FilenameInfo, LocalTime, clean};
+use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
 use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
 use crate::core::errors;
