@@ -14,10 +14,18 @@
 //! for the websocket) and their start and end.
 
 pub mod file;
+pub mod context;
 pub mod filename;
+pub mod images;
+pub mod retry;
+pub mod sample_clock;
+pub mod segments;
+pub mod store;
 pub mod manifest;
 pub mod pcm;
 pub mod plan;
+pub mod stream;
+pub mod tap;
 pub mod websocket;
 
 use std::path::Path;
@@ -40,6 +48,8 @@ pub struct OutputSet {
     pub files: Vec<FileOutput>,
     /// `stream_results`: the websocket output's entry (Go lists it as a stream).
     pub streams: Vec<StreamInfo>,
+    /// The live stream output (RTMP/SRT URLs), whose `StreamInfo`s follow the websocket's.
+    pub live: Option<stream::StreamOutput>,
 }
 
 impl OutputSet {
@@ -47,9 +57,13 @@ impl OutputSet {
     /// clients read (the file's when there is one, else the streams').
     #[allow(deprecated)]
     pub fn fill_results(&self, info: &mut EgressInfo) {
-        if !self.streams.is_empty() {
-            info.stream_results = self.streams.clone();
-            info.result = Some(egress_info::Result::Stream(StreamInfoList { info: self.streams.clone() }));
+        let mut streams = self.streams.clone();
+        if let Some(live) = &self.live {
+            streams.extend(live.infos());
+        }
+        if !streams.is_empty() {
+            info.stream_results = streams.clone();
+            info.result = Some(egress_info::Result::Stream(StreamInfoList { info: streams }));
         }
         if !self.files.is_empty() {
             info.file_results = self.files.iter().map(|f| f.info.clone()).collect();
@@ -68,6 +82,29 @@ impl OutputSet {
         for stream in &mut self.streams {
             stream.started_at = started_at;
         }
+    }
+
+    /// Waits for a live destination's status to change (forever without one); `true` when the
+    /// egress should report it.
+    pub async fn live_changed(&mut self) -> bool {
+        match self.live.as_mut() {
+            Some(live) => {
+                if !live.next_change().await {
+                    std::future::pending::<()>().await;
+                }
+                true
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// When every output of the egress is a stream and all have FAILED: the last error (Go
+    /// fails the egress when its last output fails).
+    pub fn all_live_failed(&self) -> Option<String> {
+        if !self.files.is_empty() || !self.streams.is_empty() {
+            return None;
+        }
+        self.live.as_ref().and_then(|l| l.all_failed())
     }
 
     /// What a killed handler leaves for the service to salvage.
@@ -100,6 +137,13 @@ impl OutputSet {
                 }
             }
             info.backup_storage_used = file.backup_used;
+        }
+        if let Some(live) = self.live.as_mut() {
+            if info.status_is(EgressStatus::EgressFailed) {
+                live.fail(&info.error).await;
+            } else {
+                live.finish().await;
+            }
         }
         // Go's `UpdateEndTime`: FINISHED unless it failed; the span is the media sent.
         let ended_at = media_ended_at(started_at, media);

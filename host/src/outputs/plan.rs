@@ -101,9 +101,9 @@ pub struct ImagesSpec {
     pub has_upload: bool,
 }
 
-/// The output kinds this build cannot produce yet, in the order the Go egress validates them,
-/// with the feature name of its `ErrNotSupported`. A kind that becomes supported leaves this
-/// list (and gets a module in `crate::outputs` and a branch in each recorder that produces it).
+/// The output kinds not every recorder produces, in the order the Go egress validates them,
+/// with the feature name of its `ErrNotSupported` (a recorder names what it produces in
+/// [`OutputPlan::refuse_unsupported`]).
 const NOT_YET_SUPPORTED: [(OutputKind, &str); 3] =
     [(OutputKind::Stream, "stream output"), (OutputKind::Segments, "segment output"), (OutputKind::Images, "image output")];
 
@@ -269,6 +269,42 @@ impl OutputPlan {
             }
         }
         Ok(())
+    }
+
+    /// Refuses the first output kind the recorder cannot produce (`produces`), in the Go
+    /// egress's order, with its "… is not yet supported" text: a recorder that produces
+    /// streams, segments and images refuses none of them.
+    pub fn refuse_unsupported(&self, produces: &[OutputKind]) -> Result<(), RpcError> {
+        for (kind, feature) in NOT_YET_SUPPORTED {
+            if self.has(kind) && !produces.contains(&kind) {
+                return Err(errors::not_supported(feature));
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream output (one per request; its URLs change with UpdateStream).
+    pub fn stream(&self) -> Option<&StreamSpec> {
+        self.outputs.iter().find_map(|o| match o {
+            Output::Stream(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// The segments output, if any.
+    pub fn segments(&self) -> Option<&SegmentsSpec> {
+        self.outputs.iter().find_map(|o| match o {
+            Output::Segments(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// The image outputs (several are allowed).
+    pub fn images(&self) -> impl Iterator<Item = &ImagesSpec> {
+        self.outputs.iter().filter_map(|o| match o {
+            Output::Images(i) => Some(i),
+            _ => None,
+        })
     }
 
     pub fn has(&self, kind: OutputKind) -> bool {

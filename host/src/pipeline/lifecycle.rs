@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use egress_proto::livekit::{EgressInfo, EgressStatus};
 
-use super::job::StopRequest;
+use super::job::{StopRequest, UpdateStreamCall};
 use crate::core::PipelineError;
 use crate::core::status::{
     END_REASON_LIMIT, InfoExt, MSG_LIMIT_BEFORE_START, MSG_STOPPED_BEFORE_STARTED, now_nanos,
@@ -113,6 +113,9 @@ pub struct Session {
     manifest: ManifestSource,
     work_dir: PathBuf,
     updates: mpsc::UnboundedSender<EgressInfo>,
+    /// `UpdateStream` calls, for a recorder with a stream output (`None`: the caller answers
+    /// them "non-streaming").
+    update_stream: Option<mpsc::Receiver<UpdateStreamCall>>,
 }
 
 impl Session {
@@ -135,9 +138,39 @@ impl Session {
             manifest,
             work_dir,
             updates,
+            update_stream: None,
         };
         session.sync_results();
         session
+    }
+
+    /// Takes the egress's `UpdateStream` calls (a recorder that can have a stream output).
+    pub fn with_update_stream(mut self, calls: mpsc::Receiver<UpdateStreamCall>) -> Session {
+        self.update_stream = Some(calls);
+        self
+    }
+
+
+    /// Applies an `UpdateStream` to the stream output: adds first, then removes, each URL on its
+    /// own; the answer is the updated info, or the first error's code with its text (Go's
+    /// `ErrArray`). Returns whether no stream is left and nothing else is recorded (Go then
+    /// ends the egress: "All streams stopped").
+    async fn update_stream(&mut self, call: UpdateStreamCall) -> bool {
+        let (req, reply) = call;
+        let Some(live) = self.outputs.live.as_mut() else {
+            let _ = reply.send(Err(RpcError::new(Code::InvalidArgument, "UpdateStream called on non-streaming egress")));
+            return false;
+        };
+        let outcome = live.update(&req).await;
+        let none_left = live.active() == 0;
+        self.send_update();
+        let answer = match outcome.errors.first() {
+            Some(crate::outputs::stream::UpdateError::NotFound(e)) => Err(RpcError::new(Code::NotFound, e.to_string())),
+            Some(crate::outputs::stream::UpdateError::Invalid(e)) => Err(RpcError::new(Code::InvalidArgument, e.to_string())),
+            None => Ok(self.info.clone()),
+        };
+        let _ = reply.send(answer);
+        none_left && self.outputs.files.is_empty() && self.outputs.streams.is_empty()
     }
 
     pub fn work_dir(&self) -> &std::path::Path {
@@ -324,7 +357,20 @@ enum LoopEvent<E> {
     Stop(StopRequest),
     Limit,
     Recorder(E),
+    UpdateStream(UpdateStreamCall),
+    OutputChanged,
 }
+
+/// The next `UpdateStream` call (forever without a line for them).
+async fn next_update_stream(calls: &mut Option<mpsc::Receiver<UpdateStreamCall>>) -> Option<UpdateStreamCall> {
+    match calls.as_mut() {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Go's end reason when the last stream is removed.
+const END_REASON_ALL_STREAMS_STOPPED: &str = "All streams stopped";
 
 async fn run_loop<R: Recorder>(session: &mut Session, recorder: &mut R) -> Flow {
     loop {
@@ -332,6 +378,8 @@ async fn run_loop<R: Recorder>(session: &mut Session, recorder: &mut R) -> Flow 
             req = session.stops.next() => LoopEvent::Stop(req),
             _ = sleep_until(session.limit_at) => LoopEvent::Limit,
             ev = recorder.next_event() => LoopEvent::Recorder(ev),
+            Some(call) = next_update_stream(&mut session.update_stream) => LoopEvent::UpdateStream(call),
+            _ = session.outputs.live_changed() => LoopEvent::OutputChanged,
         };
         match event {
             LoopEvent::Stop(StopRequest::Graceful { reason }) => {
@@ -345,6 +393,22 @@ async fn run_loop<R: Recorder>(session: &mut Session, recorder: &mut R) -> Flow 
             LoopEvent::Limit => {
                 session.limit_reached();
                 return Flow::Ended;
+            }
+            LoopEvent::UpdateStream(call) => {
+                if session.update_stream(call).await {
+                    if let Err(e) = recorder.on_stop(session).await {
+                        return Flow::Failed(e);
+                    }
+                    session.stop(END_REASON_ALL_STREAMS_STOPPED);
+                    return Flow::Ended;
+                }
+            }
+            LoopEvent::OutputChanged => {
+                session.send_update();
+                if let Some(error) = session.outputs.all_live_failed() {
+                    // The last output failed: the egress fails with its error (503, as Go).
+                    return Flow::Failed(PipelineError::Request(RpcError::new(Code::Unavailable, error)));
+                }
             }
             LoopEvent::Recorder(ev) => match recorder.on_event(session, ev).await {
                 Flow::Continue => {}

@@ -23,6 +23,8 @@
 
 use std::time::SystemTime;
 
+use tokio::sync::mpsc;
+
 use egress_proto::livekit::EgressInfo;
 use egress_proto::rpc::StartEgressRequest;
 
@@ -115,14 +117,25 @@ pub async fn validate(
 
 /// Runs the pipeline for `job` to its end and returns the final info.
 pub async fn run(job: Job, control: Control) -> EgressInfo {
-    let Control { updates, stop, mut update_stream } = control;
-    // Only stream outputs can be updated, and this build has none.
-    tokio::spawn(async move {
-        while let Some((_, reply)) = update_stream.recv().await {
-            let _ = reply.send(Err(RpcError::new(Code::InvalidArgument, "UpdateStream called on non-streaming egress")));
+    let Control { updates, stop, update_stream } = control;
+    // Only stream outputs can be updated: the composite recorder takes the calls; the others
+    // have none (Go's "non-streaming" answer).
+    let non_streaming = |mut calls: mpsc::Receiver<UpdateStreamCall>| {
+        tokio::spawn(async move {
+            while let Some((_, reply)) = calls.recv().await {
+                let _ = reply.send(Err(RpcError::new(Code::InvalidArgument, "UpdateStream called on non-streaming egress")));
+            }
+        });
+    };
+    let recorder = Recorder::for_request(&job.classified);
+    let update_stream = match recorder {
+        Recorder::Passthrough | Recorder::Composite => Some(update_stream),
+        _ => {
+            non_streaming(update_stream);
+            None
         }
-    });
-    match Recorder::for_request(&job.classified) {
+    };
+    match recorder {
         Recorder::Track => track::run(job, updates, stop).await,
         // Media requests are parsed once here: the PASSTHROUGH preset (Go's `validatePassthrough`)
         // makes one a track egress, anything else is mixed.
@@ -130,11 +143,17 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
             use composite::config::{CompositeConfig, Parsed, passthrough_request};
             match CompositeConfig::parse(&job.config, &job.request, &job.info.room_name, SystemTime::now()) {
                 Ok(Parsed::Passthrough { track_id, file, storage }) => {
+                    if let Some(calls) = update_stream {
+                        non_streaming(calls);
+                    }
                     tracing::info!(track_id = %track_id, "media egress with PASSTHROUGH: recording the track without transcoding");
                     let request = passthrough_request(&job.request, track_id, *file, storage.map(|s| *s));
                     track::run(Job { request, ..job }, updates, stop).await
                 }
-                Ok(Parsed::Composite(cfg)) => composite::run(job, *cfg, updates, stop).await,
+                Ok(Parsed::Composite(cfg)) => {
+                    let (_, idle) = mpsc::channel(1);
+                    composite::run(job, *cfg, updates, stop, update_stream.unwrap_or(idle)).await
+                }
                 Err(e) => {
                     let mut info = job.info;
                     info.set_failed(&PipelineError::Request(e));

@@ -16,9 +16,30 @@ use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
 use crate::core::errors;
 use crate::core::request::RequestType;
-use crate::outputs::OutputPlan;
+use crate::outputs::stream::url::{RequestApi, parse_stream_url, stream_kind};
+use crate::outputs::stream::{ReconnectPolicy, StreamKind, StreamUrl, StreamUrlRules};
+use crate::outputs::{FileSpec, OutputKind, OutputPlan, StreamSpec};
 use crate::rpc::{Code, RpcError};
 use crate::webrtc::room::{AudioMatch, AudioRoute, Channel, MediaSelection, Selection};
+
+/// What the composite recorder produces (the rest is refused with Go's "not yet supported").
+const PRODUCES: [OutputKind; 4] = [OutputKind::File, OutputKind::Stream, OutputKind::Segments, OutputKind::Images];
+
+/// A stream output's URLs, each checked as Go's `ValidateUrl` does (errors name the URL
+/// redacted). Raw PCM over a websocket is the track egress's; a composite refuses it.
+fn parse_streams(spec: &StreamSpec, api: RequestApi) -> Result<(StreamKind, Vec<StreamUrl>), RpcError> {
+    let invalid = |e: crate::outputs::stream::url::StreamUrlError| RpcError::new(Code::InvalidArgument, e.to_string());
+    let kind = stream_kind(spec.protocol, &spec.urls, api).map_err(invalid)?;
+    if kind == StreamKind::Websocket {
+        return Err(errors::not_supported("websocket stream output"));
+    }
+    if spec.urls.is_empty() {
+        return Err(errors::invalid_input("stream url"));
+    }
+    let rules = StreamUrlRules::default();
+    let urls = spec.urls.iter().map(|u| parse_stream_url(u, kind, &rules).map_err(invalid)).collect::<Result<Vec<_>, _>>()?;
+    Ok((kind, urls))
+}
 
 #[derive(Debug, Clone)]
 pub struct CompositeConfig {
@@ -39,6 +60,14 @@ pub struct CompositeConfig {
     /// The cleaned, not yet templated `filepath`.
     pub filepath: String,
     pub disable_manifest: bool,
+    /// Whether the request has a file output (a stream-only egress has none).
+    pub has_file: bool,
+    /// The stream output's URLs, checked as Go checks them.
+    pub streams: Option<(StreamKind, Vec<StreamUrl>)>,
+    /// How shorthand stream URLs resolve (`twitch://`), for UpdateStream too.
+    pub stream_rules: StreamUrlRules,
+    /// When a dropped stream destination is tried again, and given up.
+    pub reconnect: ReconnectPolicy,
     /// Every output of the request (the file settings above come from its file output).
     pub outputs: OutputPlan,
     pub retry_count: i32,
@@ -178,7 +207,7 @@ impl CompositeConfig {
                 });
                 let encoding = Encoding::from_request(encoding)?;
                 let outputs = OutputPlan::parse(req);
-                outputs.refuse_not_yet_supported()?;
+                outputs.refuse_unsupported(&PRODUCES)?;
                 outputs.check()?;
                 let selection = Selection::Participant { identity: r.identity.clone(), screen_share: r.screen_share };
                 (RequestType::Participant, selection, true, true, encoding, outputs, r.room_name.clone())
@@ -195,7 +224,7 @@ impl CompositeConfig {
                 });
                 let encoding = Encoding::from_request(encoding)?;
                 let outputs = OutputPlan::parse(req);
-                outputs.refuse_not_yet_supported()?;
+                outputs.refuse_unsupported(&PRODUCES)?;
                 outputs.check()?;
                 let (a, v) = (audio.is_some(), video.is_some());
                 let selection = Selection::Tracks { audio, video };
@@ -216,7 +245,7 @@ impl CompositeConfig {
                 }))?;
                 let outputs = OutputPlan::parse(req);
                 outputs.check()?;
-                outputs.refuse_not_yet_supported()?;
+                outputs.refuse_unsupported(&PRODUCES)?;
                 (RequestType::Media, Selection::Media(sel), audio, video, encoding, outputs, r.room_name.clone())
             }
             _ => return Err(errors::invalid_input("request")),
@@ -225,9 +254,25 @@ impl CompositeConfig {
         if room_name.is_empty() {
             return Err(errors::invalid_input("room_name"));
         }
-        let file = outputs.file().cloned().ok_or_else(|| errors::invalid_input("output"))?;
+        let streams = match outputs.stream() {
+            Some(spec) => Some(parse_streams(spec, if request_type == RequestType::Media { RequestApi::V2 } else { RequestApi::V1 })?),
+            None => None,
+        };
+        // Streams and segments carry H.264 + AAC (Go): a file beside them is an MP4 of the
+        // same encode.
+        let live = streams.is_some() || outputs.segments().is_some();
+        let has_file = outputs.file().is_some();
+        if !has_file && outputs.outputs.is_empty() {
+            return Err(errors::invalid_input("output"));
+        }
+        let file = outputs.file().cloned().unwrap_or(FileSpec {
+            file_type: EncodedFileType::Mp4 as i32,
+            filepath: String::new(),
+            disable_manifest: false,
+            has_upload: false,
+        });
         let server_upload = config.storage.as_ref().is_some_and(|s| !s.is_local());
-        if config.disallow_local_storage && !file.has_upload && !server_upload {
+        if has_file && config.disallow_local_storage && !file.has_upload && !server_upload {
             return Err(errors::invalid_input("output"));
         }
         let filepath = clean(&file.filepath);
@@ -240,7 +285,17 @@ impl CompositeConfig {
             Ok(EncodedFileType::Mp3) => Some(Container::Mp3),
             _ => None,
         };
+        let requested = match requested {
+            None if live => Some(Container::Mp4),
+            Some(c) if live && c != Container::Mp4 => {
+                return Err(RpcError::new(Code::InvalidArgument, "no supported codec is compatible with all outputs"));
+            }
+            other => other,
+        };
         let format = choose_file_format(requested, audio, video, encoding.audio_codec, encoding.video_codec)?;
+        if live && (format.video.is_some_and(|v| v != VideoCodec::H264) || format.audio.is_some_and(|a| a != AudioCodec::Aac)) {
+            return Err(RpcError::new(Code::InvalidArgument, "no supported codec is compatible with all outputs"));
+        }
         let token = if !req.token.is_empty() {
             req.token.clone()
         } else if !config.api_key.is_empty() && !config.api_secret.is_empty() {
@@ -269,6 +324,10 @@ impl CompositeConfig {
             video_codec: format.video,
             filepath,
             disable_manifest: file.disable_manifest,
+            has_file,
+            streams,
+            stream_rules: StreamUrlRules::default(),
+            reconnect: ReconnectPolicy::default(),
             outputs,
             retry_count: req.retry_count,
             started: now,

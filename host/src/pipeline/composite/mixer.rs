@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 use crate::pipeline::encoding::{AudioCodec, Container, Encoding, VideoCodec};
 use crate::pipeline::elements::{audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request, link_to_muxer, make, set, set_str, vp8_encoder};
 use crate::core::PipelineError;
+use crate::outputs::tap::EncodedStreams;
 use crate::webrtc::TrackCodec;
 use crate::webrtc::room::Channel;
 
@@ -124,6 +125,8 @@ struct Branch {
 
 pub struct Mixer {
     pipeline: gst::Pipeline,
+    /// Where outputs beside the file attach (the encoders' tees).
+    streams: EncodedStreams,
     settings: MixerSettings,
     audio_mixer: Option<gst::Element>,
     compositor: Option<gst::Element>,
@@ -142,7 +145,7 @@ pub struct Mixer {
 impl Mixer {
     /// Builds the pipeline writing to `out_path`, without any track yet. Nothing runs until
     /// [`start`](Self::start).
-    pub fn build(settings: MixerSettings, out_path: &Path) -> Result<Mixer, PipelineError> {
+    pub fn build(settings: MixerSettings, out_path: Option<&Path>) -> Result<Mixer, PipelineError> {
         gst::init().map_err(gst_err)?;
         let pipeline = gst::Pipeline::with_name("composite");
         pipeline.use_clock(Some(&gst::SystemClock::obtain()));
@@ -150,12 +153,15 @@ impl Mixer {
         pipeline.set_start_time(gst::ClockTime::NONE);
         let (tx, events) = mpsc::unbounded_channel();
 
-        let mux = file_end(&pipeline, settings.container, out_path)?;
+        // The file is one branch of the encoded streams (none for a stream-only egress); the
+        // other outputs attach theirs through `streams` before the pipeline starts.
+        let mux = out_path.map(|p| file_end(&pipeline, settings.container, p)).transpose()?;
+        let mut streams = EncodedStreams::new(pipeline.clone(), MIXER_LATENCY);
 
         let mut fillers = Vec::new();
         let compositor = match settings.video {
             Some(codec) => {
-                let (comp, black) = Self::build_video(&pipeline, &settings, codec, &mux)?;
+                let (comp, black) = Self::build_video(&pipeline, &settings, codec, mux.as_ref(), &mut streams)?;
                 fillers.push(black);
                 Some(comp)
             }
@@ -163,16 +169,17 @@ impl Mixer {
         };
         let audio_mixer = match settings.audio {
             Some(codec) => {
-                let (mixer, silence) = Self::build_audio(&pipeline, &settings, codec, &mux)?;
+                let (mixer, silence) = Self::build_audio(&pipeline, &settings, codec, mux.as_ref(), &mut streams)?;
                 fillers.push(silence);
                 Some(mixer)
             }
             None => None,
         };
         let bus = pipeline.bus().ok_or_else(|| gst_err("pipeline has no bus"))?;
-        let bus_task = tokio::spawn(watch_bus(bus, tx));
+        let bus_task = tokio::spawn(watch_bus(bus, tx, streams.clone()));
         Ok(Mixer {
             pipeline,
+            streams,
             audio_lead: settings.audio_lead(),
             settings,
             audio_mixer,
@@ -187,7 +194,13 @@ impl Mixer {
     }
 
     /// black source → compositor → encoder → muxer.
-    fn build_video(pipeline: &gst::Pipeline, s: &MixerSettings, codec: VideoCodec, mux: &gst::Element) -> Result<(gst::Element, gst::Element), PipelineError> {
+    fn build_video(
+        pipeline: &gst::Pipeline,
+        s: &MixerSettings,
+        codec: VideoCodec,
+        mux: Option<&gst::Element>,
+        streams: &mut EncodedStreams,
+    ) -> Result<(gst::Element, gst::Element), PipelineError> {
         let e = &s.encoding;
         let black = make("videotestsrc", None)?;
         set_str(&black, "pattern", "black")?;
@@ -197,12 +210,21 @@ impl Mixer {
         set_str(&comp, "background", "black")?;
         set(&comp, "latency", MIXER_LATENCY.as_nanos() as u64)?;
         let out_caps = caps_filter(None, s.raw_video_caps(true))?;
+        let raw_tee = make("tee", Some("raw_video_tee"))?;
+        set(&raw_tee, "allow-not-linked", true)?;
         let queue = make("queue", None)?;
-        let mut chain: Vec<gst::Element> = vec![comp.clone(), out_caps, queue];
-        match codec {
-            VideoCodec::H264 => chain.extend(h264_encoder(e, s.encoder_threads)?),
-            VideoCodec::Vp8 => chain.push(vp8_encoder(e, s.encoder_threads)?),
-        }
+        let mut chain: Vec<gst::Element> = vec![comp.clone(), out_caps, raw_tee.clone(), queue];
+        let encoder = match codec {
+            VideoCodec::H264 => h264_encoder(e, s.encoder_threads)?,
+            VideoCodec::Vp8 => vec![vp8_encoder(e, s.encoder_threads)?],
+        };
+        streams.video_encoder = encoder.first().cloned();
+        chain.extend(encoder);
+        let video_tee = make("tee", Some("video_tee"))?;
+        set(&video_tee, "allow-not-linked", true)?;
+        chain.push(video_tee.clone());
+        streams.raw_video = Some(raw_tee);
+        streams.video = Some(video_tee);
         pipeline.add_many([&black, &black_caps]).map_err(gst_err)?;
         pipeline.add_many(chain.iter()).map_err(gst_err)?;
         link_chain(&[&black, &black_caps])?;
@@ -210,13 +232,23 @@ impl Mixer {
         set_zorder(&pad, 0);
         let refs: Vec<&gst::Element> = chain.iter().collect();
         link_chain(&refs)?;
-        let last = chain.last().ok_or_else(|| gst_err("no video encoder"))?;
-        link_request(last, mux, "video_%u")?;
+        if let (Some(mux), Some(tee)) = (mux, streams.video.as_ref()) {
+            let q = make("queue", Some("file_video_queue"))?;
+            pipeline.add(&q).map_err(gst_err)?;
+            link_chain(&[tee, &q])?;
+            link_request(&q, mux, "video_%u")?;
+        }
         Ok((comp, black))
     }
 
     /// silent source → audiomixer → encoder → muxer.
-    fn build_audio(pipeline: &gst::Pipeline, s: &MixerSettings, codec: AudioCodec, mux: &gst::Element) -> Result<(gst::Element, gst::Element), PipelineError> {
+    fn build_audio(
+        pipeline: &gst::Pipeline,
+        s: &MixerSettings,
+        codec: AudioCodec,
+        mux: Option<&gst::Element>,
+        streams: &mut EncodedStreams,
+    ) -> Result<(gst::Element, gst::Element), PipelineError> {
         let e = &s.encoding;
         let silence = make("audiotestsrc", None)?;
         set_str(&silence, "wave", "silence")?;
@@ -230,15 +262,29 @@ impl Mixer {
         // The encoders take their own sample formats (avenc_aac: planar float).
         let mut chain: Vec<gst::Element> = vec![mixer.clone(), out_caps, queue, make("audioconvert", None)?];
         chain.extend(audio_encoder(codec, e)?);
+        let audio_tee = make("tee", Some("audio_tee"))?;
+        set(&audio_tee, "allow-not-linked", true)?;
+        chain.push(audio_tee.clone());
+        streams.audio = Some(audio_tee);
         pipeline.add_many([&silence, &silence_caps]).map_err(gst_err)?;
         pipeline.add_many(chain.iter()).map_err(gst_err)?;
         link_chain(&[&silence, &silence_caps])?;
         link_request(&silence_caps, &mixer, "sink_%u")?;
         let refs: Vec<&gst::Element> = chain.iter().collect();
         link_chain(&refs)?;
-        let last = chain.last().ok_or_else(|| gst_err("no audio encoder"))?;
-        link_to_muxer(last, mux, s.container, "audio_%u")?;
+        if let (Some(mux), Some(tee)) = (mux, streams.audio.as_ref()) {
+            let q = make("queue", Some("file_audio_queue"))?;
+            pipeline.add(&q).map_err(gst_err)?;
+            link_chain(&[tee, &q])?;
+            link_to_muxer(&q, mux, s.container, "audio_%u")?;
+        }
         Ok((mixer, silence))
+    }
+
+    /// The encoded streams, for the outputs beside the file to attach to (before
+    /// [`start`](Self::start)).
+    pub fn streams(&self) -> &EncodedStreams {
+        &self.streams
     }
 
     /// Starts the pipeline: running time 0 is now. Frames pushed afterwards are timed from the
@@ -439,10 +485,13 @@ fn set_zorder(pad: &gst::Pad, z: u32) {
     }
 }
 
-async fn watch_bus(bus: gst::Bus, tx: mpsc::UnboundedSender<MixerEvent>) {
+async fn watch_bus(bus: gst::Bus, tx: mpsc::UnboundedSender<MixerEvent>, streams: EncodedStreams) {
     let mut messages = bus.stream();
     while let Some(msg) = messages.next().await {
         use gst::MessageView;
+        if streams.on_bus_message(&msg) {
+            continue;
+        }
         match msg.view() {
             MessageView::Eos(_) => {
                 tracing::info!("composite pipeline received EOS");

@@ -43,8 +43,10 @@ use crate::config::ServiceConfig;
 use crate::core::PipelineError;
 use crate::core::errors;
 use crate::core::status::{END_REASON_SOURCE_CLOSED, now_nanos};
+use crate::outputs::stream::{StreamKind, StreamOutput, mux};
+use crate::outputs::tap::EncodedStreams;
 use crate::outputs::{FileOutput, OutputSet};
-use crate::pipeline::job::{Job, StopRequest};
+use crate::pipeline::job::{Job, StopRequest, UpdateStreamCall};
 use crate::pipeline::lifecycle::{self, Flow, ManifestSource, Recorder, Session, Subscription, sleep_until};
 use crate::plugins::PluginRegistry;
 use crate::rpc::{Code, RpcError};
@@ -71,6 +73,7 @@ pub async fn run(
     cfg: CompositeConfig,
     updates: mpsc::UnboundedSender<EgressInfo>,
     stop: watch::Receiver<Option<StopRequest>>,
+    update_stream: mpsc::Receiver<UpdateStreamCall>,
 ) -> EgressInfo {
     if let Some(Request::Egress(r)) = &job.request.request {
         tracing::debug!(encoding = ?r.encoding, "v2 media request encoding");
@@ -84,7 +87,8 @@ pub async fn run(
         url: String::new(),
         disabled: cfg.disable_manifest,
     };
-    let session = Session::new(job.info, OutputSet::default(), manifest, job.work_dir, updates, stop, cfg.max_duration);
+    let session = Session::new(job.info, OutputSet::default(), manifest, job.work_dir, updates, stop, cfg.max_duration)
+        .with_update_stream(update_stream);
     let params = RoomParams {
         ws_url: cfg.ws_url.clone(),
         token: cfg.token.clone(),
@@ -261,12 +265,14 @@ impl CompositeRecorder {
         if self.opened {
             return Ok(());
         }
-        let publisher = self.publisher.clone().unwrap_or_default();
-        let storage_path = self.cfg.storage_path(&publisher);
-        let file = FileOutput::open(&self.service, &self.request, &self.plugins, session.work_dir(), storage_path)?;
-        let (storage, key) = file.destination();
-        tracing::info!(file = %file.info.filename, storage, key = %key, "recording to file");
-        session.outputs.files.push(file);
+        if self.cfg.has_file {
+            let publisher = self.publisher.clone().unwrap_or_default();
+            let storage_path = self.cfg.storage_path(&publisher);
+            let file = FileOutput::open(&self.service, &self.request, &self.plugins, session.work_dir(), storage_path)?;
+            let (storage, key) = file.destination();
+            tracing::info!(file = %file.info.filename, storage, key = %key, "recording to file");
+            session.outputs.files.push(file);
+        }
         session.sync_results();
         self.opened = true;
         Ok(())
@@ -308,6 +314,22 @@ impl CompositeRecorder {
         Ok(())
     }
 
+    /// The stream output (every URL starts connecting now, and publishes from the first
+    /// keyframe) — and the segments and images outputs.
+    fn attach_outputs(&mut self, session: &mut Session, streams: &EncodedStreams) -> Result<(), PipelineError> {
+        if let Some((kind, urls)) = &self.cfg.streams {
+            let scheme = if *kind == StreamKind::Srt { "srt" } else { "rtmp" };
+            let live = self.plugins.live_for_scheme(scheme).map_err(|e| PipelineError::Request(RpcError::new(Code::InvalidArgument, e.to_string())))?;
+            let tap = mux::attach(streams, live.descriptor.format).map_err(|e| PipelineError::Gst(e.to_string()))?;
+            let mut output = StreamOutput::new(*kind, tap, live.factory(), self.cfg.stream_rules.clone(), self.cfg.reconnect);
+            for url in urls {
+                output.add(url.clone());
+            }
+            session.outputs.live = Some(output);
+        }
+        Ok(())
+    }
+
     /// Builds and starts the pipeline with the tracks known so far, pushes the held frames and
     /// turns ACTIVE.
     async fn start(&mut self, session: &mut Session) -> Result<(), PipelineError> {
@@ -322,7 +344,7 @@ impl CompositeRecorder {
             }
             return Ok(());
         }
-        let Some(local) = session.outputs.files.first().map(|f| f.local_path().to_path_buf()) else { return Ok(()) };
+        let local = session.outputs.files.first().map(|f| f.local_path().to_path_buf());
         let settings = MixerSettings {
             container: self.cfg.container,
             audio: self.cfg.audio_codec.filter(|_| self.cfg.audio),
@@ -333,10 +355,17 @@ impl CompositeRecorder {
         let tracks: Vec<(String, TrackCodec, Channel)> =
             self.tracks.iter().filter_map(|(sid, t)| t.codec.map(|c| (sid.clone(), c, t.channel))).collect();
         let m = tokio::task::spawn_blocking(move || -> Result<Mixer, PipelineError> {
-            let mut m = Mixer::build(settings, &local)?;
+            let mut m = Mixer::build(settings, local.as_deref())?;
             for (sid, codec, channel) in &tracks {
                 m.add_track(sid, *codec, *channel)?;
             }
+            Ok(m)
+        })
+        .await
+        .map_err(|e| PipelineError::Gst(format!("pipeline build: {e}")))??;
+        // The outputs beside the file attach to the encoders before the pipeline plays.
+        self.attach_outputs(session, m.streams())?;
+        let m = tokio::task::spawn_blocking(move || -> Result<Mixer, PipelineError> {
             m.start()?;
             Ok(m)
         })
