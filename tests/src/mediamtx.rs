@@ -364,7 +364,7 @@ impl MediaMtx {
     /// Waits until `path` has at least `count` recordings and no publisher (so the last one
     /// is complete), and returns them oldest first. Panics with mediamtx's log on timeout.
     pub async fn wait_for_recordings(
-        &mut self,
+        &self,
         path: &str,
         count: usize,
         timeout: Duration,
