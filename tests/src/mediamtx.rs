@@ -23,6 +23,8 @@
 //!   lists it, its recording starts) only once mediamtx has read **2 s of its stream** by
 //!   timestamp (gortmplib's `analyzePeriod`: it ignores `onMetaData` and probes the tracks);
 //!   the recording still holds those 2 s. A push of less than 2 s of media is never recorded,
+//!   and one that ends soon after them loses its tail (2 s pushes recorded 0.97–1.34 s: the
+//!   path closes before the recorder has written the replayed start), so push ≥ 4 s;
 //!   and "first packet at the server" is better read from [`MediaMtx::rtmp_conns`]
 //!   (`bytes_received` counts from the first byte) than from the path. SRT publishes at once.
 //!
