@@ -719,7 +719,10 @@ fn make_test_pki(dir: &Path) -> Tls {
 }
 
 /// The start of a mediamtx recording as Unix time in seconds, from its file name
-/// (`%Y-%m-%d_%H-%M-%S-%f`, local time); `None` for another name.
+/// (`%Y-%m-%d_%H-%M-%S-%f`, local time); `None` for another name. mediamtx names the file
+/// when it starts recording: for RTMP that is when its 2 s probe ends, about 2 s after the
+/// first frame the file holds (an SRT file is named at its first frame). The shift is the same
+/// for every RTMP file, so differences between files hold.
 pub fn recording_start(file: &Path) -> Option<f64> {
     let stem = file.file_stem()?.to_str()?;
     let (date, time) = stem.split_once('_')?;
