@@ -162,13 +162,18 @@ impl Conn {
                 libsrt::SRT_REJ_BADSECRET | libsrt::SRT_REJ_UNSECURE => {
                     SinkError::auth(format!("{message}: is the passphrase right?"))
                 }
+                // An explicit no in one round trip: what a gosrt listener (mediamtx) answers
+                // to a wrong passphrase or a streamid it does not take.
+                libsrt::SRT_REJ_PEER => {
+                    SinkError::auth(format!("{message}: is the passphrase or streamid right?"))
+                }
                 r if r >= libsrt::SRT_REJC_PREDEFINED => {
                     SinkError::auth(format!("{message}: is the streamid right?"))
                 }
                 // Rogue handshake, IPE, version, rendezvous cookie, message API, congestion
                 // control, filter, group: we and the listener do not speak the same SRT.
                 4 | 6 | 8 | 9 | 12..=15 => SinkError::permanent(message),
-                // Timeout, resources, backlog, closing, peer, unknown: a busy or restarting
+                // Timeout, resources, backlog, closing, unknown: a busy or restarting
                 // listener; the next attempt may work.
                 _ => SinkError::retryable(message),
             };
