@@ -541,8 +541,8 @@ fn load_entry(key: &str, index: Option<usize>, entry: &PluginEntry) -> Result<Lo
                 builtin::find(name).map(|p| Arc::new(BuiltinRef(p)) as Arc<dyn LoadedPlugin>);
             let renderer = builtin::find_renderer(name)
                 .map(|p| Arc::new(BuiltinRendererRef(p)) as Arc<dyn LoadedRenderer>);
-            let live =
-                builtin::find_live(name).map(|p| Arc::new(BuiltinLiveRef(p)) as Arc<dyn LoadedLive>);
+            let live = builtin::find_live(name)
+                .map(|p| Arc::new(BuiltinLiveRef(p)) as Arc<dyn LoadedLive>);
             if sink.is_none() && renderer.is_none() && live.is_none() {
                 let compiled = builtin::all_names();
                 return Err(fail(

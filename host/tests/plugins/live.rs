@@ -65,12 +65,17 @@ fn bad_live_configs_name_the_field() {
     let errors = load_errors("  - builtin: rtmp\n    config: { connect_timeout_ms: 0 }\n");
     assert_eq!(
         errors,
-        vec!["plugins[0].config.connect_timeout_ms (plugin rtmp, builtin rtmp): must be at least 1".to_string()]
+        vec![
+            "plugins[0].config.connect_timeout_ms (plugin rtmp, builtin rtmp): must be at least 1"
+                .to_string()
+        ]
     );
     let errors = load_errors("  - builtin: srt\n    config: { sendtimeout: 5 }\n");
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].starts_with("plugins[0].config.sendtimeout (plugin srt, builtin srt): unknown field `sendtimeout`"),
+        errors[0].starts_with(
+            "plugins[0].config.sendtimeout (plugin srt, builtin srt): unknown field `sendtimeout`"
+        ),
         "{errors:?}"
     );
 }
@@ -83,7 +88,11 @@ fn egress_validate_lists_live_destinations() {
         .output()
         .expect("run egress validate");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let version = env!("CARGO_PKG_VERSION");
     assert!(
         stdout.contains(&format!(

@@ -199,10 +199,9 @@ impl LiveKit {
             "two sessions at once".into(),
             self.concurrent(&*factory).await,
         ));
-        report.results.push((
-            "drop without close".into(),
-            self.dropped(&*factory).await,
-        ));
+        report
+            .results
+            .push(("drop without close".into(), self.dropped(&*factory).await));
         for f in &self.failures {
             report.results.push((
                 format!("error classification: {}", f.name),
@@ -220,7 +219,10 @@ impl LiveKit {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            return Err(format!("name {:?} must be non-empty lower-case [a-z0-9-]", d.name));
+            return Err(format!(
+                "name {:?} must be non-empty lower-case [a-z0-9-]",
+                d.name
+            ));
         }
         if d.version.is_empty() {
             return Err("version is empty".into());
@@ -243,10 +245,17 @@ impl LiveKit {
             ));
         }
         if d.config_schema.get("type").and_then(Value::as_str) != Some("object") {
-            return Err(format!("config schema is not an object schema: {}", d.config_schema));
+            return Err(format!(
+                "config schema is not an object schema: {}",
+                d.config_schema
+            ));
         }
         let url = self.receiver.url("x");
-        let scheme = url.split("://").next().unwrap_or_default().to_ascii_lowercase();
+        let scheme = url
+            .split("://")
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if !d.schemes.contains(&scheme) {
             return Err(format!(
                 "the receiver's URLs are {scheme}://, the destination serves {}",
@@ -456,7 +465,10 @@ impl LiveKit {
         drop(session);
         let took = started.elapsed();
         if took > Duration::from_secs(1) {
-            return Err(format!("dropping a session blocked for {} ms", took.as_millis()));
+            return Err(format!(
+                "dropping a session blocked for {} ms",
+                took.as_millis()
+            ));
         }
         let (again, ..) = self
             .push(factory, &url, self.short())
