@@ -6,6 +6,8 @@
 
 #[path = "plugins/http.rs"]
 mod http;
+#[path = "plugins/live.rs"]
+mod live;
 #[path = "plugins/loading.rs"]
 mod loading;
 #[path = "plugins/renderers.rs"]

@@ -23,6 +23,8 @@
 //!   lists it, its recording starts) only once mediamtx has read **2 s of its stream** by
 //!   timestamp (gortmplib's `analyzePeriod`: it ignores `onMetaData` and probes the tracks);
 //!   the recording still holds those 2 s. A push of less than 2 s of media is never recorded,
+//!   and one that ends soon after them loses its tail (2 s pushes recorded 0.97–1.34 s: the
+//!   path closes before the recorder has written the replayed start), so push ≥ 4 s;
 //!   and "first packet at the server" is better read from [`MediaMtx::rtmp_conns`]
 //!   (`bytes_received` counts from the first byte) than from the path. SRT publishes at once.
 //!
@@ -364,7 +366,7 @@ impl MediaMtx {
     /// Waits until `path` has at least `count` recordings and no publisher (so the last one
     /// is complete), and returns them oldest first. Panics with mediamtx's log on timeout.
     pub async fn wait_for_recordings(
-        &mut self,
+        &self,
         path: &str,
         count: usize,
         timeout: Duration,
@@ -717,7 +719,10 @@ fn make_test_pki(dir: &Path) -> Tls {
 }
 
 /// The start of a mediamtx recording as Unix time in seconds, from its file name
-/// (`%Y-%m-%d_%H-%M-%S-%f`, local time); `None` for another name.
+/// (`%Y-%m-%d_%H-%M-%S-%f`, local time); `None` for another name. mediamtx names the file
+/// when it starts recording: for RTMP that is when its 2 s probe ends, about 2 s after the
+/// first frame the file holds (an SRT file is named at its first frame). The shift is the same
+/// for every RTMP file, so differences between files hold.
 pub fn recording_start(file: &Path) -> Option<f64> {
     let stem = file.file_stem()?.to_str()?;
     let (date, time) = stem.split_once('_')?;

@@ -20,9 +20,14 @@ async fn start_track_egress(stack: &RecordingStack, room: &str, track_id: &str, 
 
 /// No core files from the processes this test starts (inherited through fork/exec).
 fn no_cores() {
-    let zero = libc::rlimit { rlim_cur: 0, rlim_max: libc::RLIM_INFINITY };
-    // SAFETY: setrlimit with a valid struct; it only lowers this process's soft core limit.
-    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid struct; only the soft core limit is lowered (the
+    // hard one is kept, which needs no privilege).
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_CORE, &mut limit);
+        limit.rlim_cur = 0;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_CORE, &limit), 0, "cannot switch core files off");
+    }
 }
 
 #[tokio::test]

@@ -148,8 +148,8 @@ async fn mediamtx_records_rtmp_and_rtmps() {
         push(rtmp_push(&mtx.rtmp_url("live/rtmp"), "", 4), 4),
         // GLib's TLS checks everything unless told otherwise; 0 turns validation off.
         push(
-            rtmp_push(&mtx.rtmps_url("live/rtmps"), "tls-validation-flags=0", 3),
-            3
+            rtmp_push(&mtx.rtmps_url("live/rtmps"), "tls-validation-flags=0", 4),
+            4
         ),
     );
     assert!(rtmp.ok, "RTMP push failed:\n{}", rtmp.output);
@@ -182,7 +182,7 @@ async fn mediamtx_records_rtmp_and_rtmps() {
     assert_good_recording(&recorded[0], 4.0, 0.10).await;
     let recorded_tls = mtx.wait_for_recordings("live/rtmps", 1, WAIT).await;
     assert_eq!(recorded_tls.len(), 1, "{recorded_tls:?}");
-    assert_good_recording(&recorded_tls[0], 3.0, 0.10).await;
+    assert_good_recording(&recorded_tls[0], 4.0, 0.10).await;
     assert!(mtx.recordings("live/untrusted").is_empty());
 
     // A client that trusts the CA (ffmpeg, GnuTLS, verifying chain and the 127.0.0.1 name)
@@ -290,6 +290,9 @@ async fn mediamtx_srt_passphrase_and_kick() {
     );
     let recorded = mtx.wait_for_recordings("live/srt-kick", 2, WAIT).await;
     assert_eq!(recorded.len(), 2, "{recorded:?}");
+    // Not checked further: srtsink resumes the MPEG-TS mid-stream, and the second recording
+    // has had undecodable H.264 at its start ("sps_id out of range"). An egress must restart
+    // its stream on a keyframe after a reconnect; this sender does not.
 }
 
 /// An RTMP publisher kicked through the API gets an error at once; its next publish is a new
@@ -325,11 +328,13 @@ async fn mediamtx_kick_and_restart() {
         kicked_at.elapsed()
     );
 
-    let second = push(rtmp_push(&mtx.rtmp_url(path), "", 2), 2).await;
+    // 4 s: mediamtx reads 2 s of an RTMP stream before it records it, and a publish that
+    // ends soon after that loses its tail (a 2 s push recorded 1 s).
+    let second = push(rtmp_push(&mtx.rtmp_url(path), "", 4), 4).await;
     assert!(second.ok, "push after the kick failed:\n{}", second.output);
     let recorded = mtx.wait_for_recordings(path, 2, WAIT).await;
     assert_eq!(recorded.len(), 2, "{recorded:?}");
-    assert_good_recording(&recorded[1], 2.0, 0.10).await;
+    assert_good_recording(&recorded[1], 4.0, 0.10).await;
     let gaps = recording_gaps(&recorded).await;
     assert!(
         gaps[0] > 0.0 && gaps[0] < 10.0,
@@ -339,9 +344,11 @@ async fn mediamtx_kick_and_restart() {
     let port = mtx.rtmp_port();
     mtx.restart().await;
     assert_eq!(mtx.rtmp_port(), port);
-    let third = push(rtmp_push(&mtx.rtmp_url(path), "", 2), 2).await;
+    let third = push(rtmp_push(&mtx.rtmp_url(path), "", 4), 4).await;
     assert!(third.ok, "push after the restart failed:\n{}", third.output);
-    assert_eq!(mtx.wait_for_recordings(path, 3, WAIT).await.len(), 3);
+    let recorded = mtx.wait_for_recordings(path, 3, WAIT).await;
+    assert_eq!(recorded.len(), 3, "{recorded:?}");
+    assert_good_recording(&recorded[2], 4.0, 0.10).await;
 }
 
 /// A live RTMP push through toxiproxy to mediamtx.
@@ -411,7 +418,8 @@ async fn toxiproxy_blackhole_drops_a_push() {
     p.toxiproxy.restore("rtmp").await;
     let cut = finish(p.pusher, p.started, Duration::from_secs(5)).await;
     assert!(!cut.ok, "the black-holed push survived the restore");
-    let again = push(rtmp_push(&p.url, "", 2), 2).await;
+    // 3 s: mediamtx only records an RTMP publish once it has read 2 s of it.
+    let again = push(rtmp_push(&p.url, "", 3), 3).await;
     assert!(
         again.ok,
         "push after the blackhole failed:\n{}",
@@ -446,7 +454,8 @@ async fn toxiproxy_stall_holds_a_push() {
     let cut = finish(p.pusher, p.started, Duration::from_secs(5)).await;
     assert!(!cut.ok, "the push survived a disabled proxy");
     p.toxiproxy.enable("rtmp").await;
-    let again = push(rtmp_push(&p.url, "", 2), 2).await;
+    // 3 s: mediamtx only records an RTMP publish once it has read 2 s of it.
+    let again = push(rtmp_push(&p.url, "", 3), 3).await;
     assert!(
         again.ok,
         "push through the re-enabled proxy failed:\n{}",

@@ -376,24 +376,31 @@ impl PluginRegistry {
         errors: &mut Vec<PluginError>,
     ) {
         let mut clash = false;
-        for scheme in &l.descriptor.schemes {
-            if let Some((j, other)) = self
-                .live
+        for (j, other) in self.live.iter().enumerate() {
+            let shared: Vec<String> = l
+                .descriptor
+                .schemes
                 .iter()
-                .enumerate()
-                .find(|(_, o)| o.descriptor.schemes.contains(scheme))
-            {
-                clash = true;
-                errors.push(PluginError::Entry {
-                    field: key.to_string(),
-                    plugin: Some(l.name.clone()),
-                    source_label: l.source.to_string(),
-                    message: format!(
-                        "scheme {scheme:?} is served by both live destination {} ({}) and live destination {} ({key}); a scheme has one destination: remove one of them",
-                        other.name, keys[j], l.name
-                    ),
-                });
+                .filter(|s| other.descriptor.schemes.contains(s))
+                .map(|s| format!("{s:?}"))
+                .collect();
+            if shared.is_empty() {
+                continue;
             }
+            clash = true;
+            let what = match shared.as_slice() {
+                [one] => format!("scheme {one} is"),
+                many => format!("schemes {} are", many.join(", ")),
+            };
+            errors.push(PluginError::Entry {
+                field: key.to_string(),
+                plugin: Some(l.name.clone()),
+                source_label: l.source.to_string(),
+                message: format!(
+                    "{what} served by both live destination {} ({}) and live destination {} ({key}); a scheme has one destination: remove one of them",
+                    other.name, keys[j], l.name
+                ),
+            });
         }
         if !clash {
             self.live.push(l);
@@ -534,8 +541,8 @@ fn load_entry(key: &str, index: Option<usize>, entry: &PluginEntry) -> Result<Lo
                 builtin::find(name).map(|p| Arc::new(BuiltinRef(p)) as Arc<dyn LoadedPlugin>);
             let renderer = builtin::find_renderer(name)
                 .map(|p| Arc::new(BuiltinRendererRef(p)) as Arc<dyn LoadedRenderer>);
-            let live =
-                builtin::find_live(name).map(|p| Arc::new(BuiltinLiveRef(p)) as Arc<dyn LoadedLive>);
+            let live = builtin::find_live(name)
+                .map(|p| Arc::new(BuiltinLiveRef(p)) as Arc<dyn LoadedLive>);
             if sink.is_none() && renderer.is_none() && live.is_none() {
                 let compiled = builtin::all_names();
                 return Err(fail(

@@ -25,7 +25,7 @@ fn a_c_plugin_loads_and_streams() {
             p.descriptor.version.as_str(),
             p.descriptor.api.to_string().as_str()
         ),
-        ("0.0.1", "1.1")
+        ("0.0.1", "1.2")
     );
     assert!(p.descriptor.capabilities.streaming);
     assert_eq!(p.source, Source::Dylib(so.clone()));
@@ -98,7 +98,7 @@ fn abi_mismatches_are_refused() {
 fn start_up_errors_name_plugin_and_field() {
     let errors = load_errors(
         "  - builtin: file\n    config: { directory: 3 }\n\
-         \x20 - builtin: rtmp\n\
+         \x20 - builtin: ftp\n\
          \x20 - dylib: /nonexistent/libx.so\n\
          \x20 - wasm: /nonexistent/x.wasm\n",
     );
@@ -109,7 +109,7 @@ fn start_up_errors_name_plugin_and_field() {
         "{}",
         errors[0]
     );
-    assert!(errors[1].starts_with("plugins[1].builtin (builtin rtmp): no plugin \"rtmp\" is compiled into this egress (compiled in: azure, file, gcs, s3"), "{}", errors[1]);
+    assert!(errors[1].starts_with("plugins[1].builtin (builtin ftp): no plugin \"ftp\" is compiled into this egress (compiled in: azure, file, gcs, rtmp, s3"), "{}", errors[1]);
     assert_eq!(
         errors[2],
         "plugins[2].dylib (dylib /nonexistent/libx.so): /nonexistent/libx.so does not exist"
@@ -202,19 +202,19 @@ fn validate_lists_plugins_of_every_loader() {
     assert!(stdout.contains("# active plugins:\n"), "{stdout}");
     let version = env!("CARGO_PKG_VERSION");
     assert!(
-        stdout.contains(&format!("#   file      {version}  api 1.1  builtin\n")),
+        stdout.contains(&format!("#   file      {version}  api 1.2  builtin\n")),
         "{stdout}"
     );
     assert!(
         stdout.contains(&format!(
-            "#   testbed   {version}  api 1.1  dylib {}\n",
+            "#   testbed   {version}  api 1.2  dylib {}\n",
             a.testbed_so.display()
         )),
         "{stdout}"
     );
     assert!(
         stdout.contains(&format!(
-            "#   http-put  {version}  api 1.1  wasm {}\n",
+            "#   http-put  {version}  api 1.2  wasm {}\n",
             a.http_put_wasm.display()
         )),
         "{stdout}"

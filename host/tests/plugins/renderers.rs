@@ -55,7 +55,7 @@ fn solid_layout_renders_through_dylib_and_wasm() {
         );
         assert_eq!(
             (r.name.as_str(), r.descriptor.api.to_string().as_str()),
-            ("solid-layout", "1.1")
+            ("solid-layout", "1.2")
         );
         assert_eq!(r.layouts, ["solid-red", "solid-green", "solid-blue"]);
         let expected_source = if loader == "dylib" {
@@ -296,13 +296,13 @@ fn validate_lists_renderers_with_layouts() {
     let version = env!("CARGO_PKG_VERSION");
     assert!(
         stdout.contains(&format!(
-            "# active plugins:\n#   file  {version}  api 1.1  builtin\n"
+            "# active plugins:\n#   file  {version}  api 1.2  builtin\n"
         )),
         "{stdout}"
     );
     assert!(
         stdout.contains(&format!(
-            "# active renderers:\n#   templates     {version}  api 1.1  builtin  layouts: grid, grid-dark, grid-light, speaker, speaker-dark, speaker-light, single-speaker, single-speaker-dark, single-speaker-light\n#   solid-layout  {version}  api 1.1  wasm {}  layouts: solid-red, solid-green, solid-blue\n",
+            "# active renderers:\n#   templates     {version}  api 1.2  builtin  layouts: grid, grid-dark, grid-light, speaker, speaker-dark, speaker-light, single-speaker, single-speaker-dark, single-speaker-light\n#   solid-layout  {version}  api 1.2  wasm {}  layouts: solid-red, solid-green, solid-blue\n",
             a.solid_wasm.display()
         )),
         "{stdout}"

@@ -429,7 +429,9 @@ unsafe extern "C" fn live_describe<L: LivePlugin>(
     out_json_buf: *mut EgressBuf,
     err: *mut EgressError,
 ) -> i32 {
-    guard(err, || out_json(out_json_buf, &L::describe(), "the descriptor"))
+    guard(err, || {
+        out_json(out_json_buf, &L::describe(), "the descriptor")
+    })
 }
 
 unsafe extern "C" fn live_validate<L: LivePlugin>(
@@ -499,8 +501,7 @@ unsafe extern "C" fn live_send(
         }
         // SAFETY: the host passes a live session from `connect`, never concurrently, and a
         // valid chunk for the duration of the call.
-        let (session, chunk) =
-            unsafe { (&mut *(session as *mut Box<dyn LiveSession>), &*chunk) };
+        let (session, chunk) = unsafe { (&mut *(session as *mut Box<dyn LiveSession>), &*chunk) };
         // SAFETY: the data is borrowed for this call, which is as long as `send` holds it.
         let data = unsafe { chunk.data.as_bytes() };
         let chunk = LiveChunk::new(data, std::time::Duration::from_nanos(chunk.pts_ns))

@@ -37,8 +37,10 @@ pub trait LiveReceiver: Send + Sync {
     /// A URL to publish to, distinct for each `name` (a stream key, a path, a port).
     fn url(&self, name: &str) -> String;
 
-    /// Bytes the receiver got from publishes to `url` so far (payload or wire bytes, whatever
-    /// the receiver counts; the kit checks only that they arrived).
+    /// Bytes the receiver got from the newest publish to `url`, which is live when the kit
+    /// asks (payload or wire bytes, whatever the receiver counts; the kit checks only that
+    /// some arrived, while the session is open: a server may forget a stream once its
+    /// publisher left).
     async fn received(&self, url: &str) -> Result<u64, String>;
 }
 
@@ -86,6 +88,7 @@ pub struct LiveKit {
     invalid_urls: Vec<String>,
     failures: Vec<LiveFailure>,
     settle: Duration,
+    pace: bool,
 }
 
 impl LiveKit {
@@ -105,7 +108,16 @@ impl LiveKit {
             invalid_urls: Vec::new(),
             failures: Vec::new(),
             settle: Duration::from_secs(5),
+            pace: true,
         }
+    }
+
+    /// Send media in real time, by each chunk's `pts`, as the host does (default). Live
+    /// transports may drop what comes faster: an SRT sender drops packets older than its
+    /// latency. Turn it off for a transport that takes bursts, to run faster.
+    pub fn pace(mut self, pace: bool) -> Self {
+        self.pace = pace;
+        self
     }
 
     /// Names passed to [`LiveReceiver::url`] start with this.
@@ -136,6 +148,18 @@ impl LiveKit {
     pub fn settle(mut self, settle: Duration) -> Self {
         self.settle = settle;
         self
+    }
+
+    /// Chunks for the shorter checks: two seconds of media (servers such as mediamtx take a
+    /// publish as started only once they have seen a second or so of every track).
+    fn short(&self) -> usize {
+        let n = self
+            .stream
+            .media
+            .iter()
+            .take_while(|c| c.pts < Duration::from_secs(2))
+            .count();
+        n.max(1)
     }
 
     fn url(&self, check: &str) -> String {
@@ -175,10 +199,9 @@ impl LiveKit {
             "two sessions at once".into(),
             self.concurrent(&*factory).await,
         ));
-        report.results.push((
-            "drop without close".into(),
-            self.dropped(&*factory).await,
-        ));
+        report
+            .results
+            .push(("drop without close".into(), self.dropped(&*factory).await));
         for f in &self.failures {
             report.results.push((
                 format!("error classification: {}", f.name),
@@ -196,7 +219,10 @@ impl LiveKit {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            return Err(format!("name {:?} must be non-empty lower-case [a-z0-9-]", d.name));
+            return Err(format!(
+                "name {:?} must be non-empty lower-case [a-z0-9-]",
+                d.name
+            ));
         }
         if d.version.is_empty() {
             return Err("version is empty".into());
@@ -219,10 +245,17 @@ impl LiveKit {
             ));
         }
         if d.config_schema.get("type").and_then(Value::as_str) != Some("object") {
-            return Err(format!("config schema is not an object schema: {}", d.config_schema));
+            return Err(format!(
+                "config schema is not an object schema: {}",
+                d.config_schema
+            ));
         }
         let url = self.receiver.url("x");
-        let scheme = url.split("://").next().unwrap_or_default().to_ascii_lowercase();
+        let scheme = url
+            .split("://")
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if !d.schemes.contains(&scheme) {
             return Err(format!(
                 "the receiver's URLs are {scheme}://, the destination serves {}",
@@ -316,6 +349,7 @@ impl LiveKit {
             .chain(self.stream.media.iter().take(media))
             .enumerate()
         {
+            self.wait_for(c.pts, sending).await;
             session
                 .send(c.as_chunk())
                 .await
@@ -331,7 +365,6 @@ impl LiveKit {
 
     async fn publish(&self, factory: &dyn LiveFactory) -> Check {
         let url = self.url("publish");
-        let before = self.receiver.received(&url).await.unwrap_or(0);
         let n = self.stream.media.len();
         let (session, connect_time, send_time) = self.push(factory, &url, n).await?;
         let sent = session.bytes_sent();
@@ -342,11 +375,11 @@ impl LiveKit {
                 "bytes_sent is {sent} after sending {payload} media bytes"
             ));
         }
+        let got = self.arrived(&url).await?;
         session
             .close()
             .await
             .map_err(|e| format!("close failed: {e}"))?;
-        let got = self.arrived(&url, before).await?;
         Ok(format!(
             "connect {} ms, {n} chunks ({:.1} s of media, {payload} bytes) sent in {} ms, {sent} bytes on the wire, receiver counted {got}",
             connect_time.as_millis(),
@@ -355,13 +388,13 @@ impl LiveKit {
         ))
     }
 
-    /// Wait until the receiver counts more than `before` for `url`.
-    async fn arrived(&self, url: &str, before: u64) -> Result<u64, String> {
+    /// Wait until the receiver counts bytes for the live publish to `url`.
+    async fn arrived(&self, url: &str) -> Result<u64, String> {
         let deadline = Instant::now() + self.settle;
         loop {
             let got = self.receiver.received(url).await?;
-            if got > before {
-                return Ok(got - before);
+            if got > 0 {
+                return Ok(got);
             }
             if Instant::now() > deadline {
                 return Err(format!(
@@ -375,31 +408,26 @@ impl LiveKit {
 
     async fn republish(&self, factory: &dyn LiveFactory) -> Check {
         let url = self.url("again");
-        let n = self.stream.media.len().min(60);
+        let n = self.short();
         let (first, ..) = self.push(factory, &url, n).await?;
         first
             .close()
             .await
             .map_err(|e| format!("first close failed: {e}"))?;
-        let before = self.receiver.received(&url).await.unwrap_or(0);
         let (second, connect_time, _) = self
             .push(factory, &url, n)
             .await
             .map_err(|e| format!("second publish: {e}"))?;
+        self.arrived(&url).await?;
         second
             .close()
             .await
             .map_err(|e| format!("second close failed: {e}"))?;
-        self.arrived(&url, before).await?;
         Ok(format!("second connect {} ms", connect_time.as_millis()))
     }
 
     async fn concurrent(&self, factory: &dyn LiveFactory) -> Check {
         let (a, b) = (self.url("concurrent-a"), self.url("concurrent-b"));
-        let before = (
-            self.receiver.received(&a).await.unwrap_or(0),
-            self.receiver.received(&b).await.unwrap_or(0),
-        );
         let mut sa = factory
             .connect(&a)
             .await
@@ -408,12 +436,14 @@ impl LiveKit {
             .connect(&b)
             .await
             .map_err(|e| format!("connect b failed: {e}"))?;
+        let sending = Instant::now();
         for c in self
             .stream
             .headers
             .iter()
-            .chain(self.stream.media.iter().take(60))
+            .chain(self.stream.media.iter().take(self.short()))
         {
+            self.wait_for(c.pts, sending).await;
             sa.send(c.as_chunk())
                 .await
                 .map_err(|e| format!("send on a failed: {e}"))?;
@@ -421,24 +451,27 @@ impl LiveKit {
                 .await
                 .map_err(|e| format!("send on b failed: {e}"))?;
         }
+        self.arrived(&a).await?;
+        self.arrived(&b).await?;
         sa.close().await.map_err(|e| format!("close a: {e}"))?;
         sb.close().await.map_err(|e| format!("close b: {e}"))?;
-        self.arrived(&a, before.0).await?;
-        self.arrived(&b, before.1).await?;
         Ok(String::new())
     }
 
     async fn dropped(&self, factory: &dyn LiveFactory) -> Check {
         let url = self.url("dropped");
-        let (session, ..) = self.push(factory, &url, 30).await?;
+        let (session, ..) = self.push(factory, &url, self.short()).await?;
         let started = Instant::now();
         drop(session);
         let took = started.elapsed();
         if took > Duration::from_secs(1) {
-            return Err(format!("dropping a session blocked for {} ms", took.as_millis()));
+            return Err(format!(
+                "dropping a session blocked for {} ms",
+                took.as_millis()
+            ));
         }
         let (again, ..) = self
-            .push(factory, &url, 30)
+            .push(factory, &url, self.short())
             .await
             .map_err(|e| format!("publishing again after a drop: {e}"))?;
         again
@@ -484,15 +517,29 @@ impl LiveKit {
     }
 
     async fn send_some(&self, session: &mut dyn LiveSession) -> Result<(), SinkError> {
+        let sending = Instant::now();
         for c in self
             .stream
             .headers
             .iter()
             .chain(self.stream.media.iter().take(30))
         {
+            self.wait_for(c.pts, sending).await;
             session.send(c.as_chunk()).await?;
         }
         Ok(())
+    }
+
+    /// When pacing, wait until `pts` after `start` (in steps of at least 20 ms).
+    async fn wait_for(&self, pts: Duration, start: Instant) {
+        if !self.pace {
+            return;
+        }
+        if let Some(ahead) = pts.checked_sub(start.elapsed())
+            && ahead >= Duration::from_millis(20)
+        {
+            sleep(ahead).await;
+        }
     }
 }
 

@@ -95,10 +95,7 @@ impl LiveStream {
         if file.len() < PACKET || file[0] != 0x47 {
             return Err("not an MPEG-TS file (no sync byte)".into());
         }
-        let packets: Vec<&[u8]> = file
-            .chunks_exact(PACKET)
-            .filter(|p| p[0] == 0x47)
-            .collect();
+        let packets: Vec<&[u8]> = file.chunks_exact(PACKET).filter(|p| p[0] == 0x47).collect();
         let pid = |p: &[u8]| (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
         let pmt_pids = pmt_pids(&packets);
         let is_psi = |p: &[u8]| pid(p) == 0 || pmt_pids.contains(&pid(p));

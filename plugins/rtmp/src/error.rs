@@ -11,8 +11,10 @@ pub enum Phase {
     Resolve,
     Connect,
     Tls,
-    /// RTMP handshake and `connect` command.
+    /// The RTMP handshake (C0-C2/S0-S2).
     Handshake,
+    /// `connect` to the application sent, its `_result` awaited.
+    App,
     /// `publish` sent, `NetStream.Publish.Start` awaited.
     Publish,
     /// Publishing.
@@ -26,6 +28,7 @@ impl Phase {
             Phase::Connect => "connecting",
             Phase::Tls => "TLS handshake",
             Phase::Handshake => "RTMP handshake",
+            Phase::App => "connecting to the application",
             Phase::Publish => "publishing",
             Phase::Stream => "sending",
         }
@@ -35,7 +38,10 @@ impl Phase {
 /// A failed I/O call during `phase`.
 pub fn io_error(phase: Phase, e: io::Error) -> SinkError {
     let context = phase.label();
-    if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    if let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
         // The next attempt meets the same certificate (or the same non-TLS server).
         return SinkError::permanent(format!("{context}: TLS: {tls}"));
     }
@@ -50,8 +56,15 @@ pub fn io_error(phase: Phase, e: io::Error) -> SinkError {
             SinkError::permanent(format!("{context}: {text}"))
         };
     }
-    if phase == Phase::Publish && e.kind() == io::ErrorKind::UnexpectedEof {
-        return publish_closed();
+    // A server that refuses an application or a stream key hangs up (the kernel may turn
+    // that into a reset, our command being unread).
+    if matches!(phase, Phase::App | Phase::Publish)
+        && matches!(
+            e.kind(),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+        )
+    {
+        return closed_by_server(phase);
     }
     SinkError::retryable(format!("{context}: {e}"))
 }
@@ -64,12 +77,23 @@ pub fn publish_closed() -> SinkError {
     )
 }
 
-/// The server closed the connection while we were publishing (kicked, restarted).
+/// The server closed the connection: while asked for the application or the stream key,
+/// that is its answer (nginx-rtmp for an unknown application, YouTube and Twitch for a bad
+/// key); later it was kicked or restarted.
 pub fn closed_by_server(phase: Phase) -> SinkError {
-    if phase == Phase::Publish {
-        return publish_closed();
+    match phase {
+        Phase::Publish => return publish_closed(),
+        Phase::App => {
+            return SinkError::auth(
+                "the server closed the connection when asked for the application: is the URL's application right?",
+            );
+        }
+        _ => {}
     }
-    SinkError::retryable(format!("{}: the server closed the connection", phase.label()))
+    SinkError::retryable(format!(
+        "{}: the server closed the connection",
+        phase.label()
+    ))
 }
 
 pub fn timeout(phase: Phase, after: std::time::Duration) -> SinkError {
@@ -99,12 +123,24 @@ mod tests {
         assert!(io_error(Phase::Tls, tls).is_permanent());
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
         assert!(io_error(Phase::Connect, refused).is_retryable());
-        let nxdomain = io::Error::other("failed to lookup address information: Name or service not known");
+        let nxdomain =
+            io::Error::other("failed to lookup address information: Name or service not known");
         assert!(io_error(Phase::Resolve, nxdomain).is_permanent());
-        let again = io::Error::other("failed to lookup address information: Temporary failure in name resolution");
+        let again = io::Error::other(
+            "failed to lookup address information: Temporary failure in name resolution",
+        );
         assert!(io_error(Phase::Resolve, again).is_retryable());
-        assert!(io_error(Phase::Publish, io::Error::from(io::ErrorKind::UnexpectedEof)).is_auth());
+        assert!(
+            io_error(
+                Phase::Publish,
+                io::Error::from(io::ErrorKind::UnexpectedEof)
+            )
+            .is_auth()
+        );
         assert!(closed_by_server(Phase::Stream).is_retryable());
         assert!(closed_by_server(Phase::Publish).is_auth());
+        assert!(closed_by_server(Phase::App).is_auth());
+        assert!(closed_by_server(Phase::Handshake).is_retryable());
+        assert!(io_error(Phase::App, io::Error::from(io::ErrorKind::ConnectionReset)).is_auth());
     }
 }

@@ -116,11 +116,20 @@ mod tests {
         let v = tag(9, 0x0123_4567, &[0x17, 0, 0, 0, 0]);
         assert_eq!(
             Tag::parse(&v).unwrap(),
-            Tag::Video { timestamp: 0x0123_4567, body: &[0x17, 0, 0, 0, 0] }
+            Tag::Video {
+                timestamp: 0x0123_4567,
+                body: &[0x17, 0, 0, 0, 0]
+            }
         );
         let mut with_size = tag(8, 40, &[0xaf, 1, 2]);
         with_size.extend_from_slice(&14u32.to_be_bytes());
-        assert_eq!(Tag::parse(&with_size).unwrap(), Tag::Audio { timestamp: 40, body: &[0xaf, 1, 2] });
+        assert_eq!(
+            Tag::parse(&with_size).unwrap(),
+            Tag::Audio {
+                timestamp: 40,
+                body: &[0xaf, 1, 2]
+            }
+        );
         assert!(Tag::parse(&v[..12]).unwrap_err().is_permanent());
         assert!(Tag::parse(&tag(7, 0, &[])).is_err());
         assert!(Tag::parse(&[9, 0]).is_err());
@@ -134,15 +143,24 @@ mod tests {
         props.insert("videocodecid".to_string(), Amf0Value::Number(7.0));
         props.insert("framerate".to_string(), Amf0Value::Number(30.0));
         props.insert("stereo".to_string(), Amf0Value::Boolean(true));
-        props.insert("encoder".to_string(), Amf0Value::Utf8String("egress".into()));
+        props.insert(
+            "encoder".to_string(),
+            Amf0Value::Utf8String("egress".into()),
+        );
         let body = rml_amf0::serialize(&vec![
             Amf0Value::Utf8String("onMetaData".into()),
             Amf0Value::Object(props),
         ])
         .unwrap();
         let m = metadata(&body).unwrap().expect("metadata");
-        assert_eq!((m.video_width, m.video_height, m.video_codec_id), (Some(1280), Some(720), Some(7)));
-        assert_eq!((m.video_frame_rate, m.audio_is_stereo), (Some(30.0), Some(true)));
+        assert_eq!(
+            (m.video_width, m.video_height, m.video_codec_id),
+            (Some(1280), Some(720), Some(7))
+        );
+        assert_eq!(
+            (m.video_frame_rate, m.audio_is_stereo),
+            (Some(30.0), Some(true))
+        );
         assert_eq!(m.encoder.as_deref(), Some("egress"));
         let other = rml_amf0::serialize(&vec![Amf0Value::Utf8String("onCuePoint".into())]).unwrap();
         assert!(metadata(&other).unwrap().is_none());

@@ -268,7 +268,10 @@ async fn establish(
             .clone()
             .ok_or_else(|| SinkError::permanent("TLS is not set up for rtmps://"))?;
         let name = ServerName::try_from(target.host.clone()).map_err(|e| {
-            SinkError::config_field("url", format!("{} is not a TLS server name: {e}", target.host))
+            SinkError::config_field(
+                "url",
+                format!("{} is not a TLS server name: {e}", target.host),
+            )
         })?;
         let tls = timeout_at(
             deadline,
@@ -333,22 +336,33 @@ async fn establish(
     };
 
     // `connect` to the application.
-    let mut pending = link.apply(Phase::Handshake, initial).await?;
+    let mut pending = link.apply(Phase::App, initial).await?;
     let request = link
         .session
         .request_connection(target.app.clone())
-        .map_err(|e| error::protocol(Phase::Handshake, e))?;
-    pending.extend(link.apply(Phase::Handshake, vec![request]).await?);
+        .map_err(|e| error::protocol(Phase::App, e))?;
+    pending.extend(link.apply(Phase::App, vec![request]).await?);
     if !leftover.is_empty() {
-        pending.extend(link.receive(Phase::Handshake, &leftover).await?);
+        pending.extend(link.receive(Phase::App, &leftover).await?);
     }
-    await_event(&mut reader, &mut link, &mut buf, pending, deadline, Phase::Handshake, limit, |e| match e {
-        ClientSessionEvent::ConnectionRequestAccepted => Some(Ok(())),
-        ClientSessionEvent::ConnectionRequestRejected { description } => Some(Err(SinkError::auth(
-            format!("the server refused to connect to the application: {description}"),
-        ))),
-        _ => None,
-    })
+    await_event(
+        &mut reader,
+        &mut link,
+        &mut buf,
+        pending,
+        deadline,
+        Phase::App,
+        limit,
+        |e| match e {
+            ClientSessionEvent::ConnectionRequestAccepted => Some(Ok(())),
+            ClientSessionEvent::ConnectionRequestRejected { description } => {
+                Some(Err(SinkError::auth(format!(
+                    "the server refused to connect to the application: {description}"
+                ))))
+            }
+            _ => None,
+        },
+    )
     .await?;
 
     // `publish` the stream key.
@@ -357,13 +371,24 @@ async fn establish(
         .request_publishing(target.stream_key.clone(), PublishRequestType::Live)
         .map_err(|e| error::protocol(Phase::Publish, e))?;
     let pending = link.apply(Phase::Publish, vec![request]).await?;
-    await_event(&mut reader, &mut link, &mut buf, pending, deadline, Phase::Publish, limit, |e| match e {
-        ClientSessionEvent::PublishRequestAccepted => Some(Ok(())),
-        ClientSessionEvent::UnhandleableOnStatusCode { code } if is_error_status(&code) => {
-            Some(Err(SinkError::auth(format!("the server refused the publish: {code}"))))
-        }
-        _ => None,
-    })
+    await_event(
+        &mut reader,
+        &mut link,
+        &mut buf,
+        pending,
+        deadline,
+        Phase::Publish,
+        limit,
+        |e| match e {
+            ClientSessionEvent::PublishRequestAccepted => Some(Ok(())),
+            ClientSessionEvent::UnhandleableOnStatusCode { code } if is_error_status(&code) => {
+                Some(Err(SinkError::auth(format!(
+                    "the server refused the publish: {code}"
+                ))))
+            }
+            _ => None,
+        },
+    )
     .await?;
     Ok((reader, link))
 }
@@ -410,17 +435,24 @@ async fn await_event(
 /// `onStatus` codes that refuse a publish (`NetStream.Publish.BadName`, `…Rejected`,
 /// `…Denied`, `…Failed`, `NetConnection.Connect.Rejected`, …).
 fn is_error_status(code: &str) -> bool {
-    ["BadName", "Rejected", "Denied", "Failed", "Unauthorized", "Forbidden"]
-        .iter()
-        .any(|bad| code.contains(bad))
+    [
+        "BadName",
+        "Rejected",
+        "Denied",
+        "Failed",
+        "Unauthorized",
+        "Forbidden",
+    ]
+    .iter()
+    .any(|bad| code.contains(bad))
 }
 
 /// While publishing, a refusing `onStatus` ends the session (the server will not take more).
 fn stream_event_error(event: ClientSessionEvent) -> Option<SinkError> {
     match event {
-        ClientSessionEvent::UnhandleableOnStatusCode { code } if is_error_status(&code) => {
-            Some(SinkError::retryable(format!("the server stopped the publish: {code}")))
-        }
+        ClientSessionEvent::UnhandleableOnStatusCode { code } if is_error_status(&code) => Some(
+            SinkError::retryable(format!("the server stopped the publish: {code}")),
+        ),
         _ => None,
     }
 }

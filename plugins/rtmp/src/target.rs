@@ -92,7 +92,8 @@ impl fmt::Debug for Target {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port`.
@@ -122,14 +123,26 @@ mod tests {
     fn parses_like_go_and_rtmp2sink() {
         let t = Target::parse("rtmp://localhost/live/key1").unwrap();
         assert_eq!(
-            (t.tls, t.host.as_str(), t.port, t.app.as_str(), t.stream_key.as_str()),
+            (
+                t.tls,
+                t.host.as_str(),
+                t.port,
+                t.app.as_str(),
+                t.stream_key.as_str()
+            ),
             (false, "localhost", 1935, "live", "key1")
         );
         assert_eq!(t.tc_url(), "rtmp://localhost:1935/live");
         let t = Target::parse("rtmps://global-live.mux.com:443/app/abc-def live=1").unwrap();
-        assert_eq!((t.tls, t.port, t.app.as_str(), t.stream_key.as_str()), (true, 443, "app", "abc-def"));
+        assert_eq!(
+            (t.tls, t.port, t.app.as_str(), t.stream_key.as_str()),
+            (true, 443, "app", "abc-def")
+        );
         let t = Target::parse("RTMPS://a.example/x/y/live_123?bandwidthtest=true").unwrap();
-        assert_eq!((t.port, t.app.as_str(), t.stream_key.as_str()), (443, "x/y", "live_123?bandwidthtest=true"));
+        assert_eq!(
+            (t.port, t.app.as_str(), t.stream_key.as_str()),
+            (443, "x/y", "live_123?bandwidthtest=true")
+        );
         let t = Target::parse("rtmp://[::1]:19350/live/k").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 19350));
         assert_eq!(t.tc_url(), "rtmp://[::1]:19350/live");

@@ -16,9 +16,8 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, SinkEr
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
-        let bad = |why: String| {
-            SinkError::config_field("ca_file", format!("{}: {why}", path.display()))
-        };
+        let bad =
+            |why: String| SinkError::config_field("ca_file", format!("{}: {why}", path.display()));
         let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         let mut added = 0;
         for cert in CertificateDer::pem_slice_iter(&pem) {

@@ -37,13 +37,35 @@ fn run(cmd: &mut Command, what: &str) {
 fn test_flv(dir: &Path, seconds: u32) -> PathBuf {
     let path = dir.join("source.flv");
     run(
-        Command::new("ffmpeg").args(["-hide_banner", "-loglevel", "error", "-y"]).args([
-            "-f", "lavfi", "-i", "testsrc=size=640x360:rate=30",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-            "-t", &seconds.to_string(),
-            "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", "64k", "-f", "flv",
-        ]).arg(&path),
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=640x360:rate=30",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                &seconds.to_string(),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "30",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "64k",
+                "-f",
+                "flv",
+            ])
+            .arg(&path),
         "ffmpeg (test media)",
     );
     path
@@ -52,11 +74,23 @@ fn test_flv(dir: &Path, seconds: u32) -> PathBuf {
 /// What ffprobe says about a recording: codec names and duration.
 fn probe(path: &Path) -> (Vec<String>, f64) {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
         .arg(path)
         .output()
         .expect("run ffprobe");
-    assert!(out.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
     let codecs = v["streams"]
         .as_array()
@@ -64,7 +98,10 @@ fn probe(path: &Path) -> (Vec<String>, f64) {
         .flatten()
         .filter_map(|s| s["codec_name"].as_str().map(str::to_string))
         .collect();
-    let duration = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
+    let duration = v["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
     (codecs, duration)
 }
 
@@ -92,7 +129,20 @@ fn publishes_to_ffmpeg_and_the_recording_plays() {
     let url = format!("rtmp://127.0.0.1:{port}/live/secret-key");
     let mut listener = Listener(
         Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-listen", "1", "-i", &url, "-c", "copy", "-f", "flv"])
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-listen",
+                "1",
+                "-i",
+                &url,
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+            ])
             .arg(&received)
             .stdin(Stdio::null())
             .spawn()
@@ -120,12 +170,21 @@ fn publishes_to_ffmpeg_and_the_recording_plays() {
     // ffmpeg ends when the publisher has gone.
     let deadline = Instant::now() + Duration::from_secs(10);
     while listener.0.try_wait().expect("ffmpeg status").is_none() {
-        assert!(Instant::now() < deadline, "ffmpeg did not end after the publish closed");
+        assert!(
+            Instant::now() < deadline,
+            "ffmpeg did not end after the publish closed"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let (codecs, duration) = probe(&received);
-    assert!(codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()), "{codecs:?}");
-    assert!((duration - 4.0).abs() < 0.3, "received {duration} s of a 4 s stream");
+    assert!(
+        codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()),
+        "{codecs:?}"
+    );
+    assert!(
+        (duration - 4.0).abs() < 0.3,
+        "received {duration} s of a 4 s stream"
+    );
 }
 
 #[test]
@@ -134,17 +193,39 @@ fn failures_have_the_right_class() {
     block_on(async {
         let port = free_port(); // nothing listens there now
         let started = Instant::now();
-        let e = rtmp.connect(&format!("rtmp://127.0.0.1:{port}/live/k")).await.err().expect("refused");
+        let e = rtmp
+            .connect(&format!("rtmp://127.0.0.1:{port}/live/k"))
+            .await
+            .err()
+            .expect("refused");
         assert!(e.is_retryable(), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
 
-        let e = rtmp.connect("rtmp://nonexistent.invalid/live/k").await.err().expect("no such name");
+        let e = rtmp
+            .connect("rtmp://nonexistent.invalid/live/k")
+            .await
+            .err()
+            .expect("no such name");
         assert!(e.is_permanent(), "{e}");
 
-        let e = rtmp.connect("rtmp://127.0.0.1/only-a-key").await.err().expect("malformed");
+        let e = rtmp
+            .connect("rtmp://127.0.0.1/only-a-key")
+            .await
+            .err()
+            .expect("malformed");
         assert!(e.is_config(), "{e}");
-        assert!(e.message().starts_with(egress_plugin_rtmp::FORMAT_ERROR), "{e}");
-        assert!(rtmp.validate_url("rtmps://a.example/app/key live=1").is_ok());
+        assert!(
+            e.message().starts_with(egress_plugin_rtmp::FORMAT_ERROR),
+            "{e}"
+        );
+        assert!(
+            rtmp.validate_url("rtmps://a.example/app/key live=1")
+                .is_ok()
+        );
     });
     let bad = RtmpDestination::validate(&json!({ "connect_timeout_ms": 0 })).unwrap_err();
     assert_eq!(bad.field(), Some("connect_timeout_ms"));
@@ -161,9 +242,14 @@ fn a_silent_server_times_out_as_retryable() {
         .create(&json!({ "connect_timeout_ms": 500 }))
         .unwrap();
     let started = Instant::now();
-    let e = block_on(rtmp.connect(&format!("rtmp://127.0.0.1:{port}/live/k"))).err().expect("timeout");
+    let e = block_on(rtmp.connect(&format!("rtmp://127.0.0.1:{port}/live/k")))
+        .err()
+        .expect("timeout");
     assert!(e.is_retryable(), "{e}");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
     drop(silent);
 }

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use egress_plugin_api::blocking::Worker;
 use egress_plugin_api::{
-    LiveChunk, LiveDescriptor, LiveFactory, LiveFormat, LivePlugin, LiveSession, SinkError,
-    Value, async_trait, config, export_live, json,
+    LiveChunk, LiveDescriptor, LiveFactory, LiveFormat, LivePlugin, LiveSession, SinkError, Value,
+    async_trait, config, export_live, json,
 };
 use serde::Deserialize;
 

@@ -41,6 +41,7 @@ pub const SRT_ECONNREJ: c_int = 1002;
 pub const SRT_ETIMEOUT: c_int = 6003;
 
 // SRT_REJECT_REASON
+pub const SRT_REJ_PEER: c_int = 2;
 pub const SRT_REJ_BADSECRET: c_int = 10;
 pub const SRT_REJ_UNSECURE: c_int = 11;
 /// Reasons from here up are the listener's own (access control: 1401 unauthorized, 1403

@@ -54,7 +54,9 @@ impl Conn {
         let sock = unsafe { (srt.create_socket)() };
         if sock == libsrt::SRT_INVALID_SOCK {
             let (_, text) = srt.last_error();
-            return Err(SinkError::retryable(format!("srt: cannot create a socket: {text}")));
+            return Err(SinkError::retryable(format!(
+                "srt: cannot create a socket: {text}"
+            )));
         }
         let mut conn = Conn {
             srt,
@@ -65,9 +67,8 @@ impl Conn {
         conn.configure(timeouts)?;
         let (storage, len) = sockaddr(addr);
         // SAFETY: `storage` holds a sockaddr_in or sockaddr_in6 of `len` bytes.
-        let status = unsafe {
-            (srt.connect)(sock, (&raw const storage).cast::<libc::sockaddr>(), len)
-        };
+        let status =
+            unsafe { (srt.connect)(sock, (&raw const storage).cast::<libc::sockaddr>(), len) };
         if status == libsrt::SRT_ERROR {
             return Err(conn.connect_error(started.elapsed()));
         }
@@ -106,7 +107,10 @@ impl Conn {
         if status == libsrt::SRT_ERROR {
             let (_, text) = self.srt.last_error();
             // libsrt refused a value we pass from the URL: the URL is wrong.
-            return Err(SinkError::config_field("url", format!("srt {name}: {text}")));
+            return Err(SinkError::config_field(
+                "url",
+                format!("srt {name}: {text}"),
+            ));
         }
         Ok(())
     }
@@ -114,7 +118,11 @@ impl Conn {
     fn configure(&mut self, timeouts: Timeouts) -> Result<(), SinkError> {
         self.set_int(libsrt::SRTO_TRANSTYPE, libsrt::SRTT_LIVE, "transtype")?;
         self.set_int(libsrt::SRTO_SENDER, 1, "sender")?;
-        self.set_int(libsrt::SRTO_CONNTIMEO, ms(timeouts.connect), "connect timeout")?;
+        self.set_int(
+            libsrt::SRTO_CONNTIMEO,
+            ms(timeouts.connect),
+            "connect timeout",
+        )?;
         self.set_int(libsrt::SRTO_SNDTIMEO, ms(timeouts.send), "send timeout")?;
         let linger = Linger {
             l_onoff: 1,
@@ -131,7 +139,11 @@ impl Conn {
         };
         self.check_option(status, "linger")?;
         if let Some(ms) = self.target.latency_ms {
-            self.set_int(libsrt::SRTO_LATENCY, c_int::try_from(ms).unwrap_or(c_int::MAX), "latency")?;
+            self.set_int(
+                libsrt::SRTO_LATENCY,
+                c_int::try_from(ms).unwrap_or(c_int::MAX),
+                "latency",
+            )?;
         }
         if let Some(p) = self.target.passphrase.clone() {
             self.set_str(libsrt::SRTO_PASSPHRASE, &p, "passphrase")?;
@@ -162,13 +174,18 @@ impl Conn {
                 libsrt::SRT_REJ_BADSECRET | libsrt::SRT_REJ_UNSECURE => {
                     SinkError::auth(format!("{message}: is the passphrase right?"))
                 }
+                // An explicit no in one round trip: what a gosrt listener (mediamtx) answers
+                // to a wrong passphrase or a streamid it does not take.
+                libsrt::SRT_REJ_PEER => {
+                    SinkError::auth(format!("{message}: is the passphrase or streamid right?"))
+                }
                 r if r >= libsrt::SRT_REJC_PREDEFINED => {
                     SinkError::auth(format!("{message}: is the streamid right?"))
                 }
                 // Rogue handshake, IPE, version, rendezvous cookie, message API, congestion
                 // control, filter, group: we and the listener do not speak the same SRT.
                 4 | 6 | 8 | 9 | 12..=15 => SinkError::permanent(message),
-                // Timeout, resources, backlog, closing, peer, unknown: a busy or restarting
+                // Timeout, resources, backlog, closing, unknown: a busy or restarting
                 // listener; the next attempt may work.
                 _ => SinkError::retryable(message),
             };
@@ -252,10 +269,12 @@ fn resolve(target: &Target) -> Result<SocketAddr, SinkError> {
         .map(|mut a| a.next())
     {
         Ok(Some(addr)) => Ok(addr),
-        Ok(None) => Err(SinkError::permanent(format!("{target}: the host has no address"))),
-        Err(e) if e.to_string().contains("Temporary failure") => Err(SinkError::retryable(
-            format!("resolving {target}: {e}"),
-        )),
+        Ok(None) => Err(SinkError::permanent(format!(
+            "{target}: the host has no address"
+        ))),
+        Err(e) if e.to_string().contains("Temporary failure") => {
+            Err(SinkError::retryable(format!("resolving {target}: {e}")))
+        }
         Err(e) => Err(SinkError::permanent(format!("resolving {target}: {e}"))),
     }
 }

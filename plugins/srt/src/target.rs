@@ -29,7 +29,10 @@ impl Target {
         let bad = |why: String| SinkError::config_field("url", format!("invalid srt url: {why}"));
         let url = Url::parse(uri.trim()).map_err(|e| bad(e.to_string()))?;
         if !url.scheme().eq_ignore_ascii_case("srt") {
-            return Err(bad(format!("the scheme is {}://, not srt://", url.scheme())));
+            return Err(bad(format!(
+                "the scheme is {}://, not srt://",
+                url.scheme()
+            )));
         }
         let host = url
             .host_str()
@@ -106,9 +109,15 @@ mod tests {
             "srt://127.0.0.1:8890?streamid=publish:live/a&passphrase=0123456789&pbkeylen=16&latency=200",
         )
         .unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.latency_ms), ("127.0.0.1", 8890, Some(200)));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.latency_ms),
+            ("127.0.0.1", 8890, Some(200))
+        );
         assert_eq!(t.streamid.as_deref(), Some("publish:live/a"));
-        assert_eq!((t.passphrase.as_deref(), t.pbkeylen), (Some("0123456789"), Some(16)));
+        assert_eq!(
+            (t.passphrase.as_deref(), t.pbkeylen),
+            (Some("0123456789"), Some(16))
+        );
         assert_eq!(t.to_string(), "srt://127.0.0.1:8890");
         assert!(!format!("{t:?}").contains("0123456789"));
         assert!(Target::parse("srt://[::1]:9000").is_ok());

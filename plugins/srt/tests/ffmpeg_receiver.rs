@@ -31,22 +31,47 @@ fn test_ts(dir: &Path, seconds: u32) -> PathBuf {
         .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .args(["-c:a", "aac", "-b:a", "64k", "-f", "mpegts"])
         .arg(&path)
         .output()
         .expect("run ffmpeg");
-    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     path
 }
 
 fn probe(path: &Path) -> (Vec<String>, f64) {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
         .arg(path)
         .output()
         .expect("run ffprobe");
-    assert!(out.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
     let codecs = v["streams"]
         .as_array()
@@ -54,7 +79,10 @@ fn probe(path: &Path) -> (Vec<String>, f64) {
         .flatten()
         .filter_map(|s| s["codec_name"].as_str().map(str::to_string))
         .collect();
-    let duration = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
+    let duration = v["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
     (codecs, duration)
 }
 
@@ -69,7 +97,15 @@ impl Listener {
         let port = free_udp_port();
         let child = Command::new("ffmpeg")
             // Probe one second, not five: the test stream is four seconds long.
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-analyzeduration", "1000000", "-i"])
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-analyzeduration",
+                "1000000",
+                "-i",
+            ])
             .arg(format!(
                 "srt://127.0.0.1:{port}?mode=listener&passphrase={PASSPHRASE}&pbkeylen=16"
             ))
@@ -84,7 +120,10 @@ impl Listener {
     }
 
     fn url(&self, passphrase: &str) -> String {
-        format!("srt://127.0.0.1:{}?passphrase={passphrase}&pbkeylen=16&latency=120", self.port)
+        format!(
+            "srt://127.0.0.1:{}?passphrase={passphrase}&pbkeylen=16&latency=120",
+            self.port
+        )
     }
 }
 
@@ -96,7 +135,9 @@ impl Drop for Listener {
 }
 
 fn destination() -> Box<dyn LiveFactory> {
-    BuiltinLive::of::<SrtDestination>().create(&json!({})).expect("default config")
+    BuiltinLive::of::<SrtDestination>()
+        .create(&json!({}))
+        .expect("default config")
 }
 
 #[test]
@@ -108,7 +149,10 @@ fn publishes_to_ffmpeg_and_the_recording_plays() {
     let srt = destination();
     let started = Instant::now();
     let connect_time = block_on(async {
-        let mut session = srt.connect(&listener.url(PASSPHRASE)).await.expect("connect");
+        let mut session = srt
+            .connect(&listener.url(PASSPHRASE))
+            .await
+            .expect("connect");
         let connect_time = started.elapsed();
         // In real time, as the host sends: SRT is a live transport, its receiver plays out
         // by the sender's clock.
@@ -126,12 +170,21 @@ fn publishes_to_ffmpeg_and_the_recording_plays() {
     eprintln!("srt: connected in {} ms", connect_time.as_millis());
     let deadline = Instant::now() + Duration::from_secs(10);
     while listener.child.try_wait().expect("ffmpeg status").is_none() {
-        assert!(Instant::now() < deadline, "ffmpeg did not end after the caller closed");
+        assert!(
+            Instant::now() < deadline,
+            "ffmpeg did not end after the caller closed"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let (codecs, duration) = probe(&received);
-    assert!(codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()), "{codecs:?}");
-    assert!(duration > 3.5 && duration < 4.5, "received {duration} s of a 4 s stream");
+    assert!(
+        codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()),
+        "{codecs:?}"
+    );
+    assert!(
+        duration > 3.5 && duration < 4.5,
+        "received {duration} s of a 4 s stream"
+    );
 }
 
 #[test]
@@ -156,9 +209,17 @@ fn no_listener_is_retryable_and_bad_urls_are_config_errors() {
         .err()
         .expect("nobody listens");
     assert!(e.is_retryable(), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    let e = block_on(srt.connect("srt://nonexistent.invalid:9000")).err().expect("no such name");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let e = block_on(srt.connect("srt://nonexistent.invalid:9000"))
+        .err()
+        .expect("no such name");
     assert!(e.is_permanent(), "{e}");
-    let e = block_on(srt.connect("srt://127.0.0.1:9000?mode=listener")).err().expect("listener");
+    let e = block_on(srt.connect("srt://127.0.0.1:9000?mode=listener"))
+        .err()
+        .expect("listener");
     assert!(e.is_config(), "{e}");
 }

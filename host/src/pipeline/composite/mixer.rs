@@ -121,6 +121,10 @@ struct Branch {
     codec: TrackCodec,
     last_pts: Option<u64>,
     ended: bool,
+    /// Every element of the branch, the appsrc first.
+    elements: Vec<gst::Element>,
+    /// The mixer's request pad it feeds.
+    mixer_pad: gst::Pad,
 }
 
 pub struct Mixer {
@@ -133,6 +137,11 @@ pub struct Mixer {
     /// The live black and silent sources (sent EOS at the end).
     fillers: Vec<gst::Element>,
     branches: HashMap<String, Branch>,
+    /// Tracks whose end (EOS) has gone through their branch, sent from the branch's streaming
+    /// thread: their branches are removed from the pipeline by the next call that owns the
+    /// mixer (see [`Mixer::remove_drained`]).
+    drained: std::sync::mpsc::Receiver<String>,
+    drained_tx: std::sync::mpsc::Sender<String>,
     next_zorder: u32,
     events: mpsc::UnboundedReceiver<MixerEvent>,
     bus_task: JoinHandle<()>,
@@ -177,6 +186,7 @@ impl Mixer {
         };
         let bus = pipeline.bus().ok_or_else(|| gst_err("pipeline has no bus"))?;
         let bus_task = tokio::spawn(watch_bus(bus, tx, streams.clone()));
+        let (drained_tx, drained) = std::sync::mpsc::channel();
         Ok(Mixer {
             pipeline,
             streams,
@@ -186,6 +196,8 @@ impl Mixer {
             compositor,
             fillers,
             branches: HashMap::new(),
+            drained,
+            drained_tx,
             next_zorder: 1,
             events,
             bus_task,
@@ -307,6 +319,7 @@ impl Mixer {
 
     /// Adds an input for a track (before or after `start`).
     pub fn add_track(&mut self, track_sid: &str, codec: TrackCodec, channel: Channel) -> Result<(), PipelineError> {
+        self.remove_drained();
         if self.branches.contains_key(track_sid) {
             return Ok(());
         }
@@ -371,13 +384,62 @@ impl Mixer {
         for el in chain.iter().rev() {
             el.sync_state_with_parent().map_err(|e| gst_err(format!("branch for {track_sid}: {e}")))?;
         }
+        self.notify_drained(last, track_sid);
         tracing::info!(track_sid, ?codec, ?channel, "track input added to the pipeline");
-        self.branches.insert(track_sid.to_owned(), Branch { appsrc, codec, last_pts: None, ended: false });
+        self.branches.insert(track_sid.to_owned(), Branch { appsrc, codec, last_pts: None, ended: false, elements: chain, mixer_pad: pad });
         Ok(())
+    }
+
+    /// Tells [`Mixer::remove_drained`] when the branch's end has reached the mixer. Only the
+    /// message is sent from the streaming thread: an element cannot be stopped from its own
+    /// streaming thread (setting it to NULL joins that thread).
+    fn notify_drained(&self, last: &gst::Element, track_sid: &str) {
+        let Some(src) = last.static_pad("src") else { return };
+        let tx = self.drained_tx.clone();
+        let track_sid = track_sid.to_owned();
+        src.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data
+                && e.type_() == gst::EventType::Eos
+            {
+                let _ = tx.send(track_sid.clone());
+                return gst::PadProbeReturn::Remove;
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+
+    /// Takes the branches of ended tracks out of the running pipeline, so that a meeting's
+    /// camera toggles and reconnects do not pile up threads and decoders (each branch has an
+    /// appsrc and a queue thread, and a video decoder its own threads and frames): stopped,
+    /// unlinked from the mixer, whose request pad is released (the mixer carries on without
+    /// it), and removed. Not at the end of the recording: the mixers must see every
+    /// input's EOS to finish the file, and no call comes after `send_eos` but `shutdown`.
+    fn remove_drained(&mut self) {
+        while let Ok(track_sid) = self.drained.try_recv() {
+            let Some(branch) = self.branches.get(&track_sid) else { continue };
+            if !branch.ended {
+                continue;
+            }
+            let Some(branch) = self.branches.remove(&track_sid) else { continue };
+            // Stopped first (which joins the branch's threads, the queue's once it has handed
+            // the EOS on), so that nothing is pushing into the mixer's pad when it goes.
+            for el in &branch.elements {
+                let _ = el.set_state(gst::State::Null);
+            }
+            if let Some(src) = branch.mixer_pad.peer() {
+                let _ = src.unlink(&branch.mixer_pad);
+            }
+            if let Some(mixer) = branch.mixer_pad.parent_element() {
+                mixer.release_request_pad(&branch.mixer_pad);
+            }
+            let _ = self.pipeline.remove_many(branch.elements.iter());
+            tracing::info!(track_sid, "ended track's input removed from the pipeline");
+        }
     }
 
     /// Pushes one encoded frame of `track_sid` at `pts` (running time).
     pub fn push(&mut self, track_sid: &str, data: Arc<[u8]>, pts: Duration, discont: bool) -> Result<(), PipelineError> {
+        self.remove_drained();
         let Some(branch) = self.branches.get_mut(track_sid) else { return Ok(()) };
         if branch.ended {
             return Ok(());

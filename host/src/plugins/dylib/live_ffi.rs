@@ -134,7 +134,12 @@ impl LiveFactoryHandle {
         let mut ptr: *mut c_void = std::ptr::null_mut();
         // SAFETY: `url` outlives the call; `ptr` is an out-pointer.
         self.api.call(|err| unsafe {
-            (self.api.connect)(self.ptr, EgressStr::from_bytes(url.as_bytes()), &mut ptr, err)
+            (self.api.connect)(
+                self.ptr,
+                EgressStr::from_bytes(url.as_bytes()),
+                &mut ptr,
+                err,
+            )
         })?;
         if ptr.is_null() {
             return Err(SinkError::permanent(
