@@ -30,6 +30,34 @@ pub struct ManifestFile {
     pub location: String,
 }
 
+/// A segments output: its playlist and every stored segment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ManifestPlaylist {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub location: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<ManifestSegment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ManifestSegment {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub filename: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub location: String,
+}
+
+/// One stored image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ManifestImage {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub filename: String,
+    /// RFC 3339 with nanoseconds, as Go's `time.Time` marshals.
+    pub timestamp: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub location: String,
+}
+
 fn is_zero(v: &i64) -> bool {
     *v == 0
 }

@@ -32,7 +32,7 @@ use crate::plugins::{PluginError, PluginRegistry};
 use crate::rpc::{Code, RpcError};
 
 pub use target::{Provider, StorageTarget, Targets};
-pub use upload::{Destination, Destinations, LiveUpload, UploadError, Uploaded, content_type_for, upload_file};
+pub use upload::{Destination, Destinations, LiveUpload, UploadError, Uploaded, content_type_for, upload_bytes, upload_file};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {

@@ -151,6 +151,85 @@ pub fn for_file_output(config: &ServiceConfig, request: &StartEgressRequest) -> 
     Targets { primary, backup }
 }
 
+/// Resolves the storage of the request's segments output (Go's `getStorageConfig` for it): its
+/// own upload (v1) or `Output.storage` (v2), then the v2 request's `storage`, then the
+/// service's; plus the backup.
+#[allow(deprecated)]
+pub fn for_segments_output(config: &ServiceConfig, request: &StartEgressRequest) -> Targets {
+    use livekit::segmented_file_output::Output as Up;
+    let own = |s: &livekit::SegmentedFileOutput| {
+        s.output.as_ref().map(|o| match o {
+            Up::S3(s) => s3_request(s, config),
+            Up::Gcp(g) => gcp_request(g),
+            Up::Azure(a) => azure_request(a),
+            Up::AliOss(a) => alioss_request(a),
+        })
+    };
+    let v1 = |list: &[livekit::SegmentedFileOutput], single: Option<&livekit::SegmentedFileOutput>| {
+        list.first().or(single).and_then(own)
+    };
+    let requested = match request.request.as_ref() {
+        Some(rpc_req::Request::RoomComposite(r)) => v1(&r.segment_outputs, match &r.output {
+            Some(livekit::room_composite_egress_request::Output::Segments(s)) => Some(s),
+            _ => None,
+        }),
+        Some(rpc_req::Request::Web(r)) => v1(&r.segment_outputs, match &r.output {
+            Some(livekit::web_egress_request::Output::Segments(s)) => Some(s),
+            _ => None,
+        }),
+        Some(rpc_req::Request::TrackComposite(r)) => v1(&r.segment_outputs, match &r.output {
+            Some(livekit::track_composite_egress_request::Output::Segments(s)) => Some(s),
+            _ => None,
+        }),
+        Some(rpc_req::Request::Participant(r)) => v1(&r.segment_outputs, None),
+        Some(rpc_req::Request::Egress(r)) => v2_output_storage(r, config, |c| matches!(c, output::Config::Segments(_)), 0),
+        _ => None,
+    };
+    with_fallbacks(config, requested)
+}
+
+/// Resolves the storage of the request's `nth` image output (counted from 0 among its image
+/// outputs, in the request's order), as [`for_segments_output`].
+pub fn for_image_output(config: &ServiceConfig, request: &StartEgressRequest, nth: usize) -> Targets {
+    use livekit::image_output::Output as Up;
+    let own = |i: &livekit::ImageOutput| {
+        i.output.as_ref().map(|o| match o {
+            Up::S3(s) => s3_request(s, config),
+            Up::Gcp(g) => gcp_request(g),
+            Up::Azure(a) => azure_request(a),
+            Up::AliOss(a) => alioss_request(a),
+        })
+    };
+    let requested = match request.request.as_ref() {
+        Some(rpc_req::Request::RoomComposite(r)) => r.image_outputs.get(nth).and_then(own),
+        Some(rpc_req::Request::Web(r)) => r.image_outputs.get(nth).and_then(own),
+        Some(rpc_req::Request::TrackComposite(r)) => r.image_outputs.get(nth).and_then(own),
+        Some(rpc_req::Request::Participant(r)) => r.image_outputs.get(nth).and_then(own),
+        Some(rpc_req::Request::Egress(r)) => v2_output_storage(r, config, |c| matches!(c, output::Config::Images(_)), nth),
+        _ => None,
+    };
+    with_fallbacks(config, requested)
+}
+
+/// The v2 request's `nth` output of a kind: its own storage, else the request's.
+fn v2_output_storage(
+    r: &livekit::StartEgressRequest,
+    config: &ServiceConfig,
+    kind: impl Fn(&output::Config) -> bool,
+    nth: usize,
+) -> Option<StorageTarget> {
+    let o = r.outputs.iter().filter(|o| o.config.as_ref().is_some_and(&kind)).nth(nth);
+    o.and_then(|o| o.storage.as_ref()).or(r.storage.as_ref()).and_then(|s| from_v2(s, config))
+}
+
+fn with_fallbacks(config: &ServiceConfig, requested: Option<StorageTarget>) -> Targets {
+    let primary = requested
+        .or_else(|| config.storage.as_ref().and_then(|s| from_service(s)))
+        .unwrap_or_else(StorageTarget::local);
+    let backup = config.backup.as_ref().and_then(|s| from_service(s));
+    Targets { primary, backup }
+}
+
 /// The upload settings a request gives its file output, if any.
 #[allow(deprecated)]
 fn request_storage(config: &ServiceConfig, request: &StartEgressRequest) -> Option<StorageTarget> {
