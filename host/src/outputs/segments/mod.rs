@@ -191,4 +191,4 @@ fn proto(spec: &SegmentsSpec) -> SegmentedFileOutput {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
