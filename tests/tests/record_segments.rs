@@ -22,15 +22,27 @@ const RECORD_SECONDS: u64 = 16;
 
 /// `lk room join --identity IDENTITY --publish …` in the background (killed on drop).
 fn lk_join(stack: &RecordingStack, room: &str, identity: &str, publish: &[&Path]) -> Child {
-    let log = std::fs::File::create(stack.egress.dir().join(format!("publisher-{identity}.log"))).expect("publisher log");
+    let log = std::fs::File::create(stack.egress.dir().join(format!("publisher-{identity}.log")))
+        .expect("publisher log");
     let livekit = &stack.livekit;
     let mut cmd = Command::new(egress_e2e::find_binary("lk"));
-    cmd.args(["--url", &livekit.http_url(), "--api-key", livekit.api_key(), "--api-secret", livekit.api_secret()])
-        .args(["room", "join", "--identity", identity, "--fps", "30"]);
+    cmd.args([
+        "--url",
+        &livekit.http_url(),
+        "--api-key",
+        livekit.api_key(),
+        "--api-secret",
+        livekit.api_secret(),
+    ])
+    .args(["room", "join", "--identity", identity, "--fps", "30"]);
     for p in publish {
         cmd.arg("--publish").arg(p);
     }
-    cmd.arg(room).stdin(Stdio::null()).stdout(log.try_clone().expect("dup log")).stderr(log).kill_on_drop(true);
+    cmd.arg(room)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .kill_on_drop(true);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("LIVEKIT_") {
             cmd.env_remove(&key);
@@ -48,7 +60,11 @@ fn has_pat_and_pmt(ts: &[u8]) -> bool {
         }
         let pid = (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
         let start = p[1] & 0x40 != 0;
-        let payload_at = if p[3] & 0x20 != 0 { 5 + usize::from(p[4]) } else { 4 };
+        let payload_at = if p[3] & 0x20 != 0 {
+            5 + usize::from(p[4])
+        } else {
+            4
+        };
         if pid == 0 && start && pmt_pid.is_none() {
             // Pointer field, then the PAT section: 8 header bytes, then the program entries.
             let s = payload_at + 1 + usize::from(p[payload_at]);
@@ -63,14 +79,38 @@ fn has_pat_and_pmt(ts: &[u8]) -> bool {
 
 /// `ffprobe -v error ARGS INPUT`, stdout.
 async fn ffprobe(args: &[&str], input: &Path) -> String {
-    let out = Command::new("ffprobe").args(["-v", "error"]).args(args).arg(input).output().await.expect("run ffprobe");
-    assert!(out.status.success(), "ffprobe {args:?} {}: {}", input.display(), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .arg(input)
+        .output()
+        .await
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {args:?} {}: {}",
+        input.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The flags of the first video packet (`K` for a keyframe).
 async fn first_video_packet_flags(ts: &Path) -> String {
-    ffprobe(&["-select_streams", "v:0", "-show_entries", "packet=flags", "-of", "csv=p=0", "-read_intervals", "%+#1"], ts).await
+    ffprobe(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=flags",
+            "-of",
+            "csv=p=0",
+            "-read_intervals",
+            "%+#1",
+        ],
+        ts,
+    )
+    .await
 }
 
 /// `ffmpeg -i <playlist> -c copy -f null -`: how many seconds it read.
@@ -85,37 +125,78 @@ async fn ffmpeg_copy_duration(playlist: &Path) -> f64 {
         .expect("run ffmpeg");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ffmpeg failed: {err}");
-    let t = err.rsplit("time=").next().and_then(|s| s.split_whitespace().next()).expect("a time= in ffmpeg's output");
+    let t = err
+        .rsplit("time=")
+        .next()
+        .and_then(|s| s.split_whitespace().next())
+        .expect("a time= in ffmpeg's output");
     let parts: Vec<f64> = t.split(':').map(|p| p.parse().expect("h:m:s")).collect();
     parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
 }
 
 /// Width and height of an image.
 async fn dimensions(path: &Path) -> (u32, u32) {
-    let wh = ffprobe(&["-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"], path).await;
-    let mut it = wh.trim().split(',').map(|v| v.parse::<u32>().expect("a number"));
+    let wh = ffprobe(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+        ],
+        path,
+    )
+    .await;
+    let mut it = wh
+        .trim()
+        .split(',')
+        .map(|v| v.parse::<u32>().expect("a number"));
     (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
 /// Mean luma (0–255) of an image.
 async fn mean_luma(path: &Path) -> f64 {
     let graph = format!("movie={},signalstats", path.display());
-    let out = ffprobe(&["-f", "lavfi", "-show_entries", "frame_tags=lavfi.signalstats.YAVG", "-of", "csv=p=0"], Path::new(&graph)).await;
-    out.trim().parse().unwrap_or_else(|_| panic!("YAVG from {out:?}"))
+    let out = ffprobe(
+        &[
+            "-f",
+            "lavfi",
+            "-show_entries",
+            "frame_tags=lavfi.signalstats.YAVG",
+            "-of",
+            "csv=p=0",
+        ],
+        Path::new(&graph),
+    )
+    .await;
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("YAVG from {out:?}"))
 }
 
 /// Checks a playlist text on its own; returns it parsed.
 fn valid_playlist(text: &str, what: &str) -> egress_host::outputs::segments::check::ParsedPlaylist {
     let (parsed, violations) = check_playlist(text);
-    assert!(violations.is_empty(), "{what} breaks RFC 8216: {violations:?}\n{text}");
-    let m3u8 = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap_or_else(|e| panic!("{what}: m3u8-rs: {e:?}\n{text}"));
-    assert_eq!(m3u8.segments.len(), parsed.segments.len(), "{what}: m3u8-rs sees the same segments");
+    assert!(
+        violations.is_empty(),
+        "{what} breaks RFC 8216: {violations:?}\n{text}"
+    );
+    let m3u8 = m3u8_rs::parse_media_playlist_res(text.as_bytes())
+        .unwrap_or_else(|e| panic!("{what}: m3u8-rs: {e:?}\n{text}"));
+    assert_eq!(
+        m3u8.segments.len(),
+        parsed.segments.len(),
+        "{what}: m3u8-rs sees the same segments"
+    );
     assert_eq!(m3u8.end_list, parsed.end_list);
     parsed
 }
 
 fn int(v: &Value) -> i64 {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0)
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -147,11 +228,20 @@ async fn a_participant_egress_records_a_file_segments_and_images_at_once() {
         }],
         "advanced": { "width": 640, "height": 360, "framerate": 30, "video_bitrate": 800 },
     });
-    let started = lk.egress_start("participant", &request.to_string()).await.expect("egress start");
+    let started = lk
+        .egress_start("participant", &request.to_string())
+        .await
+        .expect("egress start");
     let id = started.egress_id.clone();
     let (active, _) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(40)).await;
-    assert_eq!(active["segment_results"][0]["playlist_name"], "segtest/hls/main.m3u8", "{active:#}");
-    assert_eq!(active["segment_results"][0]["live_playlist_name"], "segtest/hls/live.m3u8", "{active:#}");
+    assert_eq!(
+        active["segment_results"][0]["playlist_name"], "segtest/hls/main.m3u8",
+        "{active:#}"
+    );
+    assert_eq!(
+        active["segment_results"][0]["live_playlist_name"], "segtest/hls/live.m3u8",
+        "{active:#}"
+    );
 
     // While recording: the live playlist holds at most the last N segments, has no ENDLIST,
     // and every version we see is a valid update of the one before.
@@ -173,8 +263,13 @@ async fn a_participant_egress_records_a_file_segments_and_images_at_once() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let seen_window = previous.as_ref().map(|p| (p.media_sequence, p.segments.len()));
-    assert!(live_versions > 0, "the live playlist was stored while recording");
+    let seen_window = previous
+        .as_ref()
+        .map(|p| (p.media_sequence, p.segments.len()));
+    assert!(
+        live_versions > 0,
+        "the live playlist was stored while recording"
+    );
     assert!(
         seen_window.is_some_and(|(seq, n)| seq > 0 && n == LIVE_WINDOW),
         "after {RECORD_SECONDS} s the live window slid: {seen_window:?}"
@@ -187,13 +282,25 @@ async fn a_participant_egress_records_a_file_segments_and_images_at_once() {
     // The file.
     let file = location(&done);
     let file_duration = probe(&file).await.duration;
-    let storage_root: PathBuf = file.to_string_lossy().strip_suffix("segtest/alice.mp4").map(PathBuf::from).expect("file under the storage root");
+    let storage_root: PathBuf = file
+        .to_string_lossy()
+        .strip_suffix("segtest/alice.mp4")
+        .map(PathBuf::from)
+        .expect("file under the storage root");
 
     // segment_results: Go's fields.
     let seg = &done["segment_results"][0];
     assert_eq!(seg["playlist_name"], "segtest/hls/main.m3u8", "{done:#}");
-    let playlist = PathBuf::from(seg["playlist_location"].as_str().expect("playlist_location"));
-    let live = PathBuf::from(seg["live_playlist_location"].as_str().expect("live_playlist_location"));
+    let playlist = PathBuf::from(
+        seg["playlist_location"]
+            .as_str()
+            .expect("playlist_location"),
+    );
+    let live = PathBuf::from(
+        seg["live_playlist_location"]
+            .as_str()
+            .expect("live_playlist_location"),
+    );
     assert_eq!(playlist, storage_root.join("segtest/hls/main.m3u8"));
     assert_eq!(live, storage_root.join("segtest/hls/live.m3u8"));
 
@@ -201,43 +308,89 @@ async fn a_participant_egress_records_a_file_segments_and_images_at_once() {
     let main_text = std::fs::read_to_string(&playlist).expect("main playlist stored");
     let main = valid_playlist(&main_text, "main playlist");
     assert!(main.end_list, "ENDLIST at the end:\n{main_text}");
-    assert_eq!(main.target_duration, Some(u64::from(SEGMENT_SECONDS)), "cut on time:\n{main_text}");
-    assert_eq!(int(&seg["segment_count"]) as usize, main.segments.len(), "{done:#}");
+    assert_eq!(
+        main.target_duration,
+        Some(u64::from(SEGMENT_SECONDS)),
+        "cut on time:\n{main_text}"
+    );
+    assert_eq!(
+        int(&seg["segment_count"]) as usize,
+        main.segments.len(),
+        "{done:#}"
+    );
     let mut size = 0u64;
     for s in &main.segments {
         let path = playlist.parent().expect("playlist dir").join(&s.uri);
-        let ts = std::fs::read(&path).unwrap_or_else(|e| panic!("{} listed but not stored: {e}", s.uri));
+        let ts =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{} listed but not stored: {e}", s.uri));
         size += ts.len() as u64;
         assert!(has_pat_and_pmt(&ts), "{}: PAT and PMT", s.uri);
         let flags = first_video_packet_flags(&path).await;
-        assert!(flags.trim_start().starts_with('K'), "{} starts with a keyframe: {flags:?}", s.uri);
+        assert!(
+            flags.trim_start().starts_with('K'),
+            "{} starts with a keyframe: {flags:?}",
+            s.uri
+        );
     }
-    assert_eq!(int(&seg["size"]) as u64, size, "size is the segments' bytes");
+    assert_eq!(
+        int(&seg["size"]) as u64,
+        size,
+        "size is the segments' bytes"
+    );
     let seg_duration = int(&seg["duration"]) as f64 / 1e9;
-    assert!((seg_duration - main.total_duration()).abs() < 0.5, "duration {seg_duration} vs EXTINF sum {}", main.total_duration());
+    assert!(
+        (seg_duration - main.total_duration()).abs() < 0.5,
+        "duration {seg_duration} vs EXTINF sum {}",
+        main.total_duration()
+    );
 
     // What a player reads: as long as the MP4, within 2 %.
     let read = ffmpeg_copy_duration(&playlist).await;
-    assert!((read - file_duration).abs() / file_duration < 0.02, "ffmpeg read {read:.3} s of the playlist, the MP4 lasts {file_duration:.3} s");
+    assert!(
+        (read - file_duration).abs() / file_duration < 0.02,
+        "ffmpeg read {read:.3} s of the playlist, the MP4 lasts {file_duration:.3} s"
+    );
 
     // The live playlist at the end: the last N segments of the main one, ended.
     let live_text = std::fs::read_to_string(&live).expect("live playlist stored");
     let last = valid_playlist(&live_text, "final live playlist");
-    assert!(last.end_list, "ENDLIST in the live playlist at the end:\n{live_text}");
-    let tail: Vec<&str> = main.segments.iter().rev().take(LIVE_WINDOW).rev().map(|s| s.uri.as_str()).collect();
+    assert!(
+        last.end_list,
+        "ENDLIST in the live playlist at the end:\n{live_text}"
+    );
+    let tail: Vec<&str> = main
+        .segments
+        .iter()
+        .rev()
+        .take(LIVE_WINDOW)
+        .rev()
+        .map(|s| s.uri.as_str())
+        .collect();
     let listed: Vec<&str> = last.segments.iter().map(|s| s.uri.as_str()).collect();
-    assert_eq!(listed, tail, "the live playlist lists the last {LIVE_WINDOW}");
-    assert_eq!(last.media_sequence as usize, main.segments.len() - LIVE_WINDOW);
+    assert_eq!(
+        listed, tail,
+        "the live playlist lists the last {LIVE_WINDOW}"
+    );
+    assert_eq!(
+        last.media_sequence as usize,
+        main.segments.len() - LIVE_WINDOW
+    );
 
     // Images: one every IMAGE_INTERVAL s of the recording, 320x180, showing the green picture.
     let images = &done["image_results"][0];
     assert_eq!(images["filename_prefix"], "segtest/img/shot", "{done:#}");
     let count = int(&images["image_count"]) as usize;
     let expected = (file_duration / f64::from(IMAGE_INTERVAL)).floor() as usize + 1;
-    assert!(count + 1 >= expected && count <= expected + 1, "{count} images over {file_duration:.2} s (expected about {expected})");
+    assert!(
+        count + 1 >= expected && count <= expected + 1,
+        "{count} images over {file_duration:.2} s (expected about {expected})"
+    );
     let span = (int(&images["ended_at"]) - int(&images["started_at"])) as f64 / 1e9;
     let spacing = span / (count.max(2) - 1) as f64;
-    assert!((spacing - f64::from(IMAGE_INTERVAL)).abs() < 0.25, "images every {spacing:.3} s");
+    assert!(
+        (spacing - f64::from(IMAGE_INTERVAL)).abs() < 0.25,
+        "images every {spacing:.3} s"
+    );
     let mut lumas = Vec::new();
     for i in 0..count {
         let path = storage_root.join(format!("segtest/img/shot_{i:05}.jpeg"));
@@ -247,7 +400,12 @@ async fn a_participant_egress_records_a_file_segments_and_images_at_once() {
         assert!(y > 40.0, "{} is not black: mean luma {y}", path.display());
         lumas.push(y.round());
     }
-    assert!(!storage_root.join(format!("segtest/img/shot_{count:05}.jpeg")).exists(), "no image beyond the count");
+    assert!(
+        !storage_root
+            .join(format!("segtest/img/shot_{count:05}.jpeg"))
+            .exists(),
+        "no image beyond the count"
+    );
 
     println!(
         "file {file_duration:.3} s; {} segments, EXTINF sum {:.3} s, ffmpeg {read:.3} s, {size} bytes; live playlist seen in {live_versions} versions; {count} images every {spacing:.3} s, luma {lumas:?}",

@@ -31,7 +31,11 @@ pub struct OutputSettings {
 
 impl Default for OutputSettings {
     fn default() -> Self {
-        OutputSettings { live_playlist_window: 5, image_upload_failure_fails_egress: false, parallel_uploads: 4 }
+        OutputSettings {
+            live_playlist_window: 5,
+            image_upload_failure_fails_egress: false,
+            parallel_uploads: 4,
+        }
     }
 }
 
@@ -78,9 +82,15 @@ impl OutputContext {
 /// (`storage::check`): a plugin that is not active, a config the plugin refuses, a disabled
 /// feature.
 pub(crate) fn check_storage(targets: &Targets, plugins: &PluginRegistry) -> Result<(), RpcError> {
-    storage::destinations(targets, plugins, "check").map(drop).map_err(|e| match e {
-        StorageError::NotActive { .. } => RpcError::new(Code::FailedPrecondition, e.to_string()),
-        StorageError::Config { .. } => errors::invalid_input(&e.to_string()),
-        StorageError::FeatureDisabled { .. } => RpcError::new(Code::PermissionDenied, e.to_string()),
-    })
+    storage::destinations(targets, plugins, "check")
+        .map(drop)
+        .map_err(|e| match e {
+            StorageError::NotActive { .. } => {
+                RpcError::new(Code::FailedPrecondition, e.to_string())
+            }
+            StorageError::Config { .. } => errors::invalid_input(&e.to_string()),
+            StorageError::FeatureDisabled { .. } => {
+                RpcError::new(Code::PermissionDenied, e.to_string())
+            }
+        })
 }

@@ -35,7 +35,14 @@ mod tests {
         assert_eq!(clock.wall_clock(Duration::from_millis(300), t0), t0);
         // `now` is ignored once anchored: the PTS distance counts.
         let later = t0 + Duration::from_secs(99);
-        assert_eq!(clock.wall_clock(Duration::from_millis(4300), later), t0 + Duration::from_secs(4));
-        assert_eq!(clock.wall_clock(Duration::ZERO, later), t0, "before the anchor: clamped");
+        assert_eq!(
+            clock.wall_clock(Duration::from_millis(4300), later),
+            t0 + Duration::from_secs(4)
+        );
+        assert_eq!(
+            clock.wall_clock(Duration::ZERO, later),
+            t0,
+            "before the anchor: clamped"
+        );
     }
 }

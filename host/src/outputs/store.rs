@@ -111,7 +111,12 @@ impl SinkStore {
 
 #[async_trait]
 impl ObjectStore for SinkStore {
-    async fn put(&self, storage_path: &str, body: ObjectBody, meta: &ObjectMeta) -> Result<StoredObject, StoreError> {
+    async fn put(
+        &self,
+        storage_path: &str,
+        body: ObjectBody,
+        meta: &ObjectMeta,
+    ) -> Result<StoredObject, StoreError> {
         let dests = Destinations {
             primary: self.dests.primary.for_path(storage_path),
             backup: self.dests.backup.as_ref().map(|b| b.for_path(storage_path)),
@@ -123,7 +128,11 @@ impl ObjectStore for SinkStore {
         // The storage layer already retried retryable errors on each storage and tried the
         // backup: only a retry after a pause (the caller's policy) can still help.
         stored
-            .map(|u| StoredObject { location: u.location, size: u.size, backup_used: u.backup_used })
+            .map(|u| StoredObject {
+                location: u.location,
+                size: u.size,
+                backup_used: u.backup_used,
+            })
             .map_err(|e| StoreError::retryable(e.to_string()))
     }
 
@@ -186,13 +195,12 @@ pub mod testing {
                     "invalid object key {storage_path:?}"
                 )));
             }
-            let data =
-                match body {
-                    ObjectBody::Bytes(b) => b,
-                    ObjectBody::File(p) => Bytes::from(tokio::fs::read(&p).await.map_err(|e| {
-                        StoreError::permanent(format!("cannot read {}: {e}", p.display()))
-                    })?),
-                };
+            let data = match body {
+                ObjectBody::Bytes(b) => b,
+                ObjectBody::File(p) => Bytes::from(tokio::fs::read(&p).await.map_err(|e| {
+                    StoreError::permanent(format!("cannot read {}: {e}", p.display()))
+                })?),
+            };
             let dest = self.root.join(storage_path);
             let io = |e: std::io::Error| StoreError::retryable(format!("Local upload failed: {e}"));
             if let Some(dir) = dest.parent() {

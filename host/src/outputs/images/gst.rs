@@ -23,11 +23,11 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use super::naming::ImageSize;
+use crate::outputs::sample_clock::SampleClock;
 use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use super::naming::ImageSize;
-use crate::outputs::sample_clock::SampleClock;
 
 use super::uploader::ImageSender;
 

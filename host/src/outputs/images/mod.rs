@@ -49,13 +49,18 @@ impl ImagesOutput {
     /// Validates the spec as Go does (names, codec, suffix; Go's texts) and its storage. No I/O.
     pub fn validate(spec: &ImagesSpec, ctx: &OutputContext) -> Result<(), RpcError> {
         naming_of(spec, ctx)?;
-        let targets = storage::target::for_image_output(&ctx.service, &ctx.request, ctx.image_index(spec));
+        let targets =
+            storage::target::for_image_output(&ctx.service, &ctx.request, ctx.image_index(spec));
         check_storage(&targets, &ctx.plugins)
     }
 
     /// Adds the JPEG branch to the raw video tee and starts the upload task. Call it inside the
     /// tokio runtime, before the pipeline plays.
-    pub fn attach(streams: &EncodedStreams, spec: &ImagesSpec, ctx: &OutputContext) -> Result<ImagesOutput, PipelineError> {
+    pub fn attach(
+        streams: &EncodedStreams,
+        spec: &ImagesSpec,
+        ctx: &OutputContext,
+    ) -> Result<ImagesOutput, PipelineError> {
         let naming = naming_of(spec, ctx)?;
         let raw = streams
             .raw_video
@@ -63,8 +68,12 @@ impl ImagesOutput {
             .ok_or_else(|| PipelineError::Request(errors::invalid_input("audio_only images")))?;
         let index = ctx.image_index(spec);
         let targets = storage::target::for_image_output(&ctx.service, &ctx.request, index);
-        let dests = storage::destinations(&targets, &ctx.plugins, &naming.image_path(0, ctx_time()))
-            .map_err(|e| PipelineError::Upload { location: targets.primary.provider.label(), reason: e.to_string() })?;
+        let dests =
+            storage::destinations(&targets, &ctx.plugins, &naming.image_path(0, ctx_time()))
+                .map_err(|e| PipelineError::Upload {
+                    location: targets.primary.provider.label(),
+                    reason: e.to_string(),
+                })?;
         let store = Arc::new(SinkStore::new(dests));
         let (notices_tx, notices) = mpsc::unbounded_channel();
         let fail_on_upload_error = ctx.settings.image_upload_failure_fails_egress;
@@ -74,14 +83,16 @@ impl ImagesOutput {
             fail_on_upload_error,
             ..ImageUploaderConfig::new(naming.clone())
         };
-        let uploader = ImageUploader::spawn(config, store.clone() as Arc<dyn ObjectStore>, notices_tx);
+        let uploader =
+            ImageUploader::spawn(config, store.clone() as Arc<dyn ObjectStore>, notices_tx);
         let branch_config = ImagesBranchConfig {
             capture_interval: naming.capture_interval,
             size: naming.size,
             element_prefix: format!("images{index}"),
         };
-        let branch = ImagesBranch::attach(&streams.pipeline, raw, &branch_config, uploader.sender())
-            .map_err(|e| PipelineError::Gst(e.to_string()))?;
+        let branch =
+            ImagesBranch::attach(&streams.pipeline, raw, &branch_config, uploader.sender())
+                .map_err(|e| PipelineError::Gst(e.to_string()))?;
         tracing::info!(prefix = %naming.prefix, dir = %naming.storage_dir, interval = naming.capture_interval,
             size = ?naming.size, storage = store.label(), "image output attached");
         Ok(ImagesOutput {
@@ -110,7 +121,10 @@ impl ImagesOutput {
     pub fn failure(&mut self) -> Option<PipelineError> {
         while let Ok(notice) = self.notices.try_recv() {
             if let ImagesNotice::Fatal(text) = notice {
-                return Some(PipelineError::Upload { location: self.store.label(), reason: text });
+                return Some(PipelineError::Upload {
+                    location: self.store.label(),
+                    reason: text,
+                });
             }
         }
         None
@@ -119,14 +133,23 @@ impl ImagesOutput {
     /// After the pipeline's EOS: stores the images still queued. Images that could not be
     /// stored are logged and counted; they fail the egress only with Go's behaviour turned on.
     pub async fn finish(&mut self) -> Result<(), PipelineError> {
-        let Some(uploader) = self.uploader.take() else { return Ok(()) };
+        let Some(uploader) = self.uploader.take() else {
+            return Ok(());
+        };
         let outcome = uploader.finish().await;
-        tracing::info!(images = outcome.info.image_count, failed = outcome.failed, "image output finished");
+        tracing::info!(
+            images = outcome.info.image_count,
+            failed = outcome.failed,
+            "image output finished"
+        );
         let failed = outcome.failed;
         let first = outcome.errors.first().cloned().unwrap_or_default();
         self.outcome = Some(outcome);
         if failed > 0 && self.fail_on_upload_error {
-            return Err(PipelineError::Upload { location: self.store.label(), reason: first });
+            return Err(PipelineError::Upload {
+                location: self.store.label(),
+                reason: first,
+            });
         }
         if failed > 0 {
             tracing::warn!(failed, first_error = %first, "some images were not stored; the recording is complete");
@@ -150,15 +173,29 @@ impl ImagesOutput {
 
     /// Go's manifest `images[]` entries (after `finish`; empty before).
     pub fn manifest(&self) -> Vec<ManifestImage> {
-        self.outcome.as_ref().map(|o| o.manifest.clone()).unwrap_or_default()
+        self.outcome
+            .as_ref()
+            .map(|o| o.manifest.clone())
+            .unwrap_or_default()
     }
 
     /// Stores the manifest beside the images (`<image dir>/<egress_id>.json`) in this output's
     /// storage; returns its location.
     pub async fn store_manifest(&self, manifest: &Manifest) -> Option<String> {
         let path = format!("{}{}.json", self.naming.storage_dir, manifest.egress_id);
-        let meta = ObjectMeta { content_type: "application/json", cache_control: None };
-        match self.store.put(&path, ObjectBody::Bytes(Bytes::from(manifest.to_json())), &meta).await {
+        let meta = ObjectMeta {
+            content_type: "application/json",
+            cache_control: None,
+        };
+        match self
+            .store
+            .put(
+                &path,
+                ObjectBody::Bytes(Bytes::from(manifest.to_json())),
+                &meta,
+            )
+            .await
+        {
             Ok(o) => Some(o.location),
             Err(e) => {
                 tracing::error!(error = %e, "could not store the manifest beside the images");
@@ -175,9 +212,13 @@ fn ctx_time() -> crate::outputs::filename::LocalTime {
 
 /// The spec's settings and names, with Go's errors (all InvalidArgument).
 fn naming_of(spec: &ImagesSpec, ctx: &OutputContext) -> Result<ImageNaming, RpcError> {
-    ImageNaming::from_request(&proto(spec), ctx.video_size.is_some(), &ctx.filenames).map_err(|e| match e {
-        ImageNamingError::InvalidInput(field) => errors::invalid_input(field),
-        ImageNamingError::NoCompatibleCodec => RpcError::new(Code::InvalidArgument, e.to_string()),
+    ImageNaming::from_request(&proto(spec), ctx.video_size.is_some(), &ctx.filenames).map_err(|e| {
+        match e {
+            ImageNamingError::InvalidInput(field) => errors::invalid_input(field),
+            ImageNamingError::NoCompatibleCodec => {
+                RpcError::new(Code::InvalidArgument, e.to_string())
+            }
+        }
     })
 }
 

@@ -107,7 +107,9 @@ impl ImageNaming {
         };
         let capture_interval = match req.capture_interval {
             0 => DEFAULT_CAPTURE_INTERVAL,
-            n if n > MAX_CAPTURE_INTERVAL => return Err(ImageNamingError::InvalidInput("capture_interval")),
+            n if n > MAX_CAPTURE_INTERVAL => {
+                return Err(ImageNamingError::InvalidInput("capture_interval"));
+            }
             n => n,
         };
         if req.width > MAX_IMAGE_DIMENSION {
@@ -117,7 +119,9 @@ impl ImageNaming {
             return Err(ImageNamingError::InvalidInput("height"));
         }
         let size = match (u32::try_from(req.width), u32::try_from(req.height)) {
-            (Ok(width), Ok(height)) if width > 0 && height > 0 => ImageSize::Exact { width, height },
+            (Ok(width), Ok(height)) if width > 0 && height > 0 => {
+                ImageSize::Exact { width, height }
+            }
             _ => ImageSize::Source,
         };
 
@@ -126,7 +130,11 @@ impl ImageNaming {
             Some(i) => (&prefix[..=i], &prefix[i + 1..]),
             None => ("", prefix.as_str()),
         };
-        let name = if name.is_empty() { filename.file_path("", "").replace('/', "_") } else { name.to_owned() };
+        let name = if name.is_empty() {
+            filename.file_path("", "").replace('/', "_")
+        } else {
+            name.to_owned()
+        };
         let naming = ImageNaming {
             storage_dir: dir.to_owned(),
             prefix: name,
@@ -136,7 +144,8 @@ impl ImageNaming {
             size,
         };
         // The longest name: `_` + 17 timestamp digits or a 20-digit index, + `.jpeg`.
-        if naming.storage_dir.len() + naming.prefix.len() + 1 + 20 + IMAGE_EXT.len() > MAX_KEY_BYTES {
+        if naming.storage_dir.len() + naming.prefix.len() + 1 + 20 + IMAGE_EXT.len() > MAX_KEY_BYTES
+        {
             return Err(ImageNamingError::InvalidInput("filename_prefix"));
         }
         Ok(naming)
@@ -147,7 +156,9 @@ impl ImageNaming {
     pub fn image_name(&self, index: u64, captured: LocalTime) -> String {
         match self.suffix {
             ImageSuffix::Index => format!("{}_{index:05}{IMAGE_EXT}", self.prefix),
-            ImageSuffix::Timestamp => format!("{}_{}{IMAGE_EXT}", self.prefix, captured.utc_stamp()),
+            ImageSuffix::Timestamp => {
+                format!("{}_{}{IMAGE_EXT}", self.prefix, captured.utc_stamp())
+            }
             ImageSuffix::NoneOverwrite => format!("{}{IMAGE_EXT}", self.prefix),
         }
     }
@@ -163,7 +174,15 @@ mod tests {
     use super::*;
 
     fn now() -> LocalTime {
-        LocalTime { year: 2024, month: 3, day: 5, hour: 7, minute: 8, second: 9, millis: 42 }
+        LocalTime {
+            year: 2024,
+            month: 3,
+            day: 5,
+            hour: 7,
+            minute: 8,
+            second: 9,
+            millis: 42,
+        }
     }
 
     fn info() -> FilenameInfo {
@@ -171,7 +190,10 @@ mod tests {
     }
 
     fn image(prefix: &str) -> ImageOutput {
-        ImageOutput { filename_prefix: prefix.into(), ..Default::default() }
+        ImageOutput {
+            filename_prefix: prefix.into(),
+            ..Default::default()
+        }
     }
 
     fn resolve(req: &ImageOutput) -> Result<ImageNaming, ImageNamingError> {
@@ -188,8 +210,13 @@ mod tests {
         assert_eq!(n.prefix, "room-2024-03-05T070809");
         assert_eq!(n.info_filename_prefix, "", "Go reports the prefix as given");
         assert_eq!(n.image_name(0, now()), "room-2024-03-05T070809_00000.jpeg");
-        let retry = ImageNaming::from_request(&image("shots/"), true, &FilenameInfo::new("", "", 2, now())).unwrap();
-        assert_eq!(retry.image_path(3, now()), "shots/web-2024-03-05T070809-2_00003.jpeg");
+        let retry =
+            ImageNaming::from_request(&image("shots/"), true, &FilenameInfo::new("", "", 2, now()))
+                .unwrap();
+        assert_eq!(
+            retry.image_path(3, now()),
+            "shots/web-2024-03-05T070809-2_00003.jpeg"
+        );
         assert_eq!(retry.info_filename_prefix, "shots/");
     }
 
@@ -197,61 +224,149 @@ mod tests {
     fn suffixes() {
         let mut req = image("{room_name}/thumb");
         let n = resolve(&req).unwrap();
-        assert_eq!((n.storage_dir.as_str(), n.prefix.as_str()), ("room/", "thumb"));
+        assert_eq!(
+            (n.storage_dir.as_str(), n.prefix.as_str()),
+            ("room/", "thumb")
+        );
         assert_eq!(n.info_filename_prefix, "room/thumb");
         assert_eq!(n.image_path(12, now()), "room/thumb_00012.jpeg");
         assert_eq!(n.image_name(123_456, now()), "thumb_123456.jpeg");
         req.filename_suffix = ImageFileSuffix::ImageSuffixTimestamp as i32;
-        assert_eq!(resolve(&req).unwrap().image_path(12, now()), "room/thumb_20240305070809042.jpeg");
+        assert_eq!(
+            resolve(&req).unwrap().image_path(12, now()),
+            "room/thumb_20240305070809042.jpeg"
+        );
         req.filename_suffix = ImageFileSuffix::ImageSuffixNoneOverwrite as i32;
         let n = resolve(&req).unwrap();
         assert_eq!(n.image_path(12, now()), "room/thumb.jpeg");
-        assert_eq!(n.image_path(13, now()), n.image_path(12, now()), "overwritten each time");
+        assert_eq!(
+            n.image_path(13, now()),
+            n.image_path(12, now()),
+            "overwritten each time"
+        );
     }
 
     #[test]
     fn size_only_when_both_are_set() {
-        let with = |w: i32, h: i32| resolve(&ImageOutput { width: w, height: h, ..Default::default() });
-        assert_eq!(with(640, 360).unwrap().size, ImageSize::Exact { width: 640, height: 360 });
+        let with = |w: i32, h: i32| {
+            resolve(&ImageOutput {
+                width: w,
+                height: h,
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            with(640, 360).unwrap().size,
+            ImageSize::Exact {
+                width: 640,
+                height: 360
+            }
+        );
         assert_eq!(with(640, 0).unwrap().size, ImageSize::Source);
         assert_eq!(with(0, 360).unwrap().size, ImageSize::Source);
-        assert_eq!(with(-640, 360).unwrap().size, ImageSize::Source, "Go ignores negative values");
-        assert_eq!(with(16_384, 16_384).unwrap().size, ImageSize::Exact { width: 16_384, height: 16_384 });
-        assert_eq!(with(16_385, 10).unwrap_err().to_string(), "request has missing or invalid field: width");
-        assert_eq!(with(10, i32::MAX).unwrap_err(), ImageNamingError::InvalidInput("height"));
+        assert_eq!(
+            with(-640, 360).unwrap().size,
+            ImageSize::Source,
+            "Go ignores negative values"
+        );
+        assert_eq!(
+            with(16_384, 16_384).unwrap().size,
+            ImageSize::Exact {
+                width: 16_384,
+                height: 16_384
+            }
+        );
+        assert_eq!(
+            with(16_385, 10).unwrap_err().to_string(),
+            "request has missing or invalid field: width"
+        );
+        assert_eq!(
+            with(10, i32::MAX).unwrap_err(),
+            ImageNamingError::InvalidInput("height")
+        );
     }
 
     #[test]
     fn field_errors_have_gos_texts() {
         assert_eq!(
-            ImageNaming::from_request(&image("x"), false, &info()).unwrap_err().to_string(),
+            ImageNaming::from_request(&image("x"), false, &info())
+                .unwrap_err()
+                .to_string(),
             "request has missing or invalid field: audio_only images"
         );
-        let codec = ImageOutput { image_codec: 2, ..Default::default() };
-        assert_eq!(resolve(&codec).unwrap_err().to_string(), "no supported codec is compatible with all outputs");
-        assert!(resolve(&ImageOutput { image_codec: ImageCodec::IcJpeg as i32, ..Default::default() }).is_ok());
-        let suffix = ImageOutput { filename_suffix: 3, ..Default::default() };
-        assert_eq!(resolve(&suffix).unwrap_err().to_string(), "request has missing or invalid field: filename_suffix");
-        let interval = |n: u32| resolve(&ImageOutput { capture_interval: n, ..Default::default() });
+        let codec = ImageOutput {
+            image_codec: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&codec).unwrap_err().to_string(),
+            "no supported codec is compatible with all outputs"
+        );
+        assert!(
+            resolve(&ImageOutput {
+                image_codec: ImageCodec::IcJpeg as i32,
+                ..Default::default()
+            })
+            .is_ok()
+        );
+        let suffix = ImageOutput {
+            filename_suffix: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&suffix).unwrap_err().to_string(),
+            "request has missing or invalid field: filename_suffix"
+        );
+        let interval = |n: u32| {
+            resolve(&ImageOutput {
+                capture_interval: n,
+                ..Default::default()
+            })
+        };
         assert_eq!(interval(1).unwrap().capture_interval, 1);
         assert_eq!(interval(3600).unwrap().capture_interval, 3600);
-        assert_eq!(interval(86_401).unwrap_err(), ImageNamingError::InvalidInput("capture_interval"));
-        assert_eq!(interval(u32::MAX).unwrap_err(), ImageNamingError::InvalidInput("capture_interval"));
-        assert_eq!(resolve(&image(&"p".repeat(1000))).unwrap_err(), ImageNamingError::InvalidInput("filename_prefix"));
+        assert_eq!(
+            interval(86_401).unwrap_err(),
+            ImageNamingError::InvalidInput("capture_interval")
+        );
+        assert_eq!(
+            interval(u32::MAX).unwrap_err(),
+            ImageNamingError::InvalidInput("capture_interval")
+        );
+        assert_eq!(
+            resolve(&image(&"p".repeat(1000))).unwrap_err(),
+            ImageNamingError::InvalidInput("filename_prefix")
+        );
     }
 
     #[test]
     fn traversal_never_escapes_the_storage_root() {
-        for prefix in ["../../etc/x", "a/../../../b", "..", "../", "{room_name}/img", "x/{room_name}"] {
+        for prefix in [
+            "../../etc/x",
+            "a/../../../b",
+            "..",
+            "../",
+            "{room_name}/img",
+            "x/{room_name}",
+        ] {
             for room in ["../../../etc", "..", "a/b", "🎥"] {
-                let n =
-                    ImageNaming::from_request(&image(prefix), true, &FilenameInfo::new(room, "RM", 0, now())).unwrap();
+                let n = ImageNaming::from_request(
+                    &image(prefix),
+                    true,
+                    &FilenameInfo::new(room, "RM", 0, now()),
+                )
+                .unwrap();
                 let path = n.image_path(0, now());
-                assert!(!path.split('/').any(|c| c == ".."), "{prefix} / {room}: {path}");
+                assert!(
+                    !path.split('/').any(|c| c == ".."),
+                    "{prefix} / {room}: {path}"
+                );
                 assert!(!n.info_filename_prefix.split('/').any(|c| c == ".."));
             }
         }
-        let n = ImageNaming::from_request(&image(""), true, &FilenameInfo::new("a/b", "", 0, now())).unwrap();
+        let n =
+            ImageNaming::from_request(&image(""), true, &FilenameInfo::new("a/b", "", 0, now()))
+                .unwrap();
         assert_eq!(n.image_path(0, now()), "a_b-2024-03-05T070809_00000.jpeg");
     }
 }

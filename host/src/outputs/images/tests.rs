@@ -304,10 +304,11 @@ async fn failing_image_store_leaves_segments_complete() {
     );
 }
 
-
 fn context(video: bool) -> OutputContext {
     let yaml = "api_key: devkey\napi_secret: secret\nws_url: ws://lk:7880\nredis:\n  address: 127.0.0.1:6379\n";
-    let service = crate::config::parse(yaml, &crate::config::EmptyEnv).unwrap().config;
+    let service = crate::config::parse(yaml, &crate::config::EmptyEnv)
+        .unwrap()
+        .config;
     OutputContext {
         service: Arc::new(service),
         request: Default::default(),
@@ -338,14 +339,54 @@ fn validation_names_the_field() {
     let ctx = context(true);
     assert!(ImagesOutput::validate(&spec(), &ctx).is_ok());
     let refused = |s: ImagesSpec, ctx: &OutputContext| ImagesOutput::validate(&s, ctx).unwrap_err();
-    let e = refused(ImagesSpec { filename_suffix: 5, ..spec() }, &ctx);
-    assert_eq!((e.code, e.message.as_str()), (crate::rpc::Code::InvalidArgument, "request has missing or invalid field: filename_suffix"));
-    let e = refused(ImagesSpec { capture_interval: 86_401, ..spec() }, &ctx);
-    assert_eq!(e.message, "request has missing or invalid field: capture_interval");
-    let e = refused(ImagesSpec { width: 20_000, height: 10, ..spec() }, &ctx);
+    let e = refused(
+        ImagesSpec {
+            filename_suffix: 5,
+            ..spec()
+        },
+        &ctx,
+    );
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            crate::rpc::Code::InvalidArgument,
+            "request has missing or invalid field: filename_suffix"
+        )
+    );
+    let e = refused(
+        ImagesSpec {
+            capture_interval: 86_401,
+            ..spec()
+        },
+        &ctx,
+    );
+    assert_eq!(
+        e.message,
+        "request has missing or invalid field: capture_interval"
+    );
+    let e = refused(
+        ImagesSpec {
+            width: 20_000,
+            height: 10,
+            ..spec()
+        },
+        &ctx,
+    );
     assert_eq!(e.message, "request has missing or invalid field: width");
-    let e = refused(ImagesSpec { image_codec: 2, ..spec() }, &ctx);
-    assert_eq!(e.message, "no supported codec is compatible with all outputs");
+    let e = refused(
+        ImagesSpec {
+            image_codec: 2,
+            ..spec()
+        },
+        &ctx,
+    );
+    assert_eq!(
+        e.message,
+        "no supported codec is compatible with all outputs"
+    );
     let e = refused(spec(), &context(false));
-    assert_eq!(e.message, "request has missing or invalid field: audio_only images");
+    assert_eq!(
+        e.message,
+        "request has missing or invalid field: audio_only images"
+    );
 }

@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use egress_proto::livekit::ImagesInfo;
-use crate::outputs::filename::LocalTime;
 use super::naming::ImageNaming;
+use crate::outputs::filename::LocalTime;
+use egress_proto::livekit::ImagesInfo;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 

@@ -101,25 +101,51 @@ impl fmt::Display for Violation {
             Violation::MissingTargetDuration => write!(f, "no #EXT-X-TARGETDURATION"),
             Violation::RepeatedTag { line, tag } => write!(f, "line {line}: {tag} repeated"),
             Violation::BadValue { line, text } => write!(f, "line {line}: cannot parse {text:?}"),
-            Violation::ExtinfOverTarget { uri, extinf, target } => {
-                write!(f, "{uri}: EXTINF {extinf} rounds above TARGETDURATION {target}")
+            Violation::ExtinfOverTarget {
+                uri,
+                extinf,
+                target,
+            } => {
+                write!(
+                    f,
+                    "{uri}: EXTINF {extinf} rounds above TARGETDURATION {target}"
+                )
             }
             Violation::MissingExtinf { line } => write!(f, "line {line}: URI without #EXTINF"),
             Violation::MissingUri { line } => write!(f, "line {line}: #EXTINF without a URI"),
             Violation::DuplicateUri { uri } => write!(f, "{uri} listed twice"),
-            Violation::PdtNotIncreasing { uri } => write!(f, "{uri}: PROGRAM-DATE-TIME not after the previous one"),
-            Violation::PdtGap { uri, expected_ms, found_ms } => {
-                write!(f, "{uri}: PROGRAM-DATE-TIME {found_ms} ms after the previous one, EXTINF says {expected_ms} ms")
+            Violation::PdtNotIncreasing { uri } => {
+                write!(f, "{uri}: PROGRAM-DATE-TIME not after the previous one")
             }
-            Violation::EndlistNotLast { line } => write!(f, "line {line}: content after #EXT-X-ENDLIST"),
-            Violation::MediaSequenceDecreased { from, to } => write!(f, "MEDIA-SEQUENCE went from {from} to {to}"),
+            Violation::PdtGap {
+                uri,
+                expected_ms,
+                found_ms,
+            } => {
+                write!(
+                    f,
+                    "{uri}: PROGRAM-DATE-TIME {found_ms} ms after the previous one, EXTINF says {expected_ms} ms"
+                )
+            }
+            Violation::EndlistNotLast { line } => {
+                write!(f, "line {line}: content after #EXT-X-ENDLIST")
+            }
+            Violation::MediaSequenceDecreased { from, to } => {
+                write!(f, "MEDIA-SEQUENCE went from {from} to {to}")
+            }
             Violation::SequenceNumberChanged { uri, from, to } => {
                 write!(f, "{uri}: sequence number changed from {from} to {to}")
             }
             Violation::SegmentChanged { uri } => write!(f, "{uri}: changed between versions"),
-            Violation::EventSegmentRemoved { uri } => write!(f, "{uri}: removed from an EVENT playlist"),
-            Violation::WindowNotSliding { uri } => write!(f, "{uri}: removed while a later segment stayed"),
-            Violation::TargetDurationChanged { from, to } => write!(f, "TARGETDURATION changed from {from} to {to}"),
+            Violation::EventSegmentRemoved { uri } => {
+                write!(f, "{uri}: removed from an EVENT playlist")
+            }
+            Violation::WindowNotSliding { uri } => {
+                write!(f, "{uri}: removed while a later segment stayed")
+            }
+            Violation::TargetDurationChanged { from, to } => {
+                write!(f, "TARGETDURATION changed from {from} to {to}")
+            }
             Violation::ChangedAfterEndlist => write!(f, "changed after #EXT-X-ENDLIST"),
         }
     }
@@ -180,7 +206,12 @@ pub fn check_playlist(text: &str) -> (ParsedPlaylist, Vec<Violation>) {
             v.push(Violation::EndlistNotLast { line: end });
             endlist_line = None;
         }
-        let bad = |v: &mut Vec<Violation>| v.push(Violation::BadValue { line: line_no, text: line.to_owned() });
+        let bad = |v: &mut Vec<Violation>| {
+            v.push(Violation::BadValue {
+                line: line_no,
+                text: line.to_owned(),
+            })
+        };
         if let Some(value) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
             seen.once(&mut v, line_no, "#EXT-X-TARGETDURATION");
             match value.parse() {
@@ -240,7 +271,10 @@ pub fn check_playlist(text: &str) -> (ParsedPlaylist, Vec<Violation>) {
             // Other tags and comments.
         } else {
             match pending.take() {
-                Some((_, segment)) => p.segments.push(ParsedSegment { uri: line.to_owned(), ..segment }),
+                Some((_, segment)) => p.segments.push(ParsedSegment {
+                    uri: line.to_owned(),
+                    ..segment
+                }),
                 None => v.push(Violation::MissingExtinf { line: line_no }),
             }
         }
@@ -254,7 +288,11 @@ pub fn check_playlist(text: &str) -> (ParsedPlaylist, Vec<Violation>) {
         Some(target) => {
             for s in &p.segments {
                 if (s.duration + 0.5).floor() as u64 > target {
-                    v.push(Violation::ExtinfOverTarget { uri: s.uri.clone(), extinf: s.duration, target });
+                    v.push(Violation::ExtinfOverTarget {
+                        uri: s.uri.clone(),
+                        extinf: s.duration,
+                        target,
+                    });
                 }
             }
         }
@@ -267,14 +305,22 @@ pub fn check_playlist(text: &str) -> (ParsedPlaylist, Vec<Violation>) {
     }
     for pair in p.segments.windows(2) {
         let (prev, next) = (&pair[0], &pair[1]);
-        let (Some(a), Some(b)) = (prev.program_date_time, next.program_date_time) else { continue };
+        let (Some(a), Some(b)) = (prev.program_date_time, next.program_date_time) else {
+            continue;
+        };
         let found_ms = (b - a).num_milliseconds();
         if b <= a {
-            v.push(Violation::PdtNotIncreasing { uri: next.uri.clone() });
+            v.push(Violation::PdtNotIncreasing {
+                uri: next.uri.clone(),
+            });
         } else if !next.discontinuity {
             let expected_ms = (prev.duration * 1000.0).round() as i64;
             if (found_ms - expected_ms).abs() > PDT_TOLERANCE_MS {
-                v.push(Violation::PdtGap { uri: next.uri.clone(), expected_ms, found_ms });
+                v.push(Violation::PdtGap {
+                    uri: next.uri.clone(),
+                    expected_ms,
+                    found_ms,
+                });
             }
         }
     }
@@ -291,7 +337,10 @@ pub fn check_playlist_update(prev: &ParsedPlaylist, next: &ParsedPlaylist) -> Ve
         v.push(Violation::ChangedAfterEndlist);
     }
     if next.media_sequence < prev.media_sequence {
-        v.push(Violation::MediaSequenceDecreased { from: prev.media_sequence, to: next.media_sequence });
+        v.push(Violation::MediaSequenceDecreased {
+            from: prev.media_sequence,
+            to: next.media_sequence,
+        });
     }
     if let (Some(a), Some(b)) = (prev.target_duration, next.target_duration)
         && a != b
@@ -306,16 +355,26 @@ pub fn check_playlist_update(prev: &ParsedPlaylist, next: &ParsedPlaylist) -> Ve
             Some(j) => {
                 let new_seq = next.media_sequence + j as u64;
                 if new_seq != old_seq {
-                    v.push(Violation::SequenceNumberChanged { uri: old.uri.clone(), from: old_seq, to: new_seq });
+                    v.push(Violation::SequenceNumberChanged {
+                        uri: old.uri.clone(),
+                        from: old_seq,
+                        to: new_seq,
+                    });
                 }
                 if next.segments[j] != *old {
-                    v.push(Violation::SegmentChanged { uri: old.uri.clone() });
+                    v.push(Violation::SegmentChanged {
+                        uri: old.uri.clone(),
+                    });
                 }
                 first_kept.get_or_insert(i);
             }
-            None if is_event => v.push(Violation::EventSegmentRemoved { uri: old.uri.clone() }),
+            None if is_event => v.push(Violation::EventSegmentRemoved {
+                uri: old.uri.clone(),
+            }),
             // A sliding window removes a prefix: once one segment is kept, all later ones are.
-            None if first_kept.is_some() => v.push(Violation::WindowNotSliding { uri: old.uri.clone() }),
+            None if first_kept.is_some() => v.push(Violation::WindowNotSliding {
+                uri: old.uri.clone(),
+            }),
             None => {}
         }
     }

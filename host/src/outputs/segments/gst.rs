@@ -37,11 +37,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use gstreamer as gst;
-use gstreamer::prelude::*;
+use super::naming::SegmentNaming;
 use crate::outputs::filename::LocalTime;
 use crate::outputs::sample_clock::SampleClock;
-use super::naming::SegmentNaming;
+use gstreamer as gst;
+use gstreamer::prelude::*;
 
 use super::uploader::SegmentSender;
 use crate::outputs::tap::EncodedStreams;
@@ -173,7 +173,10 @@ impl SegmentsBranch {
         install_format_location(&sink, shared.clone());
 
         tees.pipeline.add(&sink).map_err(err)?;
-        for (tee, kind) in [(tees.video.as_ref(), "video"), (tees.audio.as_ref(), "audio")] {
+        for (tee, kind) in [
+            (tees.video.as_ref(), "video"),
+            (tees.audio.as_ref(), "audio"),
+        ] {
             let Some(tee) = tee else { continue };
             let q = make("queue", &format!("{p}_{kind}_queue"))?;
             q.set_property("max-size-time", BRANCH_QUEUE.as_nanos() as u64);

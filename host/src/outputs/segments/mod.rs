@@ -54,16 +54,26 @@ impl SegmentsOutput {
     /// `{retry}` on a retry is FailedPrecondition) and its storage. No I/O.
     pub fn validate(spec: &SegmentsSpec, ctx: &OutputContext) -> Result<(), RpcError> {
         naming_of(spec, ctx)?;
-        check_storage(&storage::target::for_segments_output(&ctx.service, &ctx.request), &ctx.plugins)
+        check_storage(
+            &storage::target::for_segments_output(&ctx.service, &ctx.request),
+            &ctx.plugins,
+        )
     }
 
     /// Adds the splitmuxsink branch to the recorder's tees and starts the upload task. Call it
     /// inside the tokio runtime, before the pipeline plays.
-    pub fn attach(streams: &EncodedStreams, spec: &SegmentsSpec, ctx: &OutputContext) -> Result<SegmentsOutput, PipelineError> {
+    pub fn attach(
+        streams: &EncodedStreams,
+        spec: &SegmentsSpec,
+        ctx: &OutputContext,
+    ) -> Result<SegmentsOutput, PipelineError> {
         let naming = naming_of(spec, ctx)?;
         let targets = storage::target::for_segments_output(&ctx.service, &ctx.request);
         let dests = storage::destinations(&targets, &ctx.plugins, &naming.playlist_path())
-            .map_err(|e| PipelineError::Upload { location: targets.primary.provider.label(), reason: e.to_string() })?;
+            .map_err(|e| PipelineError::Upload {
+                location: targets.primary.provider.label(),
+                reason: e.to_string(),
+            })?;
         let store = Arc::new(SinkStore::new(dests));
         let (notices_tx, notices) = mpsc::unbounded_channel();
         let config = SegmentUploaderConfig {
@@ -73,7 +83,8 @@ impl SegmentsOutput {
             retry: RetryPolicy::default(),
             ..SegmentUploaderConfig::new(naming.clone())
         };
-        let uploader = SegmentUploader::spawn(config, store.clone() as Arc<dyn ObjectStore>, notices_tx);
+        let uploader =
+            SegmentUploader::spawn(config, store.clone() as Arc<dyn ObjectStore>, notices_tx);
         let branch_config = SegmentsBranchConfig {
             naming: naming.clone(),
             work_dir: ctx.work_dir.join("segments"),
@@ -113,7 +124,10 @@ impl SegmentsOutput {
             match notice {
                 SegmentsNotice::QueueFull { .. } => {
                     let text = notice.error_text().unwrap_or_default();
-                    return Some(PipelineError::Upload { location: self.store.label(), reason: text });
+                    return Some(PipelineError::Upload {
+                        location: self.store.label(),
+                        reason: text,
+                    });
                 }
                 other => tracing::debug!(notice = ?other, "segments output"),
             }
@@ -125,7 +139,9 @@ impl SegmentsOutput {
     /// and both playlists with `#EXT-X-ENDLIST`. The error names every segment that could not
     /// be stored (each kept locally, its path in the text) or the playlist that was not.
     pub async fn finish(&mut self) -> Result<(), PipelineError> {
-        let Some(uploader) = self.uploader.take() else { return Ok(()) };
+        let Some(uploader) = self.uploader.take() else {
+            return Ok(());
+        };
         let outcome = uploader.finish().await;
         tracing::info!(segments = outcome.info.segment_count, size = outcome.info.size,
             playlist = %outcome.info.playlist_location, lost = outcome.lost.len(), "segments output finished");
@@ -134,7 +150,10 @@ impl SegmentsOutput {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(PipelineError::Upload { location: self.store.label(), reason: errors.join("; ") })
+            Err(PipelineError::Upload {
+                location: self.store.label(),
+                reason: errors.join("; "),
+            })
         }
     }
 
@@ -157,8 +176,19 @@ impl SegmentsOutput {
     /// output's storage; returns its location.
     pub async fn store_manifest(&self, manifest: &Manifest) -> Option<String> {
         let path = Manifest::storage_path(&self.naming.playlist_path(), &manifest.egress_id);
-        let meta = ObjectMeta { content_type: "application/json", cache_control: None };
-        match self.store.put(&path, ObjectBody::Bytes(Bytes::from(manifest.to_json())), &meta).await {
+        let meta = ObjectMeta {
+            content_type: "application/json",
+            cache_control: None,
+        };
+        match self
+            .store
+            .put(
+                &path,
+                ObjectBody::Bytes(Bytes::from(manifest.to_json())),
+                &meta,
+            )
+            .await
+        {
             Ok(o) => Some(o.location),
             Err(e) => {
                 tracing::error!(error = %e, "could not store the manifest beside the playlist");
@@ -170,10 +200,14 @@ impl SegmentsOutput {
 
 /// The spec's names, with Go's errors.
 fn naming_of(spec: &SegmentsSpec, ctx: &OutputContext) -> Result<SegmentNaming, RpcError> {
-    SegmentNaming::from_request(&proto(spec), &ctx.filenames, ctx.retry_count()).map_err(|e| match e {
-        SegmentNamingError::InvalidInput(field) => errors::invalid_input(field),
-        SegmentNamingError::NotRetrySafe => RpcError::new(Code::FailedPrecondition, e.to_string()),
-    })
+    SegmentNaming::from_request(&proto(spec), &ctx.filenames, ctx.retry_count()).map_err(
+        |e| match e {
+            SegmentNamingError::InvalidInput(field) => errors::invalid_input(field),
+            SegmentNamingError::NotRetrySafe => {
+                RpcError::new(Code::FailedPrecondition, e.to_string())
+            }
+        },
+    )
 }
 
 /// The request's message back from the parsed spec (the naming rules read the wire type).

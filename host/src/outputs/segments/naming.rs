@@ -97,7 +97,9 @@ impl SegmentNaming {
         }
         let segment_duration = match req.segment_duration {
             0 => DEFAULT_SEGMENT_DURATION,
-            d if d > MAX_SEGMENT_DURATION => return Err(SegmentNamingError::InvalidInput("segment_duration")),
+            d if d > MAX_SEGMENT_DURATION => {
+                return Err(SegmentNamingError::InvalidInput("segment_duration"));
+            }
             d => d,
         };
 
@@ -140,29 +142,45 @@ impl SegmentNaming {
         }
 
         if playlist_name.is_empty() {
-            playlist_name = if segment_name.is_empty() { default_base_name(filename) } else { segment_name.to_owned() };
+            playlist_name = if segment_name.is_empty() {
+                default_base_name(filename)
+            } else {
+                segment_name.to_owned()
+            };
         }
-        let segment_name = if segment_name.is_empty() { playlist_name.as_str() } else { segment_name };
+        let segment_name = if segment_name.is_empty() {
+            playlist_name.as_str()
+        } else {
+            segment_name
+        };
 
         let naming = SegmentNaming {
             storage_dir: playlist_dir.to_owned(),
             playlist_filename: format!("{playlist_name}{PLAYLIST_EXT}"),
-            live_playlist_filename: (!live_name.is_empty()).then(|| format!("{live_name}{PLAYLIST_EXT}")),
+            live_playlist_filename: (!live_name.is_empty())
+                .then(|| format!("{live_name}{PLAYLIST_EXT}")),
             segment_prefix: format!("{segment_dir}{segment_name}"),
             suffix,
             segment_duration,
         };
         if naming.live_playlist_filename.as_ref() == Some(&naming.playlist_filename) {
-            return Err(SegmentNamingError::InvalidInput("live_playlist_name cannot be identical to playlist_name"));
+            return Err(SegmentNamingError::InvalidInput(
+                "live_playlist_name cannot be identical to playlist_name",
+            ));
         }
         if naming.playlist_path().len() > MAX_KEY_BYTES {
             return Err(SegmentNamingError::InvalidInput("playlist_name"));
         }
-        if naming.live_playlist_path().is_some_and(|p| p.len() > MAX_KEY_BYTES) {
+        if naming
+            .live_playlist_path()
+            .is_some_and(|p| p.len() > MAX_KEY_BYTES)
+        {
             return Err(SegmentNamingError::InvalidInput("live_playlist_name"));
         }
         // The longest segment name: a TIMESTAMP suffix (17 digits) or an index of 20 digits.
-        if naming.storage_dir.len() + naming.segment_prefix.len() + 1 + 20 + SEGMENT_EXT.len() > MAX_KEY_BYTES {
+        if naming.storage_dir.len() + naming.segment_prefix.len() + 1 + 20 + SEGMENT_EXT.len()
+            > MAX_KEY_BYTES
+        {
             return Err(SegmentNamingError::InvalidInput("filename_prefix"));
         }
         Ok(naming)
@@ -175,7 +193,9 @@ impl SegmentNaming {
 
     /// `SegmentsInfo.live_playlist_name`.
     pub fn live_playlist_path(&self) -> Option<String> {
-        self.live_playlist_filename.as_ref().map(|f| join(&self.storage_dir, f))
+        self.live_playlist_filename
+            .as_ref()
+            .map(|f| join(&self.storage_dir, f))
     }
 
     /// The directory segments go to below `storage_dir` (`""` when none): the caller creates
@@ -190,7 +210,11 @@ impl SegmentNaming {
     pub fn segment_name(&self, index: u64, first_sample: LocalTime) -> String {
         match self.suffix {
             SegmentSuffix::Index => format!("{}_{index:05}{SEGMENT_EXT}", self.segment_prefix),
-            SegmentSuffix::Timestamp => format!("{}_{}{SEGMENT_EXT}", self.segment_prefix, first_sample.utc_stamp()),
+            SegmentSuffix::Timestamp => format!(
+                "{}_{}{SEGMENT_EXT}",
+                self.segment_prefix,
+                first_sample.utc_stamp()
+            ),
         }
     }
 
@@ -223,7 +247,11 @@ fn remove_extension(name: &str) -> &str {
 
 /// Go's `path.Join` for a cleaned directory and name.
 fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() { name.to_owned() } else { format!("{}/{name}", dir.trim_end_matches('/')) }
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{}/{name}", dir.trim_end_matches('/'))
+    }
 }
 
 #[cfg(test)]

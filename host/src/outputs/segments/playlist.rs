@@ -98,7 +98,10 @@ impl Playlist {
         if window == 0 {
             return Err(PlaylistError::EmptyWindow);
         }
-        Ok(Playlist::new(PlaylistKind::Live { window }, u64::from(target_duration)))
+        Ok(Playlist::new(
+            PlaylistKind::Live { window },
+            u64::from(target_duration),
+        ))
     }
 
     /// Starts the target duration at `initial` when that is larger than the configured value
@@ -152,8 +155,11 @@ impl Playlist {
         if self.ended {
             return Err(PlaylistError::Ended(segment.uri.clone()));
         }
-        let extinf = format_extinf(segment.duration)
-            .ok_or_else(|| PlaylistError::InvalidDuration { uri: segment.uri.clone(), duration: segment.duration })?;
+        let extinf =
+            format_extinf(segment.duration).ok_or_else(|| PlaylistError::InvalidDuration {
+                uri: segment.uri.clone(),
+                duration: segment.duration,
+            })?;
         if self.uris.contains(&segment.uri) {
             return Err(PlaylistError::DuplicateUri(segment.uri.clone()));
         }
@@ -172,7 +178,10 @@ impl Playlist {
             segment.uri
         );
         self.uris.insert(segment.uri.clone());
-        self.entries.push_back(Entry { discontinuity: segment.discontinuity, text });
+        self.entries.push_back(Entry {
+            discontinuity: segment.discontinuity,
+            text,
+        });
         if let PlaylistKind::Live { window } = self.kind {
             while self.entries.len() > window {
                 if let Some(gone) = self.entries.pop_front() {
@@ -193,7 +202,8 @@ impl Playlist {
 
     /// The whole playlist file.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(160 + self.entries.iter().map(|e| e.text.len()).sum::<usize>());
+        let mut out =
+            String::with_capacity(160 + self.entries.iter().map(|e| e.text.len()).sum::<usize>());
         out.push_str("#EXTM3U\n#EXT-X-VERSION:4\n");
         if self.kind == PlaylistKind::Event {
             out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
@@ -204,7 +214,11 @@ impl Playlist {
             self.target_duration, self.media_sequence
         );
         if self.discontinuity_sequence > 0 {
-            let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
+            let _ = writeln!(
+                out,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_sequence
+            );
         }
         for e in &self.entries {
             out.push_str(&e.text);
@@ -225,10 +239,15 @@ pub struct HlsPlaylists {
 
 impl HlsPlaylists {
     /// `live_window` is `None` when the request has no `live_playlist_name`.
-    pub fn new(segment_duration: u32, live_window: Option<usize>) -> Result<HlsPlaylists, PlaylistError> {
+    pub fn new(
+        segment_duration: u32,
+        live_window: Option<usize>,
+    ) -> Result<HlsPlaylists, PlaylistError> {
         Ok(HlsPlaylists {
             main: Playlist::event(segment_duration),
-            live: live_window.map(|w| Playlist::live(segment_duration, w)).transpose()?,
+            live: live_window
+                .map(|w| Playlist::live(segment_duration, w))
+                .transpose()?,
         })
     }
 

@@ -459,8 +459,19 @@ struct SlowFirst(LocalDirStore);
 
 #[async_trait]
 impl ObjectStore for SlowFirst {
-    async fn put(&self, path: &str, body: ObjectBody, meta: &ObjectMeta) -> Result<StoredObject, StoreError> {
-        let delay = if path.ends_with("_00000.ts") { 300 } else if path.ends_with(".ts") { 50 } else { 0 };
+    async fn put(
+        &self,
+        path: &str,
+        body: ObjectBody,
+        meta: &ObjectMeta,
+    ) -> Result<StoredObject, StoreError> {
+        let delay = if path.ends_with("_00000.ts") {
+            300
+        } else if path.ends_with(".ts") {
+            50
+        } else {
+            0
+        };
         tokio::time::sleep(Duration::from_millis(delay)).await;
         self.0.put(path, body, meta).await
     }
@@ -480,8 +491,11 @@ async fn commits_in_order_and_says_when_the_queue_is_full() {
     let mut config = SegmentUploaderConfig::new(naming.clone());
     config.max_upload_queue_minutes = 0; // capacity 1
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
-    let uploader =
-        SegmentUploader::spawn(config, Arc::new(SlowFirst(LocalDirStore::new(tmp.path().join("s")))), tx);
+    let uploader = SegmentUploader::spawn(
+        config,
+        Arc::new(SlowFirst(LocalDirStore::new(tmp.path().join("s")))),
+        tx,
+    );
     let sender = uploader.sender();
     let t0 = SystemTime::now();
     for i in 0..4u64 {
@@ -504,30 +518,51 @@ async fn commits_in_order_and_says_when_the_queue_is_full() {
     let (p, v) = check_playlist(&text);
     assert!(v.is_empty(), "{v:?}");
     let uris: Vec<_> = p.segments.iter().map(|s| s.uri.clone()).collect();
-    assert_eq!(uris, ["p_00000.ts", "p_00001.ts", "p_00002.ts", "p_00003.ts"]);
+    assert_eq!(
+        uris,
+        ["p_00000.ts", "p_00001.ts", "p_00002.ts", "p_00003.ts"]
+    );
     assert_eq!(out.info.segment_count, 4);
     assert_eq!(out.info.size, 4000);
     assert_eq!(out.info.duration, 16_000_000_000);
     let n = notices.try_recv().unwrap();
-    assert_eq!(n, SegmentsNotice::QueueFull { pending: 2, capacity: 1 });
+    assert_eq!(
+        n,
+        SegmentsNotice::QueueFull {
+            pending: 2,
+            capacity: 1
+        }
+    );
     assert_eq!(
         n.error_text().unwrap(),
         "segment upload job queue is full (2 pending): storage cannot keep up"
     );
-    assert!(!tmp.path().join("p_00000.ts").exists(), "deleted after upload");
+    assert!(
+        !tmp.path().join("p_00000.ts").exists(),
+        "deleted after upload"
+    );
 }
-
 
 fn context(retry_count: i32) -> OutputContext {
     let yaml = "api_key: devkey\napi_secret: secret\nws_url: ws://lk:7880\nredis:\n  address: 127.0.0.1:6379\n";
-    let service = crate::config::parse(yaml, &crate::config::EmptyEnv).unwrap().config;
-    let request = egress_proto::rpc::StartEgressRequest { retry_count, ..Default::default() };
+    let service = crate::config::parse(yaml, &crate::config::EmptyEnv)
+        .unwrap()
+        .config;
+    let request = egress_proto::rpc::StartEgressRequest {
+        retry_count,
+        ..Default::default()
+    };
     OutputContext {
         service: Arc::new(service),
         request,
         plugins: Arc::new(crate::plugins::PluginRegistry::load(None).unwrap()),
         work_dir: std::env::temp_dir(),
-        filenames: FilenameInfo::new("room", "RM_1", retry_count, LocalTime::from_system(SystemTime::now())),
+        filenames: FilenameInfo::new(
+            "room",
+            "RM_1",
+            retry_count,
+            LocalTime::from_system(SystemTime::now()),
+        ),
         video_size: Some((1280, 720)),
         settings: OutputSettings::default(),
     }
@@ -553,22 +588,49 @@ fn validation_names_the_field() {
     let refused = |s: SegmentsSpec| SegmentsOutput::validate(&s, &ctx).unwrap_err();
     assert!(SegmentsOutput::validate(&spec("hls/seg", "hls/main", "hls/live"), &ctx).is_ok());
 
-    let huge = SegmentsSpec { segment_duration: 3601, ..spec("", "p", "") };
+    let huge = SegmentsSpec {
+        segment_duration: 3601,
+        ..spec("", "p", "")
+    };
     let e = refused(huge);
-    assert_eq!(e.message, "request has missing or invalid field: segment_duration");
+    assert_eq!(
+        e.message,
+        "request has missing or invalid field: segment_duration"
+    );
     assert_eq!(e.code, crate::rpc::Code::InvalidArgument);
     let e = refused(spec("", "a/main", "b/live"));
-    assert_eq!(e.message, "request has missing or invalid field: live_playlist_name must be in same directory as playlist_name");
+    assert_eq!(
+        e.message,
+        "request has missing or invalid field: live_playlist_name must be in same directory as playlist_name"
+    );
     let e = refused(spec("", "a/main", "a/main.m3u8"));
-    assert_eq!(e.message, "request has missing or invalid field: live_playlist_name cannot be identical to playlist_name");
-    let e = refused(SegmentsSpec { filename_suffix: 7, ..spec("", "p", "") });
-    assert_eq!(e.message, "request has missing or invalid field: filename_suffix");
+    assert_eq!(
+        e.message,
+        "request has missing or invalid field: live_playlist_name cannot be identical to playlist_name"
+    );
+    let e = refused(SegmentsSpec {
+        filename_suffix: 7,
+        ..spec("", "p", "")
+    });
+    assert_eq!(
+        e.message,
+        "request has missing or invalid field: filename_suffix"
+    );
     assert_eq!(e.code, crate::rpc::Code::InvalidArgument);
-    let e = refused(SegmentsSpec { protocol: 9, ..spec("", "p", "") });
+    let e = refused(SegmentsSpec {
+        protocol: 9,
+        ..spec("", "p", "")
+    });
     assert_eq!(e.message, "request has missing or invalid field: protocol");
 
     let retry = context(1);
     let e = SegmentsOutput::validate(&spec("seg", "p", ""), &retry).unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), (crate::rpc::Code::FailedPrecondition, "output configuration does not support retry"));
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            crate::rpc::Code::FailedPrecondition,
+            "output configuration does not support retry"
+        )
+    );
     assert!(SegmentsOutput::validate(&spec("seg-{retry}", "p", ""), &retry).is_ok());
 }

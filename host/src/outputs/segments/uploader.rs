@@ -40,10 +40,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::naming::SegmentNaming;
+use super::playlist::{DEFAULT_LIVE_WINDOW, HlsPlaylists, Playlist, Segment};
 use bytes::Bytes;
 use egress_proto::livekit::SegmentsInfo;
-use super::playlist::{DEFAULT_LIVE_WINDOW, HlsPlaylists, Playlist, Segment};
-use super::naming::SegmentNaming;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 

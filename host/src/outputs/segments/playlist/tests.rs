@@ -9,7 +9,12 @@ fn go_now() -> SystemTime {
 }
 
 fn seg(uri: &str, duration: f64, at: SystemTime) -> Segment {
-    Segment { uri: uri.into(), duration, program_date_time: at, discontinuity: false }
+    Segment {
+        uri: uri.into(),
+        duration,
+        program_date_time: at,
+        discontinuity: false,
+    }
 }
 
 /// Parses with m3u8-rs (a maintained parser) and checks with our RFC checker.
@@ -28,7 +33,8 @@ fn go_event_playlist() {
     let mut p = Playlist::event(6);
     let mut now = go_now();
     for i in 0..3 {
-        p.append(&seg(&format!("playlist_0000{i}.ts"), 5.994, now)).unwrap();
+        p.append(&seg(&format!("playlist_0000{i}.ts"), 5.994, now))
+            .unwrap();
         now += Duration::from_millis(5994);
     }
     p.end();
@@ -37,7 +43,10 @@ fn go_event_playlist() {
     let parsed = assert_valid(&p.render());
     assert_eq!(parsed.segments.len(), 3);
     assert!(parsed.end_list);
-    assert_eq!(parsed.playlist_type, Some(m3u8_rs::MediaPlaylistType::Event));
+    assert_eq!(
+        parsed.playlist_type,
+        Some(m3u8_rs::MediaPlaylistType::Event)
+    );
 }
 
 /// Go's `TestLivePlaylistWriter` (window 3). Go's expected final text lists
@@ -48,13 +57,15 @@ fn go_live_playlist() {
     let mut p = Playlist::live(6, 3).unwrap();
     let mut now = go_now();
     for i in 0..2 {
-        p.append(&seg(&format!("playlist_0000{i}.ts"), 5.994, now)).unwrap();
+        p.append(&seg(&format!("playlist_0000{i}.ts"), 5.994, now))
+            .unwrap();
         now += Duration::from_millis(5994);
     }
     let expected = "#EXTM3U\n#EXT-X-VERSION:4\n#EXT-X-ALLOW-CACHE:NO\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PROGRAM-DATE-TIME:2023-05-03T22:55:04.814Z\n#EXTINF:5.994,\nplaylist_00000.ts\n#EXT-X-PROGRAM-DATE-TIME:2023-05-03T22:55:10.808Z\n#EXTINF:5.994,\nplaylist_00001.ts\n";
     assert_eq!(p.render(), expected);
     for i in 2..4 {
-        p.append(&seg(&format!("playlist_0000{i}.ts"), 5.994, now)).unwrap();
+        p.append(&seg(&format!("playlist_0000{i}.ts"), 5.994, now))
+            .unwrap();
         now += Duration::from_millis(5994);
     }
     p.end();
@@ -68,10 +79,22 @@ fn go_live_playlist() {
 fn pdt_format_is_gos() {
     let at = |nanos: u64| format_program_date_time(UNIX_EPOCH + Duration::from_nanos(nanos));
     assert_eq!(at(1_683_154_504_814_142_000), "2023-05-03T22:55:04.814Z");
-    assert_eq!(at(1_683_154_504_000_000_000), "2023-05-03T22:55:04Z", "no fraction when zero");
-    assert_eq!(at(1_683_154_504_500_000_000), "2023-05-03T22:55:04.5Z", "trailing zeros trimmed");
+    assert_eq!(
+        at(1_683_154_504_000_000_000),
+        "2023-05-03T22:55:04Z",
+        "no fraction when zero"
+    );
+    assert_eq!(
+        at(1_683_154_504_500_000_000),
+        "2023-05-03T22:55:04.5Z",
+        "trailing zeros trimmed"
+    );
     assert_eq!(at(1_683_154_504_050_000_000), "2023-05-03T22:55:04.05Z");
-    assert_eq!(at(1_683_154_504_999_999_999), "2023-05-03T22:55:04.999Z", "truncated, not rounded");
+    assert_eq!(
+        at(1_683_154_504_999_999_999),
+        "2023-05-03T22:55:04.999Z",
+        "truncated, not rounded"
+    );
     assert_eq!(at(0), "1970-01-01T00:00:00Z");
 }
 
@@ -95,10 +118,26 @@ fn target_duration_covers_long_segments() {
     let mut p = Playlist::event(6);
     let t = go_now();
     assert!(!p.append(&seg("a.ts", 6.0, t)).unwrap());
-    assert!(p.append(&seg("b.ts", 7.078, t + Duration::from_millis(6000))).unwrap(), "grew to 7");
-    assert!(p.append(&seg("c.ts", 8.138, t + Duration::from_millis(13078))).unwrap(), "grew to 8");
-    assert!(!p.append(&seg("d.ts", 8.4, t + Duration::from_millis(21216))).unwrap(), "8.4 rounds to 8");
-    assert!(p.append(&seg("e.ts", 8.5, t + Duration::from_millis(29616))).unwrap(), "8.5 rounds up to 9");
+    assert!(
+        p.append(&seg("b.ts", 7.078, t + Duration::from_millis(6000)))
+            .unwrap(),
+        "grew to 7"
+    );
+    assert!(
+        p.append(&seg("c.ts", 8.138, t + Duration::from_millis(13078)))
+            .unwrap(),
+        "grew to 8"
+    );
+    assert!(
+        !p.append(&seg("d.ts", 8.4, t + Duration::from_millis(21216)))
+            .unwrap(),
+        "8.4 rounds to 8"
+    );
+    assert!(
+        p.append(&seg("e.ts", 8.5, t + Duration::from_millis(29616)))
+            .unwrap(),
+        "8.5 rounds up to 9"
+    );
     assert_eq!(p.target_duration(), 9);
     assert!(p.render().contains("#EXT-X-TARGETDURATION:9\n"));
     assert_valid(&p.render());
@@ -121,7 +160,10 @@ fn frame_timing_does_not_lift_the_target() {
 fn initial_target_headroom() {
     let p = Playlist::event(4).with_initial_target(6);
     assert_eq!(p.target_duration(), 6);
-    assert_eq!(Playlist::event(4).with_initial_target(2).target_duration(), 4);
+    assert_eq!(
+        Playlist::event(4).with_initial_target(2).target_duration(),
+        4
+    );
 }
 
 #[test]
@@ -150,7 +192,11 @@ fn live_window_slides_and_keeps_the_largest_target() {
         assert!(changes.is_empty(), "{changes:?}");
         previous = parsed;
     }
-    assert_eq!(p.target_duration(), 6, "the 6.2 s segment left the window; the target stays");
+    assert_eq!(
+        p.target_duration(),
+        6,
+        "the 6.2 s segment left the window; the target stays"
+    );
     p.end();
     assert!(p.render().ends_with("#EXT-X-ENDLIST\n"));
 }
@@ -161,18 +207,35 @@ fn discontinuity_and_its_sequence() {
     let t = go_now();
     p.append(&seg("a.ts", 4.0, t)).unwrap();
     // A crash resume: a later wall clock, flagged.
-    let resumed = Segment { discontinuity: true, ..seg("b.ts", 4.0, t + Duration::from_secs(60)) };
+    let resumed = Segment {
+        discontinuity: true,
+        ..seg("b.ts", 4.0, t + Duration::from_secs(60))
+    };
     p.append(&resumed).unwrap();
     let text = p.render();
-    assert!(text.contains("#EXTINF:4.000,\na.ts\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:"), "{text}");
-    assert!(!text.contains("DISCONTINUITY-SEQUENCE"), "written only when non-zero");
+    assert!(
+        text.contains("#EXTINF:4.000,\na.ts\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("DISCONTINUITY-SEQUENCE"),
+        "written only when non-zero"
+    );
     let m = assert_valid(&text);
     assert!(m.segments[1].discontinuity);
-    p.append(&seg("c.ts", 4.0, t + Duration::from_secs(64))).unwrap();
-    assert!(!p.render().contains("DISCONTINUITY-SEQUENCE"), "a.ts had no discontinuity");
-    p.append(&seg("d.ts", 4.0, t + Duration::from_secs(68))).unwrap();
+    p.append(&seg("c.ts", 4.0, t + Duration::from_secs(64)))
+        .unwrap();
+    assert!(
+        !p.render().contains("DISCONTINUITY-SEQUENCE"),
+        "a.ts had no discontinuity"
+    );
+    p.append(&seg("d.ts", 4.0, t + Duration::from_secs(68)))
+        .unwrap();
     let text = p.render();
-    assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
+    assert!(
+        text.contains("#EXT-X-MEDIA-SEQUENCE:2\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
+        "{text}"
+    );
     assert_eq!(assert_valid(&text).discontinuity_sequence, 1);
 }
 
@@ -181,9 +244,17 @@ fn pdt_gap_without_discontinuity_is_a_violation() {
     let mut p = Playlist::event(4);
     let t = go_now();
     p.append(&seg("a.ts", 4.0, t)).unwrap();
-    p.append(&seg("b.ts", 4.0, t + Duration::from_secs(60))).unwrap();
+    p.append(&seg("b.ts", 4.0, t + Duration::from_secs(60)))
+        .unwrap();
     let (_, v) = check_playlist(&p.render());
-    assert_eq!(v, vec![Violation::PdtGap { uri: "b.ts".into(), expected_ms: 4000, found_ms: 60000 }]);
+    assert_eq!(
+        v,
+        vec![Violation::PdtGap {
+            uri: "b.ts".into(),
+            expected_ms: 4000,
+            found_ms: 60000
+        }]
+    );
 }
 
 #[test]
@@ -192,15 +263,33 @@ fn refused_segments_change_nothing() {
     let t = go_now();
     both.append(&seg("a.ts", 4.0, t)).unwrap();
     let before = (both.main.render(), both.live.as_ref().unwrap().render());
-    assert_eq!(both.append(&seg("a.ts", 4.0, t)), Err(PlaylistError::DuplicateUri("a.ts".into())));
-    assert!(matches!(both.append(&seg("b.ts", -1.0, t)), Err(PlaylistError::InvalidDuration { .. })));
-    assert!(matches!(both.append(&seg("b.ts", f64::NAN, t)), Err(PlaylistError::InvalidDuration { .. })));
-    assert_eq!(before, (both.main.render(), both.live.as_ref().unwrap().render()));
+    assert_eq!(
+        both.append(&seg("a.ts", 4.0, t)),
+        Err(PlaylistError::DuplicateUri("a.ts".into()))
+    );
+    assert!(matches!(
+        both.append(&seg("b.ts", -1.0, t)),
+        Err(PlaylistError::InvalidDuration { .. })
+    ));
+    assert!(matches!(
+        both.append(&seg("b.ts", f64::NAN, t)),
+        Err(PlaylistError::InvalidDuration { .. })
+    ));
+    assert_eq!(
+        before,
+        (both.main.render(), both.live.as_ref().unwrap().render())
+    );
     both.end();
     both.end();
-    assert_eq!(both.append(&seg("b.ts", 4.0, t)), Err(PlaylistError::Ended("b.ts".into())));
+    assert_eq!(
+        both.append(&seg("b.ts", 4.0, t)),
+        Err(PlaylistError::Ended("b.ts".into()))
+    );
     assert_eq!(both.main.render().matches("#EXT-X-ENDLIST").count(), 1);
-    assert_eq!(Playlist::live(4, 0).unwrap_err(), PlaylistError::EmptyWindow);
+    assert_eq!(
+        Playlist::live(4, 0).unwrap_err(),
+        PlaylistError::EmptyWindow
+    );
     assert!(HlsPlaylists::new(4, None).unwrap().live.is_none());
 }
 
@@ -219,8 +308,14 @@ fn empty_playlists_are_valid() {
 fn unicode_uris_and_huge_durations() {
     let mut p = Playlist::event(4);
     let t = go_now();
-    p.append(&seg("directory/émission_00000.ts", 4.0, t)).unwrap();
-    p.append(&seg("directory/émission_00001.ts", 100_000.0, t + Duration::from_secs(4))).unwrap();
+    p.append(&seg("directory/émission_00000.ts", 4.0, t))
+        .unwrap();
+    p.append(&seg(
+        "directory/émission_00001.ts",
+        100_000.0,
+        t + Duration::from_secs(4),
+    ))
+    .unwrap();
     assert_eq!(p.target_duration(), 100_000);
     let m = assert_valid(&p.render());
     assert_eq!(m.segments[0].uri, "directory/émission_00000.ts");
@@ -232,7 +327,12 @@ fn long_event_playlist_stays_valid_and_appends_only() {
     let mut t = go_now();
     let mut prev = check_playlist(&p.render()).0;
     for i in 0..2000u64 {
-        p.append(&seg(&format!("long_{i:05}.ts"), 4.0 + (i % 3) as f64 * 0.01, t)).unwrap();
+        p.append(&seg(
+            &format!("long_{i:05}.ts"),
+            4.0 + (i % 3) as f64 * 0.01,
+            t,
+        ))
+        .unwrap();
         t += Duration::from_secs_f64(4.0 + (i % 3) as f64 * 0.01);
         if i % 250 == 0 {
             let (parsed, v) = check_playlist(&p.render());
@@ -244,7 +344,11 @@ fn long_event_playlist_stays_valid_and_appends_only() {
     let (parsed, v) = check_playlist(&p.render());
     assert!(v.is_empty());
     assert_eq!(parsed.segments.len(), 2000);
-    assert!((parsed.total_duration() - 8019.99).abs() < 0.001, "{}", parsed.total_duration());
+    assert!(
+        (parsed.total_duration() - 8019.99).abs() < 0.001,
+        "{}",
+        parsed.total_duration()
+    );
 }
 
 #[test]
@@ -252,30 +356,54 @@ fn update_checker_catches_bad_sequences() {
     let t = go_now();
     let mut live = Playlist::live(4, 3).unwrap();
     for i in 0..3 {
-        live.append(&seg(&format!("s{i}.ts"), 4.0, t + Duration::from_secs(4 * i))).unwrap();
+        live.append(&seg(
+            &format!("s{i}.ts"),
+            4.0,
+            t + Duration::from_secs(4 * i),
+        ))
+        .unwrap();
     }
     let prev = check_playlist(&live.render()).0;
     // A window that dropped a middle segment, and one whose MEDIA-SEQUENCE did not advance.
     let hole = prev.clone();
     let mut hole_next = hole.clone();
     hole_next.segments.remove(1);
-    assert!(check_playlist_update(&prev, &hole_next).contains(&Violation::WindowNotSliding { uri: "s1.ts".into() }));
+    assert!(
+        check_playlist_update(&prev, &hole_next).contains(&Violation::WindowNotSliding {
+            uri: "s1.ts".into()
+        })
+    );
     let mut stuck = prev.clone();
     stuck.segments.remove(0);
     let v = check_playlist_update(&prev, &stuck);
-    assert!(v.contains(&Violation::SequenceNumberChanged { uri: "s1.ts".into(), from: 1, to: 0 }), "{v:?}");
+    assert!(
+        v.contains(&Violation::SequenceNumberChanged {
+            uri: "s1.ts".into(),
+            from: 1,
+            to: 0
+        }),
+        "{v:?}"
+    );
     let mut back = prev.clone();
     back.media_sequence = 0;
     let mut fwd = prev.clone();
     fwd.media_sequence = 3;
-    assert!(check_playlist_update(&fwd, &back).contains(&Violation::MediaSequenceDecreased { from: 3, to: 0 }));
+    assert!(
+        check_playlist_update(&fwd, &back)
+            .contains(&Violation::MediaSequenceDecreased { from: 3, to: 0 })
+    );
     // EVENT playlists never lose a segment; nothing changes after ENDLIST.
     let mut event = Playlist::event(4);
     event.append(&seg("e0.ts", 4.0, t)).unwrap();
     let before = check_playlist(&event.render()).0;
     let mut lost = before.clone();
     lost.segments.clear();
-    assert_eq!(check_playlist_update(&before, &lost), vec![Violation::EventSegmentRemoved { uri: "e0.ts".into() }]);
+    assert_eq!(
+        check_playlist_update(&before, &lost),
+        vec![Violation::EventSegmentRemoved {
+            uri: "e0.ts".into()
+        }]
+    );
     event.end();
     let ended = check_playlist(&event.render()).0;
     let mut after = ended.clone();
@@ -288,7 +416,10 @@ fn checker_flags_broken_text() {
     let text = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-TARGETDURATION:5\n#EXTINF:4.6,\na.ts\n#EXTINF:4.0,\na.ts\nb.ts\n#EXT-X-ENDLIST\n#EXTINF:4.0,\n";
     let (_, v) = check_playlist(text);
     for expected in [
-        Violation::RepeatedTag { line: 3, tag: "#EXT-X-TARGETDURATION" },
+        Violation::RepeatedTag {
+            line: 3,
+            tag: "#EXT-X-TARGETDURATION",
+        },
         Violation::MissingExtinf { line: 8 },
         Violation::EndlistNotLast { line: 9 },
         Violation::MissingUri { line: 10 },
@@ -297,11 +428,26 @@ fn checker_flags_broken_text() {
         assert!(v.contains(&expected), "{expected:?} not in {v:?}");
     }
     let (_, v) = check_playlist("#EXT-X-VERSION:4\n#EXTINF:4.6,\na.ts\n");
-    assert!(v.contains(&Violation::MissingHeader) && v.contains(&Violation::MissingTargetDuration), "{v:?}");
-    let (_, v) =
-        check_playlist("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.5,\na.ts\n#EXT-X-PROGRAM-DATE-TIME:nope\n");
-    assert!(v.contains(&Violation::ExtinfOverTarget { uri: "a.ts".into(), extinf: 4.5, target: 4 }), "{v:?}");
-    assert!(v.iter().any(|x| matches!(x, Violation::BadValue { line: 5, .. })), "{v:?}");
+    assert!(
+        v.contains(&Violation::MissingHeader) && v.contains(&Violation::MissingTargetDuration),
+        "{v:?}"
+    );
+    let (_, v) = check_playlist(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.5,\na.ts\n#EXT-X-PROGRAM-DATE-TIME:nope\n",
+    );
+    assert!(
+        v.contains(&Violation::ExtinfOverTarget {
+            uri: "a.ts".into(),
+            extinf: 4.5,
+            target: 4
+        }),
+        "{v:?}"
+    );
+    assert!(
+        v.iter()
+            .any(|x| matches!(x, Violation::BadValue { line: 5, .. })),
+        "{v:?}"
+    );
     assert!(v.iter().all(|x| !x.to_string().is_empty()));
     let (_, v) = check_playlist(
         "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-PROGRAM-DATE-TIME:2023-05-03T22:55:04Z\n#EXTINF:4,\na.ts\n#EXT-X-PROGRAM-DATE-TIME:2023-05-03T22:55:04Z\n#EXTINF:4,\nb.ts\n",

@@ -9,13 +9,13 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::outputs::store::testing::LocalDirStore;
+use crate::outputs::store::{ObjectBody, ObjectMeta, ObjectStore, StoreError, StoredObject};
+use crate::outputs::tap::EncodedStreams;
 use bytes::Bytes;
 use egress_plugin_api::async_trait;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use crate::outputs::store::testing::LocalDirStore;
-use crate::outputs::store::{ObjectBody, ObjectMeta, ObjectStore, StoreError, StoredObject};
-use crate::outputs::tap::EncodedStreams;
 
 pub struct Recorder {
     pub pipeline: gst::Pipeline,
