@@ -95,12 +95,23 @@ pub fn attach(tees: &EncodedStreams, format: LiveFormat) -> Result<MuxTap, MuxEr
         q.set_property_from_str("leaky", "downstream");
         tees.pipeline.add(&q).map_err(err)?;
         tee.link(&q).map_err(err)?;
+        // The tee carries H.264 as the file's muxer wants it (avc); MPEG-TS carries Annex B
+        // with SPS/PPS before every keyframe, so that a receiver can start at any of them.
+        let last = if format == LiveFormat::MpegTs && pad == "video" {
+            let parse = make("h264parse", &format!("stream_{name}_h264parse"))?;
+            parse.set_property("config-interval", -1i32);
+            tees.pipeline.add(&parse).map_err(err)?;
+            q.link(&parse).map_err(err)?;
+            parse
+        } else {
+            q.clone()
+        };
         let template = match (format, pad) {
             (LiveFormat::Flv, p) => p,
             (_, _) => "sink_%d",
         };
         let mux_pad = mux.request_pad_simple(template).ok_or_else(|| err(format!("{} has no {template} pad", mux.name())))?;
-        q.static_pad("src").ok_or_else(|| err("queue has no src pad"))?.link(&mux_pad).map_err(|e| err(format!("{e:?}")))?;
+        last.static_pad("src").ok_or_else(|| err("no src pad"))?.link(&mux_pad).map_err(|e| err(format!("{e:?}")))?;
     }
     let tap = MuxTap {
         format,

@@ -1,0 +1,267 @@
+//! Live stream outputs end to end: a participant egress of a real publisher (`lk room join`),
+//! requested through livekit-server, streamed to a real mediamtx over RTMP and SRT while also
+//! recorded to MP4; what the server recorded is checked as a viewer would (codecs, keyframe
+//! first, decodes cleanly, duration), and the status the way an operator reads it
+//! (`stream_results` in `lk egress list`).
+
+use std::time::Duration;
+
+use egress_e2e::mediamtx::{MediaMtx, MediaMtxOptions};
+use egress_e2e::recording::*;
+use egress_e2e::stream_check;
+use egress_e2e::{LiveKitServer, find_binary};
+use serde_json::{Value, json};
+use std::process::Stdio;
+use tokio::process::{Child, Command};
+
+/// `lk room join --publish VIDEO --publish AUDIO` in the background (killed on drop).
+fn join(livekit: &LiveKitServer, room: &str, identity: &str, media: &TestMedia, log_dir: &std::path::Path) -> Child {
+    let log = std::fs::File::create(log_dir.join(format!("publisher-{identity}.log"))).expect("publisher log");
+    let mut cmd = Command::new(find_binary("lk"));
+    cmd.args(["--url", &livekit.http_url(), "--api-key", livekit.api_key(), "--api-secret", livekit.api_secret()])
+        .args(["room", "join", "--identity", identity, "--fps", "30", "--publish"])
+        .arg(&media.video)
+        .arg("--publish")
+        .arg(&media.audio)
+        .arg(room)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .kill_on_drop(true);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("LIVEKIT_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.spawn().expect("start lk room join")
+}
+
+const STREAM_ACTIVE: i64 = 0;
+const STREAM_FINISHED: i64 = 1;
+const STREAM_FAILED: i64 = 2;
+
+/// Polls the egress until `pred` holds for its info.
+async fn wait_for(lk: &egress_e2e::Lk, id: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(info) = egress_info(lk, id).await
+            && pred(&info)
+        {
+            return info;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {timeout:?}: {:#}", egress_info(lk, id).await.unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn stream<'a>(info: &'a Value, url_part: &str) -> &'a Value {
+    info["stream_results"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["url"].as_str().is_some_and(|u| u.contains(url_part))))
+        .unwrap_or_else(|| panic!("no stream with {url_part:?}: {info:#}"))
+}
+
+fn status(s: &Value) -> i64 {
+    match &s["status"] {
+        Value::String(t) => match t.as_str() {
+            "ACTIVE" => STREAM_ACTIVE,
+            "FINISHED" => STREAM_FINISHED,
+            "FAILED" => STREAM_FAILED,
+            _ => -1,
+        },
+        v => v.as_i64().unwrap_or(STREAM_ACTIVE),
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0)
+}
+
+/// What a viewer of a server-side recording checks: H.264 + AAC, decodes without errors. (Not
+/// "starts on a keyframe": mediamtx starts an RTMP recording only after its 2 s probe of the
+/// publish, wherever that lands; that every session starts on a keyframe on the wire is
+/// checked by `outputs::stream::destination`'s tests.)
+async fn assert_playable(file: &std::path::Path) {
+    let (video, audio) = stream_check::codecs(file).await;
+    assert_eq!((video.as_str(), audio.as_str()), ("h264", "aac"), "{}", file.display());
+    let errors = stream_check::decode_errors(file).await;
+    assert!(errors.trim().is_empty(), "{} has decode errors: {errors}", file.display());
+}
+
+#[tokio::test]
+async fn a_participant_streams_to_rtmp_with_a_file_reconnects_after_a_kick_and_updates_its_urls() {
+    let _serial = serial().await;
+    let stack = composite_stack().await;
+    let lk = stack.lk();
+    let mut mtx = MediaMtx::start().await;
+    let media = TestMedia::generate(120).await;
+    let room = "stream-rtmp-room";
+    let mut publisher = join(&stack.livekit, room, "alice", &media, stack.egress.dir());
+    track_sid(&stack, room, "alice", "VIDEO").await;
+    track_sid(&stack, room, "alice", "AUDIO").await;
+
+    let key1 = "live/s3cretkey-one";
+    let key2 = "live/s3cretkey-two";
+    let url1 = mtx.rtmp_url(key1);
+    let url2 = mtx.rtmp_url(key2);
+    let request = json!({
+        "room_name": room,
+        "identity": "alice",
+        "file_outputs": [{ "filepath": "streams/{publisher_identity}.mp4" }],
+        "stream_outputs": [{ "protocol": "RTMP", "urls": [url1] }],
+        "advanced": { "width": 640, "height": 360, "framerate": 30, "video_bitrate": 1000, "key_frame_interval": 2 },
+    });
+    let started = lk.egress_start("participant", &request.to_string()).await.expect("egress start");
+    let id = started.egress_id.clone();
+    let (active, _) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(40)).await;
+    let s1 = stream(&active, "s3c");
+    assert!(!s1["url"].as_str().unwrap_or_default().contains("s3cretkey-one"), "the key is redacted: {s1:#}");
+    wait_for(&lk, &id, "first URL publishing", Duration::from_secs(15), |i| int(&i["stream_results"][0]["started_at"]) > 0).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // UpdateStream: add a second URL; adding it again is a no-op (one publisher).
+    lk.run_ok(&["egress", "update-stream", "--id", &id, "--add-urls", &url2]).await;
+    lk.run_ok(&["egress", "update-stream", "--id", &id, "--add-urls", &url2]).await;
+    let info = wait_for(&lk, &id, "second URL publishing", Duration::from_secs(10), |i| {
+        i["stream_results"].as_array().is_some_and(|a| a.len() == 2 && int(&a[1]["started_at"]) > 0)
+    })
+    .await;
+    assert_eq!(info["stream_results"].as_array().map(Vec::len), Some(2), "re-adding a live URL adds nothing: {info:#}");
+    // mediamtx registers an RTMP publisher after reading 2 s of it.
+    mtx.wait_for_publisher(key2, Duration::from_secs(10)).await;
+    let publishers = mtx.rtmp_conns().await.into_iter().filter(|c| c.path == key2).count();
+    assert_eq!(publishers, 1, "exactly one publisher to {key2}");
+
+    // The server kicks the first publisher: it comes back, on a keyframe, and says so.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    mtx.kick_publisher(key1).await;
+    let info = wait_for(&lk, &id, "a retry after the kick", Duration::from_secs(15), |i| int(&i["stream_results"][0]["retries"]) >= 1).await;
+    assert_eq!(status(&info["stream_results"][0]), STREAM_ACTIVE, "{info:#}");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    // Remove the second URL by the redacted form the status shows.
+    let redacted2 = info["stream_results"][1]["url"].as_str().expect("url").to_owned();
+    assert!(!redacted2.contains("s3cretkey-two"), "{redacted2}");
+    lk.run_ok(&["egress", "update-stream", "--id", &id, "--remove-urls", &redacted2]).await;
+    let info = wait_for(&lk, &id, "second URL finished", Duration::from_secs(10), |i| status(&i["stream_results"][1]) == STREAM_FINISHED).await;
+    assert_eq!(status(&info["stream_results"][0]), STREAM_ACTIVE);
+    // Listing egresses shows no key.
+    let listed = lk.run_ok(&["egress", "list", "--id", &id]).await;
+    assert!(!listed.contains("s3cretkey"), "lk egress list shows a stream key: {listed}");
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    lk.egress_stop(&id).await.expect("stop");
+    let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(60)).await;
+    let _ = publisher.kill().await;
+    assert_eq!(status(&done["stream_results"][0]), STREAM_FINISHED, "{done:#}");
+    assert!(int(&done["stream_results"][0]["duration"]) > 0, "{done:#}");
+
+    // The file is unaffected by the kick.
+    let file = location(&done);
+    let p = probe(&file).await;
+    assert!(p.duration > 15.0, "file of {:.1} s", p.duration);
+    assert!(decodes_cleanly(&file).await, "the file does not decode cleanly");
+
+    // The server recorded the first URL twice (before and after the kick), each playable
+    // from its first frame, and the second once.
+    let rec1 = mtx.wait_for_recordings(key1, 2, Duration::from_secs(15)).await;
+    assert!(rec1.len() >= 2, "{rec1:?}");
+    for f in &rec1 {
+        assert_playable(f).await;
+    }
+    let total: f64 = {
+        let mut t = 0.0;
+        for f in &rec1 {
+            t += stream_check::duration(f).await;
+        }
+        t
+    };
+    assert!(total > p.duration - 8.0, "the server recorded {total:.1} s of a {:.1} s egress", p.duration);
+    let rec2 = mtx.wait_for_recordings(key2, 1, Duration::from_secs(15)).await;
+    assert_playable(&rec2[0]).await;
+
+    // No stream key in the service's or the handlers' logs.
+    let logs = stack.egress.log();
+    assert!(!logs.contains("s3cretkey"), "a stream key is in the logs");
+}
+
+#[tokio::test]
+async fn srt_with_a_passphrase_streams_and_a_wrong_passphrase_fails_that_url_alone() {
+    let _serial = serial().await;
+    let stack = composite_stack().await;
+    let lk = stack.lk();
+    let pass = "correct-horse-battery";
+    let mtx = MediaMtx::start_with(MediaMtxOptions::default().srt_publish_passphrase("srtpath", pass)).await;
+    let media = TestMedia::generate(60).await;
+    let room = "stream-srt-room";
+    let mut publisher = join(&stack.livekit, room, "bob", &media, stack.egress.dir());
+    track_sid(&stack, room, "bob", "VIDEO").await;
+    track_sid(&stack, room, "bob", "AUDIO").await;
+
+    let good = mtx.srt_url("srtpath", Some(pass));
+    let bad = mtx.srt_url("srtpath", Some("wrong-passphrase-x"));
+    let request = json!({
+        "room_name": room,
+        "identity": "bob",
+        "file_outputs": [{ "filepath": "streams/{publisher_identity}-srt.mp4" }],
+        "stream_outputs": [{ "protocol": "SRT", "urls": [good, bad] }],
+        "advanced": { "width": 640, "height": 360, "framerate": 30, "video_bitrate": 1000 },
+    });
+    let started = lk.egress_start("participant", &request.to_string()).await.expect("egress start");
+    let id = started.egress_id.clone();
+    wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(40)).await;
+    let t0 = tokio::time::Instant::now();
+    let info = wait_for(&lk, &id, "wrong passphrase FAILED", Duration::from_secs(10), |i| status(&i["stream_results"][1]) == STREAM_FAILED).await;
+    eprintln!("wrong passphrase failed {:?} after ACTIVE", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(3), "a wrong passphrase fails at once");
+    assert_eq!(status(&info["stream_results"][0]), STREAM_ACTIVE, "{info:#}");
+    for s in info["stream_results"].as_array().expect("streams") {
+        let url = s["url"].as_str().unwrap_or_default();
+        assert!(!url.contains(pass) && !url.contains("wrong-passphrase"), "passphrase in StreamInfo.url: {url}");
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    lk.egress_stop(&id).await.expect("stop");
+    let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(60)).await;
+    let _ = publisher.kill().await;
+    assert_eq!(status(&done["stream_results"][0]), STREAM_FINISHED, "{done:#}");
+    assert_eq!(status(&done["stream_results"][1]), STREAM_FAILED, "{done:#}");
+    let rec = mtx.wait_for_recordings("srtpath", 1, Duration::from_secs(15)).await;
+    let (video, audio) = stream_check::codecs(&rec[0]).await;
+    assert_eq!((video.as_str(), audio.as_str()), ("h264", "aac"));
+    assert!(stream_check::duration(&rec[0]).await > 5.0);
+    assert!(decodes_cleanly(&location(&done)).await);
+    let logs = stack.egress.log();
+    assert!(!logs.contains(pass), "the SRT passphrase is in the logs");
+}
+
+#[tokio::test]
+async fn a_stream_only_egress_whose_every_url_fails_ends_failed_and_bad_urls_are_refused() {
+    let _serial = serial().await;
+    let stack = composite_stack().await;
+    let lk = stack.lk();
+    let mtx = MediaMtx::start().await;
+    let media = TestMedia::generate(60).await;
+    let room = "stream-fail-room";
+    let mut publisher = join(&stack.livekit, room, "carol", &media, stack.egress.dir());
+    track_sid(&stack, room, "carol", "VIDEO").await;
+
+    // Go's URL rule, answered at StartEgress, naming the URL redacted.
+    let bad = json!({ "room_name": room, "identity": "carol", "stream_outputs": [{ "protocol": "RTMP", "urls": ["rtmp://127.0.0.1/onlykey"] }] });
+    let err = lk.egress_start("participant", &bad.to_string()).await.expect_err("refused");
+    let err = format!("{err:?}");
+    assert!(err.contains("rtmp urls must be of format"), "{err}");
+
+    // RTMPS to a certificate nobody trusts: a permanent error, so the URL fails at once, and
+    // with no other output the egress fails with it.
+    let request = json!({
+        "room_name": room,
+        "identity": "carol",
+        "stream_outputs": [{ "protocol": "RTMP", "urls": [mtx.rtmps_url("live/untrusted-key")] }],
+    });
+    let started = lk.egress_start("participant", &request.to_string()).await.expect("egress start");
+    let (failed, _) = wait_for_status(&lk, &started.egress_id, status::FAILED, Duration::from_secs(40)).await;
+    let _ = publisher.kill().await;
+    assert_eq!(status(&failed["stream_results"][0]), STREAM_FAILED, "{failed:#}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(!error.is_empty() && !error.contains("untrusted-key"), "{failed:#}");
+}
