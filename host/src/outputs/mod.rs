@@ -50,6 +50,10 @@ pub struct OutputSet {
     pub streams: Vec<StreamInfo>,
     /// The live stream output (RTMP/SRT URLs), whose `StreamInfo`s follow the websocket's.
     pub live: Option<stream::StreamOutput>,
+    /// The HLS segments output (`segment_results`).
+    pub segments: Option<segments::SegmentsOutput>,
+    /// The image outputs (`image_results`).
+    pub images: Vec<images::ImagesOutput>,
 }
 
 impl OutputSet {
@@ -64,6 +68,12 @@ impl OutputSet {
         if !streams.is_empty() {
             info.stream_results = streams.clone();
             info.result = Some(egress_info::Result::Stream(StreamInfoList { info: streams }));
+        }
+        if let Some(segments) = &self.segments {
+            info.segment_results = vec![segments.info()];
+        }
+        if !self.images.is_empty() {
+            info.image_results = self.images.iter().map(images::ImagesOutput::info).collect();
         }
         if !self.files.is_empty() {
             info.file_results = self.files.iter().map(|f| f.info.clone()).collect();
@@ -137,6 +147,25 @@ impl OutputSet {
                 }
             }
             info.backup_storage_used = file.backup_used;
+        }
+        // Segments and images finish after the pipeline's EOS: the last segment, the playlists
+        // with ENDLIST, the last images. A lost segment fails the egress (it is kept locally
+        // and named); a failed image does not, unless the Go-compatible setting says so.
+        if let Some(segments) = self.segments.as_mut()
+            && let Err(e) = segments.finish().await
+        {
+            tracing::error!(error = %e, "segments output failed");
+            if !info.status_is(EgressStatus::EgressFailed) {
+                info.set_failed(&e);
+            }
+        }
+        for images in &mut self.images {
+            if let Err(e) = images.finish().await {
+                tracing::error!(error = %e, "image output failed");
+                if !info.status_is(EgressStatus::EgressFailed) {
+                    info.set_failed(&e);
+                }
+            }
         }
         if let Some(live) = self.live.as_mut() {
             if info.status_is(EgressStatus::EgressFailed) {

@@ -184,13 +184,27 @@ impl SegmentsBranch {
             q.set_property("max-size-buffers", 0u32);
             tees.pipeline.add(&q).map_err(err)?;
             tee.link(&q).map_err(err)?;
+            // The tee carries H.264 as the file's muxer wants it (avc); MPEG-TS segments carry
+            // Annex B with SPS/PPS at every keyframe, so each segment decodes on its own.
+            let last = if kind == "video" {
+                let parse = make("h264parse", &format!("{p}_h264parse"))?;
+                parse.set_property("config-interval", -1i32);
+                tees.pipeline.add(&parse).map_err(err)?;
+                q.link(&parse).map_err(err)?;
+                if tees.pipeline.current_state() > gst::State::Null {
+                    parse.sync_state_with_parent().map_err(err)?;
+                }
+                parse
+            } else {
+                q.clone()
+            };
             let template = if kind == "video" { "video" } else { "audio_%u" };
             let mux_pad = sink
                 .request_pad_simple(template)
                 .ok_or_else(|| err(format!("splitmuxsink has no {template} pad")))?;
-            let src = q
+            let src = last
                 .static_pad("src")
-                .ok_or_else(|| err("queue has no src pad"))?;
+                .ok_or_else(|| err("no src pad"))?;
             src.link(&mux_pad).map_err(|e| err(format!("{e:?}")))?;
             // The reference stream is the one splitmuxsink cuts on: video when there is video.
             if kind == "video" || tees.video.is_none() {

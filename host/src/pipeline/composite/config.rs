@@ -22,6 +22,10 @@ use crate::outputs::{FileSpec, OutputKind, OutputPlan, StreamSpec};
 use crate::rpc::{Code, RpcError};
 use crate::webrtc::room::{AudioMatch, AudioRoute, Channel, MediaSelection, Selection};
 
+/// Keyframe interval of a stream output when the request sets none (Go: 4 s, at YouTube's
+/// limit; restreams then showed the "keyframe frequency" warning).
+const STREAM_KEYFRAME_SECS: f64 = 2.0;
+
 /// What the composite recorder produces (the rest is refused with Go's "not yet supported").
 const PRODUCES: [OutputKind; 4] = [OutputKind::File, OutputKind::Stream, OutputKind::Segments, OutputKind::Images];
 
@@ -285,6 +289,17 @@ impl CompositeConfig {
             Ok(EncodedFileType::Mp3) => Some(Container::Mp3),
             _ => None,
         };
+        // Keyframes: a stream gets one at least every 2 s (YouTube and Twitch ask for ≤ 4 s;
+        // Go's default is 4 s), and segments are cut on keyframes the encoder places on their
+        // boundaries (x264 without scene cuts, one GOP per segment).
+        let mut encoding = encoding;
+        if let Some(seg) = outputs.segments() {
+            let d = if seg.segment_duration == 0 { 4.0 } else { f64::from(seg.segment_duration) };
+            let kfi = if encoding.key_frame_interval > 0.0 { encoding.key_frame_interval.min(d) } else { d };
+            encoding.key_frame_interval = if streams.is_some() { kfi.min(STREAM_KEYFRAME_SECS) } else { kfi };
+        } else if streams.is_some() && (encoding.key_frame_interval <= 0.0 || encoding.key_frame_interval > STREAM_KEYFRAME_SECS * 2.0) {
+            encoding.key_frame_interval = if encoding.key_frame_interval > 0.0 { encoding.key_frame_interval.min(STREAM_KEYFRAME_SECS * 2.0) } else { STREAM_KEYFRAME_SECS };
+        }
         let requested = match requested {
             None if live => Some(Container::Mp4),
             Some(c) if live && c != Container::Mp4 => {

@@ -44,6 +44,10 @@ use crate::core::PipelineError;
 use crate::core::errors;
 use crate::core::status::{END_REASON_SOURCE_CLOSED, now_nanos};
 use crate::outputs::stream::{StreamKind, StreamOutput, mux};
+use crate::outputs::context::{OutputContext, OutputSettings};
+use crate::outputs::filename::{FilenameInfo, LocalTime};
+use crate::outputs::images::ImagesOutput;
+use crate::outputs::segments::SegmentsOutput;
 use crate::outputs::tap::EncodedStreams;
 use crate::outputs::{FileOutput, OutputSet};
 use crate::pipeline::job::{Job, StopRequest, UpdateStreamCall};
@@ -327,7 +331,37 @@ impl CompositeRecorder {
             }
             session.outputs.live = Some(output);
         }
+        let plan = &self.cfg.outputs;
+        if plan.segments().is_some() || plan.images().next().is_some() {
+            let ctx = self.output_context(session);
+            if let Some(spec) = plan.segments() {
+                SegmentsOutput::validate(spec, &ctx).map_err(PipelineError::Request)?;
+                session.outputs.segments = Some(SegmentsOutput::attach(streams, spec, &ctx)?);
+            }
+            for spec in plan.images() {
+                ImagesOutput::validate(spec, &ctx).map_err(PipelineError::Request)?;
+                session.outputs.images.push(ImagesOutput::attach(streams, spec, &ctx)?);
+            }
+        }
         Ok(())
+    }
+
+    /// What the segments and images outputs need to name and store what they write.
+    fn output_context(&self, session: &Session) -> OutputContext {
+        let mut filenames = FilenameInfo::new(&self.cfg.room_name, &self.cfg.room_id, self.cfg.retry_count, LocalTime::from_system(self.cfg.started));
+        if let room::Selection::Participant { identity, .. } = &self.cfg.selection {
+            filenames.identifier = identity.clone();
+        }
+        let e = &self.cfg.encoding;
+        OutputContext {
+            service: self.service.clone(),
+            request: self.request.clone(),
+            plugins: self.plugins.clone(),
+            work_dir: session.work_dir().to_path_buf(),
+            filenames,
+            video_size: self.cfg.video.then(|| (u32::try_from(e.width).unwrap_or(0), u32::try_from(e.height).unwrap_or(0))),
+            settings: OutputSettings::default(),
+        }
     }
 
     /// Builds and starts the pipeline with the tracks known so far, pushes the held frames and
