@@ -8,7 +8,7 @@ use std::process::Command;
 
 use egress_host::plugins::{PluginError, PluginRegistry, Source};
 
-use crate::support::{load, load_errors};
+use crate::support::{compile_c, load, load_errors, q, workspace_root};
 
 fn schemes(registry: &PluginRegistry, scheme: &str) -> Result<String, PluginError> {
     registry.live_for_scheme(scheme).map(|l| l.name.clone())
@@ -100,4 +100,23 @@ fn egress_validate_lists_live_destinations() {
         )),
         "{stdout}"
     );
+}
+
+/// A plugin built against header 1.1 (24-byte descriptor, no `live` field, minor 1) still
+/// loads: the host reads `live` only from a minor-2 descriptor that is large enough.
+#[test]
+fn a_plugin_built_for_1_1_still_loads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let so = compile_c(
+        &workspace_root().join("host/tests/plugins/c/null_sink.c"),
+        &dir.path().join("libnull11.so"),
+        &["ABI_MINOR=1", "V1_1_DESCRIPTOR"],
+    );
+    let registry = load(&format!("  - dylib: {}
+", q(&so))).unwrap_or_else(|e| panic!("{e}"));
+    let p = registry.get("c-null").expect("loaded");
+    assert_eq!(p.descriptor.api.to_string(), "1.1");
+    assert_eq!(p.source, Source::Dylib(so));
+    // Its sink is all it offers: no live destination came from reading past its descriptor.
+    assert!(registry.live().iter().all(|l| l.source == Source::Builtin));
 }

@@ -69,7 +69,7 @@ fn abi_mismatches_are_refused() {
         (
             "minor9",
             vec!["ABI_MINOR=9"],
-            "plugin API 1.9 is newer than this host's 1.1",
+            "plugin API 1.9 is newer than this host's 1.2",
         ),
         (
             "nowrite",

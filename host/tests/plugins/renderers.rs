@@ -181,13 +181,13 @@ fn a_c_renderer_loads_and_the_version_rule_holds() {
     let so = c_renderer(dir.path(), "minor0", &["ABI_MINOR=0"]);
     let errors = load_errors(&format!("  - dylib: {}\n", q(&so)));
     assert!(
-        errors[0].ends_with("the descriptor has no sink table and no renderer table"),
+        errors[0].ends_with("the descriptor has no sink, renderer or live destination table"),
         "{errors:?}"
     );
     let so = c_renderer(dir.path(), "minor9", &["ABI_MINOR=9"]);
     let errors = load_errors(&format!("  - dylib: {}\n", q(&so)));
     assert!(
-        errors[0].contains("plugin API 1.9 is newer than this host's 1.1"),
+        errors[0].contains("plugin API 1.9 is newer than this host's 1.2"),
         "{errors:?}"
     );
     let so = c_renderer(dir.path(), "norender", &["NO_RENDER"]);

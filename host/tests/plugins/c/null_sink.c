@@ -7,6 +7,8 @@
  *   -DNO_ENTRY                      do not export egress_plugin_entry_v1 at all
  *   -DV1_0_DESCRIPTOR               fill only a v1.0 descriptor (no `renderer` field), as a
  *                                   plugin built against header 1.0 does (use with ABI_MINOR=0)
+ *   -DV1_1_DESCRIPTOR               fill only a v1.1 descriptor (no `live` field), as a plugin
+ *                                   built against header 1.1 does (use with ABI_MINOR=1)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +124,8 @@ static const EgressSinkApi SINK = {
 
 #ifdef V1_0_DESCRIPTOR
 #define DESCRIPTOR_SIZE offsetof(EgressPluginDescriptor, renderer)
+#elif defined(V1_1_DESCRIPTOR)
+#define DESCRIPTOR_SIZE offsetof(EgressPluginDescriptor, live)
 #else
 #define DESCRIPTOR_SIZE sizeof(EgressPluginDescriptor)
 #endif
