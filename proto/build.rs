@@ -7,7 +7,9 @@ fn main() {
     config.btree_map(["."]);
     if let Err(e) = config.compile_protos(&["protos/psrpc_internal.proto"], &["protos"]) {
         // protoc missing is the usual cause; say how to get it rather than a bare panic trace.
-        eprintln!("error: compiling protos failed: {e}\nhint: install protoc (`apt-get install protobuf-compiler`) or set PROTOC");
+        eprintln!(
+            "error: compiling protos failed: {e}\nhint: install protoc (`apt-get install protobuf-compiler`) or set PROTOC"
+        );
         std::process::exit(1);
     }
 }

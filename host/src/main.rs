@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "egress", version, about = "LiveKit egress worker (Rust, plugin-based)")]
+#[command(
+    name = "egress",
+    version,
+    about = "LiveKit egress worker (Rust, plugin-based)"
+)]
 struct Cli {
     #[command(flatten)]
     source: ConfigArgs,
@@ -29,7 +33,12 @@ struct ConfigArgs {
     #[arg(long = "config", env = "EGRESS_CONFIG_FILE", global = true)]
     config_file: Option<PathBuf>,
     /// The YAML config itself (wins over --config).
-    #[arg(long = "config-body", env = "EGRESS_CONFIG_BODY", global = true, hide_env_values = true)]
+    #[arg(
+        long = "config-body",
+        env = "EGRESS_CONFIG_BODY",
+        global = true,
+        hide_env_values = true
+    )]
     config_body: Option<String>,
 }
 

@@ -29,11 +29,19 @@ fn floor(module: &str) -> Option<usize> {
 }
 
 fn order() -> String {
-    LAYERS.iter().map(|f| f.join(" | ")).collect::<Vec<_>>().join(" → ")
+    LAYERS
+        .iter()
+        .map(|f| f.join(" | "))
+        .collect::<Vec<_>>()
+        .join(" → ")
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("host/src is readable").flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("host/src is readable")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
@@ -46,7 +54,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// The module path a file defines (`pipeline/track/mod.rs` → `[pipeline, track]`).
 fn module_path(rel: &Path) -> Vec<String> {
-    let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     let file = parts.pop().unwrap_or_default();
     let stem = file.trim_end_matches(".rs");
     if stem != "mod" && stem != "lib" {
@@ -100,9 +111,18 @@ fn code_of(line: &str, in_block_comment: &mut bool) -> String {
 fn named_tops(code: &str, module: &[String], in_binary: bool) -> Vec<(String, String)> {
     let mut found = Vec::new();
     let bytes = code.as_bytes();
-    let word_start = |i: usize| i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b'$');
+    let word_start = |i: usize| {
+        i == 0
+            || !(bytes[i - 1].is_ascii_alphanumeric()
+                || bytes[i - 1] == b'_'
+                || bytes[i - 1] == b'$')
+    };
     // `crate::x`, `crate::{x, y::z}` and, in the binary, `egress_host::x`.
-    let roots: &[&str] = if in_binary { &["crate::", "egress_host::"] } else { &["crate::"] };
+    let roots: &[&str] = if in_binary {
+        &["crate::", "egress_host::"]
+    } else {
+        &["crate::"]
+    };
     for root in roots {
         let mut from = 0;
         while let Some(at) = code[from..].find(root).map(|i| i + from) {
@@ -120,7 +140,10 @@ fn named_tops(code: &str, module: &[String], in_binary: bool) -> Vec<(String, St
                     }
                 }
             } else {
-                let head: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let head: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
                 if !head.is_empty() {
                     found.push((head.clone(), format!("{root}{head}")));
                 }
@@ -142,7 +165,10 @@ fn named_tops(code: &str, module: &[String], in_binary: bool) -> Vec<(String, St
         }
         from = i;
         if ups >= module.len() {
-            let head: String = code[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let head: String = code[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
             if !head.is_empty() {
                 found.push((head, "super::".repeat(ups)));
             }
@@ -171,8 +197,15 @@ fn imports() -> Vec<Import> {
             continue; // declares the top-level modules; imports none
         }
         let file_module = module_path(&rel);
-        let Some(top) = file_module.first().cloned() else { continue };
-        assert!(tops.contains(top.as_str()), "host/src/{}: top-level module `{top}` is not in the layering ({})", rel.display(), order());
+        let Some(top) = file_module.first().cloned() else {
+            continue;
+        };
+        assert!(
+            tops.contains(top.as_str()),
+            "host/src/{}: top-level module `{top}` is not in the layering ({})",
+            rel.display(),
+            order()
+        );
         let text = std::fs::read_to_string(&path).expect("readable source");
         let mut in_block_comment = false;
         // Inline `mod x {` blocks: (name, brace depth at which it closes).
@@ -184,7 +217,13 @@ fn imports() -> Vec<Import> {
             module.extend(inline.iter().map(|(m, _)| m.clone()));
             for (to, text) in named_tops(&code, &module, top == "main") {
                 if to != top && tops.contains(to.as_str()) {
-                    out.push(Import { file: format!("host/src/{}", rel.display()), line: n + 1, from: top.clone(), to, text });
+                    out.push(Import {
+                        file: format!("host/src/{}", rel.display()),
+                        line: n + 1,
+                        from: top.clone(),
+                        to,
+                        text,
+                    });
                 }
             }
             let trimmed = code.trim_start();
@@ -199,7 +238,10 @@ fn imports() -> Vec<Import> {
                 inline.push((name, depth - 1));
             }
             depth -= code.matches('}').count() as i32;
-            while inline.last().is_some_and(|(_, closes_at)| depth <= *closes_at) {
+            while inline
+                .last()
+                .is_some_and(|(_, closes_at)| depth <= *closes_at)
+            {
                 inline.pop();
             }
         }
@@ -211,9 +253,15 @@ fn imports() -> Vec<Import> {
 fn no_top_level_module_imports_one_above_it() {
     let mut violations = Vec::new();
     for i in imports() {
-        let (Some(from), Some(to)) = (floor(&i.from), floor(&i.to)) else { continue };
+        let (Some(from), Some(to)) = (floor(&i.from), floor(&i.to)) else {
+            continue;
+        };
         if to <= from {
-            let why = if to == from { "stands on the same floor" } else { "stands above it" };
+            let why = if to == from {
+                "stands on the same floor"
+            } else {
+                "stands above it"
+            };
             violations.push(format!(
                 "{}:{}: `{}` imports `{}` ({}), but `{}` {why}",
                 i.file, i.line, i.from, i.to, i.text, i.to
@@ -232,25 +280,68 @@ fn no_top_level_module_imports_one_above_it() {
 fn no_two_top_level_modules_import_each_other() {
     let mut edges: BTreeMap<(String, String), String> = BTreeMap::new();
     for i in imports() {
-        edges.entry((i.from.clone(), i.to.clone())).or_insert_with(|| format!("{}:{}", i.file, i.line));
+        edges
+            .entry((i.from.clone(), i.to.clone()))
+            .or_insert_with(|| format!("{}:{}", i.file, i.line));
     }
     let two_way: Vec<String> = edges
         .iter()
         .filter(|((a, b), _)| a < b && edges.contains_key(&(b.clone(), a.clone())))
-        .map(|((a, b), at)| format!("`{a}` ⇄ `{b}` ({at} and {})", edges[&(b.clone(), a.clone())]))
+        .map(|((a, b), at)| {
+            format!(
+                "`{a}` ⇄ `{b}` ({at} and {})",
+                edges[&(b.clone(), a.clone())]
+            )
+        })
         .collect();
-    assert!(two_way.is_empty(), "top-level modules that import each other:\n{}", two_way.join("\n"));
+    assert!(
+        two_way.is_empty(),
+        "top-level modules that import each other:\n{}",
+        two_way.join("\n")
+    );
 }
 
 #[test]
 fn the_checker_sees_the_paths_it_must() {
     let m = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let tops = |code: &str, module: &[String]| named_tops(code, module, false).into_iter().map(|(t, _)| t).collect::<Vec<_>>();
-    assert_eq!(tops("use crate::{config::X, rpc::Y};", &m(&["core", "errors"])), ["config", "rpc"]);
-    assert_eq!(tops("    crate::storage::salvage(a, b)", &m(&["service", "launcher"])), ["storage"]);
-    assert_eq!(tops("use super::super::encoding::X;", &m(&["pipeline", "track", "config"])), Vec::<String>::new());
-    assert_eq!(tops("use super::super::pipeline::X;", &m(&["storage", "local"])), ["pipeline"]);
+    let tops = |code: &str, module: &[String]| {
+        named_tops(code, module, false)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        tops("use crate::{config::X, rpc::Y};", &m(&["core", "errors"])),
+        ["config", "rpc"]
+    );
+    assert_eq!(
+        tops(
+            "    crate::storage::salvage(a, b)",
+            &m(&["service", "launcher"])
+        ),
+        ["storage"]
+    );
+    assert_eq!(
+        tops(
+            "use super::super::encoding::X;",
+            &m(&["pipeline", "track", "config"])
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        tops("use super::super::pipeline::X;", &m(&["storage", "local"])),
+        ["pipeline"]
+    );
     let mut block = false;
-    assert_eq!(code_of(r#"let s = "crate::pipeline"; // crate::service"#, &mut block), r#"let s = ""; "#);
-    assert_eq!(floor("pipeline").zip(floor("storage")).map(|(p, s)| p < s), Some(true));
+    assert_eq!(
+        code_of(
+            r#"let s = "crate::pipeline"; // crate::service"#,
+            &mut block
+        ),
+        r#"let s = ""; "#
+    );
+    assert_eq!(
+        floor("pipeline").zip(floor("storage")).map(|(p, s)| p < s),
+        Some(true)
+    );
 }

@@ -33,7 +33,10 @@ pub mod rpc {
     pub struct StartEgressRequest {
         #[prost(string, tag = "1")]
         pub egress_id: String,
-        #[prost(oneof = "start_egress_request::Request", tags = "16, 17, 5, 11, 13, 6, 7")]
+        #[prost(
+            oneof = "start_egress_request::Request",
+            tags = "16, 17, 5, 11, 13, 6, 7"
+        )]
         pub request: Option<start_egress_request::Request>,
         #[prost(string, tag = "3")]
         pub room_id: String,

@@ -90,7 +90,12 @@ pub struct SenderStats {
 
 impl SenderStats {
     fn from_json(v: &Value) -> SenderStats {
-        let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let text = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         let num = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
         SenderStats {
             kind: text("kind"),
@@ -125,13 +130,25 @@ pub struct BrowserPublisher {
 impl BrowserPublisher {
     /// Makes the capture files, serves the page and starts Chromium on it, joining `room` of
     /// `livekit` as `identity`. Returns at once: see [`wait_published`](Self::wait_published).
-    pub async fn start(livekit: &LiveKitServer, room: &str, identity: &str, options: &BrowserOptions) -> BrowserPublisher {
+    pub async fn start(
+        livekit: &LiveKitServer,
+        room: &str,
+        identity: &str,
+        options: &BrowserOptions,
+    ) -> BrowserPublisher {
         let dir = TestDir::new(&format!("browser-{identity}"));
         let (camera, microphone) = capture_files(&dir, options).await;
         let events = Arc::new(Mutex::new(Events::default()));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the browser page server");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the browser page server");
         let port = listener.local_addr().expect("local addr").port();
-        let server = tokio::spawn(serve(listener, livekit_client_js(), events.clone(), dir.join("events.jsonl")));
+        let server = tokio::spawn(serve(
+            listener,
+            livekit_client_js(),
+            events.clone(),
+            dir.join("events.jsonl"),
+        ));
 
         let token = join_token(livekit, room, identity);
         let url = format!(
@@ -144,13 +161,21 @@ impl BrowserPublisher {
         );
         let chrome = command(&find_binary("chromium"), dir.path());
         let chrome = launch(chrome, &dir, &camera, &microphone, &url);
-        BrowserPublisher { identity: identity.to_owned(), chrome, events, server, dir }
+        BrowserPublisher {
+            identity: identity.to_owned(),
+            chrome,
+            events,
+            server,
+            dir,
+        }
     }
 
     /// Waits until the page has published its camera and microphone; returns the tracks.
     /// Panics with the page's error and Chromium's log tail if it fails or takes `timeout`.
     pub async fn wait_published(&mut self, timeout: Duration) -> Vec<PublishedTrack> {
-        let event = self.wait_for("published", timeout, |e| e["event"] == "published").await;
+        let event = self
+            .wait_for("published", timeout, |e| e["event"] == "published")
+            .await;
         event["tracks"]
             .as_array()
             .into_iter()
@@ -166,12 +191,19 @@ impl BrowserPublisher {
     /// Waits until Chromium encodes video at `width`x`height` or more in one of its layers (the
     /// bandwidth estimate ramps up after publishing, and simulcast's top layer comes last);
     /// returns that report's senders.
-    pub async fn wait_sending_video(&mut self, width: u64, height: u64, timeout: Duration) -> Vec<SenderStats> {
+    pub async fn wait_sending_video(
+        &mut self,
+        width: u64,
+        height: u64,
+        timeout: Duration,
+    ) -> Vec<SenderStats> {
         let what = format!("video encoded at {width}x{height}");
         let event = self
             .wait_for(&what, timeout, |e| {
                 e["event"] == "stats"
-                    && senders_of(e).iter().any(|s| s.kind == "video" && s.width >= width && s.height >= height && s.fps > 0.0)
+                    && senders_of(e).iter().any(|s| {
+                        s.kind == "video" && s.width >= width && s.height >= height && s.fps > 0.0
+                    })
             })
             .await;
         senders_of(&event)
@@ -180,7 +212,13 @@ impl BrowserPublisher {
     /// The senders of the latest statistics report (empty before the first).
     pub fn latest_stats(&self) -> Vec<SenderStats> {
         let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        events.all.iter().rev().find(|e| e["event"] == "stats").map(senders_of).unwrap_or_default()
+        events
+            .all
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "stats")
+            .map(senders_of)
+            .unwrap_or_default()
     }
 
     /// A one-line summary of the latest statistics, for test output.
@@ -192,14 +230,25 @@ impl BrowserPublisher {
                     "{} {}{}: {}x{} {:.0} fps {} frames {} B{}{}",
                     s.kind,
                     s.codec,
-                    s.rid.as_ref().map(|r| format!(" rid={r}")).unwrap_or_default(),
+                    s.rid
+                        .as_ref()
+                        .map(|r| format!(" rid={r}"))
+                        .unwrap_or_default(),
                     s.width,
                     s.height,
                     s.fps,
                     s.frames_encoded,
                     s.bytes_sent,
-                    if s.scalability_mode.is_empty() { String::new() } else { format!(" {}", s.scalability_mode) },
-                    if s.limitation.is_empty() || s.limitation == "none" { String::new() } else { format!(" limited by {}", s.limitation) },
+                    if s.scalability_mode.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", s.scalability_mode)
+                    },
+                    if s.limitation.is_empty() || s.limitation == "none" {
+                        String::new()
+                    } else {
+                        format!(" limited by {}", s.limitation)
+                    },
                 )
             })
             .collect::<Vec<_>>()
@@ -216,20 +265,32 @@ impl BrowserPublisher {
         self.chrome.terminate(Duration::from_secs(3)).await;
     }
 
-    async fn wait_for(&mut self, what: &str, timeout: Duration, mut found: impl FnMut(&Value) -> bool) -> Value {
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut found: impl FnMut(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             {
                 let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(error) = events.all.iter().find(|e| e["event"] == "error") {
-                    panic!("the browser publisher failed before {what}: {}\n{}", error["message"], self.chrome.log_tail());
+                    panic!(
+                        "the browser publisher failed before {what}: {}\n{}",
+                        error["message"],
+                        self.chrome.log_tail()
+                    );
                 }
                 if let Some(event) = events.all.iter().rev().find(|e| found(e)) {
                     return event.clone();
                 }
             }
             if let Some(status) = self.chrome.try_wait() {
-                panic!("chromium exited with {status} before {what}\n{}", self.chrome.log_tail());
+                panic!(
+                    "chromium exited with {status} before {what}\n{}",
+                    self.chrome.log_tail()
+                );
             }
             if Instant::now() >= deadline {
                 panic!(
@@ -250,12 +311,23 @@ impl Drop for BrowserPublisher {
 }
 
 fn senders_of(event: &Value) -> Vec<SenderStats> {
-    event["senders"].as_array().into_iter().flatten().map(SenderStats::from_json).collect()
+    event["senders"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(SenderStats::from_json)
+        .collect()
 }
 
 /// Chromium with fake capture devices reading our files, permission prompts answered yes,
 /// headless, its profile in the publisher's dir.
-fn launch(mut cmd: std::process::Command, dir: &TestDir, camera: &Path, microphone: &Path, url: &str) -> Proc {
+fn launch(
+    mut cmd: std::process::Command,
+    dir: &TestDir,
+    camera: &Path,
+    microphone: &Path,
+    url: &str,
+) -> Proc {
     cmd.args([
         "--headless=new",
         "--use-fake-device-for-media-stream",
@@ -272,9 +344,15 @@ fn launch(mut cmd: std::process::Command, dir: &TestDir, camera: &Path, micropho
         "--enable-logging=stderr",
         "--v=0",
     ]);
-    cmd.arg(format!("--use-file-for-fake-video-capture={}", camera.display()))
-        .arg(format!("--use-file-for-fake-audio-capture={}", microphone.display()))
-        .arg(format!("--user-data-dir={}", dir.join("profile").display()));
+    cmd.arg(format!(
+        "--use-file-for-fake-video-capture={}",
+        camera.display()
+    ))
+    .arg(format!(
+        "--use-file-for-fake-audio-capture={}",
+        microphone.display()
+    ))
+    .arg(format!("--user-data-dir={}", dir.join("profile").display()));
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         // Chromium refuses to run as root with its sandbox (test machines and CI run as root).
@@ -300,9 +378,29 @@ async fn capture_files(dir: &TestDir, o: &BrowserOptions) -> (PathBuf, PathBuf) 
         speed = f64::from(w - box_size) / f64::from(s),
         y = box_size / 2,
     );
-    ffmpeg(&["-f", "lavfi", "-i", &video, "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe"], &camera).await;
-    let tone = format!("sine=frequency={}:sample_rate=48000:duration={s}", o.tone_hz);
-    ffmpeg(&["-f", "lavfi", "-i", &tone, "-ac", "1", "-c:a", "pcm_s16le"], &microphone).await;
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &video,
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "yuv4mpegpipe",
+        ],
+        &camera,
+    )
+    .await;
+    let tone = format!(
+        "sine=frequency={}:sample_rate=48000:duration={s}",
+        o.tone_hz
+    );
+    ffmpeg(
+        &["-f", "lavfi", "-i", &tone, "-ac", "1", "-c:a", "pcm_s16le"],
+        &microphone,
+    )
+    .await;
     (camera, microphone)
 }
 
@@ -315,21 +413,32 @@ async fn ffmpeg(args: &[&str], out: &Path) {
         .output()
         .await
         .expect("run ffmpeg");
-    assert!(output.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// livekit-client's browser bundle, from the templates' npm install.
 fn livekit_client_js() -> Arc<Vec<u8>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/node_modules/livekit-client/dist/livekit-client.umd.js");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../templates/node_modules/livekit-client/dist/livekit-client.umd.js");
     let js = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("cannot read {} ({e}): run `npm ci` in templates/ (scripts/setup does)", path.display())
+        panic!(
+            "cannot read {} ({e}): run `npm ci` in templates/ (scripts/setup does)",
+            path.display()
+        )
     });
     Arc::new(js)
 }
 
 /// A join token for `identity` in `room`, allowed to publish (HS256 with the server's dev key).
 pub fn join_token(livekit: &LiveKitServer, room: &str, identity: &str) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let header = json!({ "alg": "HS256", "typ": "JWT" });
     let claims = json!({
         "iss": livekit.api_key(),
@@ -340,10 +449,18 @@ pub fn join_token(livekit: &LiveKitServer, room: &str, identity: &str) -> String
         "video": { "room": room, "roomJoin": true, "canPublish": true, "canSubscribe": true },
     });
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let signing_input = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
-    let mut mac = Hmac::<Sha256>::new_from_slice(livekit.api_secret().as_bytes()).expect("HMAC takes any key length");
+    let signing_input = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(livekit.api_secret().as_bytes())
+        .expect("HMAC takes any key length");
     mac.update(signing_input.as_bytes());
-    format!("{signing_input}.{}", b64.encode(mac.finalize().into_bytes()))
+    format!(
+        "{signing_input}.{}",
+        b64.encode(mac.finalize().into_bytes())
+    )
 }
 
 /// Serves the page (`/`), livekit-client (`/livekit-client.umd.js`) and takes the page's
@@ -358,7 +475,12 @@ async fn serve(listener: TcpListener, js: Arc<Vec<u8>>, events: Arc<Mutex<Events
     }
 }
 
-async fn answer(mut sock: TcpStream, js: &[u8], events: &Mutex<Events>, log: &Path) -> std::io::Result<()> {
+async fn answer(
+    mut sock: TcpStream,
+    js: &[u8],
+    events: &Mutex<Events>,
+    log: &Path,
+) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -377,10 +499,19 @@ async fn answer(mut sock: TcpStream, js: &[u8], events: &Mutex<Events>, log: &Pa
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut request_line = head.split_whitespace();
     let method = request_line.next().unwrap_or_default();
-    let path = request_line.next().unwrap_or("/").split('?').next().unwrap_or("/");
+    let path = request_line
+        .next()
+        .unwrap_or("/")
+        .split('?')
+        .next()
+        .unwrap_or("/");
     let length: usize = head
         .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.trim().to_owned()))
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .map(|(_, v)| v.trim().to_owned())
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
         .min(MAX_REQUEST);
@@ -415,11 +546,19 @@ async fn answer(mut sock: TcpStream, js: &[u8], events: &Mutex<Events>, log: &Pa
 
 fn record(events: &Mutex<Events>, log: &Path, event: Value) {
     use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
         let _ = writeln!(f, "{event}");
     }
     if event["event"] == "error" {
         eprintln!("browser publisher: page error: {}", event["message"]);
     }
-    events.lock().unwrap_or_else(|e| e.into_inner()).all.push(event);
+    events
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .all
+        .push(event);
 }

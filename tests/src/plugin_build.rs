@@ -16,7 +16,10 @@ const CRATES: [(&str, &str); 2] = [
 ];
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The workspace's target directory (`CARGO_TARGET_DIR`, else the one this test binary is in:
@@ -24,7 +27,11 @@ fn workspace_root() -> PathBuf {
 fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         let dir = PathBuf::from(dir);
-        return if dir.is_absolute() { dir } else { workspace_root().join(dir) };
+        return if dir.is_absolute() {
+            dir
+        } else {
+            workspace_root().join(dir)
+        };
     }
     std::env::current_exe()
         .ok()
@@ -39,7 +46,9 @@ pub fn storage_plugin_dylib(krate: &str) -> PathBuf {
     let dir = BUILT.get_or_init(|| {
         let out_dir = target_dir().join("plugin-artifacts");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(workspace_root()).env("CARGO_TARGET_DIR", &out_dir).args(["build", "--lib"]);
+        cmd.current_dir(workspace_root())
+            .env("CARGO_TARGET_DIR", &out_dir)
+            .args(["build", "--lib"]);
         let features: Vec<String> = CRATES.iter().map(|(c, _)| format!("{c}/dylib")).collect();
         for (c, _) in CRATES {
             cmd.args(["-p", c]);
@@ -54,8 +63,14 @@ pub fn storage_plugin_dylib(krate: &str) -> PathBuf {
             "--config",
             "profile.dev.debug=false",
         ]);
-        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run cargo to build the storage plugin dylibs: {e}"));
-        assert!(out.status.success(), "building the storage plugin dylibs failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build the storage plugin dylibs: {e}"));
+        assert!(
+            out.status.success(),
+            "building the storage plugin dylibs failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out_dir.join("debug")
     });
     let file = CRATES

@@ -291,7 +291,13 @@ impl TestMedia {
 
     /// Like [`generate_sized`](Self::generate_sized) with the background colour `rgb` (so that
     /// several publishers can be told apart in a composite).
-    pub async fn generate_coloured(seconds: u32, width: u32, height: u32, kbps: u32, rgb: [u8; 3]) -> TestMedia {
+    pub async fn generate_coloured(
+        seconds: u32,
+        width: u32,
+        height: u32,
+        kbps: u32,
+        rgb: [u8; 3],
+    ) -> TestMedia {
         let dir = TestDir::new("media");
         let video = dir.join("video.h264");
         let audio = dir.join("tone.ogg");
@@ -507,19 +513,36 @@ fn ratio(s: &str) -> f64 {
 
 /// Where an egress's (first) file went: `file_results[0].location` of its EgressInfo.
 pub fn location(info: &Value) -> PathBuf {
-    PathBuf::from(info["file_results"][0]["location"].as_str().expect("location"))
+    PathBuf::from(
+        info["file_results"][0]["location"]
+            .as_str()
+            .expect("location"),
+    )
 }
 
 /// Runs ffmpeg quietly (`-v error -y`), failing the test with its output if it fails.
 pub async fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).stdin(Stdio::null()).output().await.expect("run ffmpeg");
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A recording stack whose egress bids on composites on a 2-core host (Go's participant cost
 /// is 2 cores).
 pub async fn composite_stack() -> RecordingStack {
-    RecordingStack::start_with(|y| format!("{y}  participant_cpu_cost: 0.5\n  track_composite_cpu_cost: 0.5\n")).await
+    RecordingStack::start_with(|y| {
+        format!("{y}  participant_cpu_cost: 0.5\n  track_composite_cpu_cost: 0.5\n")
+    })
+    .await
 }
 
 /// A 640x360@30 test video of colour `rgb` with a moving white box, in `codec`'s file format
@@ -528,19 +551,89 @@ pub async fn composite_stack() -> RecordingStack {
 /// B-frames. Named after codec and colour, so two videos can share a directory.
 pub async fn moving_box_video(dir: &TestDir, codec: &str, rgb: [u8; 3], seconds: u32) -> PathBuf {
     let (ext, encoder): (&str, &[&str]) = match codec {
-        "h264" => ("h264", &["-c:v", "libx264", "-threads", "1", "-profile:v", "baseline", "-bf", "0", "-bsf:v", "h264_mp4toannexb", "-f", "h264"]),
-        "vp8" => ("ivf", &["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-threads", "1", "-f", "ivf"]),
-        "vp9" => ("ivf", &[
-            "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-lag-in-frames", "0", "-auto-alt-ref", "0",
-            "-row-mt", "0", "-threads", "1", "-f", "ivf",
-        ]),
-        "h265" => ("h265", &[
-            "-c:v", "libx265", "-preset", "ultrafast",
-            "-x265-params", "log-level=error:bframes=0:keyint=15:min-keyint=15:repeat-headers=1:pools=1", "-f", "hevc",
-        ]),
-        "av1" => ("ivf", &[
-            "-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8", "-lag-in-frames", "0", "-threads", "1", "-f", "ivf",
-        ]),
+        "h264" => (
+            "h264",
+            &[
+                "-c:v",
+                "libx264",
+                "-threads",
+                "1",
+                "-profile:v",
+                "baseline",
+                "-bf",
+                "0",
+                "-bsf:v",
+                "h264_mp4toannexb",
+                "-f",
+                "h264",
+            ],
+        ),
+        "vp8" => (
+            "ivf",
+            &[
+                "-c:v",
+                "libvpx",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-threads",
+                "1",
+                "-f",
+                "ivf",
+            ],
+        ),
+        "vp9" => (
+            "ivf",
+            &[
+                "-c:v",
+                "libvpx-vp9",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-lag-in-frames",
+                "0",
+                "-auto-alt-ref",
+                "0",
+                "-row-mt",
+                "0",
+                "-threads",
+                "1",
+                "-f",
+                "ivf",
+            ],
+        ),
+        "h265" => (
+            "h265",
+            &[
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                "log-level=error:bframes=0:keyint=15:min-keyint=15:repeat-headers=1:pools=1",
+                "-f",
+                "hevc",
+            ],
+        ),
+        "av1" => (
+            "ivf",
+            &[
+                "-c:v",
+                "libaom-av1",
+                "-usage",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-lag-in-frames",
+                "0",
+                "-threads",
+                "1",
+                "-f",
+                "ivf",
+            ],
+        ),
         other => panic!("no test video for {other}"),
     };
     let [r, g, b] = rgb;
@@ -558,7 +651,11 @@ pub async fn moving_box_video(dir: &TestDir, codec: &str, rgb: [u8; 3], seconds:
         .output()
         .await
         .expect("run ffmpeg");
-    assert!(output.status.success(), "ffmpeg could not make the {codec} test video: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "ffmpeg could not make the {codec} test video: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     out
 }
 
@@ -765,7 +862,10 @@ pub async fn wait_no_processes(needle: &str, timeout: Duration) -> Vec<(u32, Str
 /// (an egress ID: its handler, Chrome, Xvfb and PulseAudio). Exited processes no longer count,
 /// so compare two samples taken while the egress runs.
 pub fn cpu_seconds(needle: &str) -> f64 {
-    processes_mentioning(needle).into_iter().map(|(pid, _)| process_cpu_seconds(pid)).sum()
+    processes_mentioning(needle)
+        .into_iter()
+        .map(|(pid, _)| process_cpu_seconds(pid))
+        .sum()
 }
 
 /// CPU time (user + system, seconds) of one process, 0 when it is gone.
@@ -776,15 +876,28 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command (which may hold spaces): state is the 1st, utime the 12th and
     // stime the 13th (fields 14 and 15 of proc(5)).
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (field(11) + field(12)) / ticks
 }
 
 /// An HS256 access token for livekit-server with the `video` grant `video_grant`
 /// (e.g. `{"roomRecord": true}`), valid for ten minutes.
 pub fn access_token(livekit: &LiveKitServer, video_grant: Value) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let header = serde_json::json!({ "alg": "HS256", "typ": "JWT" });
     let claims = serde_json::json!({
         "iss": livekit.api_key(),
@@ -794,17 +907,30 @@ pub fn access_token(livekit: &LiveKitServer, video_grant: Value) -> String {
         "video": video_grant,
     });
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let signing_input = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
-    let mut mac = Hmac::<Sha256>::new_from_slice(livekit.api_secret().as_bytes()).expect("HMAC takes any key length");
+    let signing_input = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(livekit.api_secret().as_bytes())
+        .expect("HMAC takes any key length");
     mac.update(signing_input.as_bytes());
-    format!("{signing_input}.{}", b64.encode(mac.finalize().into_bytes()))
+    format!(
+        "{signing_input}.{}",
+        b64.encode(mac.finalize().into_bytes())
+    )
 }
 
 /// A Twirp JSON call: `POST /twirp/livekit.<service_method>` (e.g. `Egress/StartEgress`) with
 /// `body` and a token carrying `video_grant`. Returns the HTTP status and the JSON answer (a
 /// Twirp error is `{"code": …, "msg": …}`). Panics if the server cannot be reached or answers
 /// something that is not JSON.
-pub async fn twirp(livekit: &LiveKitServer, service_method: &str, video_grant: Value, body: &Value) -> (u16, Value) {
+pub async fn twirp(
+    livekit: &LiveKitServer,
+    service_method: &str,
+    video_grant: Value,
+    body: &Value,
+) -> (u16, Value) {
     let token = access_token(livekit, video_grant);
     let body = body.to_string();
     let authority = format!("127.0.0.1:{}", livekit.port());
@@ -825,11 +951,20 @@ pub async fn twirp(livekit: &LiveKitServer, service_method: &str, video_grant: V
         .await
         .unwrap_or_else(|_| panic!("twirp {service_method}: no answer in 30 s"))
         .unwrap_or_else(|e| panic!("twirp {service_method}: {e}"));
-    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("twirp {service_method}: no HTTP head"));
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("twirp {service_method}: no HTTP head"));
     let head = String::from_utf8_lossy(&raw[..head_end]);
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let text = String::from_utf8_lossy(&raw[head_end + 4..]);
-    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("twirp {service_method}: HTTP {status}, not JSON ({e}): {text}"));
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!("twirp {service_method}: HTTP {status}, not JSON ({e}): {text}")
+    });
     (status, json)
 }
 
@@ -840,7 +975,13 @@ pub async fn track_sid(stack: &RecordingStack, room: &str, identity: &str, kind:
 }
 
 /// The same, but a track other than `not` (the one published again after `not` went).
-pub async fn republished_track_sid(stack: &RecordingStack, room: &str, identity: &str, kind: &str, not: Option<&str>) -> String {
+pub async fn republished_track_sid(
+    stack: &RecordingStack,
+    room: &str,
+    identity: &str,
+    kind: &str,
+    not: Option<&str>,
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, body) = twirp(
@@ -864,7 +1005,10 @@ pub async fn republished_track_sid(stack: &RecordingStack, room: &str, identity:
         if let Some(sid) = sid {
             return sid;
         }
-        assert!(Instant::now() < deadline, "no {kind} track of {identity} in {room}: HTTP {status} {body:#}");
+        assert!(
+            Instant::now() < deadline,
+            "no {kind} track of {identity} in {room}: HTTP {status} {body:#}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

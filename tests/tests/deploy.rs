@@ -23,7 +23,10 @@ use egress_e2e::{Egress, Redis, egress_bin, free_port};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
 }
 
 fn deploy_tools() -> PathBuf {
@@ -36,7 +39,11 @@ fn deploy_tools() -> PathBuf {
 
 fn tool(relative: &str) -> PathBuf {
     let path = deploy_tools().join(relative);
-    assert!(path.is_file(), "{} is missing: run scripts/setup (it installs the deploy linters)", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup (it installs the deploy linters)",
+        path.display()
+    );
     path
 }
 
@@ -52,17 +59,27 @@ fn helm() -> Command {
 
 fn run(cmd: &mut Command) -> Output {
     let shown = format!("{cmd:?}");
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"))
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn run_ok(cmd: &mut Command) -> String {
     let shown = format!("{cmd:?}");
     let out = run(cmd);
-    assert!(out.status.success(), "{shown} failed ({}):\n{}", out.status, text(&out));
+    assert!(
+        out.status.success(),
+        "{shown} failed ({}):\n{}",
+        out.status,
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -82,7 +99,9 @@ fn ci_values(name: &str) -> PathBuf {
 
 fn render(values: &[&str], sets: &[&str]) -> Output {
     let mut cmd = helm();
-    cmd.args(["template", "rec"]).arg(chart()).args(["--kube-version", KUBE_VERSION]);
+    cmd.args(["template", "rec"])
+        .arg(chart())
+        .args(["--kube-version", KUBE_VERSION]);
     for v in values {
         cmd.arg("-f").arg(ci_values(v));
     }
@@ -105,7 +124,10 @@ fn documents(rendered: &str) -> HashMap<String, String> {
 
 /// `config.yaml` of the rendered Secret (a `|` block indented by four spaces).
 fn rendered_config(secret: &str) -> String {
-    let mut lines = secret.lines().skip_while(|l| !l.contains("config.yaml: |")).skip(1);
+    let mut lines = secret
+        .lines()
+        .skip_while(|l| !l.contains("config.yaml: |"))
+        .skip(1);
     let mut yaml = String::new();
     for line in lines.by_ref() {
         match line.strip_prefix("    ") {
@@ -122,7 +144,9 @@ fn rendered_config(secret: &str) -> String {
 
 fn egress_validate(config: &str, env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new(egress_bin());
-    cmd.arg("validate").env("EGRESS_CONFIG_BODY", config).env_remove("EGRESS_CONFIG_FILE");
+    cmd.arg("validate")
+        .env("EGRESS_CONFIG_BODY", config)
+        .env_remove("EGRESS_CONFIG_FILE");
     for (k, _) in std::env::vars() {
         if k.starts_with("LIVEKIT_") {
             cmd.env_remove(k);
@@ -137,15 +161,27 @@ fn egress_validate(config: &str, env: &[(&str, &str)]) -> (bool, String) {
 fn helm_chart_lints_renders_valid_manifests_and_a_config_the_service_accepts() {
     let yamllint_config = ci_values("yamllint.yaml");
     for values in ["minimal.yaml", "full.yaml"] {
-        run_ok(helm().args(["lint", "--strict"]).arg(chart()).arg("-f").arg(ci_values(values)));
+        run_ok(
+            helm()
+                .args(["lint", "--strict"])
+                .arg(chart())
+                .arg("-f")
+                .arg(ci_values(values)),
+        );
         let out = render(&[values], &[]);
-        assert!(out.status.success(), "helm template with {values}: {}", text(&out));
+        assert!(
+            out.status.success(),
+            "helm template with {values}: {}",
+            text(&out)
+        );
         let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join(format!("rendered-{values}"));
         std::fs::write(&file, &rendered).expect("write rendered chart");
         run_ok(
-            Command::new(tool("venv/bin/kubernetes-validate")).args(["-k", KUBE_VERSION, "--strict"]).arg(&file),
+            Command::new(tool("venv/bin/kubernetes-validate"))
+                .args(["-k", KUBE_VERSION, "--strict"])
+                .arg(&file),
         );
         run_ok(
             Command::new(tool("venv/bin/yamllint"))
@@ -176,12 +212,21 @@ fn helm_chart_lints_renders_valid_manifests_and_a_config_the_service_accepts() {
         "name: EGRESS_CONFIG_BODY",
         "mountPath: /home/egress/tmp",
     ] {
-        assert!(deployment.contains(want), "Deployment lacks `{want}`:\n{deployment}");
+        assert!(
+            deployment.contains(want),
+            "Deployment lacks `{want}`:\n{deployment}"
+        );
     }
-    assert!(!docs.contains_key("HorizontalPodAutoscaler"), "no HPA unless autoscaling.enabled");
+    assert!(
+        !docs.contains_key("HorizontalPodAutoscaler"),
+        "no HPA unless autoscaling.enabled"
+    );
     let config = rendered_config(&docs["Secret"]);
     let (ok, report) = egress_validate(&config, &[]);
-    assert!(ok, "egress validate refused the chart's config:\n{config}\n{report}");
+    assert!(
+        ok,
+        "egress validate refused the chart's config:\n{config}\n{report}"
+    );
     assert!(report.contains("health_port: 8080"), "{report}");
 
     // Everything on: HPA on the livekit_egress_available-derived metric, the Chrome seccomp
@@ -201,7 +246,10 @@ fn helm_chart_lints_renders_valid_manifests_and_a_config_the_service_accepts() {
         assert!(hpa.contains(want), "HPA lacks `{want}`:\n{hpa}");
     }
     let deployment = &docs["Deployment"];
-    assert!(!deployment.contains("replicas:"), "the HPA owns the replica count:\n{deployment}");
+    assert!(
+        !deployment.contains("replicas:"),
+        "the HPA owns the replica count:\n{deployment}"
+    );
     for want in [
         "type: Localhost",
         "localhostProfile: profiles/egress-chrome.json",
@@ -209,14 +257,29 @@ fn helm_chart_lints_renders_valid_manifests_and_a_config_the_service_accepts() {
         "name: livekit-keys",
         "sizeLimit: 20Gi",
     ] {
-        assert!(deployment.contains(want), "Deployment lacks `{want}`:\n{deployment}");
+        assert!(
+            deployment.contains(want),
+            "Deployment lacks `{want}`:\n{deployment}"
+        );
     }
-    assert!(docs.contains_key("PodDisruptionBudget") && docs.contains_key("ServiceMonitor"), "{docs:?}");
+    assert!(
+        docs.contains_key("PodDisruptionBudget") && docs.contains_key("ServiceMonitor"),
+        "{docs:?}"
+    );
     let config = rendered_config(&docs["Secret"]);
-    assert!(!config.contains("api_key"), "keys come from the Secret: {config}");
-    let keys = [("LIVEKIT_API_KEY", "devkey"), ("LIVEKIT_API_SECRET", "devsecret-devsecret-devsecret-32")];
+    assert!(
+        !config.contains("api_key"),
+        "keys come from the Secret: {config}"
+    );
+    let keys = [
+        ("LIVEKIT_API_KEY", "devkey"),
+        ("LIVEKIT_API_SECRET", "devsecret-devsecret-devsecret-32"),
+    ];
     let (ok, report) = egress_validate(&config, &keys);
-    assert!(ok, "egress validate refused the chart's config with keys from the env:\n{config}\n{report}");
+    assert!(
+        ok,
+        "egress validate refused the chart's config with keys from the env:\n{config}\n{report}"
+    );
     assert!(report.contains("enable_chrome_sandbox: true"), "{report}");
 }
 
@@ -224,15 +287,33 @@ fn helm_chart_lints_renders_valid_manifests_and_a_config_the_service_accepts() {
 fn helm_chart_refuses_bad_values_naming_them() {
     let cases: [(&[&str], &[&str], &str); 4] = [
         (&[], &[], "egress.ws_url is required"),
-        (&["minimal.yaml"], &["egress.redis.address="], "egress.redis.address is required"),
-        (&["minimal.yaml"], &["egress.enable_chrome_sandbox=true"], "egress.enable_chrome_sandbox needs seccompProfile.type Localhost"),
-        (&["minimal.yaml"], &["seccompProfile.type=Sandboxed"], "seccompProfile.type"),
+        (
+            &["minimal.yaml"],
+            &["egress.redis.address="],
+            "egress.redis.address is required",
+        ),
+        (
+            &["minimal.yaml"],
+            &["egress.enable_chrome_sandbox=true"],
+            "egress.enable_chrome_sandbox needs seccompProfile.type Localhost",
+        ),
+        (
+            &["minimal.yaml"],
+            &["seccompProfile.type=Sandboxed"],
+            "seccompProfile.type",
+        ),
     ];
     for (values, sets, want) in cases {
         let out = render(values, sets);
         let all = text(&out);
-        assert!(!out.status.success(), "{values:?} {sets:?} rendered:\n{all}");
-        assert!(all.contains(want), "{values:?} {sets:?}: expected `{want}` in:\n{all}");
+        assert!(
+            !out.status.success(),
+            "{values:?} {sets:?} rendered:\n{all}"
+        );
+        assert!(
+            all.contains(want),
+            "{values:?} {sets:?}: expected `{want}` in:\n{all}"
+        );
     }
 }
 
@@ -241,12 +322,14 @@ fn helm_chart_refuses_bad_values_naming_them() {
 // ---------------------------------------------------------------------------------------------
 
 fn dockerfile() -> String {
-    std::fs::read_to_string(root().join("deploy/docker/Dockerfile")).expect("read deploy/docker/Dockerfile")
+    std::fs::read_to_string(root().join("deploy/docker/Dockerfile"))
+        .expect("read deploy/docker/Dockerfile")
 }
 
 fn package_list(name: &str) -> Vec<String> {
     let path = root().join("deploy/docker").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     text.lines()
         .map(|l| l.split('#').next().unwrap_or("").trim().to_owned())
         .filter(|l| !l.is_empty())
@@ -256,7 +339,9 @@ fn package_list(name: &str) -> Vec<String> {
 /// `cargo build …` from a script or Dockerfile line, as its words, without the options that
 /// only choose where or how optimised the output is.
 fn cargo_build_words(line: &str) -> Vec<String> {
-    let start = line.find("cargo build").unwrap_or_else(|| panic!("no cargo build in `{line}`"));
+    let start = line
+        .find("cargo build")
+        .unwrap_or_else(|| panic!("no cargo build in `{line}`"));
     let mut words = Vec::new();
     let mut skip_next = false;
     for word in line[start..].split_whitespace() {
@@ -289,7 +374,10 @@ fn dockerfile_lints_and_builds_what_ci_builds() {
         .find(|l| l.contains("cargo build") && l.contains("-p egress-host"))
         .expect("the Dockerfile builds egress-host");
     let slim_features = "--no-default-features --features file";
-    assert!(docker.contains(&format!("EGRESS_FEATURES=\"{slim_features}\"")), "the Dockerfile documents the slim build");
+    assert!(
+        docker.contains(&format!("EGRESS_FEATURES=\"{slim_features}\"")),
+        "the Dockerfile documents the slim build"
+    );
     let script = std::fs::read_to_string(root().join("scripts/test")).expect("read scripts/test");
     let ci_lines: Vec<Vec<String>> = script
         .lines()
@@ -298,17 +386,29 @@ fn dockerfile_lints_and_builds_what_ci_builds() {
         .collect();
     for features in ["", slim_features] {
         let image = cargo_build_words(&docker_line.replace("${EGRESS_FEATURES}", features));
-        assert!(ci_lines.contains(&image), "the image builds `{}`, which scripts/test does not: {ci_lines:?}", image.join(" "));
+        assert!(
+            ci_lines.contains(&image),
+            "the image builds `{}`, which scripts/test does not: {ci_lines:?}",
+            image.join(" ")
+        );
     }
     // `--locked` in the image: Cargo.lock must already be complete.
-    run_ok(Command::new("cargo").current_dir(root()).args(["metadata", "--locked", "--format-version", "1"]).stdout(Stdio::null()));
+    run_ok(
+        Command::new("cargo")
+            .current_dir(root())
+            .args(["metadata", "--locked", "--format-version", "1"])
+            .stdout(Stdio::null()),
+    );
 
     // Every package exists in Debian 12.
     let runtime = package_list("packages-runtime.txt");
     let build = package_list("packages-build.txt");
     for pkg in runtime.iter().chain(&build) {
         let policy = run_ok(Command::new("apt-cache").args(["policy", pkg]));
-        let candidate = policy.lines().find_map(|l| l.trim().strip_prefix("Candidate: ")).map(str::trim);
+        let candidate = policy
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Candidate: "))
+            .map(str::trim);
         assert!(
             matches!(candidate, Some(c) if c != "(none)"),
             "{pkg} (deploy/docker) has no candidate in this machine's Debian 12 sources:\n{policy}"
@@ -325,7 +425,10 @@ fn dockerfile_lints_and_builds_what_ci_builds() {
         .flat_map(str::split_whitespace)
         .collect();
     for pkg in &build {
-        assert!(setup_packages.contains(pkg.as_str()), "builder package {pkg} is not in scripts/setup's APT_PACKAGES");
+        assert!(
+            setup_packages.contains(pkg.as_str()),
+            "builder package {pkg} is not in scripts/setup's APT_PACKAGES"
+        );
     }
 }
 
@@ -333,17 +436,40 @@ fn dockerfile_lints_and_builds_what_ci_builds() {
 fn runtime_closure(packages: &[String]) -> BTreeSet<String> {
     let out = run_ok(
         Command::new("apt-cache")
-            .args(["depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts"])
-            .args(["--no-breaks", "--no-replaces", "--no-enhances", "--no-pre-depends"])
+            .args([
+                "depends",
+                "--recurse",
+                "--no-recommends",
+                "--no-suggests",
+                "--no-conflicts",
+            ])
+            .args([
+                "--no-breaks",
+                "--no-replaces",
+                "--no-enhances",
+                "--no-pre-depends",
+            ])
             .args(packages),
     );
-    let mut names: BTreeSet<String> =
-        out.lines().filter(|l| !l.starts_with(' ') && !l.starts_with('<')).map(|l| l.trim().to_owned()).collect();
+    let mut names: BTreeSet<String> = out
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.starts_with('<'))
+        .map(|l| l.trim().to_owned())
+        .collect();
     // Essential packages are in every Debian image without being asked for.
-    let essential = run_ok(Command::new("dpkg-query").args(["-W", "-f", "${Package} ${Essential}\n"]));
-    names.extend(essential.lines().filter(|l| l.ends_with(" yes")).filter_map(|l| l.split(' ').next().map(str::to_owned)));
+    let essential =
+        run_ok(Command::new("dpkg-query").args(["-W", "-f", "${Package} ${Essential}\n"]));
+    names.extend(
+        essential
+            .lines()
+            .filter(|l| l.ends_with(" yes"))
+            .filter_map(|l| l.split(' ').next().map(str::to_owned)),
+    );
     // apt-cache prints a virtual or multi-arch name with the architecture; keep the bare one.
-    names.iter().map(|n| n.split(':').next().unwrap_or(n).to_owned()).collect()
+    names
+        .iter()
+        .map(|n| n.split(':').next().unwrap_or(n).to_owned())
+        .collect()
 }
 
 /// The Debian package that ships `path` (following usrmerge's /lib → /usr/lib).
@@ -360,8 +486,17 @@ fn owning_package(path: &Path) -> Option<String> {
     }
     candidates.into_iter().find_map(|p| {
         let out = Command::new("dpkg-query").arg("-S").arg(&p).output().ok()?;
-        let line = String::from_utf8_lossy(&out.stdout).lines().next()?.to_owned();
-        out.status.success().then(|| line.split([':', ',']).next().unwrap_or("").trim().to_owned())
+        let line = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()?
+            .to_owned();
+        out.status.success().then(|| {
+            line.split([':', ','])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
     })
 }
 
@@ -377,7 +512,10 @@ fn pipeline_elements() -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let mut dirs = vec![root().join("host/src/pipeline")];
     while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read host/src/pipeline").flatten() {
+        for entry in std::fs::read_dir(&dir)
+            .expect("read host/src/pipeline")
+            .flatten()
+        {
             let path = entry.path();
             if path.is_dir() {
                 dirs.push(path);
@@ -401,28 +539,58 @@ fn runtime_packages_provide_the_libraries_elements_and_programs_the_service_uses
     let mut missing = Vec::new();
     let check = |missing: &mut Vec<String>, what: String, path: &Path| match owning_package(path) {
         Some(pkg) if closure.contains(&pkg) => {}
-        Some(pkg) => missing.push(format!("{what} ({}) is in {pkg}, not installed by the image", path.display())),
-        None => missing.push(format!("{what} ({}) belongs to no Debian package", path.display())),
+        Some(pkg) => missing.push(format!(
+            "{what} ({}) is in {pkg}, not installed by the image",
+            path.display()
+        )),
+        None => missing.push(format!(
+            "{what} ({}) belongs to no Debian package",
+            path.display()
+        )),
     };
 
     // Shared libraries of the full binary (the slim one links a subset).
     let ldd = run_ok(Command::new("ldd").arg(egress_bin()));
     let mut libraries = 0;
     for line in ldd.lines() {
-        if let Some(path) = line.split("=>").nth(1).and_then(|r| r.split_whitespace().next()).filter(|p| p.starts_with('/')) {
+        if let Some(path) = line
+            .split("=>")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .filter(|p| p.starts_with('/'))
+        {
             libraries += 1;
-            check(&mut missing, format!("library {}", line.trim().split(' ').next().unwrap_or("")), Path::new(path));
+            check(
+                &mut missing,
+                format!("library {}", line.trim().split(' ').next().unwrap_or("")),
+                Path::new(path),
+            );
         }
     }
     assert!(libraries > 5, "ldd found too few libraries:\n{ldd}");
 
     // The GStreamer elements the pipelines create.
     let elements = pipeline_elements();
-    for must in ["x264enc", "ximagesrc", "pulsesrc", "mp4mux", "avenc_aac", "compositor", "opusenc"] {
-        assert!(elements.contains(must), "{must} not found among the pipeline's elements: {elements:?}");
+    for must in [
+        "x264enc",
+        "ximagesrc",
+        "pulsesrc",
+        "mp4mux",
+        "avenc_aac",
+        "compositor",
+        "opusenc",
+    ] {
+        assert!(
+            elements.contains(must),
+            "{must} not found among the pipeline's elements: {elements:?}"
+        );
     }
     for element in &elements {
-        let info = run_ok(Command::new("gst-inspect-1.0").arg("--no-colors").arg(element));
+        let info = run_ok(
+            Command::new("gst-inspect-1.0")
+                .arg("--no-colors")
+                .arg(element),
+        );
         let file = info
             .lines()
             .find_map(|l| l.trim().strip_prefix("Filename"))
@@ -432,20 +600,34 @@ fn runtime_packages_provide_the_libraries_elements_and_programs_the_service_uses
         if file == "(null)" {
             continue;
         }
-        check(&mut missing, format!("GStreamer element {element}"), Path::new(&file));
+        check(
+            &mut missing,
+            format!("GStreamer element {element}"),
+            Path::new(&file),
+        );
     }
 
     // The programs a handler starts.
     for program in ["chromium", "Xvfb", "pulseaudio", "pactl", "tini"] {
-        match ["/usr/bin", "/bin"].iter().map(|d| Path::new(d).join(program)).find(|p| p.exists()) {
+        match ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(program))
+            .find(|p| p.exists())
+        {
             Some(path) => check(&mut missing, format!("program {program}"), &path),
             // tini is not needed by the tests, so scripts/setup does not install it: apt says
             // where it comes from instead.
             None if program == "tini" => assert!(closure.contains("tini")),
-            None => missing.push(format!("program {program} is not installed on this machine")),
+            None => missing.push(format!(
+                "program {program} is not installed on this machine"
+            )),
         }
     }
-    assert!(missing.is_empty(), "the runtime image would lack:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "the runtime image would lack:\n{}",
+        missing.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -465,15 +647,26 @@ fn profile() -> serde_json::Value {
 }
 
 /// The profile without the rules for which `drop` is true.
-fn without(profile: &serde_json::Value, drop: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn without(
+    profile: &serde_json::Value,
+    drop: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let mut p = profile.clone();
-    let rules = p["syscalls"].as_array().expect("syscalls is a list").iter().filter(|r| !drop(r)).cloned().collect();
+    let rules = p["syscalls"]
+        .as_array()
+        .expect("syscalls is a list")
+        .iter()
+        .filter(|r| !drop(r))
+        .cloned()
+        .collect();
     p["syscalls"] = serde_json::Value::Array(rules);
     p
 }
 
 fn is_addition(rule: &serde_json::Value) -> bool {
-    rule["comment"].as_str().is_some_and(|c| c.starts_with(ADDITION))
+    rule["comment"]
+        .as_str()
+        .is_some_and(|c| c.starts_with(ADDITION))
 }
 
 struct ChromeRun {
@@ -485,7 +678,9 @@ struct ChromeRun {
 }
 
 fn proc_text(pid: &str, file: &str) -> String {
-    std::fs::read(format!("/proc/{pid}/{file}")).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    std::fs::read(format!("/proc/{pid}/{file}"))
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 fn find_sandboxed_renderer(marker: &str) -> Option<String> {
@@ -507,7 +702,9 @@ fn find_sandboxed_renderer(marker: &str) -> Option<String> {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
         if userns.as_ref().is_some_and(|ns| ns != &own_userns) && filters >= 2 {
-            return Some(format!("renderer {pid}: user namespace {userns:?}, {filters} seccomp filters"));
+            return Some(format!(
+                "renderer {pid}: user namespace {userns:?}, {filters} seccomp filters"
+            ));
         }
     }
     None
@@ -519,7 +716,9 @@ async fn devtools_targets(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream.write_all(b"GET /json/list HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await?;
+        stream
+            .write_all(b"GET /json/list HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await?;
         let mut raw = Vec::new();
         let mut buf = [0u8; 8192];
         loop {
@@ -547,19 +746,29 @@ async fn chrome_under(profile: &serde_json::Value, name: &str) -> ChromeRun {
     let work = dir.path().join(format!("work-{name}"));
     std::fs::create_dir_all(&work).expect("work dir");
     let profile_file = dir.path().join(format!("{name}.json"));
-    std::fs::write(&profile_file, serde_json::to_vec_pretty(profile).expect("profile JSON")).expect("write profile");
+    std::fs::write(
+        &profile_file,
+        serde_json::to_vec_pretty(profile).expect("profile JSON"),
+    )
+    .expect("write profile");
     let page = work.join("page.html");
-    std::fs::write(&page, format!("<html><body><script>document.title = '{PAGE_TITLE}';</script></body></html>"))
-        .expect("write page");
+    std::fs::write(
+        &page,
+        format!("<html><body><script>document.title = '{PAGE_TITLE}';</script></body></html>"),
+    )
+    .expect("write page");
     let root_user = unsafe { libc::geteuid() } == 0;
     if root_user {
         for p in [dir.path(), work.as_path()] {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
-        std::os::unix::fs::chown(&work, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).expect("chown work dir");
+        std::os::unix::fs::chown(&work, Some(UNPRIVILEGED), Some(UNPRIVILEGED))
+            .expect("chown work dir");
     }
 
-    let display = egress_host::pipeline::web::display::Display::start(640, 360, 24).await.expect("Xvfb starts");
+    let display = egress_host::pipeline::web::display::Display::start(640, 360, 24)
+        .await
+        .expect("Xvfb starts");
     let options = ChromeOptions {
         display: display.name(),
         width: 640,
@@ -573,7 +782,10 @@ async fn chrome_under(profile: &serde_json::Value, name: &str) -> ChromeRun {
     };
     let user_data_dir = work.join("chrome-profile");
     let mut flags = chrome_flags(&options, &user_data_dir);
-    assert!(!flags.iter().any(|f| f == "--no-sandbox"), "enable_chrome_sandbox must not pass --no-sandbox: {flags:?}");
+    assert!(
+        !flags.iter().any(|f| f == "--no-sandbox"),
+        "enable_chrome_sandbox must not pass --no-sandbox: {flags:?}"
+    );
     flags.retain(|f| f != "about:blank");
     flags.push(format!("file://{}", page.display()));
 
@@ -617,7 +829,9 @@ async fn chrome_under(profile: &serde_json::Value, name: &str) -> ChromeRun {
     if let Some(port) = port {
         let until = Instant::now() + Duration::from_secs(20);
         while Instant::now() < until && !(page_loaded && sandboxed_renderer.is_some()) {
-            page_loaded = devtools_targets(port).await.contains(&format!("\"title\": \"{PAGE_TITLE}\""));
+            page_loaded = devtools_targets(port)
+                .await
+                .contains(&format!("\"title\": \"{PAGE_TITLE}\""));
             if sandboxed_renderer.is_none() {
                 sandboxed_renderer = find_sandboxed_renderer(&user_data_dir.display().to_string());
             }
@@ -629,39 +843,79 @@ async fn chrome_under(profile: &serde_json::Value, name: &str) -> ChromeRun {
         unsafe { libc::killpg(pgid, libc::SIGKILL) };
     }
     let _ = child.wait().await;
-    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_millis(200), lines.next_line()).await {
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_millis(200), lines.next_line()).await
+    {
         stderr.push_str(&line);
         stderr.push('\n');
     }
     display.stop().await;
-    ChromeRun { page_loaded, sandboxed_renderer, stderr }
+    ChromeRun {
+        page_loaded,
+        sandboxed_renderer,
+        stderr,
+    }
 }
 
 #[tokio::test]
 async fn seccomp_profile_lets_chrome_sandbox_itself_and_docker_default_rules_do_not() {
     let profile = profile();
-    assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO", "deny by default, as Docker's profile");
+    assert_eq!(
+        profile["defaultAction"], "SCMP_ACT_ERRNO",
+        "deny by default, as Docker's profile"
+    );
 
     let ok = chrome_under(&profile, "chrome").await;
-    assert!(ok.page_loaded, "Chrome did not load the page under deploy/seccomp/chrome.json:\n{}", ok.stderr);
+    assert!(
+        ok.page_loaded,
+        "Chrome did not load the page under deploy/seccomp/chrome.json:\n{}",
+        ok.stderr
+    );
     let evidence = ok.sandboxed_renderer.unwrap_or_else(|| {
-        panic!("no renderer ran in its own user namespace under its own seccomp filter:\n{}", ok.stderr)
+        panic!(
+            "no renderer ran in its own user namespace under its own seccomp filter:\n{}",
+            ok.stderr
+        )
     });
     println!("chrome.json: page loaded; {evidence}");
 
     // Docker's default rules alone (the profile without its additions): Chrome cannot sandbox.
     let base = chrome_under(&without(&profile, is_addition), "docker-default").await;
-    assert!(!base.page_loaded, "Chrome ran under Docker's default rules: the additions are not what makes it work");
-    assert!(base.stderr.contains("No usable sandbox"), "expected Chrome's sandbox error:\n{}", base.stderr);
+    assert!(
+        !base.page_loaded,
+        "Chrome ran under Docker's default rules: the additions are not what makes it work"
+    );
+    assert!(
+        base.stderr.contains("No usable sandbox"),
+        "expected Chrome's sandbox error:\n{}",
+        base.stderr
+    );
 
     // And each addition is needed.
-    let additions: Vec<&serde_json::Value> = profile["syscalls"].as_array().expect("list").iter().filter(|r| is_addition(r)).collect();
-    assert!(!additions.is_empty(), "the profile marks its additions with `{ADDITION}` comments");
+    let additions: Vec<&serde_json::Value> = profile["syscalls"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|r| is_addition(r))
+        .collect();
+    assert!(
+        !additions.is_empty(),
+        "the profile marks its additions with `{ADDITION}` comments"
+    );
     for (i, rule) in additions.iter().enumerate() {
         let names = rule["names"].to_string();
         let run = chrome_under(&without(&profile, |r| r == *rule), &format!("without-{i}")).await;
-        assert!(!run.page_loaded, "Chrome works without the rule for {names}: drop it from the profile");
-        println!("without the rule for {names}: {}", run.stderr.lines().find(|l| l.contains("sandbox")).unwrap_or("failed"));
+        assert!(
+            !run.page_loaded,
+            "Chrome works without the rule for {names}: drop it from the profile"
+        );
+        println!(
+            "without the rule for {names}: {}",
+            run.stderr
+                .lines()
+                .find(|l| l.contains("sandbox"))
+                .unwrap_or("failed")
+        );
     }
 }
 
@@ -670,13 +924,11 @@ async fn seccomp_profile_lets_chrome_sandbox_itself_and_docker_default_rules_do_
 // ---------------------------------------------------------------------------------------------
 
 fn healthcheck(config_body: &str) -> bool {
-    let out = run(
-        Command::new("bash")
-            .arg(root().join("deploy/docker/healthcheck.sh"))
-            .env("EGRESS_CONFIG_BODY", config_body)
-            .env_remove("EGRESS_CONFIG_FILE")
-            .env_remove("EGRESS_HEALTH_PORT"),
-    );
+    let out = run(Command::new("bash")
+        .arg(root().join("deploy/docker/healthcheck.sh"))
+        .env("EGRESS_CONFIG_BODY", config_body)
+        .env_remove("EGRESS_CONFIG_FILE")
+        .env_remove("EGRESS_HEALTH_PORT"));
     out.status.success()
 }
 
@@ -692,7 +944,11 @@ async fn healthcheck_script_follows_the_service_health() {
     assert!(!healthcheck(&config), "healthy before the service runs");
     let mut egress = Egress::start(config.clone()).await;
     egress.wait_healthy(health_port).await;
-    assert!(healthcheck(&config), "unhealthy while the service answers 200:\n{}", egress.log_tail());
+    assert!(
+        healthcheck(&config),
+        "unhealthy while the service answers 200:\n{}",
+        egress.log_tail()
+    );
     // Without a health port there is nothing to check.
     assert!(healthcheck("api_key: x\n"));
     egress.signal(libc::SIGTERM);

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use egress_e2e::{Egress, Stack, egress_config, free_port, http_get};
-use egress_host::service::ioinfo::{IoInfoClient, IoTimeouts};
-use egress_host::service::methods::{LIST_ACTIVE_EGRESS, START_EGRESS};
 use egress_host::rpc::server::now_unix_nanos;
 use egress_host::rpc::{Bus, CallOptions, Code, RedisTarget, RpcClient, channel, envelope, ids};
+use egress_host::service::ioinfo::{IoInfoClient, IoTimeouts};
+use egress_host::service::methods::{LIST_ACTIVE_EGRESS, START_EGRESS};
 use egress_proto::livekit::{EgressInfo, EgressStatus};
 use egress_proto::psrpc::Request;
 use egress_proto::rpc::{ListActiveEgressRequest, ListActiveEgressResponse};
@@ -20,18 +20,23 @@ use egress_proto::rpc::{ListActiveEgressRequest, ListActiveEgressResponse};
 /// A request this build has no pipeline for (track egress and, since, track composite and
 /// participant egress have one): an audio-only room composite without a layout (Go's SDK source).
 const UNSUPPORTED_TYPE: &str = "room-composite";
-const UNSUPPORTED_REQUEST: &str = r#"{"room_name":"psrpc-room","audio_only":true,"file_outputs":[{"filepath":"x.ogg"}]}"#;
+const UNSUPPORTED_REQUEST: &str =
+    r#"{"room_name":"psrpc-room","audio_only":true,"file_outputs":[{"filepath":"x.ogg"}]}"#;
 
 async fn bus(stack: &Stack) -> Bus {
-    Bus::connect(&RedisTarget { address: stack.redis.addr(), ..Default::default() })
-        .await
-        .expect("connect to the test Redis")
+    Bus::connect(&RedisTarget {
+        address: stack.redis.addr(),
+        ..Default::default()
+    })
+    .await
+    .expect("connect to the test Redis")
 }
 
 /// A second worker on the same Redis; returns it with its metrics URL.
 async fn second_worker(stack: &Stack) -> (Egress, String) {
     let (health, metrics) = (free_port(), free_port());
-    let mut egress = Egress::start(egress_config(&stack.redis, &stack.livekit, health, metrics)).await;
+    let mut egress =
+        Egress::start(egress_config(&stack.redis, &stack.livekit, health, metrics)).await;
     egress.wait_healthy(health).await;
     (egress, format!("http://127.0.0.1:{metrics}/metrics"))
 }
@@ -49,7 +54,12 @@ fn claimed_ids(log: &str) -> Vec<String> {
     log.lines()
         .filter(|l| l.contains("StartEgress claimed"))
         .filter_map(|l| l.split("egress_id=").nth(1))
-        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect()
 }
 
@@ -62,24 +72,47 @@ async fn start_egress_reaches_exactly_one_of_two_workers_and_is_refused_honestly
 
     const ATTEMPTS: usize = 6;
     for _ in 0..ATTEMPTS {
-        let err = lk.egress_start(UNSUPPORTED_TYPE, UNSUPPORTED_REQUEST).await.expect_err("an audio-only room composite without a layout has no pipeline yet");
+        let err = lk
+            .egress_start(UNSUPPORTED_TYPE, UNSUPPORTED_REQUEST)
+            .await
+            .expect_err("an audio-only room composite without a layout has no pipeline yet");
         // The Go egress's ErrNotSupported text, as an invalid_argument through Twirp.
         let out = format!("{}{}", err.stdout, err.stderr);
-        assert!(out.contains("audio-only room_composite egress without a layout is not yet supported"), "unexpected refusal: {out}");
+        assert!(
+            out.contains("audio-only room_composite egress without a layout is not yet supported"),
+            "unexpected refusal: {out}"
+        );
         assert!(out.contains("invalid_argument"), "wrong code: {out}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut per_egress: HashMap<String, usize> = HashMap::new();
-    for id in claimed_ids(&stack.egress.log()).into_iter().chain(claimed_ids(&second.log())) {
+    for id in claimed_ids(&stack.egress.log())
+        .into_iter()
+        .chain(claimed_ids(&second.log()))
+    {
         *per_egress.entry(id).or_default() += 1;
     }
-    assert_eq!(per_egress.len(), ATTEMPTS, "every request claimed once: {per_egress:?}");
-    assert!(per_egress.values().all(|&n| n == 1), "a request ran on both workers: {per_egress:?}");
+    assert_eq!(
+        per_egress.len(),
+        ATTEMPTS,
+        "every request claimed once: {per_egress:?}"
+    );
+    assert!(
+        per_egress.values().all(|&n| n == 1),
+        "a request ran on both workers: {per_egress:?}"
+    );
     // Nothing was started: both workers are still idle.
     for url in [stack.metrics_url(), second_metrics] {
-        assert_eq!(available(&url).await, Some(1.0), "worker at {url} is not idle");
+        assert_eq!(
+            available(&url).await,
+            Some(1.0),
+            "worker at {url} is not idle"
+        );
     }
-    assert!(lk.egress_list().await.is_empty(), "a refused request must not be stored at the server");
+    assert!(
+        lk.egress_list().await.is_empty(),
+        "a refused request must not be stored at the server"
+    );
 }
 
 #[tokio::test]
@@ -88,19 +121,38 @@ async fn list_active_egress_is_answered_by_every_worker() {
     let (_second, _) = second_worker(&stack).await;
     let client = RpcClient::new(bus(&stack).await, "EgressInternal").await;
     let answers = client
-        .call_multi::<_, ListActiveEgressResponse>(LIST_ACTIVE_EGRESS, &[""], &ListActiveEgressRequest {}, Duration::from_secs(1))
+        .call_multi::<_, ListActiveEgressResponse>(
+            LIST_ACTIVE_EGRESS,
+            &[""],
+            &ListActiveEgressRequest {},
+            Duration::from_secs(1),
+        )
         .await;
     assert_eq!(answers.len(), 2, "{answers:?}");
-    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|r| r.egress_ids.is_empty())), "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.as_ref().is_ok_and(|r| r.egress_ids.is_empty())),
+        "{answers:?}"
+    );
 }
 
 /// Publishes a raw request on StartEgress and returns whatever arrives on the client's CLAIM
 /// and RES channels within `wait`.
-async fn raw_start_egress(stack: &Stack, raw_request: Vec<u8>, expiry: i64, wait: Duration) -> Vec<envelope::Envelope> {
+async fn raw_start_egress(
+    stack: &Stack,
+    raw_request: Vec<u8>,
+    expiry: i64,
+    wait: Duration,
+) -> Vec<envelope::Envelope> {
     let bus = bus(stack).await;
     let client_id = ids::new_client_id();
-    let mut claims = bus.subscribe(&channel::claim_request("EgressInternal", &client_id)).await;
-    let mut responses = bus.subscribe(&channel::response("EgressInternal", &client_id)).await;
+    let mut claims = bus
+        .subscribe(&channel::claim_request("EgressInternal", &client_id))
+        .await;
+    let mut responses = bus
+        .subscribe(&channel::response("EgressInternal", &client_id))
+        .await;
     let request = Request {
         request_id: ids::new_request_id(),
         client_id,
@@ -110,7 +162,9 @@ async fn raw_start_egress(stack: &Stack, raw_request: Vec<u8>, expiry: i64, wait
         ..Default::default()
     };
     let ch = channel::request(START_EGRESS.service, START_EGRESS.name, &[""]);
-    bus.publish(&ch, envelope::encode_request(&request)).await.unwrap();
+    bus.publish(&ch, envelope::encode_request(&request))
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -126,11 +180,21 @@ async fn raw_start_egress(stack: &Stack, raw_request: Vec<u8>, expiry: i64, wait
 #[tokio::test]
 async fn an_expired_request_is_ignored() {
     let stack = Stack::start().await;
-    let seen = raw_start_egress(&stack, Vec::new(), now_unix_nanos() - 1_000_000, Duration::from_millis(1500)).await;
-    assert!(seen.is_empty(), "an expired request must get no claim and no response: {seen:?}");
+    let seen = raw_start_egress(
+        &stack,
+        Vec::new(),
+        now_unix_nanos() - 1_000_000,
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert!(
+        seen.is_empty(),
+        "an expired request must get no claim and no response: {seen:?}"
+    );
     let (_, text) = http_get(&stack.metrics_url()).await.unwrap();
     assert!(
-        text.lines().any(|l| l.starts_with("livekit_psrpc_requests_expired_total{") && l.ends_with(" 1")),
+        text.lines()
+            .any(|l| l.starts_with("livekit_psrpc_requests_expired_total{") && l.ends_with(" 1")),
         "expired counter:\n{text}"
     );
 }
@@ -153,7 +217,9 @@ async fn a_malformed_payload_gets_an_error_and_the_worker_stays_up() {
     assert_eq!(responses[0].code, Code::MalformedRequest.as_str());
     assert!(!responses[0].error.is_empty());
     assert!(
-        !seen.iter().any(|e| matches!(e, envelope::Envelope::ClaimRequest(_))),
+        !seen
+            .iter()
+            .any(|e| matches!(e, envelope::Envelope::ClaimRequest(_))),
         "a malformed request is answered without a claim"
     );
     stack.egress.assert_running();
@@ -161,7 +227,11 @@ async fn a_malformed_payload_gets_an_error_and_the_worker_stays_up() {
     assert_eq!(code, 200);
     // And it still serves real requests.
     stack.lk().run_ok(&["room", "create", "psrpc-room"]).await;
-    let err = stack.lk().egress_start(UNSUPPORTED_TYPE, UNSUPPORTED_REQUEST).await.expect_err("refused");
+    let err = stack
+        .lk()
+        .egress_start(UNSUPPORTED_TYPE, UNSUPPORTED_REQUEST)
+        .await
+        .expect_err("refused");
     assert!(format!("{}{}", err.stdout, err.stderr).contains("not yet supported"));
 }
 
@@ -196,13 +266,20 @@ async fn the_worker_serves_again_after_redis_is_down_for_five_seconds() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    panic!("worker did not serve after the Redis restart; last answer: {last}\n{}", stack.egress.log_tail());
+    panic!(
+        "worker did not serve after the Redis restart; last answer: {last}\n{}",
+        stack.egress.log_tail()
+    );
 }
 
 #[tokio::test]
 async fn status_sent_through_ioinfo_is_what_livekit_server_reports() {
     let stack = Stack::start().await;
-    let timeouts = IoTimeouts { create: Duration::from_secs(5), update: Duration::from_secs(5), selection: Duration::ZERO };
+    let timeouts = IoTimeouts {
+        create: Duration::from_secs(5),
+        update: Duration::from_secs(5),
+        selection: Duration::ZERO,
+    };
     let io = IoInfoClient::new(bus(&stack).await, timeouts).await;
     let egress_id = ids::new_id("EG_");
     let now = now_unix_nanos();
@@ -214,25 +291,46 @@ async fn status_sent_through_ioinfo_is_what_livekit_server_reports() {
         updated_at: now,
         ..Default::default()
     };
-    io.create_egress(&info, None).await.expect("CreateEgress through livekit-server");
+    io.create_egress(&info, None)
+        .await
+        .expect("CreateEgress through livekit-server");
     let listed = stack.lk().egress_list_with(&["--id", &egress_id]).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     // Go marshals the zero enum (STARTING) by omitting it.
-    assert_eq!(listed[0]["status"].as_i64().unwrap_or(0), 0, "STARTING: {:?}", listed[0]);
+    assert_eq!(
+        listed[0]["status"].as_i64().unwrap_or(0),
+        0,
+        "STARTING: {:?}",
+        listed[0]
+    );
 
     info.status = EgressStatus::EgressActive as i32;
     info.updated_at = now_unix_nanos();
-    io.update_egress(&info, Duration::from_secs(10)).await.expect("UpdateEgress");
+    io.update_egress(&info, Duration::from_secs(10))
+        .await
+        .expect("UpdateEgress");
     let listed = stack.lk().egress_list_with(&["--id", &egress_id]).await;
-    assert_eq!(listed[0]["status"].as_i64(), Some(EgressStatus::EgressActive as i64), "{:?}", listed[0]);
+    assert_eq!(
+        listed[0]["status"].as_i64(),
+        Some(EgressStatus::EgressActive as i64),
+        "{:?}",
+        listed[0]
+    );
 
     info.status = EgressStatus::EgressFailed as i32;
     info.error = "handler process ended unexpectedly".into();
     info.ended_at = now_unix_nanos();
     info.updated_at = info.ended_at;
-    io.update_egress(&info, Duration::from_secs(10)).await.expect("UpdateEgress");
+    io.update_egress(&info, Duration::from_secs(10))
+        .await
+        .expect("UpdateEgress");
     let listed = stack.lk().egress_list_with(&["--id", &egress_id]).await;
-    assert_eq!(listed[0]["status"].as_i64(), Some(EgressStatus::EgressFailed as i64), "{:?}", listed[0]);
+    assert_eq!(
+        listed[0]["status"].as_i64(),
+        Some(EgressStatus::EgressFailed as i64),
+        "{:?}",
+        listed[0]
+    );
     assert_eq!(listed[0]["error"], "handler process ended unexpectedly");
 }
 
@@ -244,7 +342,9 @@ async fn a_psrpc_call_with_no_server_fails_fast_with_no_response() {
         .call::<_, EgressInfo>(
             egress_host::service::methods::STOP_EGRESS,
             &["EG_nobodyhasthis"],
-            &egress_proto::livekit::StopEgressRequest { egress_id: "EG_nobodyhasthis".into() },
+            &egress_proto::livekit::StopEgressRequest {
+                egress_id: "EG_nobodyhasthis".into(),
+            },
             CallOptions::with_timeout(Duration::from_secs(3)),
         )
         .await

@@ -46,23 +46,44 @@ async fn update_layout_switches_a_live_room_composite() {
     let landscape = TestMedia::generate_coloured(90, 640, 360, 600, BLUE).await;
     // Red joins first, so it leads in speaker and single-speaker (no one speaks: join order
     // decides, and join times are kept in whole seconds).
-    let red = Publisher::start(&stack.livekit, room, "red", &portrait.video, Some(30), stack.egress.dir());
+    let red = Publisher::start(
+        &stack.livekit,
+        room,
+        "red",
+        &portrait.video,
+        Some(30),
+        stack.egress.dir(),
+    );
     wait_for_publishers(&lk, room, 1, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let blue = Publisher::start(&stack.livekit, room, "blue", &landscape.video, Some(30), stack.egress.dir());
+    let blue = Publisher::start(
+        &stack.livekit,
+        room,
+        "blue",
+        &landscape.video,
+        Some(30),
+        stack.egress.dir(),
+    );
     wait_for_publishers(&lk, room, 2, Duration::from_secs(30)).await;
 
     let request = json!({ "room_name": room, "layout": "grid", "file_outputs": [{ "filepath": "layout/{room_name}.mp4" }] });
-    let id = lk.egress_start_room_composite(&request.to_string()).await.expect("egress start").egress_id;
+    let id = lk
+        .egress_start_room_composite(&request.to_string())
+        .await
+        .expect("egress start")
+        .egress_id;
     let (active, _) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
-    let file_started = active["file_results"][0]["started_at"].as_i64().expect("file started_at when ACTIVE");
+    let file_started = active["file_results"][0]["started_at"]
+        .as_i64()
+        .expect("file started_at when ACTIVE");
     let since_start = || (unix_nanos() - file_started) as f64 / 1e9;
 
     let mut changes = Vec::new();
     for layout in ["speaker", "single-speaker-light"] {
         tokio::time::sleep(Duration::from_secs(STRETCH_SECS)).await;
         changes.push(since_start());
-        lk.run_ok(&["egress", "update-layout", "--id", &id, "--layout", layout]).await;
+        lk.run_ok(&["egress", "update-layout", "--id", &id, "--layout", layout])
+            .await;
     }
     tokio::time::sleep(Duration::from_secs(STRETCH_SECS)).await;
     lk.egress_stop(&id).await.expect("egress stop");
@@ -70,35 +91,66 @@ async fn update_layout_switches_a_live_room_composite() {
     red.stop().await;
     blue.stop().await;
 
-    let file = Path::new(done["file_results"][0]["location"].as_str().expect("location")).to_owned();
+    let file = Path::new(
+        done["file_results"][0]["location"]
+            .as_str()
+            .expect("location"),
+    )
+    .to_owned();
     let p = probe(&file).await;
-    assert!(p.duration > changes[1] + SETTLE_SECS + 0.5, "recorded {:.2}s, last change at {:.2}s", p.duration, changes[1]);
+    assert!(
+        p.duration > changes[1] + SETTLE_SECS + 0.5,
+        "recorded {:.2}s, last change at {:.2}s",
+        p.duration,
+        changes[1]
+    );
 
     // grid: two tiles side by side, dark above and below them.
     let at = changes[0] - 1.5;
-    let (left, right) = (colour(&file, at, 322, 360).await, colour(&file, at, 958, 360).await);
-    assert!((is(left, RED) && is(right, BLUE)) || (is(left, BLUE) && is(right, RED)), "grid at {at:.1}s: tiles {left:?} and {right:?}");
+    let (left, right) = (
+        colour(&file, at, 322, 360).await,
+        colour(&file, at, 958, 360).await,
+    );
+    assert!(
+        (is(left, RED) && is(right, BLUE)) || (is(left, BLUE) && is(right, RED)),
+        "grid at {at:.1}s: tiles {left:?} and {right:?}"
+    );
     for (x, y) in [(748, 150), (748, 600)] {
         let c = colour(&file, at, x, y).await;
-        assert!(is(c, DARK), "grid at {at:.1}s: ({x},{y}) should be the dark background, is {c:?}");
+        assert!(
+            is(c, DARK),
+            "grid at {at:.1}s: ({x},{y}) should be the dark background, is {c:?}"
+        );
     }
 
     // speaker: red large where the grid had background, blue in the carousel.
     let at = changes[0] + SETTLE_SECS;
     for (x, y) in [(748, 150), (748, 600)] {
         let c = colour(&file, at, x, y).await;
-        assert!(is(c, RED), "speaker at {at:.1}s: ({x},{y}) should be the main speaker (red), is {c:?}");
+        assert!(
+            is(c, RED),
+            "speaker at {at:.1}s: ({x},{y}) should be the main speaker (red), is {c:?}"
+        );
     }
     let c = colour(&file, at, 112, 360).await;
-    assert!(is(c, BLUE), "speaker at {at:.1}s: the carousel should show blue, is {c:?}");
+    assert!(
+        is(c, BLUE),
+        "speaker at {at:.1}s: the carousel should show blue, is {c:?}"
+    );
 
     // single-speaker-light: only red, whole, on white; blue gone.
     let at = changes[1] + SETTLE_SECS;
     let c = colour(&file, at, 640, 400).await;
-    assert!(is(c, RED), "single-speaker-light at {at:.1}s: the centre should be red, is {c:?}");
+    assert!(
+        is(c, RED),
+        "single-speaker-light at {at:.1}s: the centre should be red, is {c:?}"
+    );
     for (x, y) in [(200, 360), (1080, 360), (112, 360)] {
         let c = colour(&file, at, x, y).await;
-        assert!(is(c, WHITE), "single-speaker-light at {at:.1}s: ({x},{y}) should be the light background, is {c:?}");
+        assert!(
+            is(c, WHITE),
+            "single-speaker-light at {at:.1}s: ({x},{y}) should be the light background, is {c:?}"
+        );
     }
 
     let left = wait_no_processes(&id, Duration::from_secs(10)).await;

@@ -15,19 +15,41 @@ use std::process::Stdio;
 use tokio::process::{Child, Command};
 
 /// `lk room join --publish VIDEO --publish AUDIO` in the background (killed on drop).
-fn join(livekit: &LiveKitServer, room: &str, identity: &str, media: &TestMedia, log_dir: &std::path::Path) -> Child {
-    let log = std::fs::File::create(log_dir.join(format!("publisher-{identity}.log"))).expect("publisher log");
+fn join(
+    livekit: &LiveKitServer,
+    room: &str,
+    identity: &str,
+    media: &TestMedia,
+    log_dir: &std::path::Path,
+) -> Child {
+    let log = std::fs::File::create(log_dir.join(format!("publisher-{identity}.log")))
+        .expect("publisher log");
     let mut cmd = Command::new(find_binary("lk"));
-    cmd.args(["--url", &livekit.http_url(), "--api-key", livekit.api_key(), "--api-secret", livekit.api_secret()])
-        .args(["room", "join", "--identity", identity, "--fps", "30", "--publish"])
-        .arg(&media.video)
-        .arg("--publish")
-        .arg(&media.audio)
-        .arg(room)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup log"))
-        .stderr(log)
-        .kill_on_drop(true);
+    cmd.args([
+        "--url",
+        &livekit.http_url(),
+        "--api-key",
+        livekit.api_key(),
+        "--api-secret",
+        livekit.api_secret(),
+    ])
+    .args([
+        "room",
+        "join",
+        "--identity",
+        identity,
+        "--fps",
+        "30",
+        "--publish",
+    ])
+    .arg(&media.video)
+    .arg("--publish")
+    .arg(&media.audio)
+    .arg(room)
+    .stdin(Stdio::null())
+    .stdout(log.try_clone().expect("dup log"))
+    .stderr(log)
+    .kill_on_drop(true);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("LIVEKIT_") {
             cmd.env_remove(&key);
@@ -41,7 +63,13 @@ const STREAM_FINISHED: i64 = 1;
 const STREAM_FAILED: i64 = 2;
 
 /// Polls the egress until `pred` holds for its info.
-async fn wait_for(lk: &egress_e2e::Lk, id: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+async fn wait_for(
+    lk: &egress_e2e::Lk,
+    id: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(info) = egress_info(lk, id).await
@@ -49,7 +77,11 @@ async fn wait_for(lk: &egress_e2e::Lk, id: &str, what: &str, timeout: Duration, 
         {
             return info;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {timeout:?}: {:#}", egress_info(lk, id).await.unwrap_or_default());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {timeout:?}: {:#}",
+            egress_info(lk, id).await.unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -57,7 +89,10 @@ async fn wait_for(lk: &egress_e2e::Lk, id: &str, what: &str, timeout: Duration, 
 fn stream<'a>(info: &'a Value, url_part: &str) -> &'a Value {
     info["stream_results"]
         .as_array()
-        .and_then(|a| a.iter().find(|s| s["url"].as_str().is_some_and(|u| u.contains(url_part))))
+        .and_then(|a| {
+            a.iter()
+                .find(|s| s["url"].as_str().is_some_and(|u| u.contains(url_part)))
+        })
         .unwrap_or_else(|| panic!("no stream with {url_part:?}: {info:#}"))
 }
 
@@ -74,7 +109,9 @@ fn status(s: &Value) -> i64 {
 }
 
 fn int(v: &Value) -> i64 {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0)
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
 }
 
 /// What a viewer of a server-side recording checks: H.264 + AAC, decodes without errors. (Not
@@ -83,9 +120,18 @@ fn int(v: &Value) -> i64 {
 /// checked by `outputs::stream::destination`'s tests.)
 async fn assert_playable(file: &std::path::Path) {
     let (video, audio) = stream_check::codecs(file).await;
-    assert_eq!((video.as_str(), audio.as_str()), ("h264", "aac"), "{}", file.display());
+    assert_eq!(
+        (video.as_str(), audio.as_str()),
+        ("h264", "aac"),
+        "{}",
+        file.display()
+    );
     let errors = stream_check::decode_errors(file).await;
-    assert!(errors.trim().is_empty(), "{} has decode errors: {errors}", file.display());
+    assert!(
+        errors.trim().is_empty(),
+        "{} has decode errors: {errors}",
+        file.display()
+    );
 }
 
 #[tokio::test]
@@ -111,60 +157,136 @@ async fn a_participant_streams_to_rtmp_with_a_file_reconnects_after_a_kick_and_u
         "stream_outputs": [{ "protocol": "RTMP", "urls": [url1] }],
         "advanced": { "width": 640, "height": 360, "framerate": 30, "video_bitrate": 1000, "key_frame_interval": 2 },
     });
-    let started = lk.egress_start("participant", &request.to_string()).await.expect("egress start");
+    let started = lk
+        .egress_start("participant", &request.to_string())
+        .await
+        .expect("egress start");
     let id = started.egress_id.clone();
     let (active, _) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(40)).await;
     let s1 = stream(&active, "s3c");
-    assert!(!s1["url"].as_str().unwrap_or_default().contains("s3cretkey-one"), "the key is redacted: {s1:#}");
-    wait_for(&lk, &id, "first URL publishing", Duration::from_secs(15), |i| int(&i["stream_results"][0]["started_at"]) > 0).await;
+    assert!(
+        !s1["url"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("s3cretkey-one"),
+        "the key is redacted: {s1:#}"
+    );
+    wait_for(
+        &lk,
+        &id,
+        "first URL publishing",
+        Duration::from_secs(15),
+        |i| int(&i["stream_results"][0]["started_at"]) > 0,
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // UpdateStream: add a second URL; adding it again is a no-op (one publisher).
-    lk.run_ok(&["egress", "update-stream", "--id", &id, "--add-urls", &url2]).await;
-    lk.run_ok(&["egress", "update-stream", "--id", &id, "--add-urls", &url2]).await;
-    let info = wait_for(&lk, &id, "second URL publishing", Duration::from_secs(10), |i| {
-        i["stream_results"].as_array().is_some_and(|a| a.len() == 2 && int(&a[1]["started_at"]) > 0)
-    })
+    lk.run_ok(&["egress", "update-stream", "--id", &id, "--add-urls", &url2])
+        .await;
+    lk.run_ok(&["egress", "update-stream", "--id", &id, "--add-urls", &url2])
+        .await;
+    let info = wait_for(
+        &lk,
+        &id,
+        "second URL publishing",
+        Duration::from_secs(10),
+        |i| {
+            i["stream_results"]
+                .as_array()
+                .is_some_and(|a| a.len() == 2 && int(&a[1]["started_at"]) > 0)
+        },
+    )
     .await;
-    assert_eq!(info["stream_results"].as_array().map(Vec::len), Some(2), "re-adding a live URL adds nothing: {info:#}");
+    assert_eq!(
+        info["stream_results"].as_array().map(Vec::len),
+        Some(2),
+        "re-adding a live URL adds nothing: {info:#}"
+    );
     // mediamtx registers an RTMP publisher after reading 2 s of it.
     mtx.wait_for_publisher(key2, Duration::from_secs(10)).await;
-    let publishers = mtx.rtmp_conns().await.into_iter().filter(|c| c.path == key2).count();
+    let publishers = mtx
+        .rtmp_conns()
+        .await
+        .into_iter()
+        .filter(|c| c.path == key2)
+        .count();
     assert_eq!(publishers, 1, "exactly one publisher to {key2}");
 
     // The server kicks the first publisher: it comes back, on a keyframe, and says so.
     tokio::time::sleep(Duration::from_secs(4)).await;
     mtx.kick_publisher(key1).await;
-    let info = wait_for(&lk, &id, "a retry after the kick", Duration::from_secs(15), |i| int(&i["stream_results"][0]["retries"]) >= 1).await;
-    assert_eq!(status(&info["stream_results"][0]), STREAM_ACTIVE, "{info:#}");
+    let info = wait_for(
+        &lk,
+        &id,
+        "a retry after the kick",
+        Duration::from_secs(15),
+        |i| int(&i["stream_results"][0]["retries"]) >= 1,
+    )
+    .await;
+    assert_eq!(
+        status(&info["stream_results"][0]),
+        STREAM_ACTIVE,
+        "{info:#}"
+    );
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     // Remove the second URL by the redacted form the status shows.
-    let redacted2 = info["stream_results"][1]["url"].as_str().expect("url").to_owned();
+    let redacted2 = info["stream_results"][1]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
     assert!(!redacted2.contains("s3cretkey-two"), "{redacted2}");
-    lk.run_ok(&["egress", "update-stream", "--id", &id, "--remove-urls", &redacted2]).await;
-    let info = wait_for(&lk, &id, "second URL finished", Duration::from_secs(10), |i| status(&i["stream_results"][1]) == STREAM_FINISHED).await;
+    lk.run_ok(&[
+        "egress",
+        "update-stream",
+        "--id",
+        &id,
+        "--remove-urls",
+        &redacted2,
+    ])
+    .await;
+    let info = wait_for(
+        &lk,
+        &id,
+        "second URL finished",
+        Duration::from_secs(10),
+        |i| status(&i["stream_results"][1]) == STREAM_FINISHED,
+    )
+    .await;
     assert_eq!(status(&info["stream_results"][0]), STREAM_ACTIVE);
     // Listing egresses shows no key.
     let listed = lk.run_ok(&["egress", "list", "--id", &id]).await;
-    assert!(!listed.contains("s3cretkey"), "lk egress list shows a stream key: {listed}");
+    assert!(
+        !listed.contains("s3cretkey"),
+        "lk egress list shows a stream key: {listed}"
+    );
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     lk.egress_stop(&id).await.expect("stop");
     let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(60)).await;
     let _ = publisher.kill().await;
-    assert_eq!(status(&done["stream_results"][0]), STREAM_FINISHED, "{done:#}");
+    assert_eq!(
+        status(&done["stream_results"][0]),
+        STREAM_FINISHED,
+        "{done:#}"
+    );
     assert!(int(&done["stream_results"][0]["duration"]) > 0, "{done:#}");
 
     // The file is unaffected by the kick.
     let file = location(&done);
     let p = probe(&file).await;
     assert!(p.duration > 15.0, "file of {:.1} s", p.duration);
-    assert!(decodes_cleanly(&file).await, "the file does not decode cleanly");
+    assert!(
+        decodes_cleanly(&file).await,
+        "the file does not decode cleanly"
+    );
 
     // The server recorded the first URL twice (before and after the kick), each playable
     // from its first frame, and the second once.
-    let rec1 = mtx.wait_for_recordings(key1, 2, Duration::from_secs(15)).await;
+    let rec1 = mtx
+        .wait_for_recordings(key1, 2, Duration::from_secs(15))
+        .await;
     assert!(rec1.len() >= 2, "{rec1:?}");
     for f in &rec1 {
         assert_playable(f).await;
@@ -176,8 +298,14 @@ async fn a_participant_streams_to_rtmp_with_a_file_reconnects_after_a_kick_and_u
         }
         t
     };
-    assert!(total > p.duration - 8.0, "the server recorded {total:.1} s of a {:.1} s egress", p.duration);
-    let rec2 = mtx.wait_for_recordings(key2, 1, Duration::from_secs(15)).await;
+    assert!(
+        total > p.duration - 8.0,
+        "the server recorded {total:.1} s of a {:.1} s egress",
+        p.duration
+    );
+    let rec2 = mtx
+        .wait_for_recordings(key2, 1, Duration::from_secs(15))
+        .await;
     assert_playable(&rec2[0]).await;
 
     // No stream key in the service's or the handlers' logs.
@@ -191,7 +319,9 @@ async fn srt_with_a_passphrase_streams_and_a_wrong_passphrase_fails_that_url_alo
     let stack = composite_stack().await;
     let lk = stack.lk();
     let pass = "correct-horse-battery";
-    let mtx = MediaMtx::start_with(MediaMtxOptions::default().srt_publish_passphrase("srtpath", pass)).await;
+    let mtx =
+        MediaMtx::start_with(MediaMtxOptions::default().srt_publish_passphrase("srtpath", pass))
+            .await;
     let media = TestMedia::generate(60).await;
     let room = "stream-srt-room";
     let mut publisher = join(&stack.livekit, room, "bob", &media, stack.egress.dir());
@@ -207,25 +337,55 @@ async fn srt_with_a_passphrase_streams_and_a_wrong_passphrase_fails_that_url_alo
         "stream_outputs": [{ "protocol": "SRT", "urls": [good, bad] }],
         "advanced": { "width": 640, "height": 360, "framerate": 30, "video_bitrate": 1000 },
     });
-    let started = lk.egress_start("participant", &request.to_string()).await.expect("egress start");
+    let started = lk
+        .egress_start("participant", &request.to_string())
+        .await
+        .expect("egress start");
     let id = started.egress_id.clone();
     wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(40)).await;
     let t0 = tokio::time::Instant::now();
-    let info = wait_for(&lk, &id, "wrong passphrase FAILED", Duration::from_secs(10), |i| status(&i["stream_results"][1]) == STREAM_FAILED).await;
+    let info = wait_for(
+        &lk,
+        &id,
+        "wrong passphrase FAILED",
+        Duration::from_secs(10),
+        |i| status(&i["stream_results"][1]) == STREAM_FAILED,
+    )
+    .await;
     eprintln!("wrong passphrase failed {:?} after ACTIVE", t0.elapsed());
-    assert!(t0.elapsed() < Duration::from_secs(3), "a wrong passphrase fails at once");
-    assert_eq!(status(&info["stream_results"][0]), STREAM_ACTIVE, "{info:#}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "a wrong passphrase fails at once"
+    );
+    assert_eq!(
+        status(&info["stream_results"][0]),
+        STREAM_ACTIVE,
+        "{info:#}"
+    );
     for s in info["stream_results"].as_array().expect("streams") {
         let url = s["url"].as_str().unwrap_or_default();
-        assert!(!url.contains(pass) && !url.contains("wrong-passphrase"), "passphrase in StreamInfo.url: {url}");
+        assert!(
+            !url.contains(pass) && !url.contains("wrong-passphrase"),
+            "passphrase in StreamInfo.url: {url}"
+        );
     }
     tokio::time::sleep(Duration::from_secs(8)).await;
     lk.egress_stop(&id).await.expect("stop");
     let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(60)).await;
     let _ = publisher.kill().await;
-    assert_eq!(status(&done["stream_results"][0]), STREAM_FINISHED, "{done:#}");
-    assert_eq!(status(&done["stream_results"][1]), STREAM_FAILED, "{done:#}");
-    let rec = mtx.wait_for_recordings("srtpath", 1, Duration::from_secs(15)).await;
+    assert_eq!(
+        status(&done["stream_results"][0]),
+        STREAM_FINISHED,
+        "{done:#}"
+    );
+    assert_eq!(
+        status(&done["stream_results"][1]),
+        STREAM_FAILED,
+        "{done:#}"
+    );
+    let rec = mtx
+        .wait_for_recordings("srtpath", 1, Duration::from_secs(15))
+        .await;
     let (video, audio) = stream_check::codecs(&rec[0]).await;
     assert_eq!((video.as_str(), audio.as_str()), ("h264", "aac"));
     assert!(stream_check::duration(&rec[0]).await > 5.0);
@@ -247,7 +407,10 @@ async fn a_stream_only_egress_whose_every_url_fails_ends_failed_and_bad_urls_are
 
     // Go's URL rule, answered at StartEgress, naming the URL redacted.
     let bad = json!({ "room_name": room, "identity": "carol", "stream_outputs": [{ "protocol": "RTMP", "urls": ["rtmp://127.0.0.1/onlykey"] }] });
-    let err = lk.egress_start("participant", &bad.to_string()).await.expect_err("refused");
+    let err = lk
+        .egress_start("participant", &bad.to_string())
+        .await
+        .expect_err("refused");
     let err = format!("{err:?}");
     assert!(err.contains("rtmp urls must be of format"), "{err}");
 
@@ -258,10 +421,26 @@ async fn a_stream_only_egress_whose_every_url_fails_ends_failed_and_bad_urls_are
         "identity": "carol",
         "stream_outputs": [{ "protocol": "RTMP", "urls": [mtx.rtmps_url("live/untrusted-key")] }],
     });
-    let started = lk.egress_start("participant", &request.to_string()).await.expect("egress start");
-    let (failed, _) = wait_for_status(&lk, &started.egress_id, status::FAILED, Duration::from_secs(40)).await;
+    let started = lk
+        .egress_start("participant", &request.to_string())
+        .await
+        .expect("egress start");
+    let (failed, _) = wait_for_status(
+        &lk,
+        &started.egress_id,
+        status::FAILED,
+        Duration::from_secs(40),
+    )
+    .await;
     let _ = publisher.kill().await;
-    assert_eq!(status(&failed["stream_results"][0]), STREAM_FAILED, "{failed:#}");
+    assert_eq!(
+        status(&failed["stream_results"][0]),
+        STREAM_FAILED,
+        "{failed:#}"
+    );
     let error = failed["error"].as_str().unwrap_or_default();
-    assert!(!error.is_empty() && !error.contains("untrusted-key"), "{failed:#}");
+    assert!(
+        !error.is_empty() && !error.contains("untrusted-key"),
+        "{failed:#}"
+    );
 }

@@ -3,10 +3,14 @@
 
 use std::time::Duration;
 
-use egress_e2e::{Egress, LiveKitServer, Redis, SIGINT, SIGTERM, Stack, egress_config, free_port, http_get};
+use egress_e2e::{
+    Egress, LiveKitServer, Redis, SIGINT, SIGTERM, Stack, egress_config, free_port, http_get,
+};
 
 async fn get(url: &str) -> (u16, String) {
-    http_get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    http_get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
 /// The value of an unlabelled-by-us gauge line such as `livekit_egress_available{…} 1`.
@@ -26,35 +30,65 @@ async fn registers_with_livekit_and_serves_health_and_metrics() {
     assert_eq!(code, 200, "health: {body}");
     let json: serde_json::Value = serde_json::from_str(&body).expect("health body is JSON");
     assert_eq!(json["status"], "ok");
-    assert!(json["CpuLoad"].as_f64().is_some_and(|c| c > 0.0), "CpuLoad in {body}");
+    assert!(
+        json["CpuLoad"].as_f64().is_some_and(|c| c > 0.0),
+        "CpuLoad in {body}"
+    );
 
     let (code, text) = get(&stack.metrics_url()).await;
     assert_eq!(code, 200);
-    assert_eq!(metric(&text, "livekit_egress_available"), Some(1.0), "idle node is available:\n{text}");
+    assert_eq!(
+        metric(&text, "livekit_egress_available"),
+        Some(1.0),
+        "idle node is available:\n{text}"
+    );
     assert_eq!(metric(&text, "livekit_egress_is_disabled"), Some(0.0));
     assert_eq!(metric(&text, "livekit_egress_is_terminating"), Some(0.0));
-    assert!(text.contains("livekit_egress_requests{"), "requests gauge missing");
+    assert!(
+        text.contains("livekit_egress_requests{"),
+        "requests gauge missing"
+    );
 
     // Registered with the server's bus exactly as the Go egress: StartEgress (affinity, so
     // REQ + RCLAIM), ListActiveEgress (multi, REQ only) and the IOInfo client's reply channels.
     let channels = stack.redis.pubsub_channels("*").await;
-    for expected in ["EgressInternal|StartEgress|REQ", "EgressInternal|StartEgress|RCLAIM", "EgressInternal|ListActiveEgress|REQ"] {
-        assert!(channels.iter().any(|c| c == expected), "{expected} not subscribed; channels: {channels:?}");
+    for expected in [
+        "EgressInternal|StartEgress|REQ",
+        "EgressInternal|StartEgress|RCLAIM",
+        "EgressInternal|ListActiveEgress|REQ",
+    ] {
+        assert!(
+            channels.iter().any(|c| c == expected),
+            "{expected} not subscribed; channels: {channels:?}"
+        );
     }
     assert!(
-        channels.iter().any(|c| c.starts_with("IOInfo|CLI_") && c.ends_with("|RES")),
+        channels
+            .iter()
+            .any(|c| c.starts_with("IOInfo|CLI_") && c.ends_with("|RES")),
         "IOInfo client not subscribed: {channels:?}"
     );
     // livekit-server itself is on the same bus (its IOInfo server).
-    assert!(channels.iter().any(|c| c == "IOInfo|CreateEgress|REQ"), "livekit-server not on this Redis: {channels:?}");
+    assert!(
+        channels.iter().any(|c| c == "IOInfo|CreateEgress|REQ"),
+        "livekit-server not on this Redis: {channels:?}"
+    );
 }
 
 async fn drains_on(signal: i32) {
     let mut stack = Stack::start().await;
     stack.egress.signal(signal);
     let status = stack.egress.wait_exit(Duration::from_secs(15)).await;
-    assert!(status.success(), "exit after signal {signal}: {status:?}\n{}", stack.egress.log_tail());
-    assert!(stack.egress.log().contains("drained"), "no drain in log:\n{}", stack.egress.log_tail());
+    assert!(
+        status.success(),
+        "exit after signal {signal}: {status:?}\n{}",
+        stack.egress.log_tail()
+    );
+    assert!(
+        stack.egress.log().contains("drained"),
+        "no drain in log:\n{}",
+        stack.egress.log_tail()
+    );
     // livekit-server's own EgressInternal client channels (`…|CLI_…|…`) stay; ours must be gone.
     let ours: Vec<String> = stack
         .redis

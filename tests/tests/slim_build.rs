@@ -21,7 +21,11 @@ async fn validate(yaml: &str) -> (bool, String) {
     .await
     .expect("egress validate did not exit within 30 s")
     .expect("cannot run the slim egress");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     (output.status.success(), text)
 }
 
@@ -36,14 +40,23 @@ async fn slim_build_validates_records_locally_and_refuses_missing_plugins() {
     // Only `file` is compiled in; asking for s3 or a wasm plugin fails, naming the key.
     let (ok, text) = validate(&base).await;
     assert!(ok, "{text}");
-    assert!(text.contains("file"), "the active plugins are listed: {text}");
+    assert!(
+        text.contains("file"),
+        "the active plugins are listed: {text}"
+    );
     assert!(!text.contains("s3 "), "no s3 in a slim build: {text}");
     let (ok, text) = validate(&format!("{base}plugins:\n  - builtin: s3\n")).await;
     assert!(!ok, "{text}");
-    assert!(text.contains("plugins[0].builtin") && text.contains("compiled in: file"), "{text}");
+    assert!(
+        text.contains("plugins[0].builtin") && text.contains("compiled in: file"),
+        "{text}"
+    );
     let (ok, text) = validate(&format!("{base}plugins:\n  - wasm: /nonexistent/x.wasm\n")).await;
     assert!(!ok, "{text}");
-    assert!(text.contains("plugins[0].wasm") && text.contains("without the WASM loader"), "{text}");
+    assert!(
+        text.contains("plugins[0].wasm") && text.contains("without the WASM loader"),
+        "{text}"
+    );
 
     // The service runs and records a web page to a local file.
     let config = format!("{base}cpu_cost:\n  web_cpu_cost: 1\n");
@@ -68,14 +81,24 @@ async fn slim_build_validates_records_locally_and_refuses_missing_plugins() {
     );
 
     let request = json!({ "url": page.url(""), "file_outputs": [{ "filepath": "slim/page.mp4" }] });
-    let started = lk.egress_start("web", &request.to_string()).await.expect("egress start");
+    let started = lk
+        .egress_start("web", &request.to_string())
+        .await
+        .expect("egress start");
     let id = started.egress_id.clone();
     wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     lk.egress_stop(&id).await.expect("egress stop");
     let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(60)).await;
-    let location = std::path::PathBuf::from(done["file_results"][0]["location"].as_str().expect("location"));
-    assert_eq!(location.canonicalize().ok(), egress.dir().join("slim/page.mp4").canonicalize().ok());
+    let location = std::path::PathBuf::from(
+        done["file_results"][0]["location"]
+            .as_str()
+            .expect("location"),
+    );
+    assert_eq!(
+        location.canonicalize().ok(),
+        egress.dir().join("slim/page.mp4").canonicalize().ok()
+    );
     let p = probe(&location).await;
     assert!(p.video.is_some() && p.audio.is_some(), "{p:?}");
     assert!(p.duration > 2.5, "{p:?}");

@@ -20,11 +20,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use egress_e2e::plugin_build::storage_plugin_dylib;
 use egress_e2e::storage::{
     AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, MOTO_ACCESS_KEY, MOTO_SECRET_KEY, S3_REGION,
     S3S_ACCESS_KEY, S3S_SECRET_KEY,
 };
-use egress_e2e::plugin_build::storage_plugin_dylib;
 use egress_e2e::{Azurite, GcsFacade, Moto, S3sFs};
 use egress_host::config::EmptyEnv;
 use egress_host::plugins::{PluginRegistry, Source};
@@ -452,15 +452,25 @@ async fn s3_as_a_dylib_on_s3s_fs_passes_the_kit() {
 
 /// The plugin `name` loaded as the service loads it from `plugins: - dylib: <path>`.
 async fn dylib_plugin(krate: &'static str, name: &str) -> Arc<dyn LoadedPlugin> {
-    let path = tokio::task::spawn_blocking(move || storage_plugin_dylib(krate)).await.expect("building the dylib");
+    let path = tokio::task::spawn_blocking(move || storage_plugin_dylib(krate))
+        .await
+        .expect("building the dylib");
     let yaml = format!(
         "api_key: k\napi_secret: s\nws_url: ws://localhost:7880\nredis:\n  address: localhost:6379\nplugins:\n  - dylib: {:?}\n",
         path.display().to_string()
     );
-    let loaded = egress_host::config::parse(&yaml, &EmptyEnv).unwrap_or_else(|e| panic!("config rejected: {e}"));
-    let registry = PluginRegistry::load(loaded.config.plugins.as_deref()).unwrap_or_else(|e| panic!("{} did not load: {e}", path.display()));
-    let active = registry.get(name).unwrap_or_else(|| panic!("no active plugin named {name}: {:?}", registry.active()));
-    assert_eq!(active.source, Source::Dylib(path), "served by the dylib loader");
+    let loaded = egress_host::config::parse(&yaml, &EmptyEnv)
+        .unwrap_or_else(|e| panic!("config rejected: {e}"));
+    let registry = PluginRegistry::load(loaded.config.plugins.as_deref())
+        .unwrap_or_else(|e| panic!("{} did not load: {e}", path.display()));
+    let active = registry
+        .get(name)
+        .unwrap_or_else(|| panic!("no active plugin named {name}: {:?}", registry.active()));
+    assert_eq!(
+        active.source,
+        Source::Dylib(path),
+        "served by the dylib loader"
+    );
     active.plugin()
 }
 

@@ -25,7 +25,16 @@ fn rss_kib(pid: u32) -> u64 {
 /// The timestamp of the last packet in `file`, seconds (ffprobe).
 async fn last_packet_time(file: &std::path::Path) -> f64 {
     let out = tokio::process::Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "0", "-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "0",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(file)
         .output()
         .await
@@ -43,17 +52,32 @@ async fn an_opus_track_is_recorded_to_ogg_without_transcoding() {
     let lk = stack.lk();
     let media = TestMedia::generate(90).await;
     let room = "track-room";
-    let audio = Publisher::start(&stack.livekit, room, "microphone", &media.audio, None, stack.egress.dir());
+    let audio = Publisher::start(
+        &stack.livekit,
+        room,
+        "microphone",
+        &media.audio,
+        None,
+        stack.egress.dir(),
+    );
     wait_for_publishers(&lk, room, 1, Duration::from_secs(30)).await;
     let sid = track_sid(&stack, room, "microphone", "AUDIO").await;
 
     let request = json!({ "room_name": room, "track_id": sid, "file": { "filepath": "tracks/{room_name}-{track_id}" } });
     let t0 = std::time::Instant::now();
-    let started = lk.egress_start("track", &request.to_string()).await.expect("egress start");
+    let started = lk
+        .egress_start("track", &request.to_string())
+        .await
+        .expect("egress start");
     let id = started.egress_id.clone();
     let (active, seen) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
-    eprintln!("track egress {id}: StartEgress → ACTIVE seen after {:?}", seen - t0);
-    let file_started = active["file_results"][0]["started_at"].as_i64().expect("file started_at when ACTIVE");
+    eprintln!(
+        "track egress {id}: StartEgress → ACTIVE seen after {:?}",
+        seen - t0
+    );
+    let file_started = active["file_results"][0]["started_at"]
+        .as_i64()
+        .expect("file started_at when ACTIVE");
 
     let stop_at = file_started + (RECORD_SECS * 1e9) as i64;
     tokio::time::sleep(Duration::from_nanos((stop_at - unix_nanos()).max(0) as u64)).await;
@@ -61,28 +85,53 @@ async fn an_opus_track_is_recorded_to_ogg_without_transcoding() {
     // Density figures, printed (not asserted): what one passthrough track costs its handler.
     let cpu = cpu_seconds(&id);
     let rss_kib = handler_pid(&id).map(rss_kib).unwrap_or(0);
-    eprintln!("track egress {id}: handler used {cpu:.2} s CPU over {:.1} s since StartEgress, RSS {rss_kib} KiB",
-        t0.elapsed().as_secs_f64());
+    eprintln!(
+        "track egress {id}: handler used {cpu:.2} s CPU over {:.1} s since StartEgress, RSS {rss_kib} KiB",
+        t0.elapsed().as_secs_f64()
+    );
     lk.egress_stop(&id).await.expect("egress stop");
     let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(30)).await;
     audio.stop().await;
 
     assert_eq!(done["details"], "End reason: StopEgress API", "{done:#}");
-    let filename = done["file_results"][0]["filename"].as_str().expect("filename");
+    let filename = done["file_results"][0]["filename"]
+        .as_str()
+        .expect("filename");
     assert_eq!(filename, format!("tracks/{room}-{sid}.ogg"));
     let file = location(&done);
     let p = probe(&file).await;
     let a = p.audio.clone().expect("an audio stream");
     assert!(p.video.is_none(), "{p:?}");
-    assert_eq!((a.codec.as_str(), a.sample_rate, a.channels), ("opus", 48000, 1), "{p:?}");
-    assert!((p.duration - asked).abs() < DURATION_TOLERANCE, "recorded {:.2}s, asked for {asked:.2}s", p.duration);
+    assert_eq!(
+        (a.codec.as_str(), a.sample_rate, a.channels),
+        ("opus", 48000, 1),
+        "{p:?}"
+    );
+    assert!(
+        (p.duration - asked).abs() < DURATION_TOLERANCE,
+        "recorded {:.2}s, asked for {asked:.2}s",
+        p.duration
+    );
     let reported = done["file_results"][0]["duration"].as_i64().unwrap_or(0) as f64 / 1e9;
-    assert!((reported - p.duration).abs() < DURATION_TOLERANCE, "FileInfo.duration {reported:.2}s, file {:.2}s", p.duration);
+    assert!(
+        (reported - p.duration).abs() < DURATION_TOLERANCE,
+        "FileInfo.duration {reported:.2}s, file {:.2}s",
+        p.duration
+    );
     let level = mean_volume(&file).await;
-    assert!(level > -40.0, "the published tone is missing: mean volume {level} dB");
-    assert!(decodes_cleanly(&file).await, "the file does not decode cleanly");
+    assert!(
+        level > -40.0,
+        "the published tone is missing: mean volume {level} dB"
+    );
+    assert!(
+        decodes_cleanly(&file).await,
+        "the file does not decode cleanly"
+    );
     // The manifest lands beside the file.
-    assert!(!done["manifest_location"].as_str().unwrap_or("").is_empty(), "no manifest: {done:#}");
+    assert!(
+        !done["manifest_location"].as_str().unwrap_or("").is_empty(),
+        "no manifest: {done:#}"
+    );
 }
 
 #[tokio::test]
@@ -92,12 +141,23 @@ async fn the_recording_completes_when_the_publisher_leaves() {
     let lk = stack.lk();
     let media = TestMedia::generate(90).await;
     let room = "track-leave-room";
-    let audio = Publisher::start(&stack.livekit, room, "microphone", &media.audio, None, stack.egress.dir());
+    let audio = Publisher::start(
+        &stack.livekit,
+        room,
+        "microphone",
+        &media.audio,
+        None,
+        stack.egress.dir(),
+    );
     wait_for_publishers(&lk, room, 1, Duration::from_secs(30)).await;
     let sid = track_sid(&stack, room, "microphone", "AUDIO").await;
 
-    let request = json!({ "room_name": room, "track_id": sid, "file": { "filepath": "leave.ogg" } });
-    let started = lk.egress_start("track", &request.to_string()).await.expect("egress start");
+    let request =
+        json!({ "room_name": room, "track_id": sid, "file": { "filepath": "leave.ogg" } });
+    let started = lk
+        .egress_start("track", &request.to_string())
+        .await
+        .expect("egress start");
     let id = started.egress_id.clone();
     wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -115,12 +175,26 @@ async fn a_track_that_never_appears_fails_with_the_go_error() {
     let stack = RecordingStack::start().await;
     let lk = stack.lk();
     // The room must exist for livekit-server to accept the request.
-    let (status_code, body) =
-        twirp(&stack.livekit, "RoomService/CreateRoom", json!({ "roomCreate": true }), &json!({ "name": "empty-room" })).await;
+    let (status_code, body) = twirp(
+        &stack.livekit,
+        "RoomService/CreateRoom",
+        json!({ "roomCreate": true }),
+        &json!({ "name": "empty-room" }),
+    )
+    .await;
     assert_eq!(status_code, 200, "{body}");
     let request = json!({ "room_name": "empty-room", "track_id": "TR_missing", "file": { "filepath": "never.ogg" } });
-    let started = lk.egress_start("track", &request.to_string()).await.expect("egress start");
-    let (failed, _) = wait_for_status(&lk, &started.egress_id, status::FAILED, Duration::from_secs(45)).await;
+    let started = lk
+        .egress_start("track", &request.to_string())
+        .await
+        .expect("egress start");
+    let (failed, _) = wait_for_status(
+        &lk,
+        &started.egress_id,
+        status::FAILED,
+        Duration::from_secs(45),
+    )
+    .await;
     assert_eq!(failed["error"], "track TR_missing not found", "{failed:#}");
 }
 
@@ -145,44 +219,85 @@ async fn record_video_track(video: &std::path::Path, codec: &str, extension: &st
     let stack = RecordingStack::start().await;
     let lk = stack.lk();
     let room = format!("{codec}-track-room");
-    let publisher = Publisher::start(&stack.livekit, &room, "camera", video, Some(30), stack.egress.dir());
+    let publisher = Publisher::start(
+        &stack.livekit,
+        &room,
+        "camera",
+        video,
+        Some(30),
+        stack.egress.dir(),
+    );
     wait_for_publishers(&lk, &room, 1, Duration::from_secs(30)).await;
     let sid = track_sid(&stack, &room, "camera", "VIDEO").await;
 
     // The extension follows the codec, whatever the request says.
     let request = json!({ "room_name": room, "track_id": sid, "file": { "filepath": "tracks/{track_id}.ogg" } });
-    let started = lk.egress_start("track", &request.to_string()).await.expect("egress start");
+    let started = lk
+        .egress_start("track", &request.to_string())
+        .await
+        .expect("egress start");
     let id = started.egress_id.clone();
     let (active, _) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
-    let file_started = active["file_results"][0]["started_at"].as_i64().expect("file started_at when ACTIVE");
+    let file_started = active["file_results"][0]["started_at"]
+        .as_i64()
+        .expect("file started_at when ACTIVE");
     let stop_at = file_started + (RECORD_SECS * 1e9) as i64;
     tokio::time::sleep(Duration::from_nanos((stop_at - unix_nanos()).max(0) as u64)).await;
     let asked = (unix_nanos() - file_started) as f64 / 1e9;
     let cpu = cpu_seconds(&id);
-    eprintln!("{codec} track egress {id}: handler used {cpu:.2} s CPU, RSS {} KiB", handler_pid(&id).map(rss_kib).unwrap_or(0));
+    eprintln!(
+        "{codec} track egress {id}: handler used {cpu:.2} s CPU, RSS {} KiB",
+        handler_pid(&id).map(rss_kib).unwrap_or(0)
+    );
     lk.egress_stop(&id).await.expect("egress stop");
     let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(30)).await;
     publisher.stop().await;
 
-    assert_eq!(done["file_results"][0]["filename"], format!("tracks/{sid}{extension}"), "{done:#}");
+    assert_eq!(
+        done["file_results"][0]["filename"],
+        format!("tracks/{sid}{extension}"),
+        "{done:#}"
+    );
     let file = location(&done);
     let p = probe(&file).await;
     let v = p.video.clone().expect("a video stream");
     assert!(p.audio.is_none(), "{p:?}");
-    assert_eq!((v.codec.as_str(), v.width, v.height), (codec, 640, 360), "{p:?}");
+    assert_eq!(
+        (v.codec.as_str(), v.width, v.height),
+        (codec, 640, 360),
+        "{p:?}"
+    );
     // A live-mode WebM carries no Duration element (it is append-only, like MediaRecorder's):
     // the span is the last frame's timestamp, which is what a player shows at the end.
     let span = last_packet_time(&file).await;
-    assert!((span - asked).abs() < DURATION_TOLERANCE, "recorded {span:.2}s, asked for {asked:.2}s");
+    assert!(
+        (span - asked).abs() < DURATION_TOLERANCE,
+        "recorded {span:.2}s, asked for {asked:.2}s"
+    );
     let reported = done["file_results"][0]["duration"].as_i64().unwrap_or(0) as f64 / 1e9;
-    assert!((reported - span).abs() < DURATION_TOLERANCE, "FileInfo.duration {reported:.2}s, file {span:.2}s");
-    assert!(decodes_cleanly(&file).await, "the file does not decode cleanly");
+    assert!(
+        (reported - span).abs() < DURATION_TOLERANCE,
+        "FileInfo.duration {reported:.2}s, file {span:.2}s"
+    );
+    assert!(
+        decodes_cleanly(&file).await,
+        "the file does not decode cleanly"
+    );
     let colour = pixel(&file, span / 2.0, 320, 300, 16).await;
-    assert!(colour_distance(colour, VIDEO_RGB) < 30, "published colour {VIDEO_RGB:?}, recorded {colour:?}");
+    assert!(
+        colour_distance(colour, VIDEO_RGB) < 30,
+        "published colour {VIDEO_RGB:?}, recorded {colour:?}"
+    );
     let (distinct, frames) = unique_frames(&file).await;
     eprintln!("{codec} track egress {id}: {distinct} distinct of {frames} frames, {span:.2} s");
-    assert!(frames as f64 > asked * 25.0, "{frames} frames in {asked:.1} s of 30 fps");
-    assert!(distinct * 2 > frames, "only {distinct} distinct of {frames} frames");
+    assert!(
+        frames as f64 > asked * 25.0,
+        "{frames} frames in {asked:.1} s of 30 fps"
+    );
+    assert!(
+        distinct * 2 > frames,
+        "only {distinct} distinct of {frames} frames"
+    );
 }
 
 #[tokio::test]
@@ -204,14 +319,27 @@ async fn an_h265_track_is_recorded_to_mp4_without_transcoding() {
 /// The local port of `pid`'s established TCP connection to 127.0.0.1:`port` (`ss -tnp`).
 async fn tcp_port_of(pid: u32, port: u16) -> Option<u16> {
     let out = tokio::process::Command::new("ss")
-        .args(["-tnpH", "state", "established", "dst", &format!("127.0.0.1:{port}")])
+        .args([
+            "-tnpH",
+            "state",
+            "established",
+            "dst",
+            &format!("127.0.0.1:{port}"),
+        ])
         .output()
         .await
         .expect("run ss (iproute2)");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.contains(&format!("pid={pid},")))
-        .find_map(|l| l.split_whitespace().nth(2)?.rsplit_once(':')?.1.parse().ok())
+        .find_map(|l| {
+            l.split_whitespace()
+                .nth(2)?
+                .rsplit_once(':')?
+                .1
+                .parse()
+                .ok()
+        })
 }
 
 #[tokio::test]
@@ -221,15 +349,28 @@ async fn the_recording_survives_a_dropped_signalling_connection() {
     let lk = stack.lk();
     let media = TestMedia::generate(90).await;
     let room = "track-resume-room";
-    let audio = Publisher::start(&stack.livekit, room, "microphone", &media.audio, None, stack.egress.dir());
+    let audio = Publisher::start(
+        &stack.livekit,
+        room,
+        "microphone",
+        &media.audio,
+        None,
+        stack.egress.dir(),
+    );
     wait_for_publishers(&lk, room, 1, Duration::from_secs(30)).await;
     let sid = track_sid(&stack, room, "microphone", "AUDIO").await;
 
-    let request = json!({ "room_name": room, "track_id": sid, "file": { "filepath": "resume.ogg" } });
-    let started = lk.egress_start("track", &request.to_string()).await.expect("egress start");
+    let request =
+        json!({ "room_name": room, "track_id": sid, "file": { "filepath": "resume.ogg" } });
+    let started = lk
+        .egress_start("track", &request.to_string())
+        .await
+        .expect("egress start");
     let id = started.egress_id.clone();
     let (active, _) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(30)).await;
-    let file_started = active["file_results"][0]["started_at"].as_i64().expect("file started_at when ACTIVE");
+    let file_started = active["file_results"][0]["started_at"]
+        .as_i64()
+        .expect("file started_at when ACTIVE");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Cut the handler's signalling WebSocket under it (the kernel aborts the TCP connection,
@@ -240,21 +381,41 @@ async fn the_recording_survives_a_dropped_signalling_connection() {
         .find(|(_, cmd)| cmd.contains("run-handler"))
         .map(|(pid, _)| pid)
         .expect("the handler process");
-    let local = tcp_port_of(handler, stack.livekit.port()).await.expect("the handler's signalling connection");
+    let local = tcp_port_of(handler, stack.livekit.port())
+        .await
+        .expect("the handler's signalling connection");
     let killed = tokio::process::Command::new("ss")
-        .args(["-K", "-tn", "src", &format!("127.0.0.1:{local}"), "dst", &server])
+        .args([
+            "-K",
+            "-tn",
+            "src",
+            &format!("127.0.0.1:{local}"),
+            "dst",
+            &server,
+        ])
         .status()
         .await
         .expect("run ss -K");
     assert!(killed.success(), "ss -K failed");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_ne!(tcp_port_of(handler, stack.livekit.port()).await, Some(local), "the connection was not cut");
+    assert_ne!(
+        tcp_port_of(handler, stack.livekit.port()).await,
+        Some(local),
+        "the connection was not cut"
+    );
 
     // The session is resumed: still recording, and a new connection is up.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let info = egress_info(&lk, &id).await.expect("egress info");
-    assert_eq!(status_of(&info), status::ACTIVE, "the egress did not survive the drop: {info:#}");
-    assert!(tcp_port_of(handler, stack.livekit.port()).await.is_some(), "no new signalling connection");
+    assert_eq!(
+        status_of(&info),
+        status::ACTIVE,
+        "the egress did not survive the drop: {info:#}"
+    );
+    assert!(
+        tcp_port_of(handler, stack.livekit.port()).await.is_some(),
+        "no new signalling connection"
+    );
 
     let asked = (unix_nanos() - file_started) as f64 / 1e9;
     lk.egress_stop(&id).await.expect("egress stop");
@@ -263,10 +424,24 @@ async fn the_recording_survives_a_dropped_signalling_connection() {
     assert_eq!(done["details"], "End reason: StopEgress API", "{done:#}");
     let file = location(&done);
     let p = probe(&file).await;
-    assert_eq!(p.audio.as_ref().map(|a| a.codec.as_str()), Some("opus"), "{p:?}");
-    assert!((p.duration - asked).abs() < DURATION_TOLERANCE, "recorded {:.2}s, asked for {asked:.2}s", p.duration);
-    assert!(mean_volume(&file).await > -40.0, "the published tone is missing");
-    assert!(decodes_cleanly(&file).await, "the file does not decode cleanly");
+    assert_eq!(
+        p.audio.as_ref().map(|a| a.codec.as_str()),
+        Some("opus"),
+        "{p:?}"
+    );
+    assert!(
+        (p.duration - asked).abs() < DURATION_TOLERANCE,
+        "recorded {:.2}s, asked for {asked:.2}s",
+        p.duration
+    );
+    assert!(
+        mean_volume(&file).await > -40.0,
+        "the published tone is missing"
+    );
+    assert!(
+        decodes_cleanly(&file).await,
+        "the file does not decode cleanly"
+    );
 }
 
 #[tokio::test]

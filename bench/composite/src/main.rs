@@ -36,8 +36,16 @@ struct Preset {
     proto: &'static str,
 }
 
-const PRESETS: [Preset; 2] =
-    [Preset { name: "720p30", proto: "H264_720P_30" }, Preset { name: "1080p30", proto: "H264_1080P_30" }];
+const PRESETS: [Preset; 2] = [
+    Preset {
+        name: "720p30",
+        proto: "H264_720P_30",
+    },
+    Preset {
+        name: "1080p30",
+        proto: "H264_1080P_30",
+    },
+];
 
 struct Result {
     preset: &'static str,
@@ -91,7 +99,11 @@ fn tree(root: u32) -> HashMap<u32, u64> {
         if let Some((_, ticks)) = all.get(&p) {
             out.insert(p, *ticks);
         }
-        frontier.extend(all.iter().filter(|(_, (ppid, _))| *ppid == p).map(|(pid, _)| *pid));
+        frontier.extend(
+            all.iter()
+                .filter(|(_, (ppid, _))| *ppid == p)
+                .map(|(pid, _)| *pid),
+        );
     }
     out
 }
@@ -114,8 +126,22 @@ async fn run(preset: &Preset, seconds: u64, media: &TestMedia) -> Result {
     let lk = stack.lk();
     let mut publishers = Vec::new();
     for who in ["alice", "bob"] {
-        publishers.push(Publisher::start(&stack.livekit, ROOM, &format!("{who}-video"), &media.video, Some(30), stack.egress.dir()));
-        publishers.push(Publisher::start(&stack.livekit, ROOM, &format!("{who}-audio"), &media.audio, None, stack.egress.dir()));
+        publishers.push(Publisher::start(
+            &stack.livekit,
+            ROOM,
+            &format!("{who}-video"),
+            &media.video,
+            Some(30),
+            stack.egress.dir(),
+        ));
+        publishers.push(Publisher::start(
+            &stack.livekit,
+            ROOM,
+            &format!("{who}-audio"),
+            &media.audio,
+            None,
+            stack.egress.dir(),
+        ));
     }
     wait_for_publishers(&lk, ROOM, 4, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -123,11 +149,17 @@ async fn run(preset: &Preset, seconds: u64, media: &TestMedia) -> Result {
     let request = json!({ "room_name": ROOM, "layout": "grid", "preset": preset.proto,
         "file_outputs": [{ "filepath": format!("bench-{}.mp4", preset.name) }] });
     let t0 = Instant::now();
-    let id = lk.egress_start_room_composite(&request.to_string()).await.expect("egress start").egress_id;
+    let id = lk
+        .egress_start_room_composite(&request.to_string())
+        .await
+        .expect("egress start")
+        .egress_id;
     let (active, seen) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(60)).await;
     let to_active_client = (seen - t0).as_secs_f64();
     let created = active["started_at"].as_i64().unwrap_or(0);
-    let first_frame = active["file_results"][0]["started_at"].as_i64().unwrap_or(0);
+    let first_frame = active["file_results"][0]["started_at"]
+        .as_i64()
+        .unwrap_or(0);
     let to_active_egress = (first_frame - created) as f64 / 1e9;
 
     tokio::time::sleep(WARM_UP).await;
@@ -138,7 +170,10 @@ async fn run(preset: &Preset, seconds: u64, media: &TestMedia) -> Result {
     let (mut peak_rss, mut peak_pss, mut processes) = (0u64, 0u64, 0usize);
     while started.elapsed() < Duration::from_secs(seconds) {
         let pids = tree(root);
-        let (rss, pss) = pids.keys().map(|p| memory_kib(*p)).fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1));
+        let (rss, pss) = pids
+            .keys()
+            .map(|p| memory_kib(*p))
+            .fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1));
         peak_rss = peak_rss.max(rss);
         peak_pss = peak_pss.max(pss);
         processes = processes.max(pids.len());
@@ -146,7 +181,10 @@ async fn run(preset: &Preset, seconds: u64, media: &TestMedia) -> Result {
     }
     let end = tree(root);
     let window = started.elapsed().as_secs_f64();
-    let used: u64 = end.iter().map(|(pid, t)| t.saturating_sub(*start.get(pid).unwrap_or(&0))).sum();
+    let used: u64 = end
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(*start.get(pid).unwrap_or(&0)))
+        .sum();
     let cores = used as f64 / hz / window;
 
     lk.egress_stop(&id).await.expect("egress stop");
@@ -154,10 +192,18 @@ async fn run(preset: &Preset, seconds: u64, media: &TestMedia) -> Result {
     for p in publishers {
         p.stop().await;
     }
-    let location = std::path::PathBuf::from(done["file_results"][0]["location"].as_str().unwrap_or_default());
+    let location = std::path::PathBuf::from(
+        done["file_results"][0]["location"]
+            .as_str()
+            .unwrap_or_default(),
+    );
     let (fps, file_secs) = frames_per_second(&location).await;
     let (distinct, _) = unique_frames(&location).await;
-    let rendered_fps = if file_secs > 0.0 { distinct as f64 / file_secs } else { 0.0 };
+    let rendered_fps = if file_secs > 0.0 {
+        distinct as f64 / file_secs
+    } else {
+        0.0
+    };
     Result {
         preset: preset.name,
         to_active_egress,
@@ -175,21 +221,39 @@ async fn run(preset: &Preset, seconds: u64, media: &TestMedia) -> Result {
 /// Decoded frames / duration of the recorded video (ffprobe counts the frames).
 async fn frames_per_second(file: &std::path::Path) -> (f64, f64) {
     let out = tokio::process::Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets,duration", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets,duration",
+            "-of",
+            "json",
+        ])
         .arg(file)
         .output()
         .await;
     let Ok(out) = out else { return (0.0, 0.0) };
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let s = &v["streams"][0];
-    let frames: f64 = s["nb_read_packets"].as_str().and_then(|x| x.parse().ok()).unwrap_or(0.0);
-    let secs: f64 = s["duration"].as_str().and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    let frames: f64 = s["nb_read_packets"]
+        .as_str()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0.0);
+    let secs: f64 = s["duration"]
+        .as_str()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0.0);
     (if secs > 0.0 { frames / secs } else { 0.0 }, secs)
 }
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 #[tokio::main]
@@ -198,16 +262,25 @@ async fn main() {
     let wanted: Vec<String> = arg("--presets")
         .map(|s| s.split(',').map(str::to_owned).collect())
         .unwrap_or_else(|| PRESETS.iter().map(|p| p.name.to_owned()).collect());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    eprintln!("bench-composite: {cores} cores, {seconds} s measured per preset, two publishers of 1280x720@30 video + Opus audio");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    eprintln!(
+        "bench-composite: {cores} cores, {seconds} s measured per preset, two publishers of 1280x720@30 video + Opus audio"
+    );
     let media = TestMedia::generate_sized(seconds as u32 + 90, 1280, 720, 1500).await;
     let mut results = Vec::new();
-    for preset in PRESETS.iter().filter(|p| wanted.iter().any(|w| w == p.name)) {
+    for preset in PRESETS
+        .iter()
+        .filter(|p| wanted.iter().any(|w| w == p.name))
+    {
         eprintln!("bench-composite: recording {} ...", preset.name);
         results.push(run(preset, seconds, &media).await);
     }
     println!();
-    println!("| preset | StartEgress→ACTIVE (egress) | StartEgress→ACTIVE (client) | CPU cores | peak RSS sum (MiB) | peak PSS sum (MiB) | processes | recorded fps | distinct fps | file s |");
+    println!(
+        "| preset | StartEgress→ACTIVE (egress) | StartEgress→ACTIVE (client) | CPU cores | peak RSS sum (MiB) | peak PSS sum (MiB) | processes | recorded fps | distinct fps | file s |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(

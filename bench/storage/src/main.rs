@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use egress_e2e::storage::{MOTO_ACCESS_KEY, MOTO_SECRET_KEY, S3_REGION, S3S_ACCESS_KEY, S3S_SECRET_KEY};
+use egress_e2e::storage::{
+    MOTO_ACCESS_KEY, MOTO_SECRET_KEY, S3_REGION, S3S_ACCESS_KEY, S3S_SECRET_KEY,
+};
 use egress_e2e::{Moto, S3sFs};
 use egress_host::storage::{Destination, Destinations, LiveUpload, upload_file};
 use egress_plugin_api::{BuiltinSink, LoadedPlugin};
@@ -36,11 +38,17 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { long_minutes: 30, speedup: 40, gib: 1 };
+    let mut a = Args {
+        long_minutes: 30,
+        speedup: 40,
+        gib: 1,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| -> Result<u64, String> {
-            it.next().and_then(|v| v.parse().ok()).ok_or_else(|| format!("{name} needs a number"))
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("{name} needs a number"))
         };
         match flag.as_str() {
             "--long-minutes" => a.long_minutes = value("--long-minutes")?,
@@ -61,7 +69,9 @@ fn cpu_seconds_self() -> f64 {
 }
 
 fn cpu_seconds_of(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
@@ -84,7 +94,9 @@ fn destination(s3: &Server, key: &str) -> Destinations {
         "access_key": s3.access_key, "secret": s3.secret, "region": S3_REGION,
         "endpoint": s3.endpoint, "bucket": BUCKET, "force_path_style": true
     });
-    let factory = plugin.create(&config).unwrap_or_else(|e| panic!("s3 sink config: {e}"));
+    let factory = plugin
+        .create(&config)
+        .unwrap_or_else(|e| panic!("s3 sink config: {e}"));
     Destinations {
         primary: Destination {
             label: "S3",
@@ -102,7 +114,11 @@ fn destination(s3: &Server, key: &str) -> Destinations {
 async fn write_recording(path: &Path, minutes: u64, speedup: u64) {
     let per_fragment = (BITRATE_BPS / 8) as usize;
     let mut block = vec![0u8; per_fragment];
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("recording file");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("recording file");
     let tick = FRAGMENT / speedup as u32;
     let mut next = tokio::time::Instant::now();
     for i in 0..minutes * 60 {
@@ -123,20 +139,35 @@ struct StopFigures {
 
 async fn stop_to_stored(s3: &Server, dir: &Path, minutes: u64, speedup: u64) -> StopFigures {
     let live_path = dir.join(format!("live-{minutes}.mp4"));
-    let upload = LiveUpload::start(destination(s3, &format!("live/{minutes}.mp4")), live_path.clone(), "video/mp4".into());
+    let upload = LiveUpload::start(
+        destination(s3, &format!("live/{minutes}.mp4")),
+        live_path.clone(),
+        "video/mp4".into(),
+    );
     write_recording(&live_path, minutes, speedup).await;
     let stop = Instant::now();
-    let stored = upload.finish().await.unwrap_or_else(|e| panic!("live upload: {e}"));
+    let stored = upload
+        .finish()
+        .await
+        .unwrap_or_else(|e| panic!("live upload: {e}"));
     let live_stop_to_stored = stop.elapsed();
 
     // The Go egress's way: nothing moves until the recording has stopped.
     let stop = Instant::now();
-    upload_file(&destination(s3, &format!("after/{minutes}.mp4")), &live_path, "video/mp4")
-        .await
-        .unwrap_or_else(|e| panic!("upload after stop: {e}"));
+    upload_file(
+        &destination(s3, &format!("after/{minutes}.mp4")),
+        &live_path,
+        "video/mp4",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("upload after stop: {e}"));
     let after_stop_upload = stop.elapsed();
     let _ = std::fs::remove_file(&live_path);
-    StopFigures { live_stop_to_stored, after_stop_upload, size: stored.size }
+    StopFigures {
+        live_stop_to_stored,
+        after_stop_upload,
+        size: stored.size,
+    }
 }
 
 fn make_file(path: &PathBuf, bytes: u64) {
@@ -164,15 +195,36 @@ async fn main() {
     s3fs.create_bucket(BUCKET).await;
     let moto = Moto::start().await;
     moto.create_bucket(BUCKET).await;
-    let s3 = Server { name: "s3s-fs", endpoint: s3fs.endpoint(), access_key: S3S_ACCESS_KEY, secret: S3S_SECRET_KEY };
+    let s3 = Server {
+        name: "s3s-fs",
+        endpoint: s3fs.endpoint(),
+        access_key: S3S_ACCESS_KEY,
+        secret: S3S_SECRET_KEY,
+    };
     let servers = [
-        Server { name: "s3s-fs", endpoint: s3fs.endpoint(), access_key: S3S_ACCESS_KEY, secret: S3S_SECRET_KEY },
-        Server { name: "moto", endpoint: moto.endpoint(), access_key: MOTO_ACCESS_KEY, secret: MOTO_SECRET_KEY },
+        Server {
+            name: "s3s-fs",
+            endpoint: s3fs.endpoint(),
+            access_key: S3S_ACCESS_KEY,
+            secret: S3S_SECRET_KEY,
+        },
+        Server {
+            name: "moto",
+            endpoint: moto.endpoint(),
+            access_key: MOTO_ACCESS_KEY,
+            secret: MOTO_SECRET_KEY,
+        },
     ];
     let dir = tempfile::tempdir().expect("temp dir");
 
-    println!("StopEgress → object stored and verified (s3 sink, 3 Mbit/s recordings written {}x real time)", args.speedup);
-    println!("{:>8} {:>10} {:>10} {:>22} {:>24}", "server", "recording", "size", "live upload (ours)", "upload after stop (Go)");
+    println!(
+        "StopEgress → object stored and verified (s3 sink, 3 Mbit/s recordings written {}x real time)",
+        args.speedup
+    );
+    println!(
+        "{:>8} {:>10} {:>10} {:>22} {:>24}",
+        "server", "recording", "size", "live upload (ours)", "upload after stop (Go)"
+    );
     for server in &servers {
         for minutes in [1, args.long_minutes] {
             let f = stop_to_stored(server, dir.path(), minutes, args.speedup).await;
@@ -193,16 +245,33 @@ async fn main() {
     let path = dir.path().join("big.bin");
     make_file(&path, bytes);
     let server_pid = s3fs.pid().unwrap_or(0);
-    let (cpu0, srv0, t0) = (cpu_seconds_self(), cpu_seconds_of(server_pid), Instant::now());
-    upload_file(&destination(&s3, "big.bin"), &path, "application/octet-stream")
-        .await
-        .unwrap_or_else(|e| panic!("1 GiB upload: {e}"));
+    let (cpu0, srv0, t0) = (
+        cpu_seconds_self(),
+        cpu_seconds_of(server_pid),
+        Instant::now(),
+    );
+    upload_file(
+        &destination(&s3, "big.bin"),
+        &path,
+        "application/octet-stream",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("1 GiB upload: {e}"));
     let wall = t0.elapsed().as_secs_f64();
     let (cpu, srv) = (cpu_seconds_self() - cpu0, cpu_seconds_of(server_pid) - srv0);
     let gib = bytes as f64 / (1u64 << 30) as f64;
     println!();
-    println!("Upload of {} GiB through the s3 sink (multipart, SigV4, SHA-256 checksums):", args.gib);
-    println!("  throughput      {:>8.1} MiB/s", bytes as f64 / (1 << 20) as f64 / wall);
+    println!(
+        "Upload of {} GiB through the s3 sink (multipart, SigV4, SHA-256 checksums):",
+        args.gib
+    );
+    println!(
+        "  throughput      {:>8.1} MiB/s",
+        bytes as f64 / (1 << 20) as f64 / wall
+    );
     println!("  egress CPU      {:>8.2} s per GiB", cpu / gib);
-    println!("  s3s-fs CPU      {:>8.2} s per GiB (the server, for reference)", srv / gib);
+    println!(
+        "  s3s-fs CPU      {:>8.2} s per GiB (the server, for reference)",
+        srv / gib
+    );
 }

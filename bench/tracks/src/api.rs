@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 /// An int64 EgressInfo field (a JSON string in protojson, a number elsewhere); 0 when absent.
 pub fn int(v: &Value) -> i64 {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0)
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
 }
 
 /// The status of an EgressInfo as the numbers of [`status`].
@@ -36,12 +38,21 @@ pub fn is_terminal(info: &Value) -> bool {
 }
 
 /// The SID of `identity`'s first track of `kind` ("AUDIO"/"VIDEO"); None after 30 s.
-pub async fn track_sid(stack: &RecordingStack, room: &str, identity: &str, kind: &str) -> Option<String> {
+pub async fn track_sid(
+    stack: &RecordingStack,
+    room: &str,
+    identity: &str,
+    kind: &str,
+) -> Option<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (code, body) =
-            twirp(&stack.livekit, "RoomService/ListParticipants", json!({ "roomAdmin": true, "room": room }), &json!({ "room": room }))
-                .await;
+        let (code, body) = twirp(
+            &stack.livekit,
+            "RoomService/ListParticipants",
+            json!({ "roomAdmin": true, "room": room }),
+            &json!({ "room": room }),
+        )
+        .await;
         let sid = (code == 200)
             .then(|| body["participants"].as_array().cloned())
             .flatten()
@@ -66,29 +77,60 @@ pub struct Started {
     pub returned_ns: i64,
 }
 
-pub async fn start_track_egress(stack: &RecordingStack, room: &str, track_id: &str, filepath: &str) -> Started {
-    let request = json!({ "room_name": room, "track_id": track_id, "file": { "filepath": filepath } });
+pub async fn start_track_egress(
+    stack: &RecordingStack,
+    room: &str,
+    track_id: &str,
+    filepath: &str,
+) -> Started {
+    let request =
+        json!({ "room_name": room, "track_id": track_id, "file": { "filepath": filepath } });
     let sent_ns = unix_nanos();
-    let (code, body) = twirp(&stack.livekit, "Egress/StartTrackEgress", json!({ "roomRecord": true }), &request).await;
+    let (code, body) = twirp(
+        &stack.livekit,
+        "Egress/StartTrackEgress",
+        json!({ "roomRecord": true }),
+        &request,
+    )
+    .await;
     let returned_ns = unix_nanos();
     let id = body["egress_id"].as_str().or(body["egressId"].as_str());
     let result = match id {
         Some(id) if code == 200 => Ok(id.to_owned()),
         _ => Err(format!("HTTP {code}: {body}")),
     };
-    Started { result, sent_ns, returned_ns }
+    Started {
+        result,
+        sent_ns,
+        returned_ns,
+    }
 }
 
 /// StopEgress; the error text when livekit-server refused it.
 pub async fn stop_egress(stack: &RecordingStack, egress_id: &str) -> Result<(), String> {
-    let (code, body) =
-        twirp(&stack.livekit, "Egress/StopEgress", json!({ "roomRecord": true }), &json!({ "egress_id": egress_id })).await;
-    if code == 200 { Ok(()) } else { Err(format!("StopEgress {egress_id}: HTTP {code}: {body}")) }
+    let (code, body) = twirp(
+        &stack.livekit,
+        "Egress/StopEgress",
+        json!({ "roomRecord": true }),
+        &json!({ "egress_id": egress_id }),
+    )
+    .await;
+    if code == 200 {
+        Ok(())
+    } else {
+        Err(format!("StopEgress {egress_id}: HTTP {code}: {body}"))
+    }
 }
 
 /// Every EgressInfo of `room` livekit-server knows (one ListEgress call).
 pub async fn list_egress(stack: &RecordingStack, room: &str) -> Vec<Value> {
-    let (_, body) = twirp(&stack.livekit, "Egress/ListEgress", json!({ "roomRecord": true }), &json!({ "room_name": room })).await;
+    let (_, body) = twirp(
+        &stack.livekit,
+        "Egress/ListEgress",
+        json!({ "roomRecord": true }),
+        &json!({ "room_name": room }),
+    )
+    .await;
     body["items"].as_array().cloned().unwrap_or_default()
 }
 
@@ -106,9 +148,16 @@ pub async fn wait_until(
         let infos = list_egress(stack, room).await;
         let mine: Vec<(String, Value)> = ids
             .iter()
-            .filter_map(|id| infos.iter().find(|i| i["egress_id"] == id.as_str()).map(|i| (id.clone(), i.clone())))
+            .filter_map(|id| {
+                infos
+                    .iter()
+                    .find(|i| i["egress_id"] == id.as_str())
+                    .map(|i| (id.clone(), i.clone()))
+            })
             .collect();
-        if (mine.len() == ids.len() && mine.iter().all(|(_, i)| done(i))) || Instant::now() >= deadline {
+        if (mine.len() == ids.len() && mine.iter().all(|(_, i)| done(i)))
+            || Instant::now() >= deadline
+        {
             return mine;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -75,7 +75,16 @@ impl Kind {
 }
 
 /// The published tracks, interleaved so that any N spreads over audio and video alike.
-const TRACKS: [Kind; 8] = [Kind::Opus, Kind::Vp8, Kind::Opus, Kind::H264, Kind::Opus, Kind::Vp8, Kind::Opus, Kind::H264];
+const TRACKS: [Kind; 8] = [
+    Kind::Opus,
+    Kind::Vp8,
+    Kind::Opus,
+    Kind::H264,
+    Kind::Opus,
+    Kind::Vp8,
+    Kind::Opus,
+    Kind::H264,
+];
 
 struct Media {
     opus: PathBuf,
@@ -100,27 +109,89 @@ impl Media {
     async fn generate(seconds: u32) -> Media {
         let dir = TestDir::new("bench-tracks-media");
         let video = video_source(seconds);
-        let (opus, vp8, h264) = (dir.join("tone.ogg"), dir.join("video.ivf"), dir.join("video.h264"));
+        let (opus, vp8, h264) = (
+            dir.join("tone.ogg"),
+            dir.join("video.ivf"),
+            dir.join("video.h264"),
+        );
         let tone = format!("sine=frequency={AUDIO_TONE_HZ}:sample_rate=48000:duration={seconds}");
-        ffmpeg(&["-f", "lavfi", "-i", &tone, "-ac", "1", "-c:a", "libopus", "-b:a", "48k", "-frame_duration", "20", "-page_duration", "20000"], &opus).await;
-        let mut args = vec!["-f", "lavfi", "-i", &video, "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-threads", "1"];
+        ffmpeg(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                &tone,
+                "-ac",
+                "1",
+                "-c:a",
+                "libopus",
+                "-b:a",
+                "48k",
+                "-frame_duration",
+                "20",
+                "-page_duration",
+                "20000",
+            ],
+            &opus,
+        )
+        .await;
+        let mut args = vec![
+            "-f",
+            "lavfi",
+            "-i",
+            &video,
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-threads",
+            "1",
+        ];
         args.extend(["-pix_fmt", "yuv420p", "-g", "15", "-f", "ivf"]);
         args.extend(VIDEO_RATE);
         ffmpeg(&args, &vp8).await;
-        let mut args = vec!["-f", "lavfi", "-i", &video, "-c:v", "libx264", "-preset", "veryfast", "-threads", "1"];
-        args.extend(["-profile:v", "baseline", "-level", "3.1", "-pix_fmt", "yuv420p", "-bf", "0", "-g", "15"]);
+        let mut args = vec![
+            "-f", "lavfi", "-i", &video, "-c:v", "libx264", "-preset", "veryfast", "-threads", "1",
+        ];
+        args.extend([
+            "-profile:v",
+            "baseline",
+            "-level",
+            "3.1",
+            "-pix_fmt",
+            "yuv420p",
+            "-bf",
+            "0",
+            "-g",
+            "15",
+        ]);
         args.extend(["-bsf:v", "h264_mp4toannexb", "-f", "h264"]);
         args.extend(VIDEO_RATE);
         ffmpeg(&args, &h264).await;
-        Media { opus, vp8, h264, _dir: dir }
+        Media {
+            opus,
+            vp8,
+            h264,
+            _dir: dir,
+        }
     }
 }
 
 async fn ffmpeg(args: &[&str], out: &Path) {
-    let status = tokio::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).arg(out).status().await;
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .arg(out)
+        .status()
+        .await;
     match status {
         Ok(s) if s.success() => {}
-        other => panic!("ffmpeg {args:?} could not make {}: {other:?}", out.display()),
+        other => panic!(
+            "ffmpeg {args:?} could not make {}: {other:?}",
+            out.display()
+        ),
     }
 }
 
@@ -198,7 +269,11 @@ async fn sample_memory(root: u32, until: Instant) -> (u64, u64, usize) {
         let (r, p) = procfs::tree_memory_kib(pids.keys());
         rss = rss.max(r);
         pss = pss.max(p);
-        handlers = handlers.max(pids.keys().filter(|p| procfs::cmdline(**p).contains("run-handler")).count());
+        handlers = handlers.max(
+            pids.keys()
+                .filter(|p| procfs::cmdline(**p).contains("run-handler"))
+                .count(),
+        );
         if Instant::now() >= until {
             return (rss, pss, handlers);
         }
@@ -210,7 +285,11 @@ async fn sample_memory(root: u32, until: Instant) -> (u64, u64, usize) {
 fn thread_ticks(root: u32) -> HashMap<String, u64> {
     let mut out = HashMap::new();
     for pid in procfs::tree(&[root]).keys() {
-        let role = if procfs::cmdline(*pid).contains("run-handler") { "handler" } else { "service" };
+        let role = if procfs::cmdline(*pid).contains("run-handler") {
+            "handler"
+        } else {
+            "service"
+        };
         for (name, t) in procfs::thread_ticks(*pid) {
             *out.entry(format!("{role}: {name}")).or_insert(0) += t;
         }
@@ -219,8 +298,13 @@ fn thread_ticks(root: u32) -> HashMap<String, u64> {
 }
 
 async fn run(n: usize, seconds: u64, media: &Media) -> Row {
-    let mut row = Row { n, ..Row::default() };
-    let stack = RecordingStack::start_with(|yaml| format!("{yaml}  track_cpu_cost: {TRACK_CPU_COST}\n")).await;
+    let mut row = Row {
+        n,
+        ..Row::default()
+    };
+    let stack =
+        RecordingStack::start_with(|yaml| format!("{yaml}  track_cpu_cost: {TRACK_CPU_COST}\n"))
+            .await;
     let mut publishers = Vec::new();
     let mut identities = Vec::new();
     for (i, kind) in TRACKS.iter().enumerate() {
@@ -230,10 +314,23 @@ async fn run(n: usize, seconds: u64, media: &Media) -> Row {
             Kind::Vp8 => (&media.vp8, Some(30)),
             Kind::H264 => (&media.h264, Some(30)),
         };
-        publishers.push(Publisher::start(&stack.livekit, ROOM, &identity, file, fps, stack.egress.dir()));
+        publishers.push(Publisher::start(
+            &stack.livekit,
+            ROOM,
+            &identity,
+            file,
+            fps,
+            stack.egress.dir(),
+        ));
         identities.push(identity);
     }
-    wait_for_publishers(&stack.lk(), ROOM, TRACKS.len() as i64, Duration::from_secs(60)).await;
+    wait_for_publishers(
+        &stack.lk(),
+        ROOM,
+        TRACKS.len() as i64,
+        Duration::from_secs(60),
+    )
+    .await;
     let mut sids = Vec::new();
     for (kind, identity) in TRACKS.iter().zip(&identities) {
         let want = if kind.is_video() { "VIDEO" } else { "AUDIO" };
@@ -252,60 +349,142 @@ async fn run(n: usize, seconds: u64, media: &Media) -> Row {
     row.baseline_cores = procfs::cores(&t, &procfs::tree(&[root]), since.elapsed().as_secs_f64());
     (row.baseline_rss_kib, row.baseline_pss_kib) = (rss, pss);
 
-    let path = |i: usize, kind: Kind| format!("bench/{}-{i}", kind.name().to_lowercase().replace('.', ""));
+    let path =
+        |i: usize, kind: Kind| format!("bench/{}-{i}", kind.name().to_lowercase().replace('.', ""));
     // Cold: the first egress starts the shared handler process.
-    let first = Egress { kind: TRACKS[0], started: api::start_track_egress(&stack, ROOM, &sids[0], &path(0, TRACKS[0])).await };
-    let first_id = first.id().map(str::to_owned).unwrap_or_else(|| panic!("first StartTrackEgress: {:?}", first.started.result.as_ref().err()));
-    let infos = api::wait_until(&stack, ROOM, std::slice::from_ref(&first_id), |i| status_of(i) >= status::ACTIVE, Duration::from_secs(60)).await;
-    row.cold = infos.first().and_then(|(_, info)| to_active(&first, info)).unwrap_or(f64::NAN);
+    let first = Egress {
+        kind: TRACKS[0],
+        started: api::start_track_egress(&stack, ROOM, &sids[0], &path(0, TRACKS[0])).await,
+    };
+    let first_id = first.id().map(str::to_owned).unwrap_or_else(|| {
+        panic!(
+            "first StartTrackEgress: {:?}",
+            first.started.result.as_ref().err()
+        )
+    });
+    let infos = api::wait_until(
+        &stack,
+        ROOM,
+        std::slice::from_ref(&first_id),
+        |i| status_of(i) >= status::ACTIVE,
+        Duration::from_secs(60),
+    )
+    .await;
+    row.cold = infos
+        .first()
+        .and_then(|(_, info)| to_active(&first, info))
+        .unwrap_or(f64::NAN);
 
     // The burst: the other N−1 at once.
     let burst_at = unix_nanos();
     let calls = (1..n).map(|i| {
         let (stack, sids) = (&stack, &sids);
         let kind = TRACKS[i % TRACKS.len()];
-        async move { Egress { kind, started: api::start_track_egress(stack, ROOM, &sids[i % TRACKS.len()], &path(i, kind)).await } }
+        async move {
+            Egress {
+                kind,
+                started: api::start_track_egress(
+                    stack,
+                    ROOM,
+                    &sids[i % TRACKS.len()],
+                    &path(i, kind),
+                )
+                .await,
+            }
+        }
     });
     let mut egresses = vec![first];
     egresses.extend(futures_util::future::join_all(calls).await);
     let count = |k: Kind| egresses.iter().filter(|e| e.kind == k).count();
-    row.split = format!("{} Opus, {} VP8, {} H.264", count(Kind::Opus), count(Kind::Vp8), count(Kind::H264));
+    row.split = format!(
+        "{} Opus, {} VP8, {} H.264",
+        count(Kind::Opus),
+        count(Kind::Vp8),
+        count(Kind::H264)
+    );
     for e in &egresses {
         if let Err(error) = &e.started.result {
             row.start_errors += 1;
             eprintln!("bench-tracks: StartTrackEgress failed: {error}");
         }
     }
-    let ids: Vec<String> = egresses.iter().filter_map(|e| e.id().map(str::to_owned)).collect();
-    let infos: HashMap<String, Value> = api::wait_until(&stack, ROOM, &ids, |i| status_of(i) >= status::ACTIVE, Duration::from_secs(180))
-        .await
-        .into_iter()
+    let ids: Vec<String> = egresses
+        .iter()
+        .filter_map(|e| e.id().map(str::to_owned))
         .collect();
+    let infos: HashMap<String, Value> = api::wait_until(
+        &stack,
+        ROOM,
+        &ids,
+        |i| status_of(i) >= status::ACTIVE,
+        Duration::from_secs(180),
+    )
+    .await
+    .into_iter()
+    .collect();
     let burst: Vec<(&Egress, f64)> = egresses[1..]
         .iter()
         .filter_map(|e| Some((e, to_active(e, infos.get(e.id()?)?)?)))
         .collect();
-    row.active = infos.values().filter(|i| int(&i["file_results"][0]["started_at"]) > 0).count();
+    row.active = infos
+        .values()
+        .filter(|i| int(&i["file_results"][0]["started_at"]) > 0)
+        .count();
     row.burst_all = quantiles(burst.iter().map(|(_, s)| *s).collect());
-    row.burst_audio = quantiles(burst.iter().filter(|(e, _)| !e.kind.is_video()).map(|(_, s)| *s).collect());
-    row.burst_video = quantiles(burst.iter().filter(|(e, _)| e.kind.is_video()).map(|(_, s)| *s).collect());
-    row.twirp_call =
-        quantiles(egresses[1..].iter().map(|e| (e.started.returned_ns - e.started.sent_ns) as f64 / 1e9).collect());
-    let last_active = infos.values().map(|i| int(&i["file_results"][0]["started_at"])).max().unwrap_or(0);
+    row.burst_audio = quantiles(
+        burst
+            .iter()
+            .filter(|(e, _)| !e.kind.is_video())
+            .map(|(_, s)| *s)
+            .collect(),
+    );
+    row.burst_video = quantiles(
+        burst
+            .iter()
+            .filter(|(e, _)| e.kind.is_video())
+            .map(|(_, s)| *s)
+            .collect(),
+    );
+    row.twirp_call = quantiles(
+        egresses[1..]
+            .iter()
+            .map(|e| (e.started.returned_ns - e.started.sent_ns) as f64 / 1e9)
+            .collect(),
+    );
+    let last_active = infos
+        .values()
+        .map(|i| int(&i["file_results"][0]["started_at"]))
+        .max()
+        .unwrap_or(0);
     row.burst_span = (last_active - burst_at) as f64 / 1e9;
-    row.running = infos.values().filter(|i| status_of(i) == status::ACTIVE).count();
+    row.running = infos
+        .values()
+        .filter(|i| status_of(i) == status::ACTIVE)
+        .count();
     for (id, info) in &infos {
         if is_terminal(info) {
-            eprintln!("bench-tracks: {id} ended before the window: {} {}", status_of(info), info["error"]);
+            eprintln!(
+                "bench-tracks: {id} ended before the window: {} {}",
+                status_of(info),
+                info["error"]
+            );
         }
     }
 
     // The steady state.
     tokio::time::sleep(WARM_UP).await;
     let publisher_pids = procfs::with_cmdline(&["room join", &http_url]);
-    let (egress0, sfu0, pub0, threads0) =
-        (procfs::tree(&[root]), procfs::tree(&[stack.livekit.pid()]), procfs::tree(&publisher_pids), thread_ticks(root));
-    let handler_pids: Vec<u32> = egress0.keys().copied().filter(|p| procfs::cmdline(*p).contains("run-handler")).collect();
+    let (egress0, sfu0, pub0, threads0) = (
+        procfs::tree(&[root]),
+        procfs::tree(&[stack.livekit.pid()]),
+        procfs::tree(&publisher_pids),
+        thread_ticks(root),
+    );
+    let handler_pids: Vec<u32> = egress0
+        .keys()
+        .copied()
+        .filter(|p| procfs::cmdline(*p).contains("run-handler"))
+        .collect();
     // For profiling the window from another shell (perf record -p, /proc/PID/task, the log).
     eprintln!(
         "bench-tracks: {n}: measuring {seconds} s: egress service pid {root}, handler pids {handler_pids:?}, \
@@ -316,8 +495,12 @@ async fn run(n: usize, seconds: u64, media: &Media) -> Row {
     let window = Instant::now();
     let (rss, pss, handlers) = sample_memory(root, window + Duration::from_secs(seconds)).await;
     let secs = window.elapsed().as_secs_f64();
-    let (egress1, sfu1, pub1, threads1) =
-        (procfs::tree(&[root]), procfs::tree(&[stack.livekit.pid()]), procfs::tree(&publisher_pids), thread_ticks(root));
+    let (egress1, sfu1, pub1, threads1) = (
+        procfs::tree(&[root]),
+        procfs::tree(&[stack.livekit.pid()]),
+        procfs::tree(&publisher_pids),
+        thread_ticks(root),
+    );
     row.egress_cores = procfs::cores(&egress0, &egress1, secs);
     row.sfu_cores = procfs::cores(&sfu0, &sfu1, secs);
     row.publisher_cores = procfs::cores(&pub0, &pub1, secs);
@@ -325,7 +508,12 @@ async fn run(n: usize, seconds: u64, media: &Media) -> Row {
     let hz = procfs::ticks_per_second();
     let mut threads: Vec<(String, f64)> = threads1
         .iter()
-        .map(|(name, t)| (name.clone(), t.saturating_sub(*threads0.get(name).unwrap_or(&0)) as f64 / hz / secs))
+        .map(|(name, t)| {
+            (
+                name.clone(),
+                t.saturating_sub(*threads0.get(name).unwrap_or(&0)) as f64 / hz / secs,
+            )
+        })
         .filter(|(_, cores)| *cores > 0.0)
         .collect();
     threads.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -334,19 +522,32 @@ async fn run(n: usize, seconds: u64, media: &Media) -> Row {
 
     // Stop them all at once and count what was delivered.
     let stops = ids.iter().map(|id| api::stop_egress(&stack, id));
-    for error in futures_util::future::join_all(stops).await.into_iter().filter_map(Result::err) {
+    for error in futures_util::future::join_all(stops)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+    {
         eprintln!("bench-tracks: {error}");
     }
     let done = api::wait_until(&stack, ROOM, &ids, is_terminal, Duration::from_secs(180)).await;
-    let kinds: HashMap<&str, Kind> = egresses.iter().filter_map(|e| Some((e.id()?, e.kind))).collect();
+    let kinds: HashMap<&str, Kind> = egresses
+        .iter()
+        .filter_map(|e| Some((e.id()?, e.kind)))
+        .collect();
     for (id, info) in &done {
         match status_of(info) {
             status::COMPLETE => row.completed += 1,
             s if s > status::COMPLETE => {
                 row.failed += 1;
-                eprintln!("bench-tracks: {id} ended with status {s}: {}", info["error"]);
+                eprintln!(
+                    "bench-tracks: {id} ended with status {s}: {}",
+                    info["error"]
+                );
             }
-            _ => eprintln!("bench-tracks: {id} still not finished (status {})", status_of(info)),
+            _ => eprintln!(
+                "bench-tracks: {id} still not finished (status {})",
+                status_of(info)
+            ),
         }
         let file = &info["file_results"][0];
         let size = int(&file["size"]).max(0) as u64;
@@ -357,7 +558,9 @@ async fn run(n: usize, seconds: u64, media: &Media) -> Row {
             entry.1 += int(&file["duration"]) as f64 / 1e9;
         }
         let location = file["location"].as_str().unwrap_or_default();
-        row.bytes_on_disk += std::fs::metadata(Path::new(location)).map(|m| m.len()).unwrap_or(0);
+        row.bytes_on_disk += std::fs::metadata(Path::new(location))
+            .map(|m| m.len())
+            .unwrap_or(0);
     }
     for p in publishers {
         p.stop().await;
@@ -367,7 +570,9 @@ async fn run(n: usize, seconds: u64, media: &Media) -> Row {
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn mib(kib: u64) -> f64 {
@@ -383,7 +588,9 @@ async fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .filter(|n| *n > 0)
         .collect();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     eprintln!(
         "bench-tracks: {cores} cores, egress {}, {seconds} s measured per count, track_cpu_cost {TRACK_CPU_COST} \
          (tiny, so one worker admits them all), tracks published: 4 Opus + 2 VP8 + 2 H.264 640x360@30 ~600 kbit/s",
@@ -402,9 +609,13 @@ async fn main() {
     }
 
     println!();
-    println!("Time to ACTIVE, seconds from the StartTrackEgress call returning to the egress's file started_at (median / p95 / max):");
+    println!(
+        "Time to ACTIVE, seconds from the StartTrackEgress call returning to the egress's file started_at (median / p95 / max):"
+    );
     println!();
-    println!("| egresses | split | cold (first alone) | burst, all | burst, audio | burst, video | StartTrackEgress call | burst → last ACTIVE | reached ACTIVE | start errors |");
+    println!(
+        "| egresses | split | cold (first alone) | burst, all | burst, audio | burst, video | StartTrackEgress call | burst → last ACTIVE | reached ACTIVE | start errors |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
@@ -427,7 +638,9 @@ async fn main() {
          R = egresses running, ACTIVE when the window began):"
     );
     println!();
-    println!("| egresses | running (R) | handler procs | egress CPU cores | mcores/egress | idle service cores | livekit-server cores | lk publishers cores | RSS MiB (idle) | PSS MiB (idle) | RSS/egress MiB | PSS/egress MiB | (RSS−idle)/R MiB | (PSS−idle)/R MiB |");
+    println!(
+        "| egresses | running (R) | handler procs | egress CPU cores | mcores/egress | idle service cores | livekit-server cores | lk publishers cores | RSS MiB (idle) | PSS MiB (idle) | RSS/egress MiB | PSS/egress MiB | (RSS−idle)/R MiB | (PSS−idle)/R MiB |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let n = r.running.max(1) as f64;
@@ -454,16 +667,27 @@ async fn main() {
     println!();
     println!("After stopping all:");
     println!();
-    println!("| egresses | completed | failed | bytes (EgressInfo) | bytes on disk | recorded kbit/s per egress (bytes / file duration) |");
+    println!(
+        "| egresses | completed | failed | bytes (EgressInfo) | bytes on disk | recorded kbit/s per egress (bytes / file duration) |"
+    );
     println!("|---|---|---|---|---|---|");
     for r in &rows {
         let rates: Vec<String> = [Kind::Opus, Kind::Vp8, Kind::H264]
             .iter()
             .filter_map(|k| {
                 let (bytes, secs) = r.recorded.get(k.name())?;
-                (*secs > 0.0).then(|| format!("{} {:.0}", k.name(), *bytes as f64 * 8.0 / 1000.0 / secs))
+                (*secs > 0.0)
+                    .then(|| format!("{} {:.0}", k.name(), *bytes as f64 * 8.0 / 1000.0 / secs))
             })
             .collect();
-        println!("| {} | {} | {} | {} | {} | {} |", r.n, r.completed, r.failed, r.bytes, r.bytes_on_disk, rates.join(", "));
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.n,
+            r.completed,
+            r.failed,
+            r.bytes,
+            r.bytes_on_disk,
+            rates.join(", ")
+        );
     }
 }

@@ -45,7 +45,11 @@ pub fn tree(roots: &[u32]) -> HashMap<u32, u64> {
         if let Some((_, ticks)) = all.get(&p) {
             out.insert(p, *ticks);
         }
-        frontier.extend(all.iter().filter(|(_, (ppid, _))| *ppid == p).map(|(pid, _)| *pid));
+        frontier.extend(
+            all.iter()
+                .filter(|(_, (ppid, _))| *ppid == p)
+                .map(|(pid, _)| *pid),
+        );
     }
     out
 }
@@ -54,7 +58,10 @@ pub fn tree(roots: &[u32]) -> HashMap<u32, u64> {
 /// counts from zero (it started in the window); one gone by `end` is lost (none should exit
 /// while the egresses run).
 pub fn cores(start: &HashMap<u32, u64>, end: &HashMap<u32, u64>, secs: f64) -> f64 {
-    let used: u64 = end.iter().map(|(pid, t)| t.saturating_sub(*start.get(pid).unwrap_or(&0))).sum();
+    let used: u64 = end
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(*start.get(pid).unwrap_or(&0)))
+        .sum();
     used as f64 / ticks_per_second() / secs
 }
 
@@ -73,35 +80,50 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
 
 /// Summed (RSS, PSS) in KiB of the processes in `pids`.
 pub fn tree_memory_kib<'a>(pids: impl IntoIterator<Item = &'a u32>) -> (u64, u64) {
-    pids.into_iter().map(|p| memory_kib(*p)).fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1))
+    pids.into_iter()
+        .map(|p| memory_kib(*p))
+        .fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1))
 }
 
 /// The command line of a process, arguments joined by spaces ("" when it is gone).
 pub fn cmdline(pid: u32) -> String {
-    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).replace('\0', " ")
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+        .replace('\0', " ")
 }
 
 /// Live processes whose command line contains every one of `needles`.
 pub fn with_cmdline(needles: &[&str]) -> Vec<u32> {
-    all().into_keys().filter(|pid| {
-        let cmd = cmdline(*pid);
-        needles.iter().all(|n| cmd.contains(n))
-    })
-    .collect()
+    all()
+        .into_keys()
+        .filter(|pid| {
+            let cmd = cmdline(*pid);
+            needles.iter().all(|n| cmd.contains(n))
+        })
+        .collect()
 }
 
 /// CPU ticks per thread of `pid`: thread name → ticks (threads of the same name summed).
 pub fn thread_ticks(pid: u32) -> HashMap<String, u64> {
     let mut out = HashMap::new();
-    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
     for e in entries.flatten() {
-        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else { continue };
-        let Some((head, rest)) = text.rsplit_once(')') else { continue };
+        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = text.rsplit_once(')') else {
+            continue;
+        };
         let name = head.split_once('(').map(|(_, n)| n).unwrap_or("?");
         // Numbered workers (tokio-runtime-w, writer-12…) are one pool: group them by their
         // name without trailing digits.
-        let name = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_owned();
+        let name = name
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_owned();
         let f: Vec<&str> = rest.split_whitespace().collect();
         let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
             + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);

@@ -21,12 +21,18 @@ pub fn egress_not_found() -> RpcError {
 
 /// `ErrInvalidInput(field)`.
 pub fn invalid_input(field: &str) -> RpcError {
-    RpcError::new(Code::InvalidArgument, format!("request has missing or invalid field: {field}"))
+    RpcError::new(
+        Code::InvalidArgument,
+        format!("request has missing or invalid field: {field}"),
+    )
 }
 
 /// `ErrNotSupported(feature)`.
 pub fn not_supported(feature: &str) -> RpcError {
-    RpcError::new(Code::InvalidArgument, format!("{feature} is not yet supported"))
+    RpcError::new(
+        Code::InvalidArgument,
+        format!("{feature} is not yet supported"),
+    )
 }
 
 #[cfg(test)]
@@ -34,7 +40,13 @@ mod tests {
     #[test]
     fn texts_match_the_go_egress() {
         assert_eq!(super::not_enough_cpu().message, "not enough CPU");
-        assert_eq!(super::invalid_input("request").message, "request has missing or invalid field: request");
-        assert_eq!(super::not_supported("web egress").message, "web egress is not yet supported");
+        assert_eq!(
+            super::invalid_input("request").message,
+            "request has missing or invalid field: request"
+        );
+        assert_eq!(
+            super::not_supported("web egress").message,
+            "web egress is not yet supported"
+        );
     }
 }

@@ -10,17 +10,34 @@ use crate::rpc::server::now_unix_nanos;
 pub fn starting_info(req: &StartEgressRequest, classified: &Classified) -> EgressInfo {
     let now = now_unix_nanos();
     let (room_name, request) = match req.request.clone() {
-        Some(Request::RoomComposite(r)) => (r.room_name.clone(), Some(egress_info::Request::RoomComposite(r))),
+        Some(Request::RoomComposite(r)) => (
+            r.room_name.clone(),
+            Some(egress_info::Request::RoomComposite(r)),
+        ),
         Some(Request::Web(r)) => (String::new(), Some(egress_info::Request::Web(r))),
-        Some(Request::Participant(r)) => (r.room_name.clone(), Some(egress_info::Request::Participant(r))),
-        Some(Request::TrackComposite(r)) => (r.room_name.clone(), Some(egress_info::Request::TrackComposite(r))),
+        Some(Request::Participant(r)) => (
+            r.room_name.clone(),
+            Some(egress_info::Request::Participant(r)),
+        ),
+        Some(Request::TrackComposite(r)) => (
+            r.room_name.clone(),
+            Some(egress_info::Request::TrackComposite(r)),
+        ),
         Some(Request::Track(r)) => (r.room_name.clone(), Some(egress_info::Request::Track(r))),
         Some(Request::Egress(r)) => (r.room_name.clone(), Some(egress_info::Request::Egress(r))),
         Some(Request::Replay(r)) => (String::new(), Some(egress_info::Request::Replay(r))),
         None => (String::new(), None),
     };
-    let room_name = if req.room_name.is_empty() { room_name } else { req.room_name.clone() };
-    let source_type = if classified.uses_chrome { EgressSourceType::Web } else { EgressSourceType::Sdk };
+    let room_name = if req.room_name.is_empty() {
+        room_name
+    } else {
+        req.room_name.clone()
+    };
+    let source_type = if classified.uses_chrome {
+        EgressSourceType::Web
+    } else {
+        EgressSourceType::Sdk
+    };
     let mut info = EgressInfo {
         egress_id: req.egress_id.clone(),
         room_id: req.room_id.clone(),
@@ -57,7 +74,9 @@ fn list_websocket_stream(info: &mut EgressInfo, now: i64) {
         ..Default::default()
     };
     info.stream_results = vec![stream.clone()];
-    info.result = Some(egress_info::Result::Stream(livekit::StreamInfoList { info: vec![stream] }));
+    info.result = Some(egress_info::Result::Stream(livekit::StreamInfoList {
+        info: vec![stream],
+    }));
 }
 
 const REDACTED_KEY: &str = "{access_key}";
@@ -145,8 +164,13 @@ fn redact_storage(s: &mut Option<livekit::StorageConfig>) {
 // The deprecated single `output` still carries credentials when a client uses it.
 #[allow(deprecated)]
 fn redact_request(info: &mut EgressInfo) {
-    use livekit::{room_composite_egress_request as rc, track_composite_egress_request as tc, web_egress_request as web};
-    let Some(request) = info.request.as_mut() else { return };
+    use livekit::{
+        room_composite_egress_request as rc, track_composite_egress_request as tc,
+        web_egress_request as web,
+    };
+    let Some(request) = info.request.as_mut() else {
+        return;
+    };
     match request {
         egress_info::Request::RoomComposite(r) => {
             r.file_outputs.iter_mut().for_each(redact_file);
@@ -209,7 +233,14 @@ mod tests {
     use crate::core::request::classify;
     use prost::Message;
 
-    const SECRETS: [&str; 6] = ["AKIA-SECRET-KEY", "s3-secret", "sess-token", "gcp-json", "azure-key", "proxy-pass"];
+    const SECRETS: [&str; 6] = [
+        "AKIA-SECRET-KEY",
+        "s3-secret",
+        "sess-token",
+        "gcp-json",
+        "azure-key",
+        "proxy-pass",
+    ];
 
     fn s3() -> livekit::S3Upload {
         livekit::S3Upload {
@@ -217,7 +248,11 @@ mod tests {
             secret: SECRETS[1].into(),
             session_token: SECRETS[2].into(),
             bucket: "b".into(),
-            proxy: Some(livekit::ProxyConfig { url: "http://p".into(), username: "u".into(), password: SECRETS[5].into() }),
+            proxy: Some(livekit::ProxyConfig {
+                url: "http://p".into(),
+                username: "u".into(),
+                password: SECRETS[5].into(),
+            }),
             ..Default::default()
         }
     }
@@ -228,7 +263,10 @@ mod tests {
         let bytes = info.encode_to_vec();
         let text = String::from_utf8_lossy(&bytes);
         for s in SECRETS {
-            assert!(!text.contains(s), "{s} leaked into the EgressInfo: {info:?}");
+            assert!(
+                !text.contains(s),
+                "{s} leaked into the EgressInfo: {info:?}"
+            );
         }
         assert!(text.contains("{secret}"), "redaction markers are there");
     }
@@ -247,17 +285,32 @@ mod tests {
             ..Default::default()
         };
         let url = "ws://127.0.0.1:9/pcm";
-        let req = track(livekit::track_egress_request::Output::WebsocketUrl(url.into()));
+        let req = track(livekit::track_egress_request::Output::WebsocketUrl(
+            url.into(),
+        ));
         let info = starting_info(&req, &classify(&req).expect("classified"));
         assert_eq!(info.stream_results.len(), 1, "{info:?}");
         let stream = &info.stream_results[0];
-        assert_eq!((stream.url.as_str(), stream.status), (url, livekit::stream_info::Status::Active as i32));
+        assert_eq!(
+            (stream.url.as_str(), stream.status),
+            (url, livekit::stream_info::Status::Active as i32)
+        );
         assert_eq!(stream.started_at, info.started_at);
-        assert_eq!(info.result, Some(egress_info::Result::Stream(livekit::StreamInfoList { info: vec![stream.clone()] })));
+        assert_eq!(
+            info.result,
+            Some(egress_info::Result::Stream(livekit::StreamInfoList {
+                info: vec![stream.clone()]
+            }))
+        );
 
-        let file = track(livekit::track_egress_request::Output::File(livekit::DirectFileOutput::default()));
+        let file = track(livekit::track_egress_request::Output::File(
+            livekit::DirectFileOutput::default(),
+        ));
         let info = starting_info(&file, &classify(&file).expect("classified"));
-        assert!(info.stream_results.is_empty() && info.result.is_none(), "{info:?}");
+        assert!(
+            info.stream_results.is_empty() && info.result.is_none(),
+            "{info:?}"
+        );
     }
 
     #[test]
@@ -267,40 +320,77 @@ mod tests {
         // v1: file outputs, the deprecated single output, segment and image outputs.
         let web = livekit::WebEgressRequest {
             url: "https://x".into(),
-            file_outputs: vec![livekit::EncodedFileOutput { output: Some(encoded_file_output::Output::S3(s3())), ..Default::default() }],
+            file_outputs: vec![livekit::EncodedFileOutput {
+                output: Some(encoded_file_output::Output::S3(s3())),
+                ..Default::default()
+            }],
             segment_outputs: vec![livekit::SegmentedFileOutput {
-                output: Some(livekit::segmented_file_output::Output::Gcp(livekit::GcpUpload { credentials: SECRETS[3].into(), ..Default::default() })),
+                output: Some(livekit::segmented_file_output::Output::Gcp(
+                    livekit::GcpUpload {
+                        credentials: SECRETS[3].into(),
+                        ..Default::default()
+                    },
+                )),
                 ..Default::default()
             }],
             image_outputs: vec![livekit::ImageOutput {
-                output: Some(livekit::image_output::Output::Azure(livekit::AzureBlobUpload { account_key: SECRETS[4].into(), ..Default::default() })),
+                output: Some(livekit::image_output::Output::Azure(
+                    livekit::AzureBlobUpload {
+                        account_key: SECRETS[4].into(),
+                        ..Default::default()
+                    },
+                )),
                 ..Default::default()
             }],
             ..Default::default()
         };
-        assert_no_secrets(StartEgressRequest { egress_id: "EG_1".into(), request: Some(Request::Web(web)), ..Default::default() });
+        assert_no_secrets(StartEgressRequest {
+            egress_id: "EG_1".into(),
+            request: Some(Request::Web(web)),
+            ..Default::default()
+        });
         let rc = livekit::RoomCompositeEgressRequest {
             room_name: "r".into(),
-            output: Some(livekit::room_composite_egress_request::Output::File(livekit::EncodedFileOutput {
-                output: Some(encoded_file_output::Output::S3(s3())),
-                ..Default::default()
-            })),
+            output: Some(livekit::room_composite_egress_request::Output::File(
+                livekit::EncodedFileOutput {
+                    output: Some(encoded_file_output::Output::S3(s3())),
+                    ..Default::default()
+                },
+            )),
             ..Default::default()
         };
-        assert_no_secrets(StartEgressRequest { egress_id: "EG_2".into(), request: Some(Request::RoomComposite(rc)), ..Default::default() });
+        assert_no_secrets(StartEgressRequest {
+            egress_id: "EG_2".into(),
+            request: Some(Request::RoomComposite(rc)),
+            ..Default::default()
+        });
         // v2: request-level and per-output storage.
         let v2 = livekit::StartEgressRequest {
             room_name: "r".into(),
-            storage: Some(livekit::StorageConfig { provider: Some(storage_config::Provider::S3(s3())) }),
+            storage: Some(livekit::StorageConfig {
+                provider: Some(storage_config::Provider::S3(s3())),
+            }),
             outputs: vec![livekit::Output {
                 storage: Some(livekit::StorageConfig {
-                    provider: Some(storage_config::Provider::Gcp(livekit::GcpUpload { credentials: SECRETS[3].into(), ..Default::default() })),
+                    provider: Some(storage_config::Provider::Gcp(livekit::GcpUpload {
+                        credentials: SECRETS[3].into(),
+                        ..Default::default()
+                    })),
                 }),
                 config: Some(livekit::output::Config::File(livekit::FileOutput::default())),
             }],
-            source: Some(livekit::start_egress_request::Source::Web(livekit::WebSource { url: "https://x".into(), ..Default::default() })),
+            source: Some(livekit::start_egress_request::Source::Web(
+                livekit::WebSource {
+                    url: "https://x".into(),
+                    ..Default::default()
+                },
+            )),
             ..Default::default()
         };
-        assert_no_secrets(StartEgressRequest { egress_id: "EG_3".into(), request: Some(Request::Egress(v2)), ..Default::default() });
+        assert_no_secrets(StartEgressRequest {
+            egress_id: "EG_3".into(),
+            request: Some(Request::Egress(v2)),
+            ..Default::default()
+        });
     }
 }

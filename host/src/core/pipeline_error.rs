@@ -13,7 +13,10 @@ pub enum PipelineError {
     Request(RpcError),
     /// `ErrProcessFailed`: a helper process (pulse, xvfb) could not be started.
     #[error("failed to launch {process}: {reason}")]
-    ProcessFailed { process: &'static str, reason: String },
+    ProcessFailed {
+        process: &'static str,
+        reason: String,
+    },
     /// `ChromeError`: Chrome did not start or its DevTools connection broke.
     #[error("{0}")]
     Chrome(String),
@@ -31,7 +34,10 @@ pub enum PipelineError {
     Frozen,
     /// `ErrUploadFailed`: the finished file could not be delivered.
     #[error("{location} upload failed: {reason}")]
-    Upload { location: &'static str, reason: String },
+    Upload {
+        location: &'static str,
+        reason: String,
+    },
     /// The primary and the backup storage both failed (Go's two-line text, code 400).
     #[error("primary: {primary}\nbackup: {backup}")]
     UploadBoth { primary: String, backup: String },
@@ -47,9 +53,7 @@ impl PipelineError {
             PipelineError::PageLoad(_)
             | PipelineError::Template(_)
             | PipelineError::Upload { .. }
-            | PipelineError::UploadBoth { .. } => {
-                Code::InvalidArgument
-            }
+            | PipelineError::UploadBoth { .. } => Code::InvalidArgument,
             // KillEgress wraps its reason as PermissionDenied (reference §7).
             PipelineError::Killed(_) => Code::PermissionDenied,
             PipelineError::ProcessFailed { .. }
@@ -111,10 +115,19 @@ mod tests {
         assert_eq!(e.to_string(), "template error: could not connect");
         assert_eq!(PipelineError::Frozen.to_string(), "pipeline frozen");
         assert_eq!(PipelineError::Frozen.http_status(), 500);
-        let e = PipelineError::ProcessFailed { process: "xvfb", reason: "no such file".into() };
+        let e = PipelineError::ProcessFailed {
+            process: "xvfb",
+            reason: "no such file".into(),
+        };
         assert_eq!(e.to_string(), "failed to launch xvfb: no such file");
-        let e = PipelineError::Upload { location: "Local", reason: "disk full".into() };
+        let e = PipelineError::Upload {
+            location: "Local",
+            reason: "disk full".into(),
+        };
         assert_eq!(e.to_string(), "Local upload failed: disk full");
-        assert_eq!(PipelineError::Killed("CPU exhausted: 3.00 cores used".into()).http_status(), 403);
+        assert_eq!(
+            PipelineError::Killed("CPU exhausted: 3.00 cores used".into()).http_status(),
+            403
+        );
     }
 }

@@ -56,7 +56,8 @@ pub struct Classified {
 
 /// Classifies a request; `None` when the request oneof is missing.
 pub fn classify(req: &StartEgressRequest) -> Option<Classified> {
-    let chrome = |audio_only, layout: &str, base: &str| audio_only && layout.is_empty() && base.is_empty();
+    let chrome =
+        |audio_only, layout: &str, base: &str| audio_only && layout.is_empty() && base.is_empty();
     let c = match req.request.as_ref()? {
         Request::RoomComposite(r) => Classified {
             request_type: RequestType::RoomComposite,
@@ -74,7 +75,10 @@ pub fn classify(req: &StartEgressRequest) -> Option<Classified> {
         Request::TrackComposite(_) => plain(RequestType::TrackComposite),
         // Go marks every track request passthrough (no video transcoding), whatever the output:
         // a file gets the packets as received, a websocket the audio decoded to PCM.
-        Request::Track(_) => Classified { passthrough: true, ..plain(RequestType::Track) },
+        Request::Track(_) => Classified {
+            passthrough: true,
+            ..plain(RequestType::Track)
+        },
         Request::Replay(_) => plain(RequestType::Replay),
         Request::Egress(v2) => classify_v2(v2),
     };
@@ -82,7 +86,12 @@ pub fn classify(req: &StartEgressRequest) -> Option<Classified> {
 }
 
 fn plain(request_type: RequestType) -> Classified {
-    Classified { request_type, uses_chrome: false, audio_only: false, passthrough: false }
+    Classified {
+        request_type,
+        uses_chrome: false,
+        audio_only: false,
+        passthrough: false,
+    }
 }
 
 fn classify_v2(v2: &livekit::StartEgressRequest) -> Classified {
@@ -104,9 +113,12 @@ fn classify_v2(v2: &livekit::StartEgressRequest) -> Classified {
             audio_only: w.audio_only,
             passthrough: false,
         },
-        Some(Source::Media(_)) | None => {
-            Classified { request_type: RequestType::Media, uses_chrome: false, audio_only: false, passthrough }
-        }
+        Some(Source::Media(_)) | None => Classified {
+            request_type: RequestType::Media,
+            uses_chrome: false,
+            audio_only: false,
+            passthrough,
+        },
     }
 }
 
@@ -153,20 +165,33 @@ pub(crate) mod tests {
     #[test]
     fn costs_follow_the_go_table() {
         let rc = |audio_only, layout: &str| StartEgressRequest {
-            request: Some(Request::RoomComposite(livekit::RoomCompositeEgressRequest {
-                audio_only,
-                layout: layout.into(),
-                ..Default::default()
-            })),
+            request: Some(Request::RoomComposite(
+                livekit::RoomCompositeEgressRequest {
+                    audio_only,
+                    layout: layout.into(),
+                    ..Default::default()
+                },
+            )),
             ..Default::default()
         };
-        let cost = |r: &StartEgressRequest| cpu_cost(&classify(r).unwrap(), &costs(), r.estimated_cpu);
+        let cost =
+            |r: &StartEgressRequest| cpu_cost(&classify(r).unwrap(), &costs(), r.estimated_cpu);
         assert_eq!(cost(&rc(false, "grid")), 4.0);
         assert_eq!(cost(&rc(true, "grid")), 1.0);
-        assert_eq!(cost(&rc(true, "")), 0.5, "audio-only without layout uses the SDK source");
-        let track = StartEgressRequest { request: Some(Request::Track(Default::default())), ..Default::default() };
+        assert_eq!(
+            cost(&rc(true, "")),
+            0.5,
+            "audio-only without layout uses the SDK source"
+        );
+        let track = StartEgressRequest {
+            request: Some(Request::Track(Default::default())),
+            ..Default::default()
+        };
         assert_eq!(cost(&track), 0.5);
-        let estimated = StartEgressRequest { estimated_cpu: 3.0, ..track };
+        let estimated = StartEgressRequest {
+            estimated_cpu: 3.0,
+            ..track
+        };
         assert_eq!(cost(&estimated), 3.0);
         assert!(classify(&StartEgressRequest::default()).is_none());
     }

@@ -18,7 +18,10 @@ pub const END_REASON_LIMIT: &str = "Session limit reached";
 pub const END_REASON_FAILURE: &str = "Failure";
 
 pub fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// Status helpers mirroring `EgressInfo.Set*` in LiveKit's protocol.

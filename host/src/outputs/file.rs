@@ -39,10 +39,22 @@ impl FileOutput {
         storage_path: String,
     ) -> Result<FileOutput, PipelineError> {
         let targets = storage::target::for_file_output(config, request);
-        let dests = storage::destinations(&targets, plugins, &storage_path)
-            .map_err(|e| PipelineError::Upload { location: targets.primary.provider.label(), reason: e.to_string() })?;
-        let local_name = storage_path.rsplit('/').next().unwrap_or(&storage_path).to_owned();
-        Ok(FileOutput::new(work_dir.join(local_name), storage_path, dests))
+        let dests = storage::destinations(&targets, plugins, &storage_path).map_err(|e| {
+            PipelineError::Upload {
+                location: targets.primary.provider.label(),
+                reason: e.to_string(),
+            }
+        })?;
+        let local_name = storage_path
+            .rsplit('/')
+            .next()
+            .unwrap_or(&storage_path)
+            .to_owned();
+        Ok(FileOutput::new(
+            work_dir.join(local_name),
+            storage_path,
+            dests,
+        ))
     }
 
     pub fn new(local: PathBuf, storage_path: String, dests: Destinations) -> FileOutput {
@@ -50,7 +62,10 @@ impl FileOutput {
             local,
             dests,
             upload: None,
-            info: FileInfo { filename: storage_path, ..Default::default() },
+            info: FileInfo {
+                filename: storage_path,
+                ..Default::default()
+            },
             backup_used: false,
         }
     }
@@ -74,7 +89,9 @@ impl FileOutput {
     pub fn planned(&self) -> PlannedFile {
         PlannedFile {
             local_path: self.local.clone(),
-            destination: PlannedDestination { storage_path: self.info.filename.clone() },
+            destination: PlannedDestination {
+                storage_path: self.info.filename.clone(),
+            },
             started_at: self.info.started_at,
         }
     }
@@ -83,7 +100,11 @@ impl FileOutput {
     pub fn start(&mut self, started_at: i64) {
         self.info.started_at = started_at;
         let content_type = storage::content_type_for(&self.info.filename).to_owned();
-        self.upload = Some(LiveUpload::start(self.dests.clone(), self.local.clone(), content_type));
+        self.upload = Some(LiveUpload::start(
+            self.dests.clone(),
+            self.local.clone(),
+            content_type,
+        ));
     }
 
     /// The recording ended at `ended_at` (Unix ns): send the rest, verify, and fill in where it
@@ -115,18 +136,22 @@ impl FileOutput {
             }
             Err(e) => {
                 let (local, storage_path) = (self.local.clone(), self.info.filename.clone());
-                let kept = tokio::task::spawn_blocking(move || storage::keep_locally(&local, &storage_path))
-                    .await
-                    .unwrap_or_else(|e| format!("(unknown: {e})"));
+                let kept = tokio::task::spawn_blocking(move || {
+                    storage::keep_locally(&local, &storage_path)
+                })
+                .await
+                .unwrap_or_else(|e| format!("(unknown: {e})"));
                 self.info.location = kept.clone();
                 self.info.size = size as i64;
                 Err(match e {
-                    UploadError::Primary { label, reason } => {
-                        PipelineError::Upload { location: label, reason: format!("{reason}; the recording was kept at {kept}") }
-                    }
-                    UploadError::Both { primary, backup } => {
-                        PipelineError::UploadBoth { primary, backup: format!("{backup}; the recording was kept at {kept}") }
-                    }
+                    UploadError::Primary { label, reason } => PipelineError::Upload {
+                        location: label,
+                        reason: format!("{reason}; the recording was kept at {kept}"),
+                    },
+                    UploadError::Both { primary, backup } => PipelineError::UploadBoth {
+                        primary,
+                        backup: format!("{backup}; the recording was kept at {kept}"),
+                    },
                 })
             }
         }
@@ -153,7 +178,10 @@ impl FileOutput {
             (Some(backup), true) => backup,
             _ => &self.dests.primary,
         };
-        let one = Destinations { primary: dest.for_path(&storage_path), backup: None };
+        let one = Destinations {
+            primary: dest.for_path(&storage_path),
+            backup: None,
+        };
         let location = match storage::upload_file(&one, &local, "application/json").await {
             Ok(u) => Some(u.location),
             Err(e) => {

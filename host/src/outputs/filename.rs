@@ -6,7 +6,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Extensions the Go egress recognises (and replaces when they do not match the container).
-const KNOWN_EXTENSIONS: [&str; 9] = [".raw", ".ogg", ".mp3", ".ivf", ".mp4", ".ts", ".webm", ".m3u8", ".jpeg"];
+const KNOWN_EXTENSIONS: [&str; 9] = [
+    ".raw", ".ogg", ".mp3", ".ivf", ".mp4", ".ts", ".webm", ".m3u8", ".jpeg",
+];
 
 /// A wall-clock instant broken down in the machine's local time zone, as Go's `time.Now()`
 /// formats it.
@@ -29,7 +31,15 @@ impl LocalTime {
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
         let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
         if !ok {
-            return LocalTime { year: 1970, month: 1, day: 1, hour: 0, minute: 0, second: 0, millis: 0 };
+            return LocalTime {
+                year: 1970,
+                month: 1,
+                day: 1,
+                hour: 0,
+                minute: 0,
+                second: 0,
+                millis: 0,
+            };
         }
         LocalTime {
             year: tm.tm_year + 1900,
@@ -84,7 +94,12 @@ impl FilenameInfo {
         };
         replacements.push(("{time}", now.time_stamp()));
         replacements.push(("{utc}", now.utc_stamp()));
-        FilenameInfo { identifier, replacements, time: now.time_stamp(), retry: retry_count }
+        FilenameInfo {
+            identifier,
+            replacements,
+            time: now.time_stamp(),
+            retry: retry_count,
+        }
     }
 
     pub fn replace(&self, s: &str) -> String {
@@ -167,7 +182,15 @@ mod tests {
     use super::*;
 
     fn now() -> LocalTime {
-        LocalTime { year: 2024, month: 3, day: 5, hour: 7, minute: 8, second: 9, millis: 42 }
+        LocalTime {
+            year: 2024,
+            month: 3,
+            day: 5,
+            hour: 7,
+            minute: 8,
+            second: 9,
+            millis: 42,
+        }
     }
 
     #[test]
@@ -180,17 +203,42 @@ mod tests {
     fn templating_defaults_and_extensions() {
         let info = FilenameInfo::new("room", "RM_1", 0, now());
         assert_eq!(info.file_path("", ".mp4"), "room-2024-03-05T070809.mp4");
-        assert_eq!(info.file_path("out/", ".mp4"), "out/room-2024-03-05T070809.mp4");
-        assert_eq!(info.file_path("{room_name}/{room_id}-{time}", ".mp4"), "room/RM_1-2024-03-05T070809.mp4");
-        assert_eq!(info.file_path("x-{utc}.mp4", ".mp4"), "x-20240305070809042.mp4");
-        assert_eq!(info.file_path("a.ogg", ".mp4"), "a.mp4", "a known wrong extension is replaced");
-        assert_eq!(info.file_path("a.b", ".mp4"), "a.b.mp4", "an unknown one is kept");
-        assert_eq!(info.file_path("a.mp4", ".webm"), "a.webm", "VP8 files become WebM whatever the path says");
+        assert_eq!(
+            info.file_path("out/", ".mp4"),
+            "out/room-2024-03-05T070809.mp4"
+        );
+        assert_eq!(
+            info.file_path("{room_name}/{room_id}-{time}", ".mp4"),
+            "room/RM_1-2024-03-05T070809.mp4"
+        );
+        assert_eq!(
+            info.file_path("x-{utc}.mp4", ".mp4"),
+            "x-20240305070809042.mp4"
+        );
+        assert_eq!(
+            info.file_path("a.ogg", ".mp4"),
+            "a.mp4",
+            "a known wrong extension is replaced"
+        );
+        assert_eq!(
+            info.file_path("a.b", ".mp4"),
+            "a.b.mp4",
+            "an unknown one is kept"
+        );
+        assert_eq!(
+            info.file_path("a.mp4", ".webm"),
+            "a.webm",
+            "VP8 files become WebM whatever the path says"
+        );
         assert_eq!(info.file_path("a.webm", ".webm"), "a.webm");
         let web = FilenameInfo::new("", "", 2, now());
         assert_eq!(web.file_path("", ".ogg"), "web-2024-03-05T070809-2.ogg");
         assert_eq!(web.file_path("r{retry}", ".ogg"), "r2.ogg");
-        assert_eq!(web.file_path("{room_name}", ".ogg"), "{room_name}.ogg", "no room: left as is, as in Go");
+        assert_eq!(
+            web.file_path("{room_name}", ".ogg"),
+            "{room_name}.ogg",
+            "no room: left as is, as in Go"
+        );
     }
 
     #[test]

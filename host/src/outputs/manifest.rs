@@ -90,7 +90,10 @@ mod tests {
             egress_id: "EG_1".into(),
             room_name: "r".into(),
             started_at: 5,
-            files: vec![ManifestFile { filename: "a/b.mp4".into(), location: "/x/a/b.mp4".into() }],
+            files: vec![ManifestFile {
+                filename: "a/b.mp4".into(),
+                location: "/x/a/b.mp4".into(),
+            }],
             ..Default::default()
         };
         let text = String::from_utf8(m.to_json()).unwrap();

@@ -13,17 +13,17 @@
 //! Invariant: `outputs` knows no recorder; recorders hand it bytes (a file they write, frames
 //! for the websocket) and their start and end.
 
-pub mod file;
 pub mod context;
+pub mod file;
 pub mod filename;
 pub mod images;
+pub mod manifest;
+pub mod pcm;
+pub mod plan;
 pub mod retry;
 pub mod sample_clock;
 pub mod segments;
 pub mod store;
-pub mod manifest;
-pub mod pcm;
-pub mod plan;
 pub mod stream;
 pub mod tap;
 pub mod websocket;
@@ -31,13 +31,17 @@ pub mod websocket;
 use std::path::Path;
 use std::time::Duration;
 
-use egress_proto::livekit::{EgressInfo, EgressStatus, FileInfo, StreamInfo, StreamInfoList, egress_info, stream_info};
+use egress_proto::livekit::{
+    EgressInfo, EgressStatus, FileInfo, StreamInfo, StreamInfoList, egress_info, stream_info,
+};
 
 use crate::core::status::{InfoExt, deprecated_file_result, now_nanos};
 use crate::storage::local::DeliveryPlan;
 pub use file::FileOutput;
 use manifest::{Manifest, ManifestFile};
-pub use plan::{FileSpec, ImagesSpec, Output, OutputKind, OutputPlan, SegmentsSpec, StreamSpec, WebsocketSpec};
+pub use plan::{
+    FileSpec, ImagesSpec, Output, OutputKind, OutputPlan, SegmentsSpec, StreamSpec, WebsocketSpec,
+};
 
 /// The outputs of one running recording: what they deliver at its end and what `EgressInfo`
 /// says of them (`file_results`, `stream_results`; `segment_results` and `image_results` join
@@ -67,7 +71,9 @@ impl OutputSet {
         }
         if !streams.is_empty() {
             info.stream_results = streams.clone();
-            info.result = Some(egress_info::Result::Stream(StreamInfoList { info: streams }));
+            info.result = Some(egress_info::Result::Stream(StreamInfoList {
+                info: streams,
+            }));
         }
         if let Some(segments) = &self.segments {
             info.segment_results = vec![segments.info()];
@@ -119,7 +125,10 @@ impl OutputSet {
 
     /// What a killed handler leaves for the service to salvage.
     pub fn delivery_plan(&self, egress_id: &str) -> DeliveryPlan {
-        DeliveryPlan { egress_id: egress_id.to_owned(), files: self.files.iter().map(FileOutput::planned).collect() }
+        DeliveryPlan {
+            egress_id: egress_id.to_owned(),
+            files: self.files.iter().map(FileOutput::planned).collect(),
+        }
     }
 
     /// Marks every stream FAILED with `error` (a no-op without streams).
@@ -134,7 +143,12 @@ impl OutputSet {
     /// recorded is lost) or discards them when no media ever started (`started_at` 0), and
     /// ends the streams. A failed delivery fails the egress (unless it had failed already: the
     /// first error is the one reported).
-    pub async fn deliver(&mut self, info: &mut EgressInfo, started_at: i64, media: Option<Duration>) {
+    pub async fn deliver(
+        &mut self,
+        info: &mut EgressInfo,
+        started_at: i64,
+        media: Option<Duration>,
+    ) {
         for file in &mut self.files {
             if started_at == 0 {
                 file.discard();
@@ -191,12 +205,21 @@ impl OutputSet {
 
     /// Where the (first) file is, for the log.
     pub fn location(&self) -> &str {
-        self.files.first().map(|f| f.info.location.as_str()).unwrap_or_default()
+        self.files
+            .first()
+            .map(|f| f.info.location.as_str())
+            .unwrap_or_default()
     }
 
     /// What the manifest lists.
     pub fn manifest_files(&self) -> Vec<ManifestFile> {
-        self.files.iter().map(|f| ManifestFile { filename: f.info.filename.clone(), location: f.info.location.clone() }).collect()
+        self.files
+            .iter()
+            .map(|f| ManifestFile {
+                filename: f.info.filename.clone(),
+                location: f.info.location.clone(),
+            })
+            .collect()
     }
 
     /// Stores the manifest beside the first stored file, in the storage that took it; returns
@@ -233,9 +256,18 @@ mod tests {
 
     #[test]
     fn media_end_is_its_start_plus_its_duration_or_now() {
-        assert_eq!(media_ended_at(1_000, Some(Duration::from_nanos(500))), 1_500);
+        assert_eq!(
+            media_ended_at(1_000, Some(Duration::from_nanos(500))),
+            1_500
+        );
         let before = now_nanos();
-        assert!(media_ended_at(0, Some(Duration::from_secs(1))) >= before, "never started: now");
-        assert!(media_ended_at(1_000, None) >= before, "unknown duration: now");
+        assert!(
+            media_ended_at(0, Some(Duration::from_secs(1))) >= before,
+            "never started: now"
+        );
+        assert!(
+            media_ended_at(1_000, None) >= before,
+            "unknown duration: now"
+        );
     }
 }

@@ -78,7 +78,14 @@ impl OpusToPcm {
 
     /// Adds one packet (RTP time in `clock_rate` units) and appends the whole messages that are
     /// ready to `out`.
-    pub fn push(&mut self, rtp_time: u64, clock_rate: u32, arrived: Instant, packet: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), PcmError> {
+    pub fn push(
+        &mut self,
+        rtp_time: u64,
+        clock_rate: u32,
+        arrived: Instant,
+        packet: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), PcmError> {
         // Opus's RTP clock is 48 kHz (RFC 7587); scale anything else rather than trust it.
         let rtp = if clock_rate == 0 || u64::from(clock_rate) == SAMPLE_RATE {
             rtp_time
@@ -90,7 +97,11 @@ impl OpusToPcm {
                 self.stats.late += 1;
                 return Ok(());
             }
-            let wall = self.last_arrival.map(|t| arrived.saturating_duration_since(t)).unwrap_or_default() + FILL_SLACK;
+            let wall = self
+                .last_arrival
+                .map(|t| arrived.saturating_duration_since(t))
+                .unwrap_or_default()
+                + FILL_SLACK;
             let gap = (rtp - expected).min(duration_samples(wall));
             self.fill(gap, out)?;
         }
@@ -148,7 +159,10 @@ impl OpusToPcm {
         for s in &self.scratch[..samples * CHANNELS] {
             self.pending.extend_from_slice(&s.to_le_bytes());
             if self.pending.len() == MESSAGE_BYTES {
-                out.push(std::mem::replace(&mut self.pending, Vec::with_capacity(MESSAGE_BYTES)));
+                out.push(std::mem::replace(
+                    &mut self.pending,
+                    Vec::with_capacity(MESSAGE_BYTES),
+                ));
             }
         }
     }
@@ -164,7 +178,8 @@ mod tests {
 
     /// 20 ms packets of a 440 Hz tone, encoded with libopus.
     fn tone_packets(count: usize) -> Vec<Vec<u8>> {
-        let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio).unwrap();
+        let mut enc =
+            opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio).unwrap();
         (0..count)
             .map(|i| {
                 let pcm: Vec<i16> = (0..960)
@@ -179,8 +194,13 @@ mod tests {
     }
 
     fn rms(messages: &[Vec<u8>]) -> f64 {
-        let samples: Vec<f64> =
-            messages.iter().flat_map(|m| m.chunks_exact(2).map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])))).collect();
+        let samples: Vec<f64> = messages
+            .iter()
+            .flat_map(|m| {
+                m.chunks_exact(2)
+                    .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])))
+            })
+            .collect();
         (samples.iter().map(|s| s * s).sum::<f64>() / samples.len().max(1) as f64).sqrt()
     }
 
@@ -190,13 +210,24 @@ mod tests {
         let mut out = Vec::new();
         let t0 = Instant::now();
         for (i, p) in tone_packets(50).iter().enumerate() {
-            pcm.push(1000 + i as u64 * 960, 48_000, t0 + Duration::from_millis(20 * i as u64), p, &mut out).unwrap();
+            pcm.push(
+                1000 + i as u64 * 960,
+                48_000,
+                t0 + Duration::from_millis(20 * i as u64),
+                p,
+                &mut out,
+            )
+            .unwrap();
         }
         assert_eq!(out.len(), 50);
         assert!(out.iter().all(|m| m.len() == MESSAGE_BYTES));
         assert_eq!(pcm.stats.duration(), Duration::from_secs(1));
         assert!(pcm.flush().is_none());
-        assert!(rms(&out[10..]) > 1000.0, "the tone is missing: rms {}", rms(&out[10..]));
+        assert!(
+            rms(&out[10..]) > 1000.0,
+            "the tone is missing: rms {}",
+            rms(&out[10..])
+        );
     }
 
     #[test]
@@ -210,9 +241,17 @@ mod tests {
             if (10..30).contains(&i) {
                 continue;
             }
-            pcm.push(i as u64 * 960, 48_000, t0 + Duration::from_millis(20 * i as u64), p, &mut out).unwrap();
+            pcm.push(
+                i as u64 * 960,
+                48_000,
+                t0 + Duration::from_millis(20 * i as u64),
+                p,
+                &mut out,
+            )
+            .unwrap();
         }
-        let bytes: usize = out.iter().map(Vec::len).sum::<usize>() + pcm.flush().map_or(0, |p| p.len());
+        let bytes: usize =
+            out.iter().map(Vec::len).sum::<usize>() + pcm.flush().map_or(0, |p| p.len());
         assert_eq!(bytes as u64, BYTES_PER_SECOND, "one second of media");
         assert_eq!(pcm.stats.filled, 20 * 960);
         // Beyond the concealment, the gap is silence.
@@ -230,9 +269,27 @@ mod tests {
         pcm.push(0, 48_000, t0, &packets[0], &mut out).unwrap();
         assert_eq!(pcm.stats.late, 1);
         // An hour of RTP time 20 ms later: at most the slack is filled.
-        pcm.push(3600 * 48_000, 48_000, t0 + Duration::from_millis(20), &packets[1], &mut out).unwrap();
-        assert!(pcm.stats.filled <= duration_samples(Duration::from_millis(520)), "{:?}", pcm.stats);
-        pcm.push(3600 * 48_000 + 960, 48_000, t0 + Duration::from_millis(40), &packets[2], &mut out).unwrap();
+        pcm.push(
+            3600 * 48_000,
+            48_000,
+            t0 + Duration::from_millis(20),
+            &packets[1],
+            &mut out,
+        )
+        .unwrap();
+        assert!(
+            pcm.stats.filled <= duration_samples(Duration::from_millis(520)),
+            "{:?}",
+            pcm.stats
+        );
+        pcm.push(
+            3600 * 48_000 + 960,
+            48_000,
+            t0 + Duration::from_millis(40),
+            &packets[2],
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(pcm.stats.packets, 3);
     }
 }

@@ -104,8 +104,11 @@ pub struct ImagesSpec {
 /// The output kinds not every recorder produces, in the order the Go egress validates them,
 /// with the feature name of its `ErrNotSupported` (a recorder names what it produces in
 /// [`OutputPlan::refuse_unsupported`]).
-const NOT_YET_SUPPORTED: [(OutputKind, &str); 3] =
-    [(OutputKind::Stream, "stream output"), (OutputKind::Segments, "segment output"), (OutputKind::Images, "image output")];
+const NOT_YET_SUPPORTED: [(OutputKind, &str); 3] = [
+    (OutputKind::Stream, "stream output"),
+    (OutputKind::Segments, "segment output"),
+    (OutputKind::Images, "image output"),
+];
 
 /// An output's kind, without its settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +146,15 @@ impl OutputPlan {
                     Some(rc::Output::Segments(s)) => (None, None, Some(s)),
                     None => (None, None, None),
                 };
-                plan.v1(&r.file_outputs, file, &r.stream_outputs, stream, &r.segment_outputs, segments, &r.image_outputs);
+                plan.v1(
+                    &r.file_outputs,
+                    file,
+                    &r.stream_outputs,
+                    stream,
+                    &r.segment_outputs,
+                    segments,
+                    &r.image_outputs,
+                );
             }
             Some(Request::Web(r)) => {
                 let (file, stream, segments) = match &r.output {
@@ -152,7 +163,15 @@ impl OutputPlan {
                     Some(web::Output::Segments(s)) => (None, None, Some(s)),
                     None => (None, None, None),
                 };
-                plan.v1(&r.file_outputs, file, &r.stream_outputs, stream, &r.segment_outputs, segments, &r.image_outputs);
+                plan.v1(
+                    &r.file_outputs,
+                    file,
+                    &r.stream_outputs,
+                    stream,
+                    &r.segment_outputs,
+                    segments,
+                    &r.image_outputs,
+                );
             }
             Some(Request::TrackComposite(r)) => {
                 let (file, stream, segments) = match &r.output {
@@ -161,10 +180,26 @@ impl OutputPlan {
                     Some(tc::Output::Segments(s)) => (None, None, Some(s)),
                     None => (None, None, None),
                 };
-                plan.v1(&r.file_outputs, file, &r.stream_outputs, stream, &r.segment_outputs, segments, &r.image_outputs);
+                plan.v1(
+                    &r.file_outputs,
+                    file,
+                    &r.stream_outputs,
+                    stream,
+                    &r.segment_outputs,
+                    segments,
+                    &r.image_outputs,
+                );
             }
             Some(Request::Participant(r)) => {
-                plan.v1(&r.file_outputs, None, &r.stream_outputs, None, &r.segment_outputs, None, &r.image_outputs);
+                plan.v1(
+                    &r.file_outputs,
+                    None,
+                    &r.stream_outputs,
+                    None,
+                    &r.segment_outputs,
+                    None,
+                    &r.image_outputs,
+                );
             }
             Some(Request::Track(r)) => match &r.output {
                 Some(te::Output::File(f)) => plan.outputs.push(Output::File(FileSpec {
@@ -173,7 +208,9 @@ impl OutputPlan {
                     disable_manifest: f.disable_manifest,
                     has_upload: f.output.is_some(),
                 })),
-                Some(te::Output::WebsocketUrl(url)) => plan.outputs.push(Output::Websocket(WebsocketSpec { url: url.clone() })),
+                Some(te::Output::WebsocketUrl(url)) => plan
+                    .outputs
+                    .push(Output::Websocket(WebsocketSpec { url: url.clone() })),
                 None => {}
             },
             Some(Request::Egress(r)) => plan.v2(r),
@@ -198,7 +235,11 @@ impl OutputPlan {
         if files.len() > 1 {
             self.invalid = Some("multiple file outputs");
         }
-        let files: Vec<&livekit::EncodedFileOutput> = if files.is_empty() { single_file.into_iter().collect() } else { files.iter().collect() };
+        let files: Vec<&livekit::EncodedFileOutput> = if files.is_empty() {
+            single_file.into_iter().collect()
+        } else {
+            files.iter().collect()
+        };
         for f in files {
             self.outputs.push(Output::File(FileSpec {
                 file_type: f.file_type,
@@ -211,10 +252,12 @@ impl OutputPlan {
             self.outputs.push(Output::Stream(stream(s)));
         }
         for s in segments.iter().chain(single_segments) {
-            self.outputs.push(Output::Segments(segments_spec(s, s.output.is_some())));
+            self.outputs
+                .push(Output::Segments(segments_spec(s, s.output.is_some())));
         }
         for i in images {
-            self.outputs.push(Output::Images(images_spec(i, i.output.is_some())));
+            self.outputs
+                .push(Output::Images(images_spec(i, i.output.is_some())));
         }
     }
 
@@ -226,7 +269,12 @@ impl OutputPlan {
         }
         let mut files = 0;
         for o in &r.outputs {
-            let has_upload = o.storage.as_ref().or(r.storage.as_ref()).and_then(|s| s.provider.as_ref()).is_some();
+            let has_upload = o
+                .storage
+                .as_ref()
+                .or(r.storage.as_ref())
+                .and_then(|s| s.provider.as_ref())
+                .is_some();
             let output = match &o.config {
                 Some(Config::File(f)) => {
                     files += 1;
@@ -329,7 +377,10 @@ impl OutputPlan {
 }
 
 fn stream(s: &livekit::StreamOutput) -> StreamSpec {
-    StreamSpec { protocol: s.protocol, urls: s.urls.clone() }
+    StreamSpec {
+        protocol: s.protocol,
+        urls: s.urls.clone(),
+    }
 }
 
 fn segments_spec(s: &livekit::SegmentedFileOutput, has_upload: bool) -> SegmentsSpec {
@@ -363,7 +414,10 @@ mod tests {
     use super::*;
 
     fn web(r: livekit::WebEgressRequest) -> StartEgressRequest {
-        StartEgressRequest { request: Some(Request::Web(r)), ..Default::default() }
+        StartEgressRequest {
+            request: Some(Request::Web(r)),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -372,17 +426,26 @@ mod tests {
         let plan = OutputPlan::parse(&web(livekit::WebEgressRequest {
             image_outputs: vec![Default::default()],
             segment_outputs: vec![Default::default()],
-            stream_outputs: vec![livekit::StreamOutput { urls: vec!["rtmp://a/b".into()], ..Default::default() }],
+            stream_outputs: vec![livekit::StreamOutput {
+                urls: vec!["rtmp://a/b".into()],
+                ..Default::default()
+            }],
             ..Default::default()
         }));
-        assert_eq!(plan.refuse_not_yet_supported().unwrap_err().message, "stream output is not yet supported");
+        assert_eq!(
+            plan.refuse_not_yet_supported().unwrap_err().message,
+            "stream output is not yet supported"
+        );
         assert!(matches!(&plan.outputs[0], Output::Stream(s) if s.urls == ["rtmp://a/b"]));
         let plan = OutputPlan::parse(&web(livekit::WebEgressRequest {
             image_outputs: vec![Default::default()],
             output: Some(web::Output::Segments(Default::default())),
             ..Default::default()
         }));
-        assert_eq!(plan.refuse_not_yet_supported().unwrap_err().message, "segment output is not yet supported");
+        assert_eq!(
+            plan.refuse_not_yet_supported().unwrap_err().message,
+            "segment output is not yet supported"
+        );
         assert!(plan.check().is_ok());
     }
 
@@ -390,16 +453,33 @@ mod tests {
     fn a_v2_request_names_what_is_malformed() {
         use livekit::output::Config;
         let v2 = |outputs: Vec<livekit::Output>| StartEgressRequest {
-            request: Some(Request::Egress(livekit::StartEgressRequest { outputs, ..Default::default() })),
+            request: Some(Request::Egress(livekit::StartEgressRequest {
+                outputs,
+                ..Default::default()
+            })),
             ..Default::default()
         };
-        let file = || livekit::Output { config: Some(Config::File(Default::default())), storage: None };
-        assert_eq!(OutputPlan::parse(&v2(vec![])).check().unwrap_err().message, "request has missing or invalid field: output");
+        let file = || livekit::Output {
+            config: Some(Config::File(Default::default())),
+            storage: None,
+        };
+        assert_eq!(
+            OutputPlan::parse(&v2(vec![])).check().unwrap_err().message,
+            "request has missing or invalid field: output"
+        );
         let two = OutputPlan::parse(&v2(vec![file(), file()]));
-        assert_eq!(two.check().unwrap_err().message, "request has missing or invalid field: multiple file outputs");
+        assert_eq!(
+            two.check().unwrap_err().message,
+            "request has missing or invalid field: multiple file outputs"
+        );
         let empty = OutputPlan::parse(&v2(vec![livekit::Output::default(), file(), file()]));
-        assert_eq!(empty.check().unwrap_err().message, "request has missing or invalid field: output config");
+        assert_eq!(
+            empty.check().unwrap_err().message,
+            "request has missing or invalid field: output config"
+        );
         let one = OutputPlan::parse(&v2(vec![file()]));
-        assert!(one.check().is_ok() && one.refuse_not_yet_supported().is_ok() && one.file().is_some());
+        assert!(
+            one.check().is_ok() && one.refuse_not_yet_supported().is_ok() && one.file().is_some()
+        );
     }
 }

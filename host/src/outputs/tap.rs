@@ -33,7 +33,15 @@ pub struct EncodedStreams {
 
 impl EncodedStreams {
     pub fn new(pipeline: gst::Pipeline, latency: Duration) -> EncodedStreams {
-        EncodedStreams { pipeline, video: None, audio: None, raw_video: None, video_encoder: None, latency, bus_hooks: Arc::default() }
+        EncodedStreams {
+            pipeline,
+            video: None,
+            audio: None,
+            raw_video: None,
+            video_encoder: None,
+            latency,
+            bus_hooks: Arc::default(),
+        }
     }
 
     /// Registers a hook for the pipeline's bus messages (e.g. splitmuxsink's fragment messages).

@@ -111,12 +111,23 @@ impl WebsocketOutput {
 }
 
 async fn dial(url: &str) -> Result<Ws, WebsocketError> {
-    let parsed = url::Url::parse(url).map_err(|e| WebsocketError::Dial(format!("parse {url}: {e}")))?;
-    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let parsed =
+        url::Url::parse(url).map_err(|e| WebsocketError::Dial(format!("parse {url}: {e}")))?;
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = parsed.port_or_known_default().unwrap_or(80);
     let tcp = connect_tcp(&host, port).await?;
-    let mut request = url.into_client_request().map_err(|e| WebsocketError::Dial(e.to_string()))?;
-    request.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_RAW_AUDIO));
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| WebsocketError::Dial(e.to_string()))?;
+    request.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(CONTENT_TYPE_RAW_AUDIO),
+    );
     match tokio_tungstenite::client_async_tls_with_config(request, tcp, None, None).await {
         Ok((ws, _)) => Ok(ws),
         // gorilla/websocket's text for any answer but 101 Switching Protocols.
@@ -141,7 +152,9 @@ async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, WebsocketError>
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
-            Err(e) => last = WebsocketError::Dial(format!("dial tcp {addr}: connect: {}", errno_text(&e))),
+            Err(e) => {
+                last = WebsocketError::Dial(format!("dial tcp {addr}: connect: {}", errno_text(&e)))
+            }
         }
     }
     Err(last)
@@ -222,7 +235,11 @@ async fn run(ws: Ws, mut rx: mpsc::Receiver<Command>, mut pcm: OpusToPcm) -> Sen
                 }
             })
             .await;
-            tracing::info!(bytes = sent.bytes, messages = sent.messages, "websocket closed");
+            tracing::info!(
+                bytes = sent.bytes,
+                messages = sent.messages,
+                "websocket closed"
+            );
         }
         Err(e) => {
             tracing::warn!(error = %e, bytes = sent.bytes, "websocket output failed");
@@ -244,7 +261,9 @@ async fn send_pcm(
         debug_assert!(m.len() <= MESSAGE_BYTES);
         sent.bytes += m.len() as u64;
         sent.messages += 1;
-        sink.feed(Message::Binary(m.into())).await.map_err(send_error)?;
+        sink.feed(Message::Binary(m.into()))
+            .await
+            .map_err(send_error)?;
     }
     sink.flush().await.map_err(send_error)
 }

@@ -43,15 +43,26 @@ pub fn make(factory: &str, name: Option<&str>) -> Result<gst::Element, PipelineE
         Some(name) => builder.name(name),
         None => builder,
     };
-    builder.build().map_err(|_| gst_err(format!("could not create {factory} (is its GStreamer plugin installed?)")))
+    builder.build().map_err(|_| {
+        gst_err(format!(
+            "could not create {factory} (is its GStreamer plugin installed?)"
+        ))
+    })
 }
 
 /// Sets a property, refusing (instead of panicking, as glib would) on a name or type mismatch.
 pub fn set<V: ToValue>(el: &gst::Element, prop: &str, v: V) -> Result<(), PipelineError> {
-    let pspec = el.find_property(prop).ok_or_else(|| gst_err(format!("{} has no property {prop}", el.name())))?;
+    let pspec = el
+        .find_property(prop)
+        .ok_or_else(|| gst_err(format!("{} has no property {prop}", el.name())))?;
     let value = v.to_value();
     if !value.type_().is_a(pspec.value_type()) {
-        return Err(gst_err(format!("{}.{prop} is a {}, not a {}", el.name(), pspec.value_type(), value.type_())));
+        return Err(gst_err(format!(
+            "{}.{prop} is a {}, not a {}",
+            el.name(),
+            pspec.value_type(),
+            value.type_()
+        )));
     }
     el.set_property_from_value(prop, &value);
     Ok(())
@@ -59,8 +70,11 @@ pub fn set<V: ToValue>(el: &gst::Element, prop: &str, v: V) -> Result<(), Pipeli
 
 /// Sets an enum or flags property from its nick (`"veryfast"`, `"downstream"`).
 pub fn set_str(el: &gst::Element, prop: &str, s: &str) -> Result<(), PipelineError> {
-    let pspec = el.find_property(prop).ok_or_else(|| gst_err(format!("{} has no property {prop}", el.name())))?;
-    let value = glib::Value::deserialize_with_pspec(s, &pspec).map_err(|_| gst_err(format!("{}.{prop} cannot be {s:?}", el.name())))?;
+    let pspec = el
+        .find_property(prop)
+        .ok_or_else(|| gst_err(format!("{} has no property {prop}", el.name())))?;
+    let value = glib::Value::deserialize_with_pspec(s, &pspec)
+        .map_err(|_| gst_err(format!("{}.{prop} cannot be {s:?}", el.name())))?;
     el.set_property_from_value(prop, &value);
     Ok(())
 }
@@ -72,29 +86,53 @@ pub fn caps_filter(name: Option<&str>, caps: gst::Caps) -> Result<gst::Element, 
 }
 
 pub fn link_chain(elements: &[&gst::Element]) -> Result<(), PipelineError> {
-    gst::Element::link_many(elements.iter().copied()).map_err(|e| gst_err(format!("failed to link elements: {e}")))
+    gst::Element::link_many(elements.iter().copied())
+        .map_err(|e| gst_err(format!("failed to link elements: {e}")))
 }
 
 /// Links `src`'s src pad to a new request pad of `sink` (a mixer or muxer); returns that pad.
-pub fn link_request(src: &gst::Element, sink: &gst::Element, template: &str) -> Result<gst::Pad, PipelineError> {
-    let pad = sink.request_pad_simple(template).ok_or_else(|| gst_err(format!("{} has no {template} pad", sink.name())))?;
-    let srcpad = src.static_pad("src").ok_or_else(|| gst_err(format!("{} has no src pad", src.name())))?;
-    srcpad.link(&pad).map_err(|e| gst_err(format!("failed to link {} to {}: {e:?}", src.name(), sink.name())))?;
+pub fn link_request(
+    src: &gst::Element,
+    sink: &gst::Element,
+    template: &str,
+) -> Result<gst::Pad, PipelineError> {
+    let pad = sink
+        .request_pad_simple(template)
+        .ok_or_else(|| gst_err(format!("{} has no {template} pad", sink.name())))?;
+    let srcpad = src
+        .static_pad("src")
+        .ok_or_else(|| gst_err(format!("{} has no src pad", src.name())))?;
+    srcpad.link(&pad).map_err(|e| {
+        gst_err(format!(
+            "failed to link {} to {}: {e:?}",
+            src.name(),
+            sink.name()
+        ))
+    })?;
     Ok(pad)
 }
 
 /// Links the last element of an encoder chain to the muxer: a request pad of MP4/Ogg/WebM, or
 /// xingmux's one sink (an MP3 file is just the stream).
-pub fn link_to_muxer(last: &gst::Element, mux: &gst::Element, container: Container, template: &str) -> Result<(), PipelineError> {
+pub fn link_to_muxer(
+    last: &gst::Element,
+    mux: &gst::Element,
+    container: Container,
+    template: &str,
+) -> Result<(), PipelineError> {
     match container {
         Container::Mp3 => link_chain(&[last, mux]),
-        Container::Mp4 | Container::Ogg | Container::Webm => link_request(last, mux, template).map(|_| ()),
+        Container::Mp4 | Container::Ogg | Container::Webm => {
+            link_request(last, mux, template).map(|_| ())
+        }
     }
 }
 
 /// Frames between keyframes for an interval in seconds (at least 1).
 pub fn keyframe_distance(interval_secs: f64, framerate: i32) -> u32 {
-    (interval_secs * f64::from(framerate)).round().clamp(1.0, f64::from(u32::MAX)) as u32
+    (interval_secs * f64::from(framerate))
+        .round()
+        .clamp(1.0, f64::from(u32::MAX)) as u32
 }
 
 /// The end of every recording pipeline: the container's muxer into an append-only file sink,
@@ -108,7 +146,11 @@ pub fn keyframe_distance(interval_secs: f64, framerate: i32) -> u32 {
 /// duration and seek head in the first few hundred bytes; storage notices the changed head and
 /// uploads the finished file again, and a file cut off before EOS keeps Matroska's "unknown
 /// size" there and plays as it is.
-pub fn file_end(pipeline: &gst::Pipeline, container: Container, out_path: &Path) -> Result<gst::Element, PipelineError> {
+pub fn file_end(
+    pipeline: &gst::Pipeline,
+    container: Container,
+    out_path: &Path,
+) -> Result<gst::Element, PipelineError> {
     let mux = match container {
         Container::Mp4 => {
             let m = make("mp4mux", Some("mux"))?;
@@ -122,7 +164,11 @@ pub fn file_end(pipeline: &gst::Pipeline, container: Container, out_path: &Path)
         Container::Mp3 => make("xingmux", Some("mux"))?,
         Container::Webm => {
             let m = make("webmmux", Some("mux"))?;
-            set(&m, "max-cluster-duration", i64::from(FRAGMENT_MS) * 1_000_000)?;
+            set(
+                &m,
+                "max-cluster-duration",
+                i64::from(FRAGMENT_MS) * 1_000_000,
+            )?;
             m
         }
     };
@@ -143,12 +189,18 @@ pub fn file_end(pipeline: &gst::Pipeline, container: Container, out_path: &Path)
 
 /// Answers the muxer's seeking query for the file: not seekable.
 fn refuse_seeking(sink: &gst::Element) -> Result<(), PipelineError> {
-    let pad = sink.static_pad("sink").ok_or_else(|| gst_err("filesink has no sink pad"))?;
+    let pad = sink
+        .static_pad("sink")
+        .ok_or_else(|| gst_err("filesink has no sink pad"))?;
     pad.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
         if let Some(gst::PadProbeData::Query(q)) = info.data.as_mut()
             && let gst::QueryViewMut::Seeking(s) = q.view_mut()
         {
-            s.set(false, gst::GenericFormattedValue::none_for_format(s.format()), gst::GenericFormattedValue::none_for_format(s.format()));
+            s.set(
+                false,
+                gst::GenericFormattedValue::none_for_format(s.format()),
+                gst::GenericFormattedValue::none_for_format(s.format()),
+            );
             return gst::PadProbeReturn::Handled;
         }
         gst::PadProbeReturn::Ok
@@ -168,10 +220,19 @@ pub fn h264_encoder(e: &Encoding, threads: u32) -> Result<Vec<gst::Element>, Pip
         set(&enc, "threads", threads)?;
     }
     if e.key_frame_interval > 0.0 {
-        set(&enc, "key-int-max", keyframe_distance(e.key_frame_interval, e.framerate))?;
+        set(
+            &enc,
+            "key-int-max",
+            keyframe_distance(e.key_frame_interval, e.framerate),
+        )?;
         set(&enc, "option-string", "scenecut=0")?;
     }
-    let profile = caps_filter(None, gst::Caps::builder("video/x-h264").field("profile", e.profile.as_str()).build())?;
+    let profile = caps_filter(
+        None,
+        gst::Caps::builder("video/x-h264")
+            .field("profile", e.profile.as_str())
+            .build(),
+    )?;
     Ok(vec![enc, profile, make("h264parse", None)?])
 }
 
@@ -189,15 +250,29 @@ pub fn vp8_encoder(e: &Encoding, threads: u32) -> Result<gst::Element, PipelineE
         let dim = |v: i32| u64::try_from(v).unwrap_or(0).max(1);
         let pixels = dim(e.width) * dim(e.height) * dim(e.framerate);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
-        pixels.div_ceil(VP8_PIXELS_PER_THREAD).clamp(1, VP8_MAX_AUTO_THREADS.min(cores).max(1))
+        pixels
+            .div_ceil(VP8_PIXELS_PER_THREAD)
+            .clamp(1, VP8_MAX_AUTO_THREADS.min(cores).max(1))
     };
     set(&enc, "threads", threads.clamp(1, 64) as i32)?;
     set_str(&enc, "end-usage", "cbr")?;
-    set(&enc, "target-bitrate", e.video_bitrate.max(1).saturating_mul(1000))?;
+    set(
+        &enc,
+        "target-bitrate",
+        e.video_bitrate.max(1).saturating_mul(1000),
+    )?;
     set(&enc, "buffer-size", VBV_BUFFER_MS as i32)?;
     set(&enc, "lag-in-frames", 0i32)?;
-    let interval = if e.key_frame_interval > 0.0 { e.key_frame_interval } else { VP8_KEYFRAME_SECS };
-    set(&enc, "keyframe-max-dist", i32::try_from(keyframe_distance(interval, e.framerate)).unwrap_or(i32::MAX))?;
+    let interval = if e.key_frame_interval > 0.0 {
+        e.key_frame_interval
+    } else {
+        VP8_KEYFRAME_SECS
+    };
+    set(
+        &enc,
+        "keyframe-max-dist",
+        i32::try_from(keyframe_distance(interval, e.framerate)).unwrap_or(i32::MAX),
+    )?;
     Ok(enc)
 }
 
@@ -214,7 +289,11 @@ pub fn audio_encoder(codec: AudioCodec, e: &Encoding) -> Result<Vec<gst::Element
         }
         AudioCodec::Opus => {
             let enc = make("opusenc", Some("audio_encoder"))?;
-            set(&enc, "bitrate", e.audio_bitrate.saturating_mul(1000).clamp(4000, 650_000))?;
+            set(
+                &enc,
+                "bitrate",
+                e.audio_bitrate.saturating_mul(1000).clamp(4000, 650_000),
+            )?;
             vec![enc]
         }
         AudioCodec::Mp3 => {

@@ -9,7 +9,10 @@
 //! explicit MP4, OGG or MP3 file is refused with Go's incompatibility error. The protocol has no
 //! VP9 value in `VideoCodec`, so VP9 cannot be asked for.
 
-use egress_proto::livekit::{AudioCodec as ReqAudioCodec, EncodingOptions, EncodingOptionsPreset, VideoCodec as ReqVideoCodec};
+use egress_proto::livekit::{
+    AudioCodec as ReqAudioCodec, EncodingOptions, EncodingOptionsPreset,
+    VideoCodec as ReqVideoCodec,
+};
 
 use crate::core::errors;
 use crate::rpc::RpcError;
@@ -298,10 +301,18 @@ pub fn choose_file_format(
     let incompatible = |container: Container, codec: &str| {
         RpcError::new(
             crate::rpc::Code::InvalidArgument,
-            format!("format {} incompatible with codec {codec}", container.mime()),
+            format!(
+                "format {} incompatible with codec {codec}",
+                container.mime()
+            ),
         )
     };
-    let no_codec = || RpcError::new(crate::rpc::Code::InvalidArgument, "no supported codec is compatible with all outputs");
+    let no_codec = || {
+        RpcError::new(
+            crate::rpc::Code::InvalidArgument,
+            "no supported codec is compatible with all outputs",
+        )
+    };
 
     let container = match requested {
         Some(c) => {
@@ -326,19 +337,29 @@ pub fn choose_file_format(
         // `types.*FileOutputTypes`, WebM added after MP4 for VP8: the first type that takes
         // one of the candidate codecs of every enabled kind.
         None => {
-            let order: &[Container] =
-                if video { &[Container::Mp4, Container::Webm] } else { &[Container::Ogg, Container::Mp4, Container::Mp3] };
-            order.iter().copied().find(|c| takes_audio(*c) && takes_video(*c)).ok_or_else(|| {
-                RpcError::new(
-                    crate::rpc::Code::InvalidArgument,
-                    "no supported file output type is compatible with the selected codecs",
-                )
-            })?
+            let order: &[Container] = if video {
+                &[Container::Mp4, Container::Webm]
+            } else {
+                &[Container::Ogg, Container::Mp4, Container::Mp3]
+            };
+            order
+                .iter()
+                .copied()
+                .find(|c| takes_audio(*c) && takes_video(*c))
+                .ok_or_else(|| {
+                    RpcError::new(
+                        crate::rpc::Code::InvalidArgument,
+                        "no supported file output type is compatible with the selected codecs",
+                    )
+                })?
         }
     };
 
     let audio_codec = if audio {
-        let compatible: Vec<AudioCodec> = audio_candidates.into_iter().filter(|a| container.accepts_audio(*a)).collect();
+        let compatible: Vec<AudioCodec> = audio_candidates
+            .into_iter()
+            .filter(|a| container.accepts_audio(*a))
+            .collect();
         let codec = if compatible.contains(&container.default_audio()) {
             container.default_audio()
         } else {
@@ -354,11 +375,20 @@ pub fn choose_file_format(
     };
     let video_codec = if video {
         // Each video container takes exactly one encodable codec, its default.
-        Some(container.default_video().filter(|v| video_candidates.contains(v)).ok_or_else(no_codec)?)
+        Some(
+            container
+                .default_video()
+                .filter(|v| video_candidates.contains(v))
+                .ok_or_else(no_codec)?,
+        )
     } else {
         None
     };
-    Ok(FileFormat { container, audio: audio_codec, video: video_codec })
+    Ok(FileFormat {
+        container,
+        audio: audio_codec,
+        video: video_codec,
+    })
 }
 
 #[cfg(test)]
@@ -368,14 +398,34 @@ mod tests {
     #[test]
     fn presets_and_defaults() {
         let d = Encoding::from_request(None).unwrap();
-        assert_eq!((d.width, d.height, d.framerate, d.video_bitrate, d.depth), (1280, 720, 30, 3000, 24));
-        assert_eq!((d.audio_bitrate, d.audio_frequency, d.profile), (128, 44100, Profile::Main));
-        let p = Encoding::from_request(Some(EncodingRequest::Preset(EncodingOptionsPreset::H2641080p60 as i32))).unwrap();
-        assert_eq!((p.width, p.height, p.framerate, p.video_bitrate), (1920, 1080, 60, 6000));
-        let p = Encoding::from_request(Some(EncodingRequest::Preset(EncodingOptionsPreset::PortraitH264720p30 as i32))).unwrap();
+        assert_eq!(
+            (d.width, d.height, d.framerate, d.video_bitrate, d.depth),
+            (1280, 720, 30, 3000, 24)
+        );
+        assert_eq!(
+            (d.audio_bitrate, d.audio_frequency, d.profile),
+            (128, 44100, Profile::Main)
+        );
+        let p = Encoding::from_request(Some(EncodingRequest::Preset(
+            EncodingOptionsPreset::H2641080p60 as i32,
+        )))
+        .unwrap();
+        assert_eq!(
+            (p.width, p.height, p.framerate, p.video_bitrate),
+            (1920, 1080, 60, 6000)
+        );
+        let p = Encoding::from_request(Some(EncodingRequest::Preset(
+            EncodingOptionsPreset::PortraitH264720p30 as i32,
+        )))
+        .unwrap();
         assert_eq!((p.width, p.height), (720, 1280));
-        let err = Encoding::from_request(Some(EncodingRequest::Preset(EncodingOptionsPreset::Passthrough as i32)));
-        assert_eq!(err.unwrap_err().message, "request has missing or invalid field: preset");
+        let err = Encoding::from_request(Some(EncodingRequest::Preset(
+            EncodingOptionsPreset::Passthrough as i32,
+        )));
+        assert_eq!(
+            err.unwrap_err().message,
+            "request has missing or invalid field: preset"
+        );
     }
 
     #[test]
@@ -385,10 +435,22 @@ mod tests {
             f(&mut o);
             Encoding::from_request(Some(EncodingRequest::Advanced(o)))
         };
-        assert_eq!(adv(|o| o.width = 15).unwrap_err().message, "request has missing or invalid field: width");
-        assert_eq!(adv(|o| o.width = 641).unwrap_err().message, "request has missing or invalid field: width");
-        assert_eq!(adv(|o| o.height = 3).unwrap_err().message, "request has missing or invalid field: height");
-        assert_eq!(adv(|o| o.depth = 12).unwrap_err().message, "request has missing or invalid field: depth");
+        assert_eq!(
+            adv(|o| o.width = 15).unwrap_err().message,
+            "request has missing or invalid field: width"
+        );
+        assert_eq!(
+            adv(|o| o.width = 641).unwrap_err().message,
+            "request has missing or invalid field: width"
+        );
+        assert_eq!(
+            adv(|o| o.height = 3).unwrap_err().message,
+            "request has missing or invalid field: height"
+        );
+        assert_eq!(
+            adv(|o| o.depth = 12).unwrap_err().message,
+            "request has missing or invalid field: depth"
+        );
         let e = adv(|o| {
             o.width = 640;
             o.height = 360;
@@ -399,8 +461,14 @@ mod tests {
             o.key_frame_interval = 2.0;
         })
         .unwrap();
-        assert_eq!((e.width, e.height, e.framerate, e.video_bitrate), (640, 360, 15, 800));
-        assert_eq!((e.audio_codec, e.profile, e.key_frame_interval), (Some(AudioCodec::Opus), Profile::High, 2.0));
+        assert_eq!(
+            (e.width, e.height, e.framerate, e.video_bitrate),
+            (640, 360, 15, 800)
+        );
+        assert_eq!(
+            (e.audio_codec, e.profile, e.key_frame_interval),
+            (Some(AudioCodec::Opus), Profile::High, 2.0)
+        );
     }
 
     #[test]
@@ -410,52 +478,126 @@ mod tests {
         let mp3c = Container::Mp3;
         let mp3a = AudioCodec::Mp3;
         let h264 = Some(VideoCodec::H264);
-        let f = |container, audio, video| FileFormat { container, audio, video };
-        assert_eq!(choose_file_format(None, true, true, None, None).unwrap(), f(Mp4, Some(Aac), h264));
-        assert_eq!(choose_file_format(None, false, true, None, None).unwrap(), f(Mp4, None, h264));
-        assert_eq!(choose_file_format(None, true, false, None, None).unwrap(), f(Ogg, Some(Opus), None));
-        assert_eq!(choose_file_format(None, true, false, Some(Aac), None).unwrap(), f(Mp4, Some(Aac), None));
-        assert_eq!(choose_file_format(None, true, false, Some(mp3a), None).unwrap(), f(mp3c, Some(mp3a), None));
-        assert_eq!(choose_file_format(Some(Mp4), true, true, Some(Opus), h264).unwrap(), f(Mp4, Some(Opus), h264));
-        assert_eq!(choose_file_format(Some(mp3c), true, false, None, None).unwrap(), f(mp3c, Some(mp3a), None));
+        let f = |container, audio, video| FileFormat {
+            container,
+            audio,
+            video,
+        };
+        assert_eq!(
+            choose_file_format(None, true, true, None, None).unwrap(),
+            f(Mp4, Some(Aac), h264)
+        );
+        assert_eq!(
+            choose_file_format(None, false, true, None, None).unwrap(),
+            f(Mp4, None, h264)
+        );
+        assert_eq!(
+            choose_file_format(None, true, false, None, None).unwrap(),
+            f(Ogg, Some(Opus), None)
+        );
+        assert_eq!(
+            choose_file_format(None, true, false, Some(Aac), None).unwrap(),
+            f(Mp4, Some(Aac), None)
+        );
+        assert_eq!(
+            choose_file_format(None, true, false, Some(mp3a), None).unwrap(),
+            f(mp3c, Some(mp3a), None)
+        );
+        assert_eq!(
+            choose_file_format(Some(Mp4), true, true, Some(Opus), h264).unwrap(),
+            f(Mp4, Some(Opus), h264)
+        );
+        assert_eq!(
+            choose_file_format(Some(mp3c), true, false, None, None).unwrap(),
+            f(mp3c, Some(mp3a), None)
+        );
         let err = choose_file_format(Some(Ogg), true, false, Some(Aac), None).unwrap_err();
-        assert_eq!(err.message, "format audio/ogg incompatible with codec audio/aac");
+        assert_eq!(
+            err.message,
+            "format audio/ogg incompatible with codec audio/aac"
+        );
         let err = choose_file_format(Some(mp3c), true, true, None, None).unwrap_err();
-        assert_eq!(err.message, "no supported codec is compatible with all outputs");
+        assert_eq!(
+            err.message,
+            "no supported codec is compatible with all outputs"
+        );
         let err = choose_file_format(Some(Ogg), true, true, None, None).unwrap_err();
-        assert_eq!(err.message, "no supported codec is compatible with all outputs");
+        assert_eq!(
+            err.message,
+            "no supported codec is compatible with all outputs"
+        );
         let err = choose_file_format(Some(Ogg), true, true, Some(Opus), h264).unwrap_err();
-        assert_eq!(err.message, "format audio/ogg incompatible with codec video/h264");
+        assert_eq!(
+            err.message,
+            "format audio/ogg incompatible with codec video/h264"
+        );
         let err = choose_file_format(None, true, true, Some(mp3a), None).unwrap_err();
-        assert_eq!(err.message, "no supported file output type is compatible with the selected codecs");
+        assert_eq!(
+            err.message,
+            "no supported file output type is compatible with the selected codecs"
+        );
     }
 
     #[test]
     fn vp8_makes_webm_and_nothing_else() {
         let vp8 = Some(VideoCodec::Vp8);
-        let webm = FileFormat { container: Container::Webm, audio: Some(AudioCodec::Opus), video: vp8 };
-        assert_eq!(choose_file_format(None, true, true, None, vp8).unwrap(), webm);
-        assert_eq!(choose_file_format(None, true, true, Some(AudioCodec::Opus), vp8).unwrap(), webm);
-        assert_eq!(choose_file_format(None, false, true, None, vp8).unwrap(), FileFormat { audio: None, ..webm });
+        let webm = FileFormat {
+            container: Container::Webm,
+            audio: Some(AudioCodec::Opus),
+            video: vp8,
+        };
+        assert_eq!(
+            choose_file_format(None, true, true, None, vp8).unwrap(),
+            webm
+        );
+        assert_eq!(
+            choose_file_format(None, true, true, Some(AudioCodec::Opus), vp8).unwrap(),
+            webm
+        );
+        assert_eq!(
+            choose_file_format(None, false, true, None, vp8).unwrap(),
+            FileFormat {
+                audio: None,
+                ..webm
+            }
+        );
         // Audio only: the video codec does not matter.
         let ogg = choose_file_format(None, true, false, None, vp8).unwrap();
         assert_eq!((ogg.container, ogg.video), (Container::Ogg, None));
-        for (container, name) in [(Container::Mp4, "video/mp4"), (Container::Ogg, "audio/ogg"), (Container::Mp3, "audio/mpeg")] {
+        for (container, name) in [
+            (Container::Mp4, "video/mp4"),
+            (Container::Ogg, "audio/ogg"),
+            (Container::Mp3, "audio/mpeg"),
+        ] {
             let err = choose_file_format(Some(container), true, true, None, vp8).unwrap_err();
-            assert_eq!(err.message, format!("format {name} incompatible with codec video/vp8"));
+            assert_eq!(
+                err.message,
+                format!("format {name} incompatible with codec video/vp8")
+            );
             assert_eq!(err.code, crate::rpc::Code::InvalidArgument);
         }
         // WebM carries only Opus.
         let err = choose_file_format(None, true, true, Some(AudioCodec::Aac), vp8).unwrap_err();
-        assert_eq!(err.message, "no supported file output type is compatible with the selected codecs");
-        assert_eq!((Container::Webm.extension(), Container::Webm.mime()), (".webm", "video/webm"));
+        assert_eq!(
+            err.message,
+            "no supported file output type is compatible with the selected codecs"
+        );
+        assert_eq!(
+            (Container::Webm.extension(), Container::Webm.mime()),
+            (".webm", "video/webm")
+        );
     }
 
     #[test]
     fn advanced_video_codec_is_read() {
         let codec = |c: ReqVideoCodec| {
-            let o = EncodingOptions { video_codec: c as i32, ..Default::default() };
-            Encoding::from_request(Some(EncodingRequest::Advanced(o))).unwrap().video_codec
+            let o = EncodingOptions {
+                video_codec: c as i32,
+                ..Default::default()
+            };
+            Encoding::from_request(Some(EncodingRequest::Advanced(o)))
+                .unwrap()
+                .video_codec
         };
         assert_eq!(codec(ReqVideoCodec::Vp8), Some(VideoCodec::Vp8));
         assert_eq!(codec(ReqVideoCodec::H264Main), Some(VideoCodec::H264));

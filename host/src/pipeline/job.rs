@@ -38,7 +38,10 @@ pub enum StopRequest {
     Kill { error: String },
 }
 
-pub type UpdateStreamCall = (UpdateStreamRequest, oneshot::Sender<Result<EgressInfo, RpcError>>);
+pub type UpdateStreamCall = (
+    UpdateStreamRequest,
+    oneshot::Sender<Result<EgressInfo, RpcError>>,
+);
 
 /// The pipeline's line back to the service.
 pub struct Control {

@@ -150,7 +150,6 @@ impl Session {
         self
     }
 
-
     /// Applies an `UpdateStream` to the stream output: adds first, then removes, each URL on its
     /// own; the answer is the updated info, or the first error's code with its text (Go's
     /// `ErrArray`). Returns whether no stream is left and nothing else is recorded (Go then
@@ -158,15 +157,22 @@ impl Session {
     async fn update_stream(&mut self, call: UpdateStreamCall) -> bool {
         let (req, reply) = call;
         let Some(live) = self.outputs.live.as_mut() else {
-            let _ = reply.send(Err(RpcError::new(Code::InvalidArgument, "UpdateStream called on non-streaming egress")));
+            let _ = reply.send(Err(RpcError::new(
+                Code::InvalidArgument,
+                "UpdateStream called on non-streaming egress",
+            )));
             return false;
         };
         let outcome = live.update(&req).await;
         let none_left = live.active() == 0;
         self.send_update();
         let answer = match outcome.errors.first() {
-            Some(crate::outputs::stream::UpdateError::NotFound(e)) => Err(RpcError::new(Code::NotFound, e.to_string())),
-            Some(crate::outputs::stream::UpdateError::Invalid(e)) => Err(RpcError::new(Code::InvalidArgument, e.to_string())),
+            Some(crate::outputs::stream::UpdateError::NotFound(e)) => {
+                Err(RpcError::new(Code::NotFound, e.to_string()))
+            }
+            Some(crate::outputs::stream::UpdateError::Invalid(e)) => {
+                Err(RpcError::new(Code::InvalidArgument, e.to_string()))
+            }
             None => Ok(self.info.clone()),
         };
         let _ = reply.send(answer);
@@ -197,7 +203,11 @@ impl Session {
         if self.outputs.files.is_empty() {
             return;
         }
-        if let Err(e) = self.outputs.delivery_plan(&self.manifest.egress_id).write(&self.work_dir) {
+        if let Err(e) = self
+            .outputs
+            .delivery_plan(&self.manifest.egress_id)
+            .write(&self.work_dir)
+        {
             tracing::warn!(error = %e, "could not write the delivery plan; a crash would lose the partial file");
         }
     }
@@ -267,14 +277,18 @@ impl Session {
     pub async fn finish(mut self, media: Option<Duration>) -> EgressInfo {
         DeliveryPlan::remove(&self.work_dir);
         let started_at = self.phase.started_at().unwrap_or(0);
-        self.outputs.deliver(&mut self.info, started_at, media).await;
+        self.outputs
+            .deliver(&mut self.info, started_at, media)
+            .await;
         let info = &mut self.info;
-        if info.status_is(EgressStatus::EgressActive) || info.status_is(EgressStatus::EgressEnding) {
+        if info.status_is(EgressStatus::EgressActive) || info.status_is(EgressStatus::EgressEnding)
+        {
             info.set_complete();
         }
         if !self.manifest.disabled
             && !self.outputs.location().is_empty()
-            && (info.status_is(EgressStatus::EgressComplete) || info.status_is(EgressStatus::EgressLimitReached))
+            && (info.status_is(EgressStatus::EgressComplete)
+                || info.status_is(EgressStatus::EgressLimitReached))
         {
             let doc = Manifest {
                 egress_id: self.manifest.egress_id.clone(),
@@ -317,11 +331,18 @@ pub trait Recorder {
     fn next_event(&mut self) -> impl Future<Output = Self::Event> + Send;
 
     /// Reacts to one of its events.
-    fn on_event(&mut self, session: &mut Session, event: Self::Event) -> impl Future<Output = Flow> + Send;
+    fn on_event(
+        &mut self,
+        session: &mut Session,
+        event: Self::Event,
+    ) -> impl Future<Output = Flow> + Send;
 
     /// A graceful stop arrived (before the session reacts to it): the last chance to start
     /// with media held so far.
-    fn on_stop(&mut self, _session: &mut Session) -> impl Future<Output = Result<(), PipelineError>> + Send {
+    fn on_stop(
+        &mut self,
+        _session: &mut Session,
+    ) -> impl Future<Output = Result<(), PipelineError>> + Send {
         async { Ok(()) }
     }
 
@@ -341,7 +362,10 @@ pub async fn record<R: Recorder>(mut session: Session, mut recorder: R) -> Egres
     // A join that never happened is what fails an egress that never started.
     let join_error = recorder.leave().await;
     let flow = match (flow, join_error) {
-        (Flow::Ended, Some(e)) if session.phase == Phase::Starting && !session.info.status_is(EgressStatus::EgressAborted) => {
+        (Flow::Ended, Some(e))
+            if session.phase == Phase::Starting
+                && !session.info.status_is(EgressStatus::EgressAborted) =>
+        {
             Flow::Failed(PipelineError::Request(RpcError::new(Code::Unavailable, e)))
         }
         (flow, _) => flow,
@@ -362,7 +386,9 @@ enum LoopEvent<E> {
 }
 
 /// The next `UpdateStream` call (forever without a line for them).
-async fn next_update_stream(calls: &mut Option<mpsc::Receiver<UpdateStreamCall>>) -> Option<UpdateStreamCall> {
+async fn next_update_stream(
+    calls: &mut Option<mpsc::Receiver<UpdateStreamCall>>,
+) -> Option<UpdateStreamCall> {
     match calls.as_mut() {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -389,7 +415,9 @@ async fn run_loop<R: Recorder>(session: &mut Session, recorder: &mut R) -> Flow 
                 session.stop(&reason);
                 return Flow::Ended;
             }
-            LoopEvent::Stop(StopRequest::Kill { error }) => return Flow::Failed(PipelineError::Killed(error)),
+            LoopEvent::Stop(StopRequest::Kill { error }) => {
+                return Flow::Failed(PipelineError::Killed(error));
+            }
             LoopEvent::Limit => {
                 session.limit_reached();
                 return Flow::Ended;
@@ -407,7 +435,10 @@ async fn run_loop<R: Recorder>(session: &mut Session, recorder: &mut R) -> Flow 
                 session.send_update();
                 if let Some(error) = session.outputs.all_live_failed() {
                     // The last output failed: the egress fails with its error (503, as Go).
-                    return Flow::Failed(PipelineError::Request(RpcError::new(Code::Unavailable, error)));
+                    return Flow::Failed(PipelineError::Request(RpcError::new(
+                        Code::Unavailable,
+                        error,
+                    )));
                 }
             }
             LoopEvent::Recorder(ev) => match recorder.on_event(session, ev).await {
@@ -435,7 +466,10 @@ impl<T: Send + 'static, E: std::fmt::Display + Send + 'static> Subscription<T, E
         let (tx, events) = mpsc::channel(queue);
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(tx, stop_rx));
-        Subscription { events, task: Some((task, stop)) }
+        Subscription {
+            events,
+            task: Some((task, stop)),
+        }
     }
 
     /// The next event; `None` once the subscriber is gone.
@@ -463,7 +497,9 @@ mod tests {
     use super::*;
 
     fn graceful(reason: &str) -> Option<StopRequest> {
-        Some(StopRequest::Graceful { reason: reason.into() })
+        Some(StopRequest::Graceful {
+            reason: reason.into(),
+        })
     }
 
     #[tokio::test]
@@ -471,16 +507,35 @@ mod tests {
         let (tx, rx) = watch::channel(None);
         let mut stops = StopRequests::new(rx);
         tx.send_replace(graceful("StopEgress API"));
-        assert_eq!(stops.next().await, StopRequest::Graceful { reason: "StopEgress API".into() });
+        assert_eq!(
+            stops.next().await,
+            StopRequest::Graceful {
+                reason: "StopEgress API".into()
+            }
+        );
         // The same request again (a repeated StopEgress) is not a new one ...
         tx.send_replace(graceful("StopEgress API"));
         let again = tokio::time::timeout(Duration::from_millis(50), stops.next()).await;
-        assert!(again.is_err(), "a repeated request was handed out twice: {again:?}");
+        assert!(
+            again.is_err(),
+            "a repeated request was handed out twice: {again:?}"
+        );
         // ... a kill after it is.
-        tx.send_replace(Some(StopRequest::Kill { error: "CPU exhausted".into() }));
-        assert_eq!(stops.next().await, StopRequest::Kill { error: "CPU exhausted".into() });
+        tx.send_replace(Some(StopRequest::Kill {
+            error: "CPU exhausted".into(),
+        }));
+        assert_eq!(
+            stops.next().await,
+            StopRequest::Kill {
+                error: "CPU exhausted".into()
+            }
+        );
         // With the sender gone, no request ever comes.
         drop(tx);
-        assert!(tokio::time::timeout(Duration::from_millis(50), stops.next()).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), stops.next())
+                .await
+                .is_err()
+        );
     }
 }

@@ -67,8 +67,13 @@ impl Recorder {
         match request.request_type {
             RequestType::Track => Recorder::Track,
             RequestType::Media if request.passthrough => Recorder::Passthrough,
-            RequestType::Participant | RequestType::TrackComposite | RequestType::Media => Recorder::Composite,
-            RequestType::RoomComposite | RequestType::Template | RequestType::Web | RequestType::Replay => Recorder::Web,
+            RequestType::Participant | RequestType::TrackComposite | RequestType::Media => {
+                Recorder::Composite
+            }
+            RequestType::RoomComposite
+            | RequestType::Template
+            | RequestType::Web
+            | RequestType::Replay => Recorder::Web,
         }
     }
 }
@@ -81,7 +86,9 @@ impl Recorder {
 /// codec this build cannot write fails then, with the Go "not yet supported" text.
 pub fn supports(request: &Classified) -> bool {
     match request.request_type {
-        RequestType::RoomComposite | RequestType::Template | RequestType::Web => request.uses_chrome,
+        RequestType::RoomComposite | RequestType::Template | RequestType::Web => {
+            request.uses_chrome
+        }
         // Every track request (file: passthrough; websocket: audio decoded to PCM).
         RequestType::Track => request.passthrough,
         // Over WebRTC, decoded and mixed ([`composite`]); PASSTHROUGH media runs as a track egress.
@@ -102,11 +109,16 @@ pub async fn validate(
     let now = SystemTime::now();
     let recorder = Recorder::for_request(classified);
     match recorder {
-        Recorder::Track => track::config::TrackConfig::new(config, request, &request.room_name, now).map(drop)?,
-        Recorder::Passthrough | Recorder::Composite => {
-            composite::config::CompositeConfig::parse(config, request, &request.room_name, now).map(drop)?
+        Recorder::Track => {
+            track::config::TrackConfig::new(config, request, &request.room_name, now).map(drop)?
         }
-        Recorder::Web => web::config::WebConfig::new(config, request, &request.room_name, now).map(drop)?,
+        Recorder::Passthrough | Recorder::Composite => {
+            composite::config::CompositeConfig::parse(config, request, &request.room_name, now)
+                .map(drop)?
+        }
+        Recorder::Web => {
+            web::config::WebConfig::new(config, request, &request.room_name, now).map(drop)?
+        }
     }
     crate::storage::check(config, request, plugins)?;
     if recorder == Recorder::Web {
@@ -117,13 +129,20 @@ pub async fn validate(
 
 /// Runs the pipeline for `job` to its end and returns the final info.
 pub async fn run(job: Job, control: Control) -> EgressInfo {
-    let Control { updates, stop, update_stream } = control;
+    let Control {
+        updates,
+        stop,
+        update_stream,
+    } = control;
     // Only stream outputs can be updated: the composite recorder takes the calls; the others
     // have none (Go's "non-streaming" answer).
     let non_streaming = |mut calls: mpsc::Receiver<UpdateStreamCall>| {
         tokio::spawn(async move {
             while let Some((_, reply)) = calls.recv().await {
-                let _ = reply.send(Err(RpcError::new(Code::InvalidArgument, "UpdateStream called on non-streaming egress")));
+                let _ = reply.send(Err(RpcError::new(
+                    Code::InvalidArgument,
+                    "UpdateStream called on non-streaming egress",
+                )));
             }
         });
     };
@@ -141,13 +160,23 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
         // makes one a track egress, anything else is mixed.
         Recorder::Passthrough | Recorder::Composite => {
             use composite::config::{CompositeConfig, Parsed, passthrough_request};
-            match CompositeConfig::parse(&job.config, &job.request, &job.info.room_name, SystemTime::now()) {
-                Ok(Parsed::Passthrough { track_id, file, storage }) => {
+            match CompositeConfig::parse(
+                &job.config,
+                &job.request,
+                &job.info.room_name,
+                SystemTime::now(),
+            ) {
+                Ok(Parsed::Passthrough {
+                    track_id,
+                    file,
+                    storage,
+                }) => {
                     if let Some(calls) = update_stream {
                         non_streaming(calls);
                     }
                     tracing::info!(track_id = %track_id, "media egress with PASSTHROUGH: recording the track without transcoding");
-                    let request = passthrough_request(&job.request, track_id, *file, storage.map(|s| *s));
+                    let request =
+                        passthrough_request(&job.request, track_id, *file, storage.map(|s| *s));
                     track::run(Job { request, ..job }, updates, stop).await
                 }
                 Ok(Parsed::Composite(cfg)) => {
@@ -178,7 +207,10 @@ mod tests {
     fn track_egress_runs_here_with_a_file_or_a_websocket_output() {
         use livekit::track_egress_request::Output;
         let track = |output| StartEgressRequest {
-            request: Some(Request::Track(livekit::TrackEgressRequest { output, ..Default::default() })),
+            request: Some(Request::Track(livekit::TrackEgressRequest {
+                output,
+                ..Default::default()
+            })),
             ..Default::default()
         };
         let file = classify(&track(Some(Output::File(Default::default())))).unwrap();
@@ -187,9 +219,15 @@ mod tests {
         assert!(websocket.passthrough && crate::pipeline::supports(&websocket));
         assert_eq!(cpu_cost(&websocket, &costs(), 0.0), costs().track_cpu_cost);
         // Composites over WebRTC run here too (`pipeline::composite`).
-        let composite = StartEgressRequest { request: Some(Request::TrackComposite(Default::default())), ..Default::default() };
+        let composite = StartEgressRequest {
+            request: Some(Request::TrackComposite(Default::default())),
+            ..Default::default()
+        };
         assert!(crate::pipeline::supports(&classify(&composite).unwrap()));
-        let participant = StartEgressRequest { request: Some(Request::Participant(Default::default())), ..Default::default() };
+        let participant = StartEgressRequest {
+            request: Some(Request::Participant(Default::default())),
+            ..Default::default()
+        };
         assert!(crate::pipeline::supports(&classify(&participant).unwrap()));
     }
 }

@@ -463,9 +463,9 @@ impl PluginRegistry {
             .iter()
             .find(|r| r.layouts.iter().any(|l| l == wanted))
             .or_else(|| {
-                self.renderers
-                    .iter()
-                    .find(|r| matches!(r.source, Source::Builtin) && r.descriptor.name == templates::NAME)
+                self.renderers.iter().find(|r| {
+                    matches!(r.source, Source::Builtin) && r.descriptor.name == templates::NAME
+                })
             })
             .ok_or_else(|| {
                 let mut known: Vec<String> = self

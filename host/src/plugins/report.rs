@@ -23,7 +23,13 @@ pub fn active_plugins_report(registry: &PluginRegistry) -> String {
     let sinks: Vec<Row> = registry
         .active()
         .iter()
-        .map(|p| Row { name: &p.name, version: &p.descriptor.version, api: p.descriptor.api.to_string(), source: p.source.to_string(), tail: String::new() })
+        .map(|p| Row {
+            name: &p.name,
+            version: &p.descriptor.version,
+            api: p.descriptor.api.to_string(),
+            source: p.source.to_string(),
+            tail: String::new(),
+        })
         .collect();
     let renderers: Vec<Row> = registry
         .renderers()
@@ -77,7 +83,11 @@ fn table(title: &str, rows: &[Row]) -> String {
     let mut out = format!("# {title}:\n");
     for r in rows {
         // Writing to a String cannot fail.
-        let _ = writeln!(out, "#   {:name_w$}  {:version_w$}  api {}  {}{}", r.name, r.version, r.api, r.source, r.tail);
+        let _ = writeln!(
+            out,
+            "#   {:name_w$}  {:version_w$}  api {}  {}{}",
+            r.name, r.version, r.api, r.source, r.tail
+        );
     }
     out
 }

@@ -108,7 +108,11 @@ mod tests {
         };
         assert_eq!(url, "http://localhost:7980/?layout=pip");
         // ... but a template base that is no web page is an error naming it.
-        let e = block_on(Templates.render(&RenderRequest::new("grid", 1, 1).with_template_base("file:///x"), &room)).unwrap_err();
+        let e = block_on(Templates.render(
+            &RenderRequest::new("grid", 1, 1).with_template_base("file:///x"),
+            &room,
+        ))
+        .unwrap_err();
         assert_eq!(e.field(), Some("template_base"));
     }
 }

@@ -54,21 +54,35 @@ struct Routes {
 
 impl HandlerProcess {
     /// Spawns a handler with `dir` as its TMPDIR and socket dir, and waits for Ready.
-    pub async fn spawn(exe: &Path, config: &ConfigSource, dir: &Path) -> Result<Arc<HandlerProcess>, RpcError> {
-        let internal = |what: &str, e: &dyn std::fmt::Display| RpcError::new(Code::Internal, format!("{what}: {e}"));
+    pub async fn spawn(
+        exe: &Path,
+        config: &ConfigSource,
+        dir: &Path,
+    ) -> Result<Arc<HandlerProcess>, RpcError> {
+        let internal = |what: &str, e: &dyn std::fmt::Display| {
+            RpcError::new(Code::Internal, format!("{what}: {e}"))
+        };
         std::fs::create_dir_all(dir).map_err(|e| internal("cannot create handler dir", &e))?;
         let socket = dir.join("handler.sock");
         let _ = std::fs::remove_file(&socket);
-        let listener = UnixListener::bind(&socket).map_err(|e| internal("cannot bind handler socket", &e))?;
+        let listener =
+            UnixListener::bind(&socket).map_err(|e| internal("cannot bind handler socket", &e))?;
 
         let mut cmd = Command::new(exe);
-        cmd.arg("run-handler").env(ENV_IPC, &socket).env("TMPDIR", dir).stdin(Stdio::null()).process_group(0);
+        cmd.arg("run-handler")
+            .env(ENV_IPC, &socket)
+            .env("TMPDIR", dir)
+            .stdin(Stdio::null())
+            .process_group(0);
         if let Some(body) = &config.body {
             cmd.env("EGRESS_CONFIG_BODY", body);
         } else if let Some(file) = &config.file {
-            cmd.env_remove("EGRESS_CONFIG_BODY").env("EGRESS_CONFIG_FILE", file);
+            cmd.env_remove("EGRESS_CONFIG_BODY")
+                .env("EGRESS_CONFIG_FILE", file);
         }
-        let mut child = cmd.spawn().map_err(|e| internal("failed to launch handler", &e))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| internal("failed to launch handler", &e))?;
         let pid = child.id();
         let pgid = pid.map(|id| Pid::from_raw(id as i32));
 
@@ -76,7 +90,10 @@ impl HandlerProcess {
             let (stream, _) = listener.accept().await?;
             let (mut rd, wr) = stream.into_split();
             match ipc::read_frame::<_, HandlerMsg>(&mut rd).await {
-                Ok(Some(HandlerMsg { kind: Some(handler_msg::Kind::Ready(_)), .. })) => Ok((rd, wr)),
+                Ok(Some(HandlerMsg {
+                    kind: Some(handler_msg::Kind::Ready(_)),
+                    ..
+                })) => Ok((rd, wr)),
                 _ => Err(std::io::Error::other("handler did not send Ready")),
             }
         })
@@ -97,7 +114,10 @@ impl HandlerProcess {
             pgid,
             dir: dir.to_path_buf(),
             writer: tokio::sync::Mutex::new(Some(wr)),
-            routes: Mutex::new(Routes { idle_since: Some(Instant::now()), ..Default::default() }),
+            routes: Mutex::new(Routes {
+                idle_since: Some(Instant::now()),
+                ..Default::default()
+            }),
             exit,
             core: std::sync::OnceLock::new(),
         });
@@ -148,12 +168,20 @@ impl HandlerProcess {
     }
 
     pub async fn send(&self, egress_id: &str, kind: service_msg::Kind) -> Result<(), RpcError> {
-        let msg = ServiceMsg { kind: Some(kind), egress_id: egress_id.to_owned() };
+        let msg = ServiceMsg {
+            kind: Some(kind),
+            egress_id: egress_id.to_owned(),
+        };
         let mut writer = self.writer.lock().await;
         let Some(wr) = writer.as_mut() else {
-            return Err(RpcError::new(Code::Unavailable, "handler process is exiting"));
+            return Err(RpcError::new(
+                Code::Unavailable,
+                "handler process is exiting",
+            ));
         };
-        ipc::write_frame(wr, &msg).await.map_err(|e| RpcError::new(Code::Internal, format!("handler ipc: {e}")))
+        ipc::write_frame(wr, &msg)
+            .await
+            .map_err(|e| RpcError::new(Code::Internal, format!("handler ipc: {e}")))
     }
 
     /// Closes the service's end: the handler finishes what it runs and exits.
@@ -193,9 +221,15 @@ impl HandlerProcess {
         loop {
             match ipc::read_frame::<_, HandlerMsg>(&mut rd).await {
                 // Upload outcomes are about the process, not one egress: counted here.
-                Ok(Some(HandlerMsg { kind: Some(handler_msg::Kind::Upload(outcome)), .. })) => match outcome.into_report() {
+                Ok(Some(HandlerMsg {
+                    kind: Some(handler_msg::Kind::Upload(outcome)),
+                    ..
+                })) => match outcome.into_report() {
                     Some(report) => crate::storage::report::report(report),
-                    None => tracing::warn!(pid = self.pid, "upload outcome with an unknown status; not counted"),
+                    None => tracing::warn!(
+                        pid = self.pid,
+                        "upload outcome with an unknown status; not counted"
+                    ),
                 },
                 Ok(Some(msg)) => {
                     let routes = self.routes();
@@ -203,7 +237,9 @@ impl HandlerProcess {
                         Some(tx) => {
                             let _ = tx.send(msg);
                         }
-                        None => tracing::warn!(pid = self.pid, egress_id = %msg.egress_id, "frame for an unknown egress"),
+                        None => {
+                            tracing::warn!(pid = self.pid, egress_id = %msg.egress_id, "frame for an unknown egress")
+                        }
                     }
                 }
                 Ok(None) => break,
@@ -217,7 +253,10 @@ impl HandlerProcess {
         let status = match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
             Ok(s) => s.ok(),
             Err(_) => {
-                tracing::warn!(pid = self.pid, "handler did not exit after closing its connection; killing it");
+                tracing::warn!(
+                    pid = self.pid,
+                    "handler did not exit after closing its connection; killing it"
+                );
                 kill_group(self.pgid, Signal::SIGKILL);
                 child.wait().await.ok()
             }

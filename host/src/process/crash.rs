@@ -59,7 +59,9 @@ impl Running {
         let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
         running.push(egress_id.to_owned());
         publish_ids(&running);
-        Running { egress_id: egress_id.to_owned() }
+        Running {
+            egress_id: egress_id.to_owned(),
+        }
     }
 }
 
@@ -117,11 +119,14 @@ static CRASHING: AtomicBool = AtomicBool::new(false);
 pub fn install() {
     warm_up_backtrace();
     // SAFETY: the callback only does what is async-signal-safe until the fork; see `report`.
-    let event = unsafe { crash_handler::make_crash_event(|cc: &crash_handler::CrashContext| report(cc)) };
+    let event =
+        unsafe { crash_handler::make_crash_event(|cc: &crash_handler::CrashContext| report(cc)) };
     match crash_handler::CrashHandler::attach(event) {
         // The handler stays installed until the process ends.
         Ok(handler) => std::mem::forget(handler),
-        Err(e) => tracing::warn!(error = %e, "cannot install the crash handler; a crash will leave no report"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the crash handler; a crash will leave no report")
+        }
     }
 }
 
@@ -209,7 +214,10 @@ fn symbolise_in_child() {
             }
             return;
         }
-        let ts = libc::timespec { tv_sec: 0, tv_nsec: step.as_nanos() as libc::c_long };
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: step.as_nanos() as libc::c_long,
+        };
         // SAFETY: nanosleep is async-signal-safe.
         unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
         waited += step;
@@ -228,7 +236,9 @@ fn child_symbolise() -> ! {
         .spawn(move || format!("egress handler crashed: symbolised backtrace:\n{trace}\n"))
         .ok()
         .and_then(|t| t.join().ok())
-        .unwrap_or_else(|| "egress handler crashed: the backtrace could not be symbolised\n".to_owned());
+        .unwrap_or_else(|| {
+            "egress handler crashed: the backtrace could not be symbolised\n".to_owned()
+        });
     write_all(text.as_bytes());
     // SAFETY: ends the child at once (no atexit handlers, no destructors of the parent's state).
     unsafe { libc::_exit(0) }
@@ -280,7 +290,10 @@ struct StackText {
 
 impl StackText {
     fn new() -> StackText {
-        StackText { buf: [0; 256], len: 0 }
+        StackText {
+            buf: [0; 256],
+            len: 0,
+        }
     }
 
     fn push_bytes(&mut self, bytes: &[u8]) {
@@ -319,7 +332,9 @@ impl std::fmt::Display for CoreFile {
         match self {
             CoreFile::Path(p) => write!(f, "core file {}", p.display()),
             CoreFile::Piped(program) => write!(f, "core handed to {program}"),
-            CoreFile::NotFound(pattern) => write!(f, "core file not found (core_pattern {pattern})"),
+            CoreFile::NotFound(pattern) => {
+                write!(f, "core file not found (core_pattern {pattern})")
+            }
         }
     }
 }
@@ -328,7 +343,10 @@ impl std::fmt::Display for CoreFile {
 pub fn core_of_crash(pid: u32, status: &std::process::ExitStatus) -> Option<String> {
     use std::os::unix::process::ExitStatusExt;
     let signal = status.signal()?;
-    if !matches!(signal, libc::SIGSEGV | libc::SIGBUS | libc::SIGABRT | libc::SIGILL | libc::SIGFPE) {
+    if !matches!(
+        signal,
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGABRT | libc::SIGILL | libc::SIGFPE
+    ) {
         return None;
     }
     if !status.core_dumped() {
@@ -341,7 +359,12 @@ pub fn core_of_crash(pid: u32, status: &std::process::ExitStatus) -> Option<Stri
 /// Finds the core of process `pid` (which ran in `cwd`), from the kernel's `core_pattern` and
 /// `core_uses_pid`.
 pub fn core_file(pid: u32, cwd: &Path) -> CoreFile {
-    let read = |name: &str| std::fs::read_to_string(format!("/proc/sys/kernel/{name}")).unwrap_or_default().trim().to_owned();
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
     let pattern = match read("core_pattern") {
         p if p.is_empty() => "core".to_owned(),
         p => p,
@@ -351,15 +374,27 @@ pub fn core_file(pid: u32, cwd: &Path) -> CoreFile {
 
 fn find_core(pattern: &str, uses_pid: bool, pid: u32, cwd: &Path) -> CoreFile {
     if let Some(program) = pattern.strip_prefix('|') {
-        return CoreFile::Piped(program.split_whitespace().next().unwrap_or(program).to_owned());
+        return CoreFile::Piped(
+            program
+                .split_whitespace()
+                .next()
+                .unwrap_or(program)
+                .to_owned(),
+        );
     }
     let not_found = || CoreFile::NotFound(pattern.to_owned());
     let mut pattern = pattern.to_owned();
     if uses_pid && !pattern.contains("%p") {
         pattern.push_str(".%p");
     }
-    let full = if pattern.starts_with('/') { PathBuf::from(&pattern) } else { cwd.join(&pattern) };
-    let (Some(dir), Some(name)) = (full.parent(), full.file_name().and_then(|n| n.to_str())) else { return not_found() };
+    let full = if pattern.starts_with('/') {
+        PathBuf::from(&pattern)
+    } else {
+        cwd.join(&pattern)
+    };
+    let (Some(dir), Some(name)) = (full.parent(), full.file_name().and_then(|n| n.to_str())) else {
+        return not_found();
+    };
     if dir.to_string_lossy().contains('%') {
         return not_found();
     }
@@ -368,7 +403,11 @@ fn find_core(pattern: &str, uses_pid: bool, pid: u32, cwd: &Path) -> CoreFile {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| glob_matches(&glob, n)))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| glob_matches(&glob, n))
+        })
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .max();
     newest.map_or_else(not_found, |(_, path)| CoreFile::Path(path))
@@ -398,7 +437,9 @@ fn name_glob(name: &str, pid: u32) -> String {
 fn glob_matches(glob: &str, name: &str) -> bool {
     let parts: Vec<&str> = glob.split('*').collect();
     let (first, rest) = parts.split_first().expect("split yields one part at least");
-    let Some(mut tail) = name.strip_prefix(first) else { return false };
+    let Some(mut tail) = name.strip_prefix(first) else {
+        return false;
+    };
     for (i, part) in rest.iter().enumerate() {
         let last = i + 1 == rest.len();
         if last {
@@ -434,13 +475,27 @@ mod tests {
         std::fs::write(dir.path().join("core.egress.41.1"), b"").expect("write");
         std::fs::write(dir.path().join("core.egress.42.1"), b"").expect("write");
         let pattern = format!("{}/core.%e.%p.%t", dir.path().display());
-        assert_eq!(find_core(&pattern, false, 42, Path::new("/")), CoreFile::Path(dir.path().join("core.egress.42.1")));
-        assert_eq!(find_core(&pattern, false, 43, Path::new("/")), CoreFile::NotFound(pattern.clone()));
+        assert_eq!(
+            find_core(&pattern, false, 42, Path::new("/")),
+            CoreFile::Path(dir.path().join("core.egress.42.1"))
+        );
+        assert_eq!(
+            find_core(&pattern, false, 43, Path::new("/")),
+            CoreFile::NotFound(pattern.clone())
+        );
         // A relative pattern is the process's working directory; core_uses_pid appends the pid.
         std::fs::write(dir.path().join("core.42"), b"").expect("write");
-        assert_eq!(find_core("core", true, 42, dir.path()), CoreFile::Path(dir.path().join("core.42")));
         assert_eq!(
-            find_core("|/usr/lib/systemd/systemd-coredump %P %u", false, 42, dir.path()),
+            find_core("core", true, 42, dir.path()),
+            CoreFile::Path(dir.path().join("core.42"))
+        );
+        assert_eq!(
+            find_core(
+                "|/usr/lib/systemd/systemd-coredump %P %u",
+                false,
+                42,
+                dir.path()
+            ),
             CoreFile::Piped("/usr/lib/systemd/systemd-coredump".into())
         );
     }
@@ -452,11 +507,17 @@ mod tests {
         let mut buf = [0u8; IDS_CAPACITY];
         let len = read_ids(&mut buf).expect("not being written");
         let ids = String::from_utf8_lossy(&buf[..len]).into_owned();
-        assert!(ids.contains("EG_crash_a") && ids.contains("EG_crash_b"), "{ids}");
+        assert!(
+            ids.contains("EG_crash_a") && ids.contains("EG_crash_b"),
+            "{ids}"
+        );
         drop(a);
         let len = read_ids(&mut buf).expect("not being written");
         let ids = String::from_utf8_lossy(&buf[..len]).into_owned();
-        assert!(!ids.contains("EG_crash_a") && ids.contains("EG_crash_b"), "{ids}");
+        assert!(
+            !ids.contains("EG_crash_a") && ids.contains("EG_crash_b"),
+            "{ids}"
+        );
         drop(b);
     }
 }

@@ -22,11 +22,11 @@ use tokio::task::JoinSet;
 
 use egress_proto::livekit::EgressInfo;
 
+use super::ipc::{self, ENV_IPC, HandlerMsg, ServiceMsg, StartJob, handler_msg, service_msg};
 use crate::config::ServiceConfig;
 use crate::core::request::classify;
 use crate::core::status::InfoExt;
 use crate::core::{PipelineError, errors};
-use super::ipc::{self, ENV_IPC, HandlerMsg, ServiceMsg, StartJob, handler_msg, service_msg};
 use crate::pipeline::{self, Control, Job, StopRequest, UpdateStreamCall};
 use crate::plugins::PluginRegistry;
 use crate::rpc::{Code, RpcError};
@@ -36,7 +36,9 @@ const REASON_PROCESS_KILLED: &str = "Process killed";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    #[error("missing environment variable {0} (run-handler is started by the service, not by hand)")]
+    #[error(
+        "missing environment variable {0} (run-handler is started by the service, not by hand)"
+    )]
     MissingEnv(&'static str),
     #[error(transparent)]
     Ipc(#[from] ipc::IpcError),
@@ -97,10 +99,14 @@ struct JobLine {
 
 async fn run(config: ServiceConfig) -> Result<(), HandlerError> {
     let socket = std::env::var(ENV_IPC).map_err(|_| HandlerError::MissingEnv(ENV_IPC))?;
-    let stream = UnixStream::connect(&socket).await.map_err(ipc::IpcError::from)?;
+    let stream = UnixStream::connect(&socket)
+        .await
+        .map_err(ipc::IpcError::from)?;
     let (mut rd, mut wr) = stream.into_split();
     let ready = HandlerMsg {
-        kind: Some(handler_msg::Kind::Ready(ipc::Ready { pid: std::process::id() })),
+        kind: Some(handler_msg::Kind::Ready(ipc::Ready {
+            pid: std::process::id(),
+        })),
         egress_id: String::new(),
     };
     ipc::write_frame(&mut wr, &ready).await?;
@@ -119,10 +125,16 @@ async fn run(config: ServiceConfig) -> Result<(), HandlerError> {
     // Every upload's outcome goes to the service, whose metrics count it.
     let uploads = out_tx.clone();
     let reporting = crate::storage::report::install(Arc::new(move |r| {
-        let _ = uploads.send(HandlerMsg { kind: Some(handler_msg::Kind::Upload(r.into())), egress_id: String::new() });
+        let _ = uploads.send(HandlerMsg {
+            kind: Some(handler_msg::Kind::Upload(r.into())),
+            egress_id: String::new(),
+        });
     }));
 
-    let shared = Arc::new(Shared { config: Arc::new(config), loaded: OnceCell::new() });
+    let shared = Arc::new(Shared {
+        config: Arc::new(config),
+        loaded: OnceCell::new(),
+    });
     let mut lines: HashMap<String, JobLine> = HashMap::new();
     let mut jobs: JoinSet<String> = JoinSet::new();
     let mut task_jobs: HashMap<tokio::task::Id, String> = HashMap::new();
@@ -194,19 +206,48 @@ struct JobControl {
 fn job_line(job: StartJob) -> (JobLine, JobControl) {
     let (stop, stop_rx) = watch::channel(None);
     let (update_stream, us_rx) = mpsc::channel(4);
-    (JobLine { stop, update_stream, job }, JobControl { stop: stop_rx, update_stream: us_rx })
+    (
+        JobLine {
+            stop,
+            update_stream,
+            job,
+        },
+        JobControl {
+            stop: stop_rx,
+            update_stream: us_rx,
+        },
+    )
 }
 
 /// A job's task panicked: deliver its partial file (from its delivery plan, as the service does
 /// for a dead handler process) and report it FAILED.
-async fn report_panicked(shared: Arc<Shared>, egress_id: String, job: StartJob, panic: String, out: mpsc::UnboundedSender<HandlerMsg>) {
-    let mut info = failed(job.info.unwrap_or_default(), format!("internal error: {panic}"));
+async fn report_panicked(
+    shared: Arc<Shared>,
+    egress_id: String,
+    job: StartJob,
+    panic: String,
+    out: mpsc::UnboundedSender<HandlerMsg>,
+) {
+    let mut info = failed(
+        job.info.unwrap_or_default(),
+        format!("internal error: {panic}"),
+    );
     if let (Some(request), Ok(plugins)) = (job.request, shared.plugins().await) {
         let work_dir = PathBuf::from(&job.work_dir);
-        let files = crate::storage::salvage(&work_dir, &shared.config, &request, &plugins, crate::rpc::server::now_unix_nanos()).await;
+        let files = crate::storage::salvage(
+            &work_dir,
+            &shared.config,
+            &request,
+            &plugins,
+            crate::rpc::server::now_unix_nanos(),
+        )
+        .await;
         crate::outputs::attach_salvaged(&mut info, files);
     }
-    let _ = out.send(HandlerMsg { kind: Some(handler_msg::Kind::Finished(info)), egress_id });
+    let _ = out.send(HandlerMsg {
+        kind: Some(handler_msg::Kind::Finished(info)),
+        egress_id,
+    });
 }
 
 fn stop_job(lines: &HashMap<String, JobLine>, egress_id: &str, req: StopRequest) {
@@ -214,7 +255,11 @@ fn stop_job(lines: &HashMap<String, JobLine>, egress_id: &str, req: StopRequest)
         Some(line) => {
             line.stop.send_replace(Some(req));
         }
-        None => tracing::warn!(egress_id, ?req, "stop for an egress this handler does not run"),
+        None => tracing::warn!(
+            egress_id,
+            ?req,
+            "stop for an egress this handler does not run"
+        ),
     }
 }
 
@@ -227,7 +272,9 @@ fn stop_all(lines: &HashMap<String, JobLine>, why: &str) {
         line.stop.send_if_modified(|current| {
             let first = current.is_none();
             if first {
-                *current = Some(StopRequest::Graceful { reason: REASON_PROCESS_KILLED.into() });
+                *current = Some(StopRequest::Graceful {
+                    reason: REASON_PROCESS_KILLED.into(),
+                });
             }
             first
         });
@@ -238,7 +285,10 @@ fn stop_all(lines: &HashMap<String, JobLine>, why: &str) {
 fn termination_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     use tokio::signal::unix::{SignalKind, signal};
     Box::pin(async {
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             }
@@ -258,13 +308,20 @@ async fn run_job(
 ) -> String {
     let _named_in_crash_reports = super::crash::Running::new(&egress_id);
     let (updates_tx, mut updates_rx) = mpsc::unbounded_channel::<EgressInfo>();
-    let control = Control { updates: updates_tx, stop: control.stop, update_stream: control.update_stream };
+    let control = Control {
+        updates: updates_tx,
+        stop: control.stop,
+        update_stream: control.update_stream,
+    };
     let forward = {
         let out = out.clone();
         let egress_id = egress_id.clone();
         tokio::spawn(async move {
             while let Some(info) = updates_rx.recv().await {
-                let msg = HandlerMsg { kind: Some(handler_msg::Kind::Update(info)), egress_id: egress_id.clone() };
+                let msg = HandlerMsg {
+                    kind: Some(handler_msg::Kind::Update(info)),
+                    egress_id: egress_id.clone(),
+                };
                 let _ = out.send(msg);
             }
         })
@@ -295,12 +352,18 @@ async fn run_job(
         (_, Err(e)) => failed(info, e),
     };
     let _ = forward.await; // every update is queued before the final one
-    let _ = out.send(HandlerMsg { kind: Some(handler_msg::Kind::Finished(final_info)), egress_id: egress_id.clone() });
+    let _ = out.send(HandlerMsg {
+        kind: Some(handler_msg::Kind::Finished(final_info)),
+        egress_id: egress_id.clone(),
+    });
     egress_id
 }
 
 fn failed(mut info: EgressInfo, error: String) -> EgressInfo {
-    info.set_failed(&PipelineError::Request(RpcError::new(Code::Internal, error)));
+    info.set_failed(&PipelineError::Request(RpcError::new(
+        Code::Internal,
+        error,
+    )));
     info
 }
 
@@ -319,11 +382,24 @@ async fn answer_update_stream(
     };
     let result = match (sent, rx.await) {
         (true, Ok(r)) => r,
-        _ => Err(RpcError::new(Code::Unavailable, "pipeline is not accepting stream updates")),
+        _ => Err(RpcError::new(
+            Code::Unavailable,
+            "pipeline is not accepting stream updates",
+        )),
     };
     let msg = match result {
-        Ok(info) => ipc::UpdateStreamResult { info: Some(info), ..Default::default() },
-        Err(e) => ipc::UpdateStreamResult { info: None, error_code: e.code.as_str().to_owned(), error: e.message },
+        Ok(info) => ipc::UpdateStreamResult {
+            info: Some(info),
+            ..Default::default()
+        },
+        Err(e) => ipc::UpdateStreamResult {
+            info: None,
+            error_code: e.code.as_str().to_owned(),
+            error: e.message,
+        },
     };
-    let _ = out.send(HandlerMsg { kind: Some(handler_msg::Kind::UpdateStreamResult(msg)), egress_id });
+    let _ = out.send(HandlerMsg {
+        kind: Some(handler_msg::Kind::UpdateStreamResult(msg)),
+        egress_id,
+    });
 }

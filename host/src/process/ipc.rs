@@ -81,7 +81,9 @@ impl From<UploadReport> for UploadOutcome {
             status: r.status.label().to_owned(),
             custom_endpoint: r.custom_endpoint,
             backup: r.backup,
-            response_time_us: r.response_time.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            response_time_us: r
+                .response_time
+                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
         }
     }
 }
@@ -173,7 +175,10 @@ pub enum IpcError {
     Decode(#[from] prost::DecodeError),
 }
 
-pub async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, msg: &impl Message) -> Result<(), IpcError> {
+pub async fn write_frame<W: AsyncWriteExt + Unpin>(
+    w: &mut W,
+    msg: &impl Message,
+) -> Result<(), IpcError> {
     let body = msg.encode_to_vec();
     if body.len() > MAX_FRAME {
         return Err(IpcError::TooLarge(body.len()));
@@ -185,7 +190,9 @@ pub async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, msg: &impl Message
 }
 
 /// Reads one frame; `Ok(None)` on a clean end of stream.
-pub async fn read_frame<R: AsyncReadExt + Unpin, M: Message + Default>(r: &mut R) -> Result<Option<M>, IpcError> {
+pub async fn read_frame<R: AsyncReadExt + Unpin, M: Message + Default>(
+    r: &mut R,
+) -> Result<Option<M>, IpcError> {
     let len = match r.read_u32().await {
         Ok(n) => n as usize,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -206,14 +213,23 @@ mod tests {
     #[tokio::test]
     async fn frames_round_trip_and_oversize_is_refused() {
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let msg = HandlerMsg { kind: Some(handler_msg::Kind::Ready(Ready { pid: 42 })), egress_id: String::new() };
+        let msg = HandlerMsg {
+            kind: Some(handler_msg::Kind::Ready(Ready { pid: 42 })),
+            egress_id: String::new(),
+        };
         write_frame(&mut a, &msg).await.unwrap();
         let got: Option<HandlerMsg> = read_frame(&mut b).await.unwrap();
         assert_eq!(got, Some(msg));
         a.write_u32(u32::MAX).await.unwrap();
-        assert!(matches!(read_frame::<_, HandlerMsg>(&mut b).await, Err(IpcError::TooLarge(_))));
+        assert!(matches!(
+            read_frame::<_, HandlerMsg>(&mut b).await,
+            Err(IpcError::TooLarge(_))
+        ));
         drop(a);
-        assert!(matches!(read_frame::<_, HandlerMsg>(&mut b).await, Err(_) | Ok(None)));
+        assert!(matches!(
+            read_frame::<_, HandlerMsg>(&mut b).await,
+            Err(_) | Ok(None)
+        ));
     }
 
     #[test]
@@ -225,7 +241,10 @@ mod tests {
             backup: false,
             response_time: Some(std::time::Duration::from_millis(1250)),
         };
-        let msg = HandlerMsg { kind: Some(handler_msg::Kind::Upload(report.clone().into())), egress_id: String::new() };
+        let msg = HandlerMsg {
+            kind: Some(handler_msg::Kind::Upload(report.clone().into())),
+            egress_id: String::new(),
+        };
         let decoded = HandlerMsg::decode(msg.encode_to_vec().as_slice()).unwrap();
         match decoded.kind {
             Some(handler_msg::Kind::Upload(o)) => assert_eq!(o.into_report(), Some(report)),
@@ -235,7 +254,10 @@ mod tests {
         let mut newer = Vec::new();
         prost::encoding::message::encode(9, &Ready { pid: 1 }, &mut newer);
         assert_eq!(HandlerMsg::decode(newer.as_slice()).unwrap().kind, None);
-        let bad = UploadOutcome { status: "2xx".into(), ..Default::default() };
+        let bad = UploadOutcome {
+            status: "2xx".into(),
+            ..Default::default()
+        };
         assert_eq!(bad.into_report(), None);
     }
 }

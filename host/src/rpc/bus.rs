@@ -39,7 +39,10 @@ pub enum BusError {
     #[error("invalid redis address {address:?}: {reason}")]
     InvalidAddress { address: String, reason: String },
     #[error("redis at {address} is unreachable: {source}")]
-    Unreachable { address: String, source: redis::RedisError },
+    Unreachable {
+        address: String,
+        source: redis::RedisError,
+    },
     #[error("redis command failed: {0}")]
     Command(#[from] redis::RedisError),
 }
@@ -51,7 +54,11 @@ impl RedisTarget {
             reason: reason.to_owned(),
         };
         let (host, port) = match self.address.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| invalid("port is not a number"))?),
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| invalid("port is not a number"))?,
+            ),
             None => (self.address.as_str(), 6379),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -125,7 +132,12 @@ impl Subscription {
 impl Drop for SubscriptionGuard {
     fn drop(&mut self) {
         let last = {
-            let mut routes = self.bus.inner.routes.write().unwrap_or_else(|e| e.into_inner());
+            let mut routes = self
+                .bus
+                .inner
+                .routes
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             match routes.get_mut(&self.channel) {
                 Some(subs) => {
                     subs.retain(|(id, _)| *id != self.id);
@@ -155,12 +167,17 @@ impl Bus {
     pub async fn connect(target: &RedisTarget) -> Result<Bus, BusError> {
         let info = target.connection_info()?;
         let client = redis::Client::open(info)?;
-        let unreachable =
-            |source| BusError::Unreachable { address: target.address.clone(), source };
+        let unreachable = |source| BusError::Unreachable {
+            address: target.address.clone(),
+            source,
+        };
         // The pub/sub connection first: a single attempt, so an unreachable Redis is reported
         // at once (the managed connection below retries internally).
-        let (pubsub_sink, pubsub_stream) =
-            client.get_async_pubsub().await.map_err(unreachable)?.split();
+        let (pubsub_sink, pubsub_stream) = client
+            .get_async_pubsub()
+            .await
+            .map_err(unreachable)?
+            .split();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)))
@@ -215,12 +232,24 @@ impl Bus {
             tracing::warn!(channel, error = %e, "subscribe failed; will retry on reconnect");
         }
         drop(sink);
-        Subscription { rx, guard: SubscriptionGuard { bus: self.clone(), channel: channel.to_owned(), id } }
+        Subscription {
+            rx,
+            guard: SubscriptionGuard {
+                bus: self.clone(),
+                channel: channel.to_owned(),
+                id,
+            },
+        }
     }
 
     async fn unsubscribe_if_unused(&self, channel: &str) {
         let mut sink = self.inner.sink.lock().await;
-        let unused = !self.inner.routes.read().unwrap_or_else(|e| e.into_inner()).contains_key(channel);
+        let unused = !self
+            .inner
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(channel);
         if unused && let Some(s) = sink.as_mut() {
             let _ = s.unsubscribe(channel).await;
         }
@@ -229,7 +258,11 @@ impl Bus {
     /// PUBLISH, in call order per channel.
     pub async fn publish(&self, channel: &str, payload: Vec<u8>) -> Result<(), BusError> {
         let mut conn = self.inner.commands.clone();
-        redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(&mut conn).await?;
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async::<i64>(&mut conn)
+            .await?;
         Ok(())
     }
 
@@ -259,7 +292,10 @@ impl Bus {
                 let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
                 let targets: Vec<mpsc::Sender<Bytes>> = {
                     let routes = self.inner.routes.read().unwrap_or_else(|e| e.into_inner());
-                    routes.get(&channel).map(|s| s.iter().map(|(_, tx)| tx.clone()).collect()).unwrap_or_default()
+                    routes
+                        .get(&channel)
+                        .map(|s| s.iter().map(|(_, tx)| tx.clone()).collect())
+                        .unwrap_or_default()
                 };
                 for tx in targets {
                     if tx.try_send(payload.clone()).is_err() {
@@ -276,7 +312,9 @@ impl Bus {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 match self.reconnect().await {
                     Ok(stream) => break stream,
-                    Err(e) => tracing::warn!(address = %self.inner.address, error = %e, "redis reconnect failed"),
+                    Err(e) => {
+                        tracing::warn!(address = %self.inner.address, error = %e, "redis reconnect failed")
+                    }
                 }
             };
             backoff = Duration::from_millis(100);
@@ -288,8 +326,14 @@ impl Bus {
     async fn reconnect(&self) -> Result<redis::aio::PubSubStream, BusError> {
         let (mut sink, stream) = self.inner.client.get_async_pubsub().await?.split();
         let mut slot = self.inner.sink.lock().await;
-        let channels: Vec<String> =
-            self.inner.routes.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        let channels: Vec<String> = self
+            .inner
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         if !channels.is_empty() {
             sink.subscribe(channels).await?;
         }

@@ -64,12 +64,22 @@ fn push_sanitized(buf: &mut String, c: char) {
 
 /// `<Service>|<Method>|<topic…>|REQ`: where requests are published.
 pub fn request(service: &str, method: &str, topic: &[&str]) -> String {
-    format(&[Part::Str(service), Part::Str(method), Part::Topic(topic), Part::Str("REQ")])
+    format(&[
+        Part::Str(service),
+        Part::Str(method),
+        Part::Topic(topic),
+        Part::Str("REQ"),
+    ])
 }
 
 /// `<Service>|<Method>|<topic…>|RCLAIM`: where the caller announces the claim winner.
 pub fn claim_response(service: &str, method: &str, topic: &[&str]) -> String {
-    format(&[Part::Str(service), Part::Str(method), Part::Topic(topic), Part::Str("RCLAIM")])
+    format(&[
+        Part::Str(service),
+        Part::Str(method),
+        Part::Topic(topic),
+        Part::Str("RCLAIM"),
+    ])
 }
 
 /// `<Service>|<clientID>|CLAIM`: where servers send their bids to one client.
@@ -89,7 +99,10 @@ mod tests {
     // Every row of the table in spec §1.2.
     #[test]
     fn golden_channel_names() {
-        assert_eq!(request("EgressInternal", "StartEgress", &[""]), "EgressInternal|StartEgress|REQ");
+        assert_eq!(
+            request("EgressInternal", "StartEgress", &[""]),
+            "EgressInternal|StartEgress|REQ"
+        );
         assert_eq!(
             claim_response("EgressInternal", "StartEgress", &[""]),
             "EgressInternal|StartEgress|RCLAIM"
@@ -102,7 +115,10 @@ mod tests {
             request("EgressHandler", "StopEgress", &["EG_xS4aB9cD2eF6"]),
             "EgressHandler|StopEgress|EG_xS4aB9cD2eF6|REQ"
         );
-        assert_eq!(request("IOInfo", "CreateEgress", &[]), "IOInfo|CreateEgress|REQ");
+        assert_eq!(
+            request("IOInfo", "CreateEgress", &[]),
+            "IOInfo|CreateEgress|REQ"
+        );
         assert_eq!(
             claim_request("EgressInternal", "CLI_k3Zp9QwR2mTx"),
             "EgressInternal|CLI_k3Zp9QwR2mTx|CLAIM"
@@ -110,13 +126,23 @@ mod tests {
         assert_eq!(request("S", "M", &["a", "", "c"]), "S|M|a|c|REQ");
         assert_eq!(request("S", "M", &["a.b|c"]), "S|M|au+002ebu+007cc|REQ");
         assert_eq!(
-            format(&[Part::Str("S"), Part::Str("M"), Part::Bytes(&[0x78, 0xff, 0x79]), Part::Str("REQ")]),
+            format(&[
+                Part::Str("S"),
+                Part::Str("M"),
+                Part::Bytes(&[0x78, 0xff, 0x79]),
+                Part::Str("REQ")
+            ]),
             "S|M|xu+fffdy|REQ"
         );
         let mut dotted = String::new();
         append_parts(
             &mut dotted,
-            &[Part::Str("🚀_É"), Part::Str("🛰_bar"), Part::Topic(&["软件"]), Part::Str("END")],
+            &[
+                Part::Str("🚀_É"),
+                Part::Str("🛰_bar"),
+                Part::Topic(&["软件"]),
+                Part::Str("END"),
+            ],
             '.',
         );
         assert_eq!(dotted, "U+0001f680_u+00c9.U+0001f6f0_bar.u+8f6fu+4ef6.END");

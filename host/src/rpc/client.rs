@@ -43,7 +43,11 @@ pub struct CallOptions {
 
 impl CallOptions {
     pub fn with_timeout(timeout: Duration) -> Self {
-        CallOptions { timeout, selection_timeout: DEFAULT_SELECTION_TIMEOUT, expiry_cap_unix_nanos: None }
+        CallOptions {
+            timeout,
+            selection_timeout: DEFAULT_SELECTION_TIMEOUT,
+            expiry_cap_unix_nanos: None,
+        }
     }
 }
 
@@ -67,7 +71,10 @@ impl RpcClient {
         let client_id = ids::new_client_id();
         let pending: Pending = Arc::default();
         let mut tasks = Vec::new();
-        for ch in [channel::claim_request(service, &client_id), channel::response(service, &client_id)] {
+        for ch in [
+            channel::claim_request(service, &client_id),
+            channel::response(service, &client_id),
+        ] {
             let mut sub = bus.subscribe(&ch).await;
             let pending = pending.clone();
             tasks.push(tokio::spawn(async move {
@@ -77,14 +84,23 @@ impl RpcClient {
                         Envelope::Response(r) => (r.request_id.clone(), Event::Response(r)),
                         _ => continue,
                     };
-                    let tx = pending.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+                    let tx = pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&id)
+                        .cloned();
                     if let Some(tx) = tx {
                         let _ = tx.send(event);
                     }
                 }
             }));
         }
-        RpcClient { bus, client_id, pending, tasks }
+        RpcClient {
+            bus,
+            client_id,
+            pending,
+            tasks,
+        }
     }
 
     pub fn client_id(&self) -> &str {
@@ -120,8 +136,14 @@ impl RpcClient {
         let request = self.build_request(req.encode_to_vec(), false, &opts);
         let request_id = request.request_id.clone();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(request_id.clone(), tx);
-        let _cleanup = PendingGuard { pending: self.pending.clone(), id: request_id.clone() };
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(request_id.clone(), tx);
+        let _cleanup = PendingGuard {
+            pending: self.pending.clone(),
+            id: request_id.clone(),
+        };
 
         let deadline = tokio::time::Instant::now() + opts.timeout;
         let req_channel = channel::request(method.service, method.name, topic);
@@ -160,7 +182,9 @@ impl RpcClient {
                                 if top {
                                     break;
                                 }
-                                short_circuit.get_or_insert(tokio::time::Instant::now() + Duration::from_millis(500));
+                                short_circuit.get_or_insert(
+                                    tokio::time::Instant::now() + Duration::from_millis(500),
+                                );
                             }
                         }
                     }
@@ -176,11 +200,17 @@ impl RpcClient {
                 if claims_seen == 0 {
                     RpcError::no_response()
                 } else {
-                    RpcError::new(Code::Unavailable, format!("no servers available (received {claims_seen} responses)"))
+                    RpcError::new(
+                        Code::Unavailable,
+                        format!("no servers available (received {claims_seen} responses)"),
+                    )
                 }
             }));
         };
-        let decision = ClaimResponse { request_id: request_id.clone(), server_id: winner.server_id.clone() };
+        let decision = ClaimResponse {
+            request_id: request_id.clone(),
+            server_id: winner.server_id.clone(),
+        };
         let rclaim = channel::claim_response(method.service, method.name, topic);
         self.bus
             .publish(&rclaim, envelope::encode_claim_response(&decision))
@@ -189,7 +219,9 @@ impl RpcClient {
 
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(Event::Response(r))) if r.server_id == winner.server_id || r.server_id.is_empty() => {
+                Ok(Some(Event::Response(r)))
+                    if r.server_id == winner.server_id || r.server_id.is_empty() =>
+                {
                     return decode_response(r);
                 }
                 Ok(Some(_)) => continue,
@@ -209,12 +241,25 @@ impl RpcClient {
         let opts = CallOptions::with_timeout(timeout);
         let request = self.build_request(req.encode_to_vec(), true, &opts);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(request.request_id.clone(), tx);
-        let _cleanup = PendingGuard { pending: self.pending.clone(), id: request.request_id.clone() };
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(request.request_id.clone(), tx);
+        let _cleanup = PendingGuard {
+            pending: self.pending.clone(),
+            id: request.request_id.clone(),
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         let channel = channel::request(method.service, method.name, topic);
-        if let Err(e) = self.bus.publish(&channel, envelope::encode_request(&request)).await {
-            return vec![Err(RpcError::new(Code::Unavailable, format!("publish failed: {e}")))];
+        if let Err(e) = self
+            .bus
+            .publish(&channel, envelope::encode_request(&request))
+            .await
+        {
+            return vec![Err(RpcError::new(
+                Code::Unavailable,
+                format!("publish failed: {e}"),
+            ))];
         }
         let mut out = Vec::new();
         while let Ok(Some(event)) = tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -241,6 +286,9 @@ struct PendingGuard {
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }

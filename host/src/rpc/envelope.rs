@@ -39,8 +39,12 @@ impl Envelope {
 }
 
 fn wrap(type_url: &str, inner: &impl Message) -> Vec<u8> {
-    Msg { type_url: type_url.to_owned(), value: inner.encode_to_vec(), channel: String::new() }
-        .encode_to_vec()
+    Msg {
+        type_url: type_url.to_owned(),
+        value: inner.encode_to_vec(),
+        channel: String::new(),
+    }
+    .encode_to_vec()
 }
 
 pub fn encode_request(m: &Request) -> Vec<u8> {
@@ -95,7 +99,10 @@ mod tests {
     const S: i64 = 1_000_000_000;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     fn req(id: &str, client: &str, sent_at: i64, expiry: i64, multi: bool, raw: &str) -> Request {
@@ -111,11 +118,18 @@ mod tests {
     }
 
     fn claim(id: &str, server: &str, affinity: f32) -> ClaimRequest {
-        ClaimRequest { request_id: id.into(), server_id: server.into(), affinity }
+        ClaimRequest {
+            request_id: id.into(),
+            server_id: server.into(),
+            affinity,
+        }
     }
 
     fn claim_resp(id: &str, server: &str) -> ClaimResponse {
-        ClaimResponse { request_id: id.into(), server_id: server.into() }
+        ClaimResponse {
+            request_id: id.into(),
+            server_id: server.into(),
+        }
     }
 
     fn resp(id: &str, server: &str, sent_at: i64, raw: &str) -> Response {
@@ -130,18 +144,70 @@ mod tests {
 
     fn cases() -> Vec<(&'static str, Envelope, Vec<u8>)> {
         vec![
-            ("B", Envelope::Request(req("REQ_8fJd2LqP0sVb", "CLI_k3Zp9QwR2mTx", T0, T0 + 10 * S, false, A)), hex(B)),
-            ("C", Envelope::ClaimRequest(claim("REQ_8fJd2LqP0sVb", "SRV_Ye4Nc7Hu1GaK", 0.5)), hex(C)),
-            ("D", Envelope::ClaimResponse(claim_resp("REQ_8fJd2LqP0sVb", "SRV_Ye4Nc7Hu1GaK")), hex(D)),
+            (
+                "B",
+                Envelope::Request(req(
+                    "REQ_8fJd2LqP0sVb",
+                    "CLI_k3Zp9QwR2mTx",
+                    T0,
+                    T0 + 10 * S,
+                    false,
+                    A,
+                )),
+                hex(B),
+            ),
+            (
+                "C",
+                Envelope::ClaimRequest(claim("REQ_8fJd2LqP0sVb", "SRV_Ye4Nc7Hu1GaK", 0.5)),
+                hex(C),
+            ),
+            (
+                "D",
+                Envelope::ClaimResponse(claim_resp("REQ_8fJd2LqP0sVb", "SRV_Ye4Nc7Hu1GaK")),
+                hex(D),
+            ),
             (
                 "F",
-                Envelope::Request(req("REQ_u1Cm4Nx7Rk2Q", "CLI_r7Ts3Dq6Wp0L", T0 + 520 * MS, T0 + 10 * S, false, E)),
+                Envelope::Request(req(
+                    "REQ_u1Cm4Nx7Rk2Q",
+                    "CLI_r7Ts3Dq6Wp0L",
+                    T0 + 520 * MS,
+                    T0 + 10 * S,
+                    false,
+                    E,
+                )),
                 hex(F),
             ),
-            ("G", Envelope::ClaimRequest(claim("REQ_u1Cm4Nx7Rk2Q", "SRV_Pa6Gi0Xe8Bw1", 1.0)), hex(G)),
-            ("H", Envelope::ClaimResponse(claim_resp("REQ_u1Cm4Nx7Rk2Q", "SRV_Pa6Gi0Xe8Bw1")), hex(H)),
-            ("I", Envelope::Response(resp("REQ_u1Cm4Nx7Rk2Q", "SRV_Pa6Gi0Xe8Bw1", T0 + 535 * MS, "")), hex(I)),
-            ("J", Envelope::Response(resp("REQ_8fJd2LqP0sVb", "SRV_Ye4Nc7Hu1GaK", T0 + 900 * MS, E)), hex(J)),
+            (
+                "G",
+                Envelope::ClaimRequest(claim("REQ_u1Cm4Nx7Rk2Q", "SRV_Pa6Gi0Xe8Bw1", 1.0)),
+                hex(G),
+            ),
+            (
+                "H",
+                Envelope::ClaimResponse(claim_resp("REQ_u1Cm4Nx7Rk2Q", "SRV_Pa6Gi0Xe8Bw1")),
+                hex(H),
+            ),
+            (
+                "I",
+                Envelope::Response(resp(
+                    "REQ_u1Cm4Nx7Rk2Q",
+                    "SRV_Pa6Gi0Xe8Bw1",
+                    T0 + 535 * MS,
+                    "",
+                )),
+                hex(I),
+            ),
+            (
+                "J",
+                Envelope::Response(resp(
+                    "REQ_8fJd2LqP0sVb",
+                    "SRV_Ye4Nc7Hu1GaK",
+                    T0 + 900 * MS,
+                    E,
+                )),
+                hex(J),
+            ),
             (
                 "K",
                 Envelope::Response(Response {
@@ -166,14 +232,38 @@ mod tests {
                 )),
                 hex(L),
             ),
-            ("M", Envelope::ClaimRequest(claim("REQ_Zt9Wa3Ey6Ho5", "SRV_Jo2Fk9Sd5Ly3", 1.0)), hex(M)),
-            ("N", Envelope::ClaimResponse(claim_resp("REQ_Zt9Wa3Ey6Ho5", "SRV_Jo2Fk9Sd5Ly3")), hex(N)),
+            (
+                "M",
+                Envelope::ClaimRequest(claim("REQ_Zt9Wa3Ey6Ho5", "SRV_Jo2Fk9Sd5Ly3", 1.0)),
+                hex(M),
+            ),
+            (
+                "N",
+                Envelope::ClaimResponse(claim_resp("REQ_Zt9Wa3Ey6Ho5", "SRV_Jo2Fk9Sd5Ly3")),
+                hex(N),
+            ),
             (
                 "P",
-                Envelope::Response(resp("REQ_Zt9Wa3Ey6Ho5", "SRV_Jo2Fk9Sd5Ly3", T0 + 60 * S + 20 * MS, O)),
+                Envelope::Response(resp(
+                    "REQ_Zt9Wa3Ey6Ho5",
+                    "SRV_Jo2Fk9Sd5Ly3",
+                    T0 + 60 * S + 20 * MS,
+                    O,
+                )),
                 hex(P),
             ),
-            ("Q", Envelope::Request(req("REQ_Lm3Kn8Pq1Rs6", "CLI_k3Zp9QwR2mTx", T0, T0 + 3 * S, true, "")), hex(Q)),
+            (
+                "Q",
+                Envelope::Request(req(
+                    "REQ_Lm3Kn8Pq1Rs6",
+                    "CLI_k3Zp9QwR2mTx",
+                    T0,
+                    T0 + 3 * S,
+                    true,
+                    "",
+                )),
+                hex(Q),
+            ),
         ]
     }
 
@@ -200,15 +290,26 @@ mod tests {
             assert_eq!(Envelope::decode(&bytes), envelope, "vector {name}");
         }
         // Absent raw_response decodes as an empty message.
-        let Envelope::Response(i) = Envelope::decode(&hex(I)) else { panic!() };
+        let Envelope::Response(i) = Envelope::decode(&hex(I)) else {
+            panic!()
+        };
         assert!(i.raw_response.is_empty() && i.error.is_empty());
     }
 
     #[test]
     fn golden_lock_keys() {
-        assert_eq!(lock_key(&hex(F)), "/zJ60uaNugA9UlZ6jaCDq9szmR37pxBR2FZ+6AFRLFc=");
-        assert_eq!(lock_key(&hex(L)), "5PK4MJyuOj8lyflrajYXH/zlODZMKArxaAPFnXvj9GI=");
-        assert_eq!(lock_key(&hex(B)), "VV+w46nCmcC88y3OeSA295tYRWs2odASGwfSUhe4egY=");
+        assert_eq!(
+            lock_key(&hex(F)),
+            "/zJ60uaNugA9UlZ6jaCDq9szmR37pxBR2FZ+6AFRLFc="
+        );
+        assert_eq!(
+            lock_key(&hex(L)),
+            "5PK4MJyuOj8lyflrajYXH/zlODZMKArxaAPFnXvj9GI="
+        );
+        assert_eq!(
+            lock_key(&hex(B)),
+            "VV+w46nCmcC88y3OeSA295tYRWs2odASGwfSUhe4egY="
+        );
     }
 
     #[test]
@@ -216,12 +317,19 @@ mod tests {
         let a = StartEgressRequest::decode(hex(A).as_slice()).unwrap();
         assert_eq!(a.egress_id, "EG_xS4aB9cD2eF6");
         assert_eq!(a.room_id, "RM_Qw8Er5Ty2Ui7");
-        let Some(start_egress_request::Request::RoomComposite(rc)) = a.request else { panic!() };
-        assert_eq!((rc.room_name.as_str(), rc.layout.as_str()), ("demo-room", "grid"));
+        let Some(start_egress_request::Request::RoomComposite(rc)) = a.request else {
+            panic!()
+        };
+        assert_eq!(
+            (rc.room_name.as_str(), rc.layout.as_str()),
+            ("demo-room", "grid")
+        );
         assert_eq!(rc.file_outputs[0].filepath, "out/demo.mp4");
 
         let a2 = StartEgressRequest::decode(hex(A2).as_slice()).unwrap();
-        let Some(start_egress_request::Request::Egress(v2)) = a2.request else { panic!() };
+        let Some(start_egress_request::Request::Egress(v2)) = a2.request else {
+            panic!()
+        };
         assert_eq!(v2.room_name, "demo-room");
         assert_eq!(v2.outputs.len(), 1);
 
@@ -239,12 +347,21 @@ mod tests {
         let mut inner = req("REQ_x", "CLI_y", 1, 2, false, "").encode_to_vec();
         inner.extend_from_slice(&[0x48, 0x01]); // field 9 varint = 1
         inner.extend_from_slice(&[0x98, 0x06, 0x07]); // field 99 varint = 7
-        let payload =
-            Msg { type_url: type_url::REQUEST.into(), value: inner, channel: String::new() }.encode_to_vec();
-        let Envelope::Request(r) = Envelope::decode(&payload) else { panic!("not a request") };
+        let payload = Msg {
+            type_url: type_url::REQUEST.into(),
+            value: inner,
+            channel: String::new(),
+        }
+        .encode_to_vec();
+        let Envelope::Request(r) = Envelope::decode(&payload) else {
+            panic!("not a request")
+        };
         assert_eq!(r.request_id, "REQ_x");
         // A type we do not know is ignored, not an error.
-        let other = Msg { type_url: "type.googleapis.com/internal.Stream".into(), ..Default::default() };
+        let other = Msg {
+            type_url: "type.googleapis.com/internal.Stream".into(),
+            ..Default::default()
+        };
         assert_eq!(Envelope::decode(&other.encode_to_vec()), Envelope::Unknown);
         assert_eq!(Envelope::decode(b"\xff\xff\xff"), Envelope::Unknown);
     }

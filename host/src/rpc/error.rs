@@ -84,7 +84,10 @@ impl Code {
 
     /// Parses a wire code; an empty or unrecognised string is `Unknown` (as the Go client does).
     pub fn from_wire(s: &str) -> Code {
-        Code::ALL.into_iter().find(|c| c.as_str() == s).unwrap_or(Code::Unknown)
+        Code::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .unwrap_or(Code::Unknown)
     }
 }
 
@@ -106,7 +109,11 @@ impl RpcError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         let message = message.into();
         // Go treats a response with an empty `error` as success: never send one.
-        let message = if message.is_empty() { code.as_str().to_owned() } else { message };
+        let message = if message.is_empty() {
+            code.as_str().to_owned()
+        } else {
+            message
+        };
         RpcError { code, message }
     }
 

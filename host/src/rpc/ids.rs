@@ -7,7 +7,12 @@ use rand::distr::Alphanumeric;
 pub fn new_id(prefix: &str) -> String {
     let mut id = String::with_capacity(prefix.len() + 12);
     id.push_str(prefix);
-    id.extend(rand::rng().sample_iter(Alphanumeric).take(12).map(char::from));
+    id.extend(
+        rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(12)
+            .map(char::from),
+    );
     id
 }
 

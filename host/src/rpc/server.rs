@@ -87,12 +87,19 @@ impl Drop for Registration {
 type ClaimBook = Arc<Mutex<HashMap<String, oneshot::Sender<String>>>>;
 
 pub fn now_unix_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 impl RpcServer {
     pub fn new(bus: Bus) -> Self {
-        RpcServer { bus, server_id: ids::new_server_id(), observer: Arc::new(NoObserver) }
+        RpcServer {
+            bus,
+            server_id: ids::new_server_id(),
+            observer: Arc::new(NoObserver),
+        }
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn ServerObserver>) -> Self {
@@ -126,12 +133,18 @@ impl RpcServer {
         let mut tasks = Vec::new();
         // Subscribe RCLAIM before REQ so that no claim response can arrive unheard.
         if method.routing != Routing::Multi {
-            let mut sub = self.bus.subscribe(&channel::claim_response(method.service, method.name, topic)).await;
+            let mut sub = self
+                .bus
+                .subscribe(&channel::claim_response(method.service, method.name, topic))
+                .await;
             let claims = claims.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(payload) = sub.recv().await {
                     if let Envelope::ClaimResponse(c) = Envelope::decode(&payload) {
-                        let waiter = claims.lock().unwrap_or_else(|e| e.into_inner()).remove(&c.request_id);
+                        let waiter = claims
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&c.request_id);
                         if let Some(tx) = waiter {
                             let _ = tx.send(c.server_id);
                         }
@@ -139,8 +152,17 @@ impl RpcServer {
                 }
             }));
         }
-        let mut requests = self.bus.subscribe(&channel::request(method.service, method.name, topic)).await;
-        let shared = Arc::new(Served { server: self.clone(), method, claims, affinity, handler });
+        let mut requests = self
+            .bus
+            .subscribe(&channel::request(method.service, method.name, topic))
+            .await;
+        let shared = Arc::new(Served {
+            server: self.clone(),
+            method,
+            claims,
+            affinity,
+            handler,
+        });
         tasks.push(tokio::spawn(async move {
             while let Some(payload) = requests.recv().await {
                 let shared = shared.clone();
@@ -183,7 +205,8 @@ impl<A, H> Served<A, H> {
             tracing::debug!(method = method.name, request_id = %req.request_id, "expired request dropped");
             return;
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_nanos((req.expiry - now) as u64);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_nanos((req.expiry - now) as u64);
         let decoded = match Req::decode(req.raw_request.as_slice()) {
             Ok(d) => d,
             Err(e) => {
@@ -194,7 +217,11 @@ impl<A, H> Served<A, H> {
             }
         };
         if method.routing != Routing::Multi {
-            let affinity = if method.routing == Routing::Affinity { (self.affinity)(&decoded) } else { 1.0 };
+            let affinity = if method.routing == Routing::Affinity {
+                (self.affinity)(&decoded)
+            } else {
+                1.0
+            };
             if affinity < 0.0 {
                 return; // cannot take it: no bid
             }
@@ -220,21 +247,32 @@ impl<A, H> Served<A, H> {
     async fn claim(&self, req: &Request, affinity: f32, deadline: tokio::time::Instant) -> bool {
         let (tx, rx) = oneshot::channel();
         // Register the wait before publishing the bid (spec §6.3).
-        self.claims.lock().unwrap_or_else(|e| e.into_inner()).insert(req.request_id.clone(), tx);
+        self.claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(req.request_id.clone(), tx);
         let bid = ClaimRequest {
             request_id: req.request_id.clone(),
             server_id: self.server.server_id.clone(),
             affinity,
         };
         let channel = channel::claim_request(self.method.service, &req.client_id);
-        if let Err(e) = self.server.bus.publish(&channel, envelope::encode_claim_request(&bid)).await {
+        if let Err(e) = self
+            .server
+            .bus
+            .publish(&channel, envelope::encode_claim_request(&bid))
+            .await
+        {
             tracing::warn!(method = self.method.name, error = %e, "could not publish claim");
         }
         let won = match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(winner)) => winner == self.server.server_id,
             _ => false,
         };
-        self.claims.lock().unwrap_or_else(|e| e.into_inner()).remove(&req.request_id);
+        self.claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&req.request_id);
         self.server.observer.claimed(&self.method, won);
         won
     }
@@ -259,7 +297,12 @@ impl<A, H> Served<A, H> {
         };
         self.server.observer.responded(&self.method, code);
         let channel = channel::response(self.method.service, &req.client_id);
-        if let Err(e) = self.server.bus.publish(&channel, envelope::encode_response(&resp)).await {
+        if let Err(e) = self
+            .server
+            .bus
+            .publish(&channel, envelope::encode_response(&resp))
+            .await
+        {
             tracing::warn!(method = self.method.name, error = %e, "could not publish response");
         }
     }

@@ -33,18 +33,30 @@ async fn health(shared: Arc<Shared>) -> impl IntoResponse {
         (StatusCode::OK, "ok")
     };
     body.insert("status".into(), serde_json::json!(status));
-    (code, [(header::CONTENT_TYPE, "application/json")], serde_json::Value::Object(body).to_string())
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::Value::Object(body).to_string(),
+    )
 }
 
 async fn metrics(shared: Arc<Shared>) -> impl IntoResponse {
-    let text = shared.metrics.render(&shared.worker, shared.config.cpu_cost.web_cpu_cost);
+    let text = shared
+        .metrics
+        .render(&shared.worker, shared.config.cpu_cost.web_cpu_cost);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 async fn bind(port: u16, what: &str, local_only: bool) -> std::io::Result<TcpListener> {
-    let ip = if local_only { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
+    let ip = if local_only {
+        [127, 0, 0, 1]
+    } else {
+        [0, 0, 0, 0]
+    };
     let addr = SocketAddr::from((ip, port));
-    TcpListener::bind(addr).await.map_err(|e| std::io::Error::new(e.kind(), format!("{what} port {port}: {e}")))
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{what} port {port}: {e}")))
 }
 
 fn serve(listener: TcpListener, router: Router) {
@@ -74,7 +86,10 @@ pub async fn start(shared: Arc<Shared>, templates_dir: PathBuf) -> std::io::Resu
         if !templates_dir.is_dir() {
             tracing::warn!(dir = %templates_dir.display(), "templates directory not found; template server will answer 404");
         }
-        serve(listener, Router::new().fallback_service(ServeDir::new(templates_dir)));
+        serve(
+            listener,
+            Router::new().fallback_service(ServeDir::new(templates_dir)),
+        );
     }
     Ok(())
 }

@@ -31,7 +31,10 @@ pub struct IoInfoClient {
 
 impl IoInfoClient {
     pub async fn new(bus: Bus, timeouts: IoTimeouts) -> Self {
-        IoInfoClient { client: RpcClient::new(bus, "IOInfo").await, timeouts }
+        IoInfoClient {
+            client: RpcClient::new(bus, "IOInfo").await,
+            timeouts,
+        }
     }
 
     fn options(&self, timeout: Duration, cap: Option<i64>) -> CallOptions {
@@ -44,20 +47,38 @@ impl IoInfoClient {
     }
 
     /// Stores a new egress at livekit-server. `expiry_cap_unix_nanos` is the StartEgress deadline.
-    pub async fn create_egress(&self, info: &EgressInfo, expiry_cap_unix_nanos: Option<i64>) -> Result<(), RpcError> {
+    pub async fn create_egress(
+        &self,
+        info: &EgressInfo,
+        expiry_cap_unix_nanos: Option<i64>,
+    ) -> Result<(), RpcError> {
         let opts = self.options(self.timeouts.create, expiry_cap_unix_nanos);
-        self.client.call::<_, Empty>(IO_CREATE_EGRESS, &[], info, opts).await.map(|_| ())
+        self.client
+            .call::<_, Empty>(IO_CREATE_EGRESS, &[], info, opts)
+            .await
+            .map(|_| ())
     }
 
     /// Sends one status update, retrying while livekit-server is unreachable, up to `give_up`.
-    pub async fn update_egress(&self, info: &EgressInfo, give_up: Duration) -> Result<(), RpcError> {
+    pub async fn update_egress(
+        &self,
+        info: &EgressInfo,
+        give_up: Duration,
+    ) -> Result<(), RpcError> {
         let start = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(250);
         loop {
             let opts = self.options(self.timeouts.update, None);
-            match self.client.call::<_, Empty>(IO_UPDATE_EGRESS, &[], info, opts).await {
+            match self
+                .client
+                .call::<_, Empty>(IO_UPDATE_EGRESS, &[], info, opts)
+                .await
+            {
                 Ok(_) => return Ok(()),
-                Err(e) if (e.is_timeout() || e.is_unavailable()) && start.elapsed() + backoff < give_up => {
+                Err(e)
+                    if (e.is_timeout() || e.is_unavailable())
+                        && start.elapsed() + backoff < give_up =>
+                {
                     tracing::warn!(egress_id = %info.egress_id, error = %e, retry_in = ?backoff, "UpdateEgress failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(60));

@@ -27,13 +27,13 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use egress_proto::livekit::{EgressInfo, EgressStatus, StopEgressRequest, UpdateStreamRequest};
 use egress_proto::rpc::StartEgressRequest;
 
-use crate::process::child::{Frames, HandlerProcess};
 use super::ioinfo::IoInfoClient;
-use crate::process::ipc::{self, HandlerMsg, StartJob, handler_msg, service_msg};
 use super::methods::{STOP_EGRESS, UPDATE_STREAM};
-use crate::core::request::{Classified, RequestType};
 use super::worker::Worker;
 use crate::config::ConfigSource;
+use crate::core::request::{Classified, RequestType};
+use crate::process::child::{Frames, HandlerProcess};
+use crate::process::ipc::{self, HandlerMsg, StartJob, handler_msg, service_msg};
 use crate::rpc::server::now_unix_nanos;
 use crate::rpc::{Code, RpcError, RpcServer};
 
@@ -110,7 +110,12 @@ fn failed(mut info: EgressInfo, error: String) -> EgressInfo {
 impl Launcher {
     /// Starts the egress in a handler process and returns once its job is sent (or it failed
     /// to start).
-    pub async fn launch(self: &Arc<Self>, req: &StartEgressRequest, info: &EgressInfo, classified: Classified) -> Result<(), RpcError> {
+    pub async fn launch(
+        self: &Arc<Self>,
+        req: &StartEgressRequest,
+        info: &EgressInfo,
+        classified: Classified,
+    ) -> Result<(), RpcError> {
         let egress_id = info.egress_id.clone();
         let work_dir = self.tmp_root.join(&egress_id);
         std::fs::create_dir_all(&work_dir)
@@ -135,7 +140,11 @@ impl Launcher {
                 return Err(e);
             }
         };
-        let job = StartJob { request: Some(req.clone()), info: Some(info.clone()), work_dir: work_dir.display().to_string() };
+        let job = StartJob {
+            request: Some(req.clone()),
+            info: Some(info.clone()),
+            work_dir: work_dir.display().to_string(),
+        };
         if let Err(e) = process.start(&egress_id, job).await {
             tracing::error!(egress_id = %egress_id, error = %e, "could not hand the egress to its handler");
             process.detach(&egress_id);
@@ -155,19 +164,26 @@ impl Launcher {
             update_stream_serial: Mutex::new(()),
         });
         let registrations = self.register_handler_topics(&egress_id, link.clone()).await;
-        self.links.lock().unwrap_or_else(|e| e.into_inner()).insert(egress_id.clone(), link.clone());
+        self.links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(egress_id.clone(), link.clone());
         tracing::info!(egress_id = %egress_id, pid = ?process.pid, shared, load = process.load(), "egress handed to its handler");
         let this = self.clone();
         let request = req.clone();
         tokio::spawn(async move {
-            this.supervise(frames, link, registrations, work_dir, request, classified).await;
+            this.supervise(frames, link, registrations, work_dir, request, classified)
+                .await;
         });
         Ok(())
     }
 
     /// A shared handler process with room for one more egress (the fullest such, so processes
     /// fill up and idle ones can retire), or a new one; the egress is attached to it.
-    async fn place_in_shared(self: &Arc<Self>, egress_id: &str) -> Result<(Arc<HandlerProcess>, Frames), RpcError> {
+    async fn place_in_shared(
+        self: &Arc<Self>,
+        egress_id: &str,
+    ) -> Result<(Arc<HandlerProcess>, Frames), RpcError> {
         let mut pool = self.shared.lock().await;
         pool.retain(|p| p.is_open());
         let fullest = pool
@@ -180,7 +196,9 @@ impl Launcher {
         {
             return Ok((process, frames));
         }
-        let dir = self.tmp_root.join(format!("handler-{}", crate::rpc::ids::new_id("")));
+        let dir = self
+            .tmp_root
+            .join(format!("handler-{}", crate::rpc::ids::new_id("")));
         let process = HandlerProcess::spawn(&self.exe, &self.config_source, &dir).await?;
         let frames = process
             .attach(egress_id)
@@ -229,54 +247,86 @@ impl Launcher {
 
     /// Stops a running egress and marks it FAILED with `error` (Go's KillEgress / AbortProcess).
     pub async fn kill(&self, egress_id: &str, error: &str) {
-        let link = self.links.lock().unwrap_or_else(|e| e.into_inner()).get(egress_id).cloned();
+        let link = self
+            .links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(egress_id)
+            .cloned();
         if let Some(link) = link {
-            if let Err(e) = link.send(service_msg::Kind::Kill(ipc::Stop { reason: error.to_owned() })).await {
+            if let Err(e) = link
+                .send(service_msg::Kind::Kill(ipc::Stop {
+                    reason: error.to_owned(),
+                }))
+                .await
+            {
                 tracing::warn!(egress_id, error = %e, "could not deliver kill to handler");
             }
         }
     }
 
-    async fn register_handler_topics(&self, egress_id: &str, link: Arc<Link>) -> Vec<crate::rpc::Registration> {
+    async fn register_handler_topics(
+        &self,
+        egress_id: &str,
+        link: Arc<Link>,
+    ) -> Vec<crate::rpc::Registration> {
         let stop_link = link.clone();
         let stop = self
             .handler_rpc
-            .register(STOP_EGRESS, &[egress_id], |_: &StopEgressRequest| 1.0, move |_req: StopEgressRequest, ctx| {
-                let link = stop_link.clone();
-                async move {
-                    let mut watch = link.latest.subscribe();
-                    let before = watch.borrow_and_update().status;
-                    link.send(service_msg::Kind::Stop(ipc::Stop { reason: "StopEgress API".into() })).await?;
-                    // Answer with the status the stop produced (ENDING, or ABORTED if it had
-                    // not started), as Go does; fall back to the latest known after a moment.
-                    let wait = tokio::time::Instant::now() + Duration::from_secs(2);
-                    let until = wait.min(ctx.deadline);
-                    while watch.borrow().status == before {
-                        if tokio::time::timeout_at(until, watch.changed()).await.is_err() {
-                            break;
+            .register(
+                STOP_EGRESS,
+                &[egress_id],
+                |_: &StopEgressRequest| 1.0,
+                move |_req: StopEgressRequest, ctx| {
+                    let link = stop_link.clone();
+                    async move {
+                        let mut watch = link.latest.subscribe();
+                        let before = watch.borrow_and_update().status;
+                        link.send(service_msg::Kind::Stop(ipc::Stop {
+                            reason: "StopEgress API".into(),
+                        }))
+                        .await?;
+                        // Answer with the status the stop produced (ENDING, or ABORTED if it had
+                        // not started), as Go does; fall back to the latest known after a moment.
+                        let wait = tokio::time::Instant::now() + Duration::from_secs(2);
+                        let until = wait.min(ctx.deadline);
+                        while watch.borrow().status == before {
+                            if tokio::time::timeout_at(until, watch.changed())
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
                         }
+                        let info = watch.borrow().clone();
+                        Ok(info)
                     }
-                    let info = watch.borrow().clone();
-                    Ok(info)
-                }
-            })
+                },
+            )
             .await;
         let update = self
             .handler_rpc
-            .register(UPDATE_STREAM, &[egress_id], |_: &UpdateStreamRequest| 1.0, move |req: UpdateStreamRequest, ctx| {
-                let link = link.clone();
-                async move {
-                    let _serial = link.update_stream_serial.lock().await;
-                    let (tx, rx) = oneshot::channel();
-                    *link.update_stream.lock().await = Some(tx);
-                    link.send(service_msg::Kind::UpdateStream(req)).await?;
-                    match tokio::time::timeout_at(ctx.deadline, rx).await {
-                        Ok(Ok(r)) if r.error.is_empty() => Ok(r.info.unwrap_or_default()),
-                        Ok(Ok(r)) => Err(RpcError::new(Code::from_wire(&r.error_code), r.error)),
-                        _ => Err(RpcError::new(Code::DeadlineExceeded, "request timed out")),
+            .register(
+                UPDATE_STREAM,
+                &[egress_id],
+                |_: &UpdateStreamRequest| 1.0,
+                move |req: UpdateStreamRequest, ctx| {
+                    let link = link.clone();
+                    async move {
+                        let _serial = link.update_stream_serial.lock().await;
+                        let (tx, rx) = oneshot::channel();
+                        *link.update_stream.lock().await = Some(tx);
+                        link.send(service_msg::Kind::UpdateStream(req)).await?;
+                        match tokio::time::timeout_at(ctx.deadline, rx).await {
+                            Ok(Ok(r)) if r.error.is_empty() => Ok(r.info.unwrap_or_default()),
+                            Ok(Ok(r)) => {
+                                Err(RpcError::new(Code::from_wire(&r.error_code), r.error))
+                            }
+                            _ => Err(RpcError::new(Code::DeadlineExceeded, "request timed out")),
+                        }
                     }
-                }
-            })
+                },
+            )
             .await;
         vec![stop, update]
     }
@@ -305,7 +355,11 @@ impl Launcher {
         let mut terminal_sent = false;
         while let Some(msg) = frames.recv().await {
             match msg {
-                HandlerMsg { kind: Some(handler_msg::Kind::Update(info)) | Some(handler_msg::Kind::Finished(info)), .. } => {
+                HandlerMsg {
+                    kind:
+                        Some(handler_msg::Kind::Update(info)) | Some(handler_msg::Kind::Finished(info)),
+                    ..
+                } => {
                     let terminal = is_terminal(info.status);
                     terminal_sent |= terminal;
                     link.latest.send_replace(info.clone());
@@ -314,7 +368,10 @@ impl Launcher {
                         break;
                     }
                 }
-                HandlerMsg { kind: Some(handler_msg::Kind::UpdateStreamResult(r)), .. } => {
+                HandlerMsg {
+                    kind: Some(handler_msg::Kind::UpdateStreamResult(r)),
+                    ..
+                } => {
                     if let Some(tx) = link.update_stream.lock().await.take() {
                         let _ = tx.send(r);
                     }
@@ -328,25 +385,43 @@ impl Launcher {
             // before the work dir, its TMPDIR, goes.
             link.process.retire().await;
         }
-        let exit = if !terminal_sent || !shared { Some(link.process.exit().await) } else { None };
+        let exit = if !terminal_sent || !shared {
+            Some(link.process.exit().await)
+        } else {
+            None
+        };
         drop(registrations);
         if !terminal_sent {
-            let reason = format!("handler process ended unexpectedly ({})", exit.as_deref().unwrap_or("unknown"));
+            let reason = format!(
+                "handler process ended unexpectedly ({})",
+                exit.as_deref().unwrap_or("unknown")
+            );
             tracing::error!(egress_id = %egress_id, reason, "egress failed");
             let mut info = failed(link.latest.borrow().clone(), reason.clone());
             if let Some(core) = link.process.core() {
                 info.details = format!("{reason}; {core}");
             }
             // Deliver the partial recording the handler left in the work dir, and report it.
-            let files = crate::storage::salvage(&work_dir, &self.config, &request, &self.plugins, now_unix_nanos()).await;
+            let files = crate::storage::salvage(
+                &work_dir,
+                &self.config,
+                &request,
+                &self.plugins,
+                now_unix_nanos(),
+            )
+            .await;
             crate::outputs::attach_salvaged(&mut info, files);
             link.latest.send_replace(info.clone());
             let _ = updates_tx.send(info);
         }
-        self.metrics.handler_ended(classified.request_type.label(), terminal_sent);
+        self.metrics
+            .handler_ended(classified.request_type.label(), terminal_sent);
         drop(updates_tx);
         let _ = updater.await;
-        self.links.lock().unwrap_or_else(|e| e.into_inner()).remove(&egress_id);
+        self.links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&egress_id);
         self.worker.finish(&egress_id);
         remove_work_dir(&work_dir);
         tracing::info!(egress_id = %egress_id, exit = ?exit, "egress ended");
@@ -370,16 +445,30 @@ mod tests {
     use super::*;
 
     fn classified(request_type: RequestType, passthrough: bool) -> Classified {
-        Classified { request_type, uses_chrome: false, audio_only: false, passthrough }
+        Classified {
+            request_type,
+            uses_chrome: false,
+            audio_only: false,
+            passthrough,
+        }
     }
 
     #[test]
     fn only_egresses_without_a_video_encoder_share_a_process() {
         assert!(shares_process(&classified(RequestType::Track, true)));
-        assert!(shares_process(&classified(RequestType::Track, false)), "websocket output: audio decode only");
+        assert!(
+            shares_process(&classified(RequestType::Track, false)),
+            "websocket output: audio decode only"
+        );
         assert!(shares_process(&classified(RequestType::Media, true)));
         assert!(!shares_process(&classified(RequestType::Media, false)));
-        for t in [RequestType::RoomComposite, RequestType::Web, RequestType::Template, RequestType::Participant, RequestType::TrackComposite] {
+        for t in [
+            RequestType::RoomComposite,
+            RequestType::Web,
+            RequestType::Template,
+            RequestType::Participant,
+            RequestType::TrackComposite,
+        ] {
             assert!(!shares_process(&classified(t, false)), "{t:?}");
         }
     }

@@ -24,7 +24,11 @@ pub fn init(logging: &LoggingConfig) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    let result = if logging.json { builder.json().try_init() } else { builder.try_init() };
+    let result = if logging.json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
     if let Err(e) = result {
         eprintln!("warning: logging already initialised: {e}");
     }

@@ -6,12 +6,15 @@
 
 use std::sync::Mutex;
 
-use prometheus::{Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
 
-use crate::core::request::RequestType;
 use super::worker::Worker;
-use crate::storage::report::{UploadReport, UploadStatus};
+use crate::core::request::RequestType;
 use crate::rpc::{Code, Method, ServerObserver};
+use crate::storage::report::{UploadReport, UploadStatus};
 
 pub struct Metrics {
     registry: Registry,
@@ -40,7 +43,10 @@ struct CpuSample {
 }
 
 /// Go's buckets for `pipline_upload_response_time_ms`.
-const UPLOAD_RESPONSE_BUCKETS_MS: [f64; 13] = [10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 15000.0, 20000.0, 30000.0];
+const UPLOAD_RESPONSE_BUCKETS_MS: [f64; 13] = [
+    10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 15000.0, 20000.0,
+    30000.0,
+];
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
@@ -48,27 +54,46 @@ fn opts(name: &str, help: &str) -> Opts {
 
 impl Metrics {
     pub fn new(node_id: &str, cluster_id: &str) -> Result<Metrics, prometheus::Error> {
-        let labels = [("node_id".to_owned(), node_id.to_owned()), ("cluster_id".to_owned(), cluster_id.to_owned())]
-            .into_iter()
-            .collect();
+        let labels = [
+            ("node_id".to_owned(), node_id.to_owned()),
+            ("cluster_id".to_owned(), cluster_id.to_owned()),
+        ]
+        .into_iter()
+        .collect();
         let registry = Registry::new_custom(None, Some(labels))?;
         let gauge = |name: &str, help: &str| -> Result<Gauge, prometheus::Error> {
             let g = Gauge::with_opts(opts(name, help))?;
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
-        let available = gauge("livekit_egress_available", "1 when the node is idle (no active egress)")?;
-        let can_accept = gauge("livekit_egress_can_accept_request", "1 when a web request would be admitted")?;
-        let is_disabled = gauge("livekit_egress_is_disabled", "1 when shutting down or cut off from Redis")?;
+        let available = gauge(
+            "livekit_egress_available",
+            "1 when the node is idle (no active egress)",
+        )?;
+        let can_accept = gauge(
+            "livekit_egress_can_accept_request",
+            "1 when a web request would be admitted",
+        )?;
+        let is_disabled = gauge(
+            "livekit_egress_is_disabled",
+            "1 when shutting down or cut off from Redis",
+        )?;
         let is_terminating = gauge("livekit_egress_is_terminating", "1 after SIGTERM/SIGINT")?;
-        let proc_rss = gauge("livekit_egress_proc_rss_bytes", "resident memory of the service process")?;
+        let proc_rss = gauge(
+            "livekit_egress_proc_rss_bytes",
+            "resident memory of the service process",
+        )?;
         let cpu_load = Gauge::with_opts(
             opts("livekit_node_cpu_load", "1 - idle/cores").const_label("node_type", "EGRESS"),
         )?;
         registry.register(Box::new(cpu_load.clone()))?;
-        let requests = GaugeVec::new(opts("livekit_egress_requests", "active requests by type"), &["type"])?;
+        let requests = GaugeVec::new(
+            opts("livekit_egress_requests", "active requests by type"),
+            &["type"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
-        let load_ratio = GaugeVec::new(opts("livekit_load_ratio", "utilization / limit"), &["type"])?;
+        let load_ratio =
+            GaugeVec::new(opts("livekit_load_ratio", "utilization / limit"), &["type"])?;
         registry.register(Box::new(load_ratio.clone()))?;
         let handler_results = IntCounterVec::new(
             opts("livekit_egress_handler_results_total", "handler outcomes"),
@@ -78,30 +103,55 @@ impl Metrics {
         // Go's labels: `type` is the object's MIME type, `status` success/4xx/5xx/internal,
         // `custom_endpoint` whether the storage config named its own endpoint.
         let pipeline_uploads = IntCounterVec::new(
-            opts("livekit_egress_pipeline_uploads", "Number of uploads per pipeline with type and status labels"),
+            opts(
+                "livekit_egress_pipeline_uploads",
+                "Number of uploads per pipeline with type and status labels",
+            ),
             &["type", "status", "custom_endpoint"],
         )?;
         registry.register(Box::new(pipeline_uploads.clone()))?;
         // Go's name, typo included ("pipline"), and its buckets; same labels.
         let upload_response_time = HistogramVec::new(
-            HistogramOpts::new("livekit_egress_pipline_upload_response_time_ms", "A histogram of latencies for upload requests in milliseconds.")
-                .buckets(UPLOAD_RESPONSE_BUCKETS_MS.to_vec()),
+            HistogramOpts::new(
+                "livekit_egress_pipline_upload_response_time_ms",
+                "A histogram of latencies for upload requests in milliseconds.",
+            )
+            .buckets(UPLOAD_RESPONSE_BUCKETS_MS.to_vec()),
             &["type", "status", "custom_endpoint"],
         )?;
         registry.register(Box::new(upload_response_time.clone()))?;
         let backup_storage_writes = IntCounterVec::new(
-            opts("livekit_egress_backup_storage_writes", "number of writes to backup storage location by output type"),
+            opts(
+                "livekit_egress_backup_storage_writes",
+                "number of writes to backup storage location by output type",
+            ),
             &["output_type"],
         )?;
         registry.register(Box::new(backup_storage_writes.clone()))?;
-        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
-            let c = IntCounterVec::new(opts(name, help).const_label("node_type", "EGRESS"), labels)?;
+        let counter = |name: &str,
+                       help: &str,
+                       labels: &[&str]|
+         -> Result<IntCounterVec, prometheus::Error> {
+            let c =
+                IntCounterVec::new(opts(name, help).const_label("node_type", "EGRESS"), labels)?;
             registry.register(Box::new(c.clone()))?;
             Ok(c)
         };
-        let rpc_received = counter("livekit_psrpc_requests_received_total", "psrpc requests received", &["service", "method"])?;
-        let rpc_expired = counter("livekit_psrpc_requests_expired_total", "psrpc requests dropped as expired", &["service", "method"])?;
-        let rpc_errors = counter("livekit_psrpc_error_total", "psrpc error responses sent", &["service", "method", "code"])?;
+        let rpc_received = counter(
+            "livekit_psrpc_requests_received_total",
+            "psrpc requests received",
+            &["service", "method"],
+        )?;
+        let rpc_expired = counter(
+            "livekit_psrpc_requests_expired_total",
+            "psrpc requests dropped as expired",
+            &["service", "method"],
+        )?;
+        let rpc_errors = counter(
+            "livekit_psrpc_error_total",
+            "psrpc error responses sent",
+            &["service", "method", "code"],
+        )?;
         Ok(Metrics {
             registry,
             available,
@@ -126,8 +176,14 @@ impl Metrics {
     /// Counts a handler's end: `completed` when it reported a final status itself,
     /// `process_error` when it died without one.
     pub fn handler_ended(&self, request_type: &str, reported_final_status: bool) {
-        let result = if reported_final_status { "completed" } else { "process_error" };
-        self.handler_results.with_label_values(&[request_type, result]).inc();
+        let result = if reported_final_status {
+            "completed"
+        } else {
+            "process_error"
+        };
+        self.handler_results
+            .with_label_values(&[request_type, result])
+            .inc();
     }
 
     /// Counts one object's upload as Go's `Uploader.Upload` does: every outcome on the primary
@@ -137,7 +193,9 @@ impl Metrics {
     pub fn upload(&self, r: &UploadReport) {
         if r.backup {
             if r.status == UploadStatus::Success {
-                self.backup_storage_writes.with_label_values(&[r.content_type.as_str()]).inc();
+                self.backup_storage_writes
+                    .with_label_values(&[r.content_type.as_str()])
+                    .inc();
             }
             return;
         }
@@ -145,20 +203,32 @@ impl Metrics {
         let labels = [r.content_type.as_str(), r.status.label(), custom];
         self.pipeline_uploads.with_label_values(&labels).inc();
         if let Some(waited) = r.response_time {
-            self.upload_response_time.with_label_values(&labels).observe(waited.as_secs_f64() * 1000.0);
+            self.upload_response_time
+                .with_label_values(&labels)
+                .observe(waited.as_secs_f64() * 1000.0);
         }
     }
 
     /// Refreshes the derived gauges and renders the text exposition format.
     pub fn render(&self, worker: &Worker, web_cpu_cost: f64) -> String {
         let active = worker.active_count();
-        self.available.set(if active == 0 && !worker.is_disabled() { 1.0 } else { 0.0 });
-        self.can_accept.set(if worker.can_accept(web_cpu_cost) { 1.0 } else { 0.0 });
+        self.available.set(if active == 0 && !worker.is_disabled() {
+            1.0
+        } else {
+            0.0
+        });
+        self.can_accept.set(if worker.can_accept(web_cpu_cost) {
+            1.0
+        } else {
+            0.0
+        });
         self.is_disabled.set(bool_f(worker.is_disabled()));
         self.is_terminating.set(bool_f(worker.is_terminating()));
         let by_type = worker.active_by_type();
         for t in RequestType::ALL {
-            self.requests.with_label_values(&[t.label()]).set(*by_type.get(&t).unwrap_or(&0) as f64);
+            self.requests
+                .with_label_values(&[t.label()])
+                .set(*by_type.get(&t).unwrap_or(&0) as f64);
         }
         if let Some(load) = self.sample_cpu_load() {
             self.cpu_load.set(load);
@@ -195,29 +265,48 @@ fn bool_f(b: bool) -> f64 {
 fn read_cpu_sample() -> Option<CpuSample> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let fields: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
     let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
-    Some(CpuSample { total: fields.iter().sum(), idle })
+    Some(CpuSample {
+        total: fields.iter().sum(),
+        idle,
+    })
 }
 
 fn read_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kb * 1024)
 }
 
 impl ServerObserver for Metrics {
     fn request_received(&self, m: &Method) {
-        self.rpc_received.with_label_values(&[m.service, m.name]).inc();
+        self.rpc_received
+            .with_label_values(&[m.service, m.name])
+            .inc();
     }
 
     fn request_expired(&self, m: &Method) {
-        self.rpc_expired.with_label_values(&[m.service, m.name]).inc();
+        self.rpc_expired
+            .with_label_values(&[m.service, m.name])
+            .inc();
     }
 
     fn responded(&self, m: &Method, error: Option<Code>) {
         if let Some(code) = error {
-            self.rpc_errors.with_label_values(&[m.service, m.name, code.as_str()]).inc();
+            self.rpc_errors
+                .with_label_values(&[m.service, m.name, code.as_str()])
+                .inc();
         }
     }
 }
@@ -227,8 +316,19 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn report(content_type: &str, status: UploadStatus, custom_endpoint: bool, backup: bool) -> UploadReport {
-        UploadReport { content_type: content_type.into(), status, custom_endpoint, backup, response_time: None }
+    fn report(
+        content_type: &str,
+        status: UploadStatus,
+        custom_endpoint: bool,
+        backup: bool,
+    ) -> UploadReport {
+        UploadReport {
+            content_type: content_type.into(),
+            status,
+            custom_endpoint,
+            backup,
+            response_time: None,
+        }
     }
 
     #[test]
@@ -236,23 +336,64 @@ mod tests {
         let m = Metrics::new("NE_1", "c1").unwrap();
         m.upload(&report("video/mp4", UploadStatus::Success, true, false));
         m.upload(&report("video/mp4", UploadStatus::Success, true, false));
-        m.upload(&report("application/json", UploadStatus::ClientError, false, false));
+        m.upload(&report(
+            "application/json",
+            UploadStatus::ClientError,
+            false,
+            false,
+        ));
         m.upload(&report("video/mp4", UploadStatus::Success, false, true));
-        m.upload(&report("application/json", UploadStatus::Internal, false, true));
+        m.upload(&report(
+            "application/json",
+            UploadStatus::Internal,
+            false,
+            true,
+        ));
         let text = m.render(&Worker::new("NE_1".into(), 2.0, 0.8), 1.0);
-        let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix) && !l.starts_with('#')).map(str::to_owned);
-        let uploads: Vec<&str> = text.lines().filter(|l| l.starts_with("livekit_egress_pipeline_uploads{")).collect();
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix) && !l.starts_with('#'))
+                .map(str::to_owned)
+        };
+        let uploads: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("livekit_egress_pipeline_uploads{"))
+            .collect();
         assert_eq!(uploads.len(), 2, "{text}");
         for (labels, count) in [
-            ([r#"custom_endpoint="true""#, r#"status="success""#, r#"type="video/mp4""#], 2),
-            ([r#"custom_endpoint="false""#, r#"status="4xx""#, r#"type="application/json""#], 1),
+            (
+                [
+                    r#"custom_endpoint="true""#,
+                    r#"status="success""#,
+                    r#"type="video/mp4""#,
+                ],
+                2,
+            ),
+            (
+                [
+                    r#"custom_endpoint="false""#,
+                    r#"status="4xx""#,
+                    r#"type="application/json""#,
+                ],
+                1,
+            ),
         ] {
-            let found = uploads.iter().any(|l| labels.iter().all(|p| l.contains(p)) && l.ends_with(&format!(" {count}")));
+            let found = uploads
+                .iter()
+                .any(|l| labels.iter().all(|p| l.contains(p)) && l.ends_with(&format!(" {count}")));
             assert!(found, "{labels:?}:\n{text}");
         }
         let backup = line("livekit_egress_backup_storage_writes{").expect("backup writes");
-        assert!(backup.contains(r#"output_type="video/mp4""#) && backup.ends_with(" 1"), "{backup}");
-        assert_eq!(text.matches("livekit_egress_backup_storage_writes{").count(), 1, "a failed backup write is not counted");
+        assert!(
+            backup.contains(r#"output_type="video/mp4""#) && backup.ends_with(" 1"),
+            "{backup}"
+        );
+        assert_eq!(
+            text.matches("livekit_egress_backup_storage_writes{")
+                .count(),
+            1,
+            "a failed backup write is not counted"
+        );
     }
 
     #[test]
@@ -269,14 +410,21 @@ mod tests {
         let text = m.render(&Worker::new("NE_1".into(), 2.0, 0.8), 1.0);
         let sample = |suffix: &str| {
             text.lines()
-                .find(|l| l.starts_with(&format!("livekit_egress_pipline_upload_response_time_ms{suffix}")))
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "livekit_egress_pipline_upload_response_time_ms{suffix}"
+                    ))
+                })
                 .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         };
         assert_eq!(sample("_count{"), Some(2.0), "{text}");
         assert_eq!(sample("_sum{"), Some(3_150.0), "{text}");
         let le_200 = text
             .lines()
-            .find(|l| l.starts_with("livekit_egress_pipline_upload_response_time_ms_bucket{") && l.contains(r#"le="200""#))
+            .find(|l| {
+                l.starts_with("livekit_egress_pipline_upload_response_time_ms_bucket{")
+                    && l.contains(r#"le="200""#)
+            })
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
         assert_eq!(le_200, Some(1.0), "{text}");
     }

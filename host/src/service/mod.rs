@@ -27,12 +27,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{ConfigSource, ServiceConfig};
+use crate::rpc::{Bus, RedisTarget, RpcServer, ids};
 use ioinfo::{IoInfoClient, IoTimeouts};
 use launcher::Launcher;
+use metrics::Metrics;
 use server::EgressServer;
 use worker::Worker;
-use crate::rpc::{Bus, RedisTarget, RpcServer, ids};
-use metrics::Metrics;
 
 /// State shared by the RPC handlers and the HTTP endpoints.
 pub struct Shared {
@@ -46,20 +46,26 @@ pub struct Shared {
 /// Where the template server finds its files: `EGRESS_TEMPLATES_DIR`, else `./templates/dist`
 /// (what `scripts/setup` builds from `templates/`).
 fn templates_dir() -> PathBuf {
-    std::env::var_os("EGRESS_TEMPLATES_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("templates/dist"))
+    std::env::var_os("EGRESS_TEMPLATES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("templates/dist"))
 }
 
 /// Where per-egress work directories go: `EGRESS_TMP_DIR`, else `$TMPDIR/egress`.
 fn tmp_root() -> PathBuf {
-    std::env::var_os("EGRESS_TMP_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("egress"))
+    std::env::var_os("EGRESS_TMP_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("egress"))
 }
 
 fn redis_target(config: &ServiceConfig) -> Result<RedisTarget, String> {
     let r = &config.redis;
     if !r.sentinel_addresses.is_empty() || !r.cluster_addresses.is_empty() {
-        return Err("redis.sentinel_addresses / redis.cluster_addresses are not supported yet: \
+        return Err(
+            "redis.sentinel_addresses / redis.cluster_addresses are not supported yet: \
                     point redis.address at the primary"
-            .into());
+                .into(),
+        );
     }
     let tls = r.tls.as_ref();
     Ok(RedisTarget {
@@ -96,7 +102,10 @@ fn warn_about_small_hosts(config: &ServiceConfig, cores: f64) {
 /// Resolves when SIGTERM or SIGINT arrives.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; the service will not drain on signals");
         return std::future::pending().await;
     };
@@ -109,8 +118,14 @@ async fn shutdown_signal() {
 pub async fn run(config: ServiceConfig, source: ConfigSource) -> ExitCode {
     let config = Arc::new(config);
     let node_id = ids::new_id("NE_");
-    let cores = std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0);
-    let worker = Arc::new(Worker::new(node_id.clone(), cores, config.cpu_cost.max_cpu_utilization));
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get() as f64)
+        .unwrap_or(1.0);
+    let worker = Arc::new(Worker::new(
+        node_id.clone(),
+        cores,
+        config.cpu_cost.max_cpu_utilization,
+    ));
     let metrics = match Metrics::new(&node_id, &config.cluster_id) {
         Ok(m) => Arc::new(m),
         Err(e) => {
@@ -139,8 +154,12 @@ pub async fn run(config: ServiceConfig, source: ConfigSource) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let shared =
-        Arc::new(Shared { config: config.clone(), worker: worker.clone(), metrics: metrics.clone(), plugins });
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        worker: worker.clone(),
+        metrics: metrics.clone(),
+        plugins,
+    });
     if let Err(e) = http::start(shared.clone(), templates_dir()).await {
         tracing::error!(error = %e, "cannot listen");
         return ExitCode::FAILURE;
@@ -218,7 +237,10 @@ pub async fn run(config: ServiceConfig, source: ConfigSource) -> ExitCode {
     worker.start_draining();
     drop(start); // stop bidding first
     while worker.active_count() > 0 {
-        tracing::info!(active = worker.active_count(), "waiting for running egresses to finish");
+        tracing::info!(
+            active = worker.active_count(),
+            "waiting for running egresses to finish"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     drop(list);

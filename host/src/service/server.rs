@@ -9,14 +9,14 @@ use std::sync::Arc;
 use egress_proto::livekit::EgressInfo;
 use egress_proto::rpc::{ListActiveEgressRequest, ListActiveEgressResponse, StartEgressRequest};
 
-use crate::core::errors;
-use crate::core::info::starting_info;
 use super::ioinfo::IoInfoClient;
 use super::launcher::Launcher;
 use super::methods::{LIST_ACTIVE_EGRESS, START_EGRESS};
-use crate::core::request::{classify, cpu_cost};
 use super::worker::{ActiveEgress, Worker};
 use crate::config::ServiceConfig;
+use crate::core::errors;
+use crate::core::info::starting_info;
+use crate::core::request::{classify, cpu_cost};
 use crate::rpc::{Registration, RequestContext, RpcError, RpcServer};
 
 #[derive(Clone)]
@@ -36,7 +36,13 @@ impl EgressServer {
         launcher: Arc<Launcher>,
         rpc: RpcServer,
     ) -> Self {
-        EgressServer { worker, config, io, launcher, rpc }
+        EgressServer {
+            worker,
+            config,
+            io,
+            launcher,
+            rpc,
+        }
     }
 
     /// Subscribes StartEgress on the cluster topic. Dropping the registration stops bidding,
@@ -64,10 +70,15 @@ impl EgressServer {
     pub async fn register_list(&self) -> Registration {
         let worker = self.worker.clone();
         self.rpc
-            .register(LIST_ACTIVE_EGRESS, &[""], |_: &ListActiveEgressRequest| 1.0, move |_, _| {
-                let egress_ids = worker.active_ids();
-                async move { Ok::<_, RpcError>(ListActiveEgressResponse { egress_ids }) }
-            })
+            .register(
+                LIST_ACTIVE_EGRESS,
+                &[""],
+                |_: &ListActiveEgressRequest| 1.0,
+                move |_, _| {
+                    let egress_ids = worker.active_ids();
+                    async move { Ok::<_, RpcError>(ListActiveEgressResponse { egress_ids }) }
+                },
+            )
             .await
     }
 
@@ -75,13 +86,19 @@ impl EgressServer {
         match classify(req) {
             // A request without a type: bid so we can answer it with a clear error.
             None => super::worker::LAST_RESORT_AFFINITY,
-            Some(c) => self.worker.affinity(&c, cpu_cost(&c, &self.config.cpu_cost, req.estimated_cpu)),
+            Some(c) => self
+                .worker
+                .affinity(&c, cpu_cost(&c, &self.config.cpu_cost, req.estimated_cpu)),
         }
     }
 
     /// The Go egress's `StartEgress`: the same checks in the same order, then CreateEgress at
     /// livekit-server and the handler launch in parallel.
-    async fn start_egress(&self, req: StartEgressRequest, ctx: RequestContext) -> Result<EgressInfo, RpcError> {
+    async fn start_egress(
+        &self,
+        req: StartEgressRequest,
+        ctx: RequestContext,
+    ) -> Result<EgressInfo, RpcError> {
         if self.worker.is_disabled() {
             return Err(errors::shutting_down());
         }
@@ -98,14 +115,19 @@ impl EgressServer {
         }
         // The recorder's settings, the outputs' storage and the layout's renderer, as the handler
         // will meet them.
-        let valid = crate::pipeline::validate(&self.config, &req, &classified, &self.launcher.plugins).await;
+        let valid =
+            crate::pipeline::validate(&self.config, &req, &classified, &self.launcher.plugins)
+                .await;
         if let Err(e) = valid {
             tracing::warn!(egress_id = %req.egress_id, request_type = classified.request_type.label(),
                 error = %e, "request refused");
             return Err(e);
         }
         let info = starting_info(&req, &classified);
-        let active = ActiveEgress { request_type: classified.request_type, cpu };
+        let active = ActiveEgress {
+            request_type: classified.request_type,
+            cpu,
+        };
         if !self.worker.admit(&req.egress_id, active) {
             return Err(errors::already_exists());
         }
@@ -120,7 +142,9 @@ impl EgressServer {
             }
             (Err(create_err), Ok(())) => {
                 // Launched but not stored at livekit-server: abort, as Go does.
-                self.launcher.kill(&req.egress_id, &create_err.message).await;
+                self.launcher
+                    .kill(&req.egress_id, &create_err.message)
+                    .await;
                 Err(create_err)
             }
             (Ok(()), Ok(())) => Ok(info),

@@ -140,7 +140,11 @@ impl Worker {
         if !self.can_run(request) {
             return LAST_RESORT_AFFINITY;
         }
-        if self.active_count() == 0 { AFFINITY_IDLE } else { AFFINITY_BUSY }
+        if self.active_count() == 0 {
+            AFFINITY_IDLE
+        } else {
+            AFFINITY_BUSY
+        }
     }
 
     /// Records an admitted egress. False if the id is already running here.
@@ -163,23 +167,56 @@ mod tests {
     use super::*;
 
     fn track() -> Classified {
-        Classified { request_type: RequestType::Track, uses_chrome: false, audio_only: false, passthrough: false }
+        Classified {
+            request_type: RequestType::Track,
+            uses_chrome: false,
+            audio_only: false,
+            passthrough: false,
+        }
     }
 
     #[test]
     fn bids_like_the_go_egress() {
         let w = Worker::new("NE_test".into(), 2.0, 0.8);
-        assert_eq!(w.affinity(&track(), 0.5), AFFINITY_NONE, "disconnected workers do not bid");
+        assert_eq!(
+            w.affinity(&track(), 0.5),
+            AFFINITY_NONE,
+            "disconnected workers do not bid"
+        );
         w.set_connected(true);
-        assert_eq!(w.affinity(&track(), 0.5), LAST_RESORT_AFFINITY, "nothing runnable yet");
-        assert_eq!(w.affinity(&track(), 4.0), AFFINITY_NONE, "a 4-core job does not fit 2 cores");
-        assert!(w.admit("EG_a", ActiveEgress { request_type: RequestType::Track, cpu: 1.5 }));
-        assert!(!w.admit("EG_a", ActiveEgress { request_type: RequestType::Track, cpu: 1.5 }));
+        assert_eq!(
+            w.affinity(&track(), 0.5),
+            LAST_RESORT_AFFINITY,
+            "nothing runnable yet"
+        );
+        assert_eq!(
+            w.affinity(&track(), 4.0),
+            AFFINITY_NONE,
+            "a 4-core job does not fit 2 cores"
+        );
+        assert!(w.admit(
+            "EG_a",
+            ActiveEgress {
+                request_type: RequestType::Track,
+                cpu: 1.5
+            }
+        ));
+        assert!(!w.admit(
+            "EG_a",
+            ActiveEgress {
+                request_type: RequestType::Track,
+                cpu: 1.5
+            }
+        ));
         assert!((w.available_cpu() - 0.1).abs() < 1e-9);
         assert_eq!(w.affinity(&track(), 0.5), AFFINITY_NONE);
         w.finish("EG_a");
         w.start_draining();
-        assert_eq!(w.affinity(&track(), 0.5), AFFINITY_NONE, "draining workers do not bid");
+        assert_eq!(
+            w.affinity(&track(), 0.5),
+            AFFINITY_NONE,
+            "draining workers do not bid"
+        );
         assert!(w.is_disabled() && w.is_terminating());
     }
 }

@@ -54,7 +54,10 @@ impl DeliveryError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DeliveryError + '_ {
-    move |source| DeliveryError::Io { path: path.to_path_buf(), source }
+    move |source| DeliveryError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The local storage root: `$EGRESS_LOCAL_STORAGE_DIR`, else the working directory.
@@ -72,7 +75,10 @@ pub fn local_destination(root: &Path, storage_path: &str) -> Result<PathBuf, Del
     for c in Path::new(storage_path).components() {
         match c {
             Component::Normal(part) => out.push(part),
-            Component::ParentDir | Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir
+            | Component::RootDir
+            | Component::CurDir
+            | Component::Prefix(_) => {}
         }
     }
     if out == root {
@@ -89,31 +95,54 @@ pub fn local_destination(root: &Path, storage_path: &str) -> Result<PathBuf, Del
 pub fn deliver(local_path: &Path, dest: &PlannedDestination) -> Result<Delivered, DeliveryError> {
     let root = local_storage_root();
     let final_path = local_destination(&root, &dest.storage_path)?;
-    let dir = final_path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+    let dir = final_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.clone());
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    File::open(local_path).and_then(|f| f.sync_all()).map_err(io_err(local_path))?;
+    File::open(local_path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(local_path))?;
 
-    let file_name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.{}.partial", std::process::id()));
     match fs::rename(local_path, &tmp) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
             fs::copy(local_path, &tmp).map_err(io_err(&tmp))?;
-            File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(io_err(&tmp))?;
             let _ = fs::remove_file(local_path);
         }
-        Err(e) => return Err(DeliveryError::Io { path: tmp, source: e }),
+        Err(e) => {
+            return Err(DeliveryError::Io {
+                path: tmp,
+                source: e,
+            });
+        }
     }
     if let Err(e) = fs::rename(&tmp, &final_path) {
         let _ = fs::remove_file(&tmp);
-        return Err(DeliveryError::Io { path: final_path, source: e });
+        return Err(DeliveryError::Io {
+            path: final_path,
+            source: e,
+        });
     }
     // The rename itself must survive a crash too.
     if let Ok(d) = File::open(&dir) {
         let _ = d.sync_all();
     }
-    let size = fs::metadata(&final_path).map_err(io_err(&final_path))?.len();
-    let location = fs::canonicalize(&final_path).unwrap_or(final_path).to_string_lossy().into_owned();
+    let size = fs::metadata(&final_path)
+        .map_err(io_err(&final_path))?
+        .len();
+    let location = fs::canonicalize(&final_path)
+        .unwrap_or(final_path)
+        .to_string_lossy()
+        .into_owned();
     Ok(Delivered { location, size })
 }
 
@@ -153,7 +182,10 @@ impl DeliveryPlan {
 
 /// Marks a work dir whose recording could not be delivered anywhere: the service keeps it.
 pub fn mark_keep(work_dir: &Path) {
-    let _ = fs::write(work_dir.join(KEEP_FILE), b"a recording that could not be delivered is in this directory\n");
+    let _ = fs::write(
+        work_dir.join(KEEP_FILE),
+        b"a recording that could not be delivered is in this directory\n",
+    );
 }
 
 /// Whether the work dir holds an undelivered recording ([`mark_keep`]).
@@ -168,9 +200,18 @@ mod tests {
     #[test]
     fn destinations_stay_under_the_root() {
         let root = Path::new("/data");
-        assert_eq!(local_destination(root, "a/b.mp4").unwrap(), PathBuf::from("/data/a/b.mp4"));
-        assert_eq!(local_destination(root, "/out/x.mp4").unwrap(), PathBuf::from("/data/out/x.mp4"));
-        assert_eq!(local_destination(root, "../../etc/passwd").unwrap(), PathBuf::from("/data/etc/passwd"));
+        assert_eq!(
+            local_destination(root, "a/b.mp4").unwrap(),
+            PathBuf::from("/data/a/b.mp4")
+        );
+        assert_eq!(
+            local_destination(root, "/out/x.mp4").unwrap(),
+            PathBuf::from("/data/out/x.mp4")
+        );
+        assert_eq!(
+            local_destination(root, "../../etc/passwd").unwrap(),
+            PathBuf::from("/data/etc/passwd")
+        );
         assert!(local_destination(root, "/").is_err());
     }
 
@@ -182,11 +223,21 @@ mod tests {
         unsafe { std::env::set_var(ENV_LOCAL_STORAGE_DIR, root.path()) };
         let local = work.path().join("a.mp4");
         fs::write(&local, b"0123456789").unwrap();
-        let d = deliver(&local, &PlannedDestination { storage_path: "rec/a.mp4".into() }).unwrap();
+        let d = deliver(
+            &local,
+            &PlannedDestination {
+                storage_path: "rec/a.mp4".into(),
+            },
+        )
+        .unwrap();
         assert_eq!(d.size, 10);
         assert!(d.location.ends_with("/rec/a.mp4"), "{}", d.location);
         assert!(!local.exists());
-        assert_eq!(fs::read_dir(root.path().join("rec")).unwrap().count(), 1, "no temp file left behind");
+        assert_eq!(
+            fs::read_dir(root.path().join("rec")).unwrap().count(),
+            1,
+            "no temp file left behind"
+        );
 
         unsafe { std::env::remove_var(ENV_LOCAL_STORAGE_DIR) };
     }

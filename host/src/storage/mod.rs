@@ -27,29 +27,43 @@ use egress_proto::livekit::FileInfo;
 use egress_proto::rpc::StartEgressRequest;
 
 use crate::config::ServiceConfig;
-use local::DeliveryPlan;
 use crate::plugins::{PluginError, PluginRegistry};
 use crate::rpc::{Code, RpcError};
+use local::DeliveryPlan;
 
 pub use target::{Provider, StorageTarget, Targets};
-pub use upload::{Destination, Destinations, LiveUpload, UploadError, Uploaded, content_type_for, upload_bytes, upload_file};
+pub use upload::{
+    Destination, Destinations, LiveUpload, UploadError, Uploaded, content_type_for, upload_bytes,
+    upload_file,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
     /// The storage's plugin is not active in this worker (not compiled in, or left out of
     /// `plugins:`).
     #[error("{label} storage is not available on this worker: {source}")]
-    NotActive { label: &'static str, source: PluginError },
+    NotActive {
+        label: &'static str,
+        source: PluginError,
+    },
     /// The resolved settings were refused by the plugin (a field it cannot use, a bad value).
     #[error("{label} storage: {}{message}", field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
-    Config { label: &'static str, field: Option<String>, message: String },
+    Config {
+        label: &'static str,
+        field: Option<String>,
+        message: String,
+    },
     /// The request needs a feature this service turned off (Go's `ErrFeatureDisabled`).
     #[error("{feature} is disabled for this account")]
     FeatureDisabled { feature: &'static str },
 }
 
 /// Configures the sink for one target, with the object key for `storage_path`.
-pub fn destination(target: &StorageTarget, registry: &PluginRegistry, storage_path: &str) -> Result<Destination, StorageError> {
+pub fn destination(
+    target: &StorageTarget,
+    registry: &PluginRegistry,
+    storage_path: &str,
+) -> Result<Destination, StorageError> {
     if let Some(feature) = target.disabled_feature {
         return Err(StorageError::FeatureDisabled { feature });
     }
@@ -70,13 +84,22 @@ pub fn destination(target: &StorageTarget, registry: &PluginRegistry, storage_pa
         && let Value::Object(m) = &mut config
         && !m.contains_key("directory")
     {
-        m.insert("directory".into(), Value::String(local::local_storage_root().to_string_lossy().into_owned()));
+        m.insert(
+            "directory".into(),
+            Value::String(local::local_storage_root().to_string_lossy().into_owned()),
+        );
     }
-    let factory = active.configure(&config).map_err(|e| StorageError::Config {
-        label,
-        field: e.field().map(str::to_owned),
-        message: if e.is_config() { e.message().to_owned() } else { e.to_string() },
-    })?;
+    let factory = active
+        .configure(&config)
+        .map_err(|e| StorageError::Config {
+            label,
+            field: e.field().map(str::to_owned),
+            message: if e.is_config() {
+                e.message().to_owned()
+            } else {
+                e.to_string()
+            },
+        })?;
     Ok(Destination {
         label,
         factory,
@@ -88,25 +111,47 @@ pub fn destination(target: &StorageTarget, registry: &PluginRegistry, storage_pa
 }
 
 /// The primary and backup sinks for one output.
-pub fn destinations(targets: &Targets, registry: &PluginRegistry, storage_path: &str) -> Result<Destinations, StorageError> {
+pub fn destinations(
+    targets: &Targets,
+    registry: &PluginRegistry,
+    storage_path: &str,
+) -> Result<Destinations, StorageError> {
     Ok(Destinations {
         primary: destination(&targets.primary, registry, storage_path)?,
         backup: targets
             .backup
             .as_ref()
-            .map(|b| destination(b, registry, storage_path).map(|d| Destination { is_backup: true, ..d }))
+            .map(|b| {
+                destination(b, registry, storage_path).map(|d| Destination {
+                    is_backup: true,
+                    ..d
+                })
+            })
             .transpose()?,
     })
 }
 
 /// StartEgress-time check: the request's storage resolves to active plugins that accept it.
-pub fn check(config: &ServiceConfig, request: &StartEgressRequest, registry: &PluginRegistry) -> Result<(), RpcError> {
+pub fn check(
+    config: &ServiceConfig,
+    request: &StartEgressRequest,
+    registry: &PluginRegistry,
+) -> Result<(), RpcError> {
     let targets = target::for_file_output(config, request);
-    destinations(&targets, registry, "check").map(drop).map_err(|e| match e {
-        StorageError::NotActive { .. } => RpcError::new(Code::FailedPrecondition, e.to_string()),
-        StorageError::Config { .. } => RpcError::new(Code::InvalidArgument, format!("request has missing or invalid field: {e}")),
-        StorageError::FeatureDisabled { .. } => RpcError::new(Code::PermissionDenied, e.to_string()),
-    })
+    destinations(&targets, registry, "check")
+        .map(drop)
+        .map_err(|e| match e {
+            StorageError::NotActive { .. } => {
+                RpcError::new(Code::FailedPrecondition, e.to_string())
+            }
+            StorageError::Config { .. } => RpcError::new(
+                Code::InvalidArgument,
+                format!("request has missing or invalid field: {e}"),
+            ),
+            StorageError::FeatureDisabled { .. } => {
+                RpcError::new(Code::PermissionDenied, e.to_string())
+            }
+        })
 }
 
 /// Delivers what a dead handler left in `work_dir` to the storage its request named, and
@@ -125,7 +170,9 @@ pub async fn salvage(
     let targets = target::for_file_output(config, request);
     let mut results = Vec::new();
     for f in &plan.files {
-        let Ok(meta) = std::fs::metadata(&f.local_path) else { continue };
+        let Ok(meta) = std::fs::metadata(&f.local_path) else {
+            continue;
+        };
         if meta.len() == 0 {
             continue;
         }
@@ -137,7 +184,9 @@ pub async fn salvage(
             .unwrap_or(now_unix_nanos);
         let storage_path = &f.destination.storage_path;
         let uploaded = match destinations(&targets, registry, storage_path) {
-            Ok(dests) => upload_file(&dests, &f.local_path, content_type_for(storage_path)).await.map_err(|e| e.to_string()),
+            Ok(dests) => upload_file(&dests, &f.local_path, content_type_for(storage_path))
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let (location, size) = match uploaded {
@@ -154,7 +203,11 @@ pub async fn salvage(
                 (kept, meta.len())
             }
         };
-        let started_at = if f.started_at > 0 { f.started_at } else { ended_at };
+        let started_at = if f.started_at > 0 {
+            f.started_at
+        } else {
+            ended_at
+        };
         results.push(FileInfo {
             filename: storage_path.clone(),
             started_at,
@@ -172,7 +225,12 @@ pub async fn salvage(
 /// not delete it) and returns where it is. If even that fails it stays in the work dir, which
 /// is then marked to be kept.
 pub fn keep_locally(local: &Path, storage_path: &str) -> String {
-    match local::deliver(local, &local::PlannedDestination { storage_path: storage_path.to_owned() }) {
+    match local::deliver(
+        local,
+        &local::PlannedDestination {
+            storage_path: storage_path.to_owned(),
+        },
+    ) {
         Ok(d) => d.location,
         Err(e) => {
             tracing::error!(error = %e, path = %local.display(), "cannot move the recording to local storage; keeping the work dir");

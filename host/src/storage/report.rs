@@ -41,9 +41,14 @@ impl UploadStatus {
 
     /// Parses [`UploadStatus::label`] (the IPC carries the label).
     pub fn from_label(label: &str) -> Option<UploadStatus> {
-        [UploadStatus::Success, UploadStatus::ClientError, UploadStatus::ServerError, UploadStatus::Internal]
-            .into_iter()
-            .find(|s| s.label() == label)
+        [
+            UploadStatus::Success,
+            UploadStatus::ClientError,
+            UploadStatus::ServerError,
+            UploadStatus::Internal,
+        ]
+        .into_iter()
+        .find(|s| s.label() == label)
     }
 
     /// The class of a sink's failure. The plugin ABI has no status field, so the HTTP status is
@@ -111,7 +116,10 @@ pub fn report(r: UploadReport) {
     let reporter = REPORTER.read().unwrap_or_else(|e| e.into_inner()).clone();
     match reporter {
         Some(f) => f(r),
-        None => tracing::trace!(?r, "upload outcome not reported: no reporter in this process"),
+        None => tracing::trace!(
+            ?r,
+            "upload outcome not reported: no reporter in this process"
+        ),
     }
 }
 
@@ -126,16 +134,27 @@ mod tests {
              Client error with status 403 Forbidden: Server returned non-2xx status code: 403 Forbidden: <Error>",
         );
         assert_eq!(UploadStatus::of_error(&denied), UploadStatus::ClientError);
-        let busy = SinkError::retryable("Error after 10 retries - Server returned non-2xx status code: 503 Service Unavailable: ");
+        let busy = SinkError::retryable(
+            "Error after 10 retries - Server returned non-2xx status code: 503 Service Unavailable: ",
+        );
         assert_eq!(UploadStatus::of_error(&busy), UploadStatus::ServerError);
-        let refused = SinkError::retryable("error sending request: Connection refused (os error 111)");
+        let refused =
+            SinkError::retryable("error sending request: Connection refused (os error 111)");
         assert_eq!(UploadStatus::of_error(&refused), UploadStatus::Internal);
-        assert_eq!(UploadStatus::of_error(&SinkError::permanent("status code: 4")), UploadStatus::Internal);
+        assert_eq!(
+            UploadStatus::of_error(&SinkError::permanent("status code: 4")),
+            UploadStatus::Internal
+        );
     }
 
     #[test]
     fn labels_round_trip() {
-        for s in [UploadStatus::Success, UploadStatus::ClientError, UploadStatus::ServerError, UploadStatus::Internal] {
+        for s in [
+            UploadStatus::Success,
+            UploadStatus::ClientError,
+            UploadStatus::ServerError,
+            UploadStatus::Internal,
+        ] {
             assert_eq!(UploadStatus::from_label(s.label()), Some(s));
         }
         assert_eq!(UploadStatus::from_label("2xx"), None);

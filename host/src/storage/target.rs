@@ -84,7 +84,12 @@ impl fmt::Debug for StorageTarget {
 
 impl StorageTarget {
     pub fn local() -> StorageTarget {
-        StorageTarget { provider: Provider::Local, prefix: String::new(), settings: Map::new(), disabled_feature: None }
+        StorageTarget {
+            provider: Provider::Local,
+            prefix: String::new(),
+            settings: Map::new(),
+            disabled_feature: None,
+        }
     }
 
     pub fn is_local(&self) -> bool {
@@ -96,7 +101,11 @@ impl StorageTarget {
     /// not one: Go has no such key).
     pub fn custom_endpoint(&self) -> bool {
         matches!(self.provider, Provider::S3 | Provider::AliOss)
-            && self.settings.get("endpoint").and_then(Value::as_str).is_some_and(|e| !e.is_empty())
+            && self
+                .settings
+                .get("endpoint")
+                .and_then(Value::as_str)
+                .is_some_and(|e| !e.is_empty())
     }
 
     /// The config to create the sink with: `base` (the plugin's `plugins[i].config`) overlaid
@@ -165,24 +174,36 @@ pub fn for_segments_output(config: &ServiceConfig, request: &StartEgressRequest)
             Up::AliOss(a) => alioss_request(a),
         })
     };
-    let v1 = |list: &[livekit::SegmentedFileOutput], single: Option<&livekit::SegmentedFileOutput>| {
+    let v1 = |list: &[livekit::SegmentedFileOutput],
+              single: Option<&livekit::SegmentedFileOutput>| {
         list.first().or(single).and_then(own)
     };
     let requested = match request.request.as_ref() {
-        Some(rpc_req::Request::RoomComposite(r)) => v1(&r.segment_outputs, match &r.output {
-            Some(livekit::room_composite_egress_request::Output::Segments(s)) => Some(s),
-            _ => None,
-        }),
-        Some(rpc_req::Request::Web(r)) => v1(&r.segment_outputs, match &r.output {
-            Some(livekit::web_egress_request::Output::Segments(s)) => Some(s),
-            _ => None,
-        }),
-        Some(rpc_req::Request::TrackComposite(r)) => v1(&r.segment_outputs, match &r.output {
-            Some(livekit::track_composite_egress_request::Output::Segments(s)) => Some(s),
-            _ => None,
-        }),
+        Some(rpc_req::Request::RoomComposite(r)) => v1(
+            &r.segment_outputs,
+            match &r.output {
+                Some(livekit::room_composite_egress_request::Output::Segments(s)) => Some(s),
+                _ => None,
+            },
+        ),
+        Some(rpc_req::Request::Web(r)) => v1(
+            &r.segment_outputs,
+            match &r.output {
+                Some(livekit::web_egress_request::Output::Segments(s)) => Some(s),
+                _ => None,
+            },
+        ),
+        Some(rpc_req::Request::TrackComposite(r)) => v1(
+            &r.segment_outputs,
+            match &r.output {
+                Some(livekit::track_composite_egress_request::Output::Segments(s)) => Some(s),
+                _ => None,
+            },
+        ),
         Some(rpc_req::Request::Participant(r)) => v1(&r.segment_outputs, None),
-        Some(rpc_req::Request::Egress(r)) => v2_output_storage(r, config, |c| matches!(c, output::Config::Segments(_)), 0),
+        Some(rpc_req::Request::Egress(r)) => {
+            v2_output_storage(r, config, |c| matches!(c, output::Config::Segments(_)), 0)
+        }
         _ => None,
     };
     with_fallbacks(config, requested)
@@ -190,7 +211,11 @@ pub fn for_segments_output(config: &ServiceConfig, request: &StartEgressRequest)
 
 /// Resolves the storage of the request's `nth` image output (counted from 0 among its image
 /// outputs, in the request's order), as [`for_segments_output`].
-pub fn for_image_output(config: &ServiceConfig, request: &StartEgressRequest, nth: usize) -> Targets {
+pub fn for_image_output(
+    config: &ServiceConfig,
+    request: &StartEgressRequest,
+    nth: usize,
+) -> Targets {
     use livekit::image_output::Output as Up;
     let own = |i: &livekit::ImageOutput| {
         i.output.as_ref().map(|o| match o {
@@ -205,7 +230,9 @@ pub fn for_image_output(config: &ServiceConfig, request: &StartEgressRequest, nt
         Some(rpc_req::Request::Web(r)) => r.image_outputs.get(nth).and_then(own),
         Some(rpc_req::Request::TrackComposite(r)) => r.image_outputs.get(nth).and_then(own),
         Some(rpc_req::Request::Participant(r)) => r.image_outputs.get(nth).and_then(own),
-        Some(rpc_req::Request::Egress(r)) => v2_output_storage(r, config, |c| matches!(c, output::Config::Images(_)), nth),
+        Some(rpc_req::Request::Egress(r)) => {
+            v2_output_storage(r, config, |c| matches!(c, output::Config::Images(_)), nth)
+        }
         _ => None,
     };
     with_fallbacks(config, requested)
@@ -218,8 +245,14 @@ fn v2_output_storage(
     kind: impl Fn(&output::Config) -> bool,
     nth: usize,
 ) -> Option<StorageTarget> {
-    let o = r.outputs.iter().filter(|o| o.config.as_ref().is_some_and(&kind)).nth(nth);
-    o.and_then(|o| o.storage.as_ref()).or(r.storage.as_ref()).and_then(|s| from_v2(s, config))
+    let o = r
+        .outputs
+        .iter()
+        .filter(|o| o.config.as_ref().is_some_and(&kind))
+        .nth(nth);
+    o.and_then(|o| o.storage.as_ref())
+        .or(r.storage.as_ref())
+        .and_then(|s| from_v2(s, config))
 }
 
 fn with_fallbacks(config: &ServiceConfig, requested: Option<StorageTarget>) -> Targets {
@@ -234,7 +267,11 @@ fn with_fallbacks(config: &ServiceConfig, requested: Option<StorageTarget>) -> T
 #[allow(deprecated)]
 fn request_storage(config: &ServiceConfig, request: &StartEgressRequest) -> Option<StorageTarget> {
     let v1 = |files: &[livekit::EncodedFileOutput], single: Option<&livekit::EncodedFileOutput>| {
-        files.first().or(single).and_then(|f| f.output.as_ref()).map(|o| from_v1(o, config))
+        files
+            .first()
+            .or(single)
+            .and_then(|f| f.output.as_ref())
+            .map(|o| from_v1(o, config))
     };
     match request.request.as_ref()? {
         rpc_req::Request::RoomComposite(r) => {
@@ -260,12 +297,14 @@ fn request_storage(config: &ServiceConfig, request: &StartEgressRequest) -> Opti
             v1(&r.file_outputs, single)
         }
         rpc_req::Request::Track(r) => match &r.output {
-            Some(livekit::track_egress_request::Output::File(f)) => f.output.as_ref().map(|o| match o {
-                livekit::direct_file_output::Output::S3(s) => s3_request(s, config),
-                livekit::direct_file_output::Output::Gcp(g) => gcp_request(g),
-                livekit::direct_file_output::Output::Azure(a) => azure_request(a),
-                livekit::direct_file_output::Output::AliOss(a) => alioss_request(a),
-            }),
+            Some(livekit::track_egress_request::Output::File(f)) => {
+                f.output.as_ref().map(|o| match o {
+                    livekit::direct_file_output::Output::S3(s) => s3_request(s, config),
+                    livekit::direct_file_output::Output::Gcp(g) => gcp_request(g),
+                    livekit::direct_file_output::Output::Azure(a) => azure_request(a),
+                    livekit::direct_file_output::Output::AliOss(a) => alioss_request(a),
+                })
+            }
             _ => None,
         },
         rpc_req::Request::Egress(r) => {
@@ -350,7 +389,12 @@ impl Settings {
         self
     }
     fn target(self, provider: Provider) -> StorageTarget {
-        StorageTarget { provider, prefix: String::new(), settings: self.0, disabled_feature: None }
+        StorageTarget {
+            provider,
+            prefix: String::new(),
+            settings: self.0,
+            disabled_feature: None,
+        }
     }
 }
 
@@ -370,11 +414,15 @@ fn proxy_json(url: &str, username: &str, password: &str) -> Value {
 }
 
 fn service_proxy(p: &Option<ProxyConfig>) -> Value {
-    p.as_ref().map_or(Value::Null, |p| proxy_json(&p.url, &p.username, p.password.expose()))
+    p.as_ref().map_or(Value::Null, |p| {
+        proxy_json(&p.url, &p.username, p.password.expose())
+    })
 }
 
 fn request_proxy(p: &Option<livekit::ProxyConfig>) -> Value {
-    p.as_ref().map_or(Value::Null, |p| proxy_json(&p.url, &p.username, &p.password))
+    p.as_ref().map_or(Value::Null, |p| {
+        proxy_json(&p.url, &p.username, &p.password)
+    })
 }
 
 fn retries(s: Settings, s3: Option<&S3Config>) -> Settings {
@@ -384,10 +432,16 @@ fn retries(s: Settings, s3: Option<&S3Config>) -> Settings {
         s.0.insert("max_retries".into(), json!(s3.max_retries));
     }
     if !s3.min_retry_delay.is_zero() {
-        s.0.insert("min_retry_delay_ms".into(), json!(s3.min_retry_delay.as_millis() as u64));
+        s.0.insert(
+            "min_retry_delay_ms".into(),
+            json!(s3.min_retry_delay.as_millis() as u64),
+        );
     }
     if !s3.max_retry_delay.is_zero() {
-        s.0.insert("max_retry_delay_ms".into(), json!(s3.max_retry_delay.as_millis() as u64));
+        s.0.insert(
+            "max_retry_delay_ms".into(),
+            json!(s3.max_retry_delay.as_millis() as u64),
+        );
     }
     s
 }
@@ -415,12 +469,21 @@ fn s3_service(c: &S3Config) -> StorageTarget {
 /// `s3_assume_role_arn`/`s3_assume_role_external_id`; a role without keys is assumed with the
 /// server's `s3_assume_role_key`/`secret`, and without those the request is refused).
 fn s3_request(r: &livekit::S3Upload, config: &ServiceConfig) -> StorageTarget {
-    let metadata: Map<String, Value> =
-        r.metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let metadata: Map<String, Value> = r
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
     let (role_arn, external_id) = if r.assume_role_arn.is_empty() {
-        (config.s3_assume_role_arn.as_str(), config.s3_assume_role_external_id.as_str())
+        (
+            config.s3_assume_role_arn.as_str(),
+            config.s3_assume_role_external_id.as_str(),
+        )
     } else {
-        (r.assume_role_arn.as_str(), r.assume_role_external_id.as_str())
+        (
+            r.assume_role_arn.as_str(),
+            r.assume_role_external_id.as_str(),
+        )
     };
     // Go drops an external id that comes without a role (it is only read with one).
     let external_id = if role_arn.is_empty() { "" } else { external_id };
@@ -429,7 +492,10 @@ fn s3_request(r: &livekit::S3Upload, config: &ServiceConfig) -> StorageTarget {
         if config.s3_assume_role_key.expose().is_empty() {
             disabled_feature = Some("S3 upload using AssumeRole");
         }
-        (config.s3_assume_role_key.expose(), config.s3_assume_role_secret.expose())
+        (
+            config.s3_assume_role_key.expose(),
+            config.s3_assume_role_secret.expose(),
+        )
     } else {
         (r.access_key.as_str(), r.secret.as_str())
     };
@@ -513,7 +579,13 @@ fn alioss(access_key: &str, secret: &str, endpoint: &str, bucket: &str) -> Stora
     } else {
         format!("https://{endpoint}")
     };
-    let host = endpoint.split("://").nth(1).unwrap_or("").split(['/', ':']).next().unwrap_or("");
+    let host = endpoint
+        .split("://")
+        .nth(1)
+        .unwrap_or("")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
     let region = host.split('.').next().unwrap_or("");
     Settings::new()
         .str("access_key", access_key)
@@ -525,7 +597,12 @@ fn alioss(access_key: &str, secret: &str, endpoint: &str, bucket: &str) -> Stora
 }
 
 fn alioss_service(c: &AliOssConfig) -> StorageTarget {
-    alioss(c.access_key.expose(), c.secret.expose(), &c.endpoint, &c.bucket)
+    alioss(
+        c.access_key.expose(),
+        c.secret.expose(),
+        &c.endpoint,
+        &c.bucket,
+    )
 }
 
 fn alioss_request(r: &livekit::AliOssUpload) -> StorageTarget {
@@ -566,7 +643,11 @@ mod tests {
             egress_id: "EG_1".into(),
             request: Some(rpc_req::Request::Web(livekit::WebEgressRequest {
                 url: "https://example.com".into(),
-                file_outputs: vec![livekit::EncodedFileOutput { filepath: "a.mp4".into(), output, ..Default::default() }],
+                file_outputs: vec![livekit::EncodedFileOutput {
+                    filepath: "a.mp4".into(),
+                    output,
+                    ..Default::default()
+                }],
                 ..Default::default()
             })),
             ..Default::default()
@@ -582,10 +663,16 @@ mod tests {
         assert_eq!(cfg["bucket"], "svc-bucket");
         assert_eq!(cfg["max_retries"], 7);
         assert_eq!(cfg["max_retry_delay_ms"], 5000);
-        assert!(cfg.get("endpoint").is_none(), "empty fields are left to the plugin: {cfg}");
+        assert!(
+            cfg.get("endpoint").is_none(),
+            "empty fields are left to the plugin: {cfg}"
+        );
         assert!(!t.primary.custom_endpoint());
         assert!(t.backup.is_none());
-        assert!(!format!("{t:?}").contains("SK"), "Debug must not print secrets");
+        assert!(
+            !format!("{t:?}").contains("SK"),
+            "Debug must not print secrets"
+        );
     }
 
     #[test]
@@ -597,13 +684,21 @@ mod tests {
             ..Default::default()
         });
         let t = for_file_output(&service_with_s3(), &web(Some(out)));
-        assert!(t.primary.custom_endpoint(), "Go labels uploads to a request's own S3 endpoint");
-        let cfg = t.primary.plugin_config(&json!({"checksum": "none", "bucket": "base"}), true);
+        assert!(
+            t.primary.custom_endpoint(),
+            "Go labels uploads to a request's own S3 endpoint"
+        );
+        let cfg = t
+            .primary
+            .plugin_config(&json!({"checksum": "none", "bucket": "base"}), true);
         assert_eq!(cfg["bucket"], "req-bucket");
         assert_eq!(cfg["checksum"], "none", "the plugins: config is the base");
         assert_eq!(cfg["force_path_style"], true);
         assert_eq!(cfg["max_retries"], 7);
-        assert_eq!(t.primary.prefix, "", "a request's own upload has no service prefix");
+        assert_eq!(
+            t.primary.prefix, "",
+            "a request's own upload has no service prefix"
+        );
     }
 
     fn s3_out(upload: livekit::S3Upload) -> StartEgressRequest {
@@ -617,12 +712,21 @@ mod tests {
         c.s3_assume_role_external_id = "server-ext".into();
         c.s3_assume_role_key = Secret::new("ROLE-AK");
         c.s3_assume_role_secret = Secret::new("ROLE-SK");
-        let t = for_file_output(&c, &s3_out(livekit::S3Upload { bucket: "b".into(), ..Default::default() }));
+        let t = for_file_output(
+            &c,
+            &s3_out(livekit::S3Upload {
+                bucket: "b".into(),
+                ..Default::default()
+            }),
+        );
         assert_eq!(t.primary.disabled_feature, None);
         let cfg = t.primary.plugin_config(&Value::Null, true);
         assert_eq!(cfg["assume_role_arn"], "arn:aws:iam::1:role/server");
         assert_eq!(cfg["assume_role_external_id"], "server-ext");
-        assert_eq!((&cfg["access_key"], &cfg["secret"]), (&json!("ROLE-AK"), &json!("ROLE-SK")));
+        assert_eq!(
+            (&cfg["access_key"], &cfg["secret"]),
+            (&json!("ROLE-AK"), &json!("ROLE-SK"))
+        );
 
         // The request's own role and keys win; its keys assume the server's role when it
         // names none (as in Go).
@@ -632,12 +736,25 @@ mod tests {
             secret: "REQ-SK".into(),
             ..Default::default()
         };
-        let cfg = for_file_output(&c, &s3_out(own.clone())).primary.plugin_config(&Value::Null, true);
-        assert_eq!((&cfg["access_key"], &cfg["assume_role_arn"]), (&json!("REQ-AK"), &json!("arn:aws:iam::1:role/server")));
-        let own_role = livekit::S3Upload { assume_role_arn: "arn:aws:iam::2:role/req".into(), ..own };
-        let cfg = for_file_output(&c, &s3_out(own_role)).primary.plugin_config(&Value::Null, true);
+        let cfg = for_file_output(&c, &s3_out(own.clone()))
+            .primary
+            .plugin_config(&Value::Null, true);
+        assert_eq!(
+            (&cfg["access_key"], &cfg["assume_role_arn"]),
+            (&json!("REQ-AK"), &json!("arn:aws:iam::1:role/server"))
+        );
+        let own_role = livekit::S3Upload {
+            assume_role_arn: "arn:aws:iam::2:role/req".into(),
+            ..own
+        };
+        let cfg = for_file_output(&c, &s3_out(own_role))
+            .primary
+            .plugin_config(&Value::Null, true);
         assert_eq!(cfg["assume_role_arn"], "arn:aws:iam::2:role/req");
-        assert!(cfg.get("assume_role_external_id").is_none(), "the server's id goes with the server's role: {cfg}");
+        assert!(
+            cfg.get("assume_role_external_id").is_none(),
+            "the server's id goes with the server's role: {cfg}"
+        );
         assert_eq!(cfg["access_key"], "REQ-AK");
     }
 
@@ -650,18 +767,32 @@ mod tests {
             ..Default::default()
         };
         let t = for_file_output(&c, &s3_out(upload.clone()));
-        assert_eq!(t.primary.disabled_feature, Some("S3 upload using AssumeRole"));
+        assert_eq!(
+            t.primary.disabled_feature,
+            Some("S3 upload using AssumeRole")
+        );
         // StartEgress is answered with Go's error (PermissionDenied, 403).
         let registry = crate::plugins::PluginRegistry::load(None).expect("built-in plugins");
         let e = crate::storage::check(&c, &s3_out(upload.clone()), &registry).unwrap_err();
         assert_eq!(e.code, crate::rpc::Code::PermissionDenied);
-        assert_eq!(e.message, "S3 upload using AssumeRole is disabled for this account");
+        assert_eq!(
+            e.message,
+            "S3 upload using AssumeRole is disabled for this account"
+        );
 
         // No role anywhere: plain keys, nothing disabled, a stray external id dropped.
-        let plain = livekit::S3Upload { assume_role_external_id: "x".into(), ..Default::default() };
+        let plain = livekit::S3Upload {
+            assume_role_external_id: "x".into(),
+            ..Default::default()
+        };
         let t = for_file_output(&c, &s3_out(plain));
         assert_eq!(t.primary.disabled_feature, None);
-        assert!(t.primary.plugin_config(&Value::Null, true).get("assume_role_external_id").is_none());
+        assert!(
+            t.primary
+                .plugin_config(&Value::Null, true)
+                .get("assume_role_external_id")
+                .is_none()
+        );
 
         let mut c = c;
         c.s3_assume_role_key = Secret::new("ROLE-AK");
@@ -669,7 +800,10 @@ mod tests {
         let t = for_file_output(&c, &s3_out(upload));
         assert_eq!(t.primary.disabled_feature, None);
         let cfg = t.primary.plugin_config(&Value::Null, true);
-        assert_eq!((&cfg["access_key"], &cfg["secret"]), (&json!("ROLE-AK"), &json!("ROLE-SK")));
+        assert_eq!(
+            (&cfg["access_key"], &cfg["secret"]),
+            (&json!("ROLE-AK"), &json!("ROLE-SK"))
+        );
         assert!(!format!("{t:?}").contains("ROLE-SK"));
     }
 
@@ -677,21 +811,34 @@ mod tests {
     fn local_without_storage_and_backup_resolved() {
         let mut c = base_config();
         c.backup = Some(StorageConfig {
-            azure: Some(AzureConfig { account_name: "acct".into(), container_name: "c".into(), ..Default::default() }),
+            azure: Some(AzureConfig {
+                account_name: "acct".into(),
+                container_name: "c".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         });
         let t = for_file_output(&c, &web(None));
         assert!(t.primary.is_local());
         let b = t.backup.expect("backup");
-        assert_eq!((b.provider, b.provider.plugin_name()), (Provider::Azure, "azure"));
+        assert_eq!(
+            (b.provider, b.provider.plugin_name()),
+            (Provider::Azure, "azure")
+        );
         // A plugin that is not ours gets only its own config.
-        assert_eq!(b.plugin_config(&json!({"url": "x"}), false), json!({"url": "x"}));
+        assert_eq!(
+            b.plugin_config(&json!({"url": "x"}), false),
+            json!({"url": "x"})
+        );
     }
 
     #[test]
     fn v2_output_storage_then_request_storage() {
         let gcp = livekit::StorageConfig {
-            provider: Some(storage_config::Provider::Gcp(livekit::GcpUpload { bucket: "g".into(), ..Default::default() })),
+            provider: Some(storage_config::Provider::Gcp(livekit::GcpUpload {
+                bucket: "g".into(),
+                ..Default::default()
+            })),
         };
         let req = StartEgressRequest {
             request: Some(rpc_req::Request::Egress(livekit::StartEgressRequest {

@@ -60,7 +60,10 @@ pub struct Destination {
 impl Destination {
     /// The same storage, for another storage path (the manifest beside a recording).
     pub fn for_path(&self, storage_path: &str) -> Destination {
-        Destination { key: super::target::object_key(&self.prefix, storage_path), ..self.clone() }
+        Destination {
+            key: super::target::object_key(&self.prefix, storage_path),
+            ..self.clone()
+        }
     }
 }
 
@@ -125,8 +128,13 @@ impl LiveUpload {
         let (complete, rx) = watch::channel(false);
         let completed_at = CompletedAt::default();
         let stamp = completed_at.clone();
-        let task = tokio::spawn(async move { upload(&dests, &local, &content_type, rx, stamp).await });
-        LiveUpload { complete, completed_at, task }
+        let task =
+            tokio::spawn(async move { upload(&dests, &local, &content_type, rx, stamp).await });
+        LiveUpload {
+            complete,
+            completed_at,
+            task,
+        }
     }
 
     /// The file is complete: upload the rest, verify, and return where it is.
@@ -135,7 +143,10 @@ impl LiveUpload {
         self.complete.send_replace(true);
         match self.task.await {
             Ok(r) => r,
-            Err(e) => Err(UploadError::Primary { label: "Local", reason: format!("upload task failed: {e}") }),
+            Err(e) => Err(UploadError::Primary {
+                label: "Local",
+                reason: format!("upload task failed: {e}"),
+            }),
         }
     }
 
@@ -146,9 +157,20 @@ impl LiveUpload {
 }
 
 /// Uploads a finished file (a salvaged partial recording, a manifest).
-pub async fn upload_file(dests: &Destinations, local: &Path, content_type: &str) -> Result<Uploaded, UploadError> {
+pub async fn upload_file(
+    dests: &Destinations,
+    local: &Path,
+    content_type: &str,
+) -> Result<Uploaded, UploadError> {
     let (_tx, rx) = watch::channel(true);
-    upload(dests, local, content_type, rx, Arc::new(OnceLock::from(Instant::now()))).await
+    upload(
+        dests,
+        local,
+        content_type,
+        rx,
+        Arc::new(OnceLock::from(Instant::now())),
+    )
+    .await
 }
 
 async fn upload(
@@ -158,37 +180,69 @@ async fn upload(
     complete: watch::Receiver<bool>,
     completed: CompletedAt,
 ) -> Result<Uploaded, UploadError> {
-    let primary = match to_destination(&dests.primary, local, content_type, complete.clone()).await {
+    let primary = match to_destination(&dests.primary, local, content_type, complete.clone()).await
+    {
         Ok(u) => {
-            counted(&dests.primary, content_type, UploadStatus::Success, since(&completed));
+            counted(
+                &dests.primary,
+                content_type,
+                UploadStatus::Success,
+                since(&completed),
+            );
             return Ok(u);
         }
         Err(e) => {
-            counted(&dests.primary, content_type, UploadStatus::of_error(&e), since(&completed));
+            counted(
+                &dests.primary,
+                content_type,
+                UploadStatus::of_error(&e),
+                since(&completed),
+            );
             e
         }
     };
     let primary_text = format!("{} upload failed: {}", dests.primary.label, primary);
     let Some(backup) = &dests.backup else {
-        return Err(UploadError::Primary { label: dests.primary.label, reason: primary.to_string() });
+        return Err(UploadError::Primary {
+            label: dests.primary.label,
+            reason: primary.to_string(),
+        });
     };
     tracing::warn!(storage = dests.primary.label, error = %primary, backup = backup.label,
         "primary storage failed; uploading to the backup storage");
     match to_destination(backup, local, content_type, complete).await {
         Ok(mut u) => {
-            counted(backup, content_type, UploadStatus::Success, since(&completed));
+            counted(
+                backup,
+                content_type,
+                UploadStatus::Success,
+                since(&completed),
+            );
             u.backup_used = true;
             Ok(u)
         }
         Err(e) => {
-            counted(backup, content_type, UploadStatus::of_error(&e), since(&completed));
-            Err(UploadError::Both { primary: primary_text, backup: format!("{} upload failed: {e}", backup.label) })
+            counted(
+                backup,
+                content_type,
+                UploadStatus::of_error(&e),
+                since(&completed),
+            );
+            Err(UploadError::Both {
+                primary: primary_text,
+                backup: format!("{} upload failed: {e}", backup.label),
+            })
         }
     }
 }
 
 /// Reports one object's final outcome on `dest` for the upload metrics.
-fn counted(dest: &Destination, content_type: &str, status: UploadStatus, response_time: Option<Duration>) {
+fn counted(
+    dest: &Destination,
+    content_type: &str,
+    status: UploadStatus,
+    response_time: Option<Duration>,
+) {
     report::report(UploadReport {
         content_type: content_type.to_owned(),
         status,
@@ -226,7 +280,9 @@ async fn to_destination(
                 let (_tx, done) = watch::channel(true);
                 match stream_object(dest, local, content_type, done).await {
                     Ok(u) => return Ok(u),
-                    Err(Attempt::Rewritten) => SinkError::permanent("the local file keeps changing after it was finished"),
+                    Err(Attempt::Rewritten) => {
+                        SinkError::permanent("the local file keeps changing after it was finished")
+                    }
                     Err(Attempt::Failed(e)) => e,
                 }
             }
@@ -292,7 +348,12 @@ async fn stream_object(
             receipt.size, sent.size
         ))));
     }
-    Ok(Uploaded { location: receipt.location, size: sent.size, sha256, backup_used: false })
+    Ok(Uploaded {
+        location: receipt.location,
+        size: sent.size,
+        sha256,
+        backup_used: false,
+    })
 }
 
 /// Streams the file into `object` until it is complete and fully sent.
@@ -306,18 +367,29 @@ async fn tail(
         match tokio::fs::File::open(local).await {
             Ok(f) => break f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !done => wait(complete).await,
-            Err(e) => return Err(SinkError::permanent(format!("cannot read the recording {}: {e}", local.display()))),
+            Err(e) => {
+                return Err(SinkError::permanent(format!(
+                    "cannot read the recording {}: {e}",
+                    local.display()
+                )));
+            }
         }
     };
-    let mut sent = Sent { size: 0, hasher: Sha256::new(), head: Vec::new() };
+    let mut sent = Sent {
+        size: 0,
+        hasher: Sha256::new(),
+        head: Vec::new(),
+    };
     loop {
         // Sample "complete" before reading: a read that then returns nothing is the true end.
         let done = *complete.borrow();
         let mut buf = BytesMut::with_capacity(CHUNK);
-        let n = file
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| SinkError::permanent(format!("cannot read the recording {}: {e}", local.display())))?;
+        let n = file.read_buf(&mut buf).await.map_err(|e| {
+            SinkError::permanent(format!(
+                "cannot read the recording {}: {e}",
+                local.display()
+            ))
+        })?;
         if n == 0 {
             if done {
                 return Ok(sent);
@@ -351,13 +423,16 @@ async fn wait(complete: &mut watch::Receiver<bool>) {
 
 /// Whether the finished file differs from what was sent: another length, or other first bytes.
 async fn rewritten(local: &Path, sent: &Sent) -> bool {
-    let Ok(mut f) = tokio::fs::File::open(local).await else { return true };
+    let Ok(mut f) = tokio::fs::File::open(local).await else {
+        return true;
+    };
     match f.metadata().await {
         Ok(m) if m.len() == sent.size => {}
         _ => return true,
     }
     let mut head = vec![0u8; sent.head.len()];
-    if f.seek(std::io::SeekFrom::Start(0)).await.is_err() || f.read_exact(&mut head).await.is_err() {
+    if f.seek(std::io::SeekFrom::Start(0)).await.is_err() || f.read_exact(&mut head).await.is_err()
+    {
         return true;
     }
     head != sent.head
@@ -365,7 +440,12 @@ async fn rewritten(local: &Path, sent: &Sent) -> bool {
 
 /// The MIME type of an output file, from its extension (what the Go egress labels uploads with).
 pub fn content_type_for(path: &str) -> &'static str {
-    match path.rsplit('.').next().map(str::to_ascii_lowercase).as_deref() {
+    match path
+        .rsplit('.')
+        .next()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("mp4") => "video/mp4",
         Some("ogg") => "audio/ogg",
         Some("mp3") => "audio/mpeg",
@@ -386,8 +466,8 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use egress_plugin_api::async_trait;
     use bytes::Bytes;
+    use egress_plugin_api::async_trait;
 
     #[derive(Default)]
     struct MemSink {
@@ -419,7 +499,12 @@ mod tests {
             if fail {
                 sink.failures.fetch_sub(1, Ordering::SeqCst);
             }
-            Ok(Box::new(MemObject { sink: sink.clone(), key: spec.key, data: Vec::new(), fail }))
+            Ok(Box::new(MemObject {
+                sink: sink.clone(),
+                key: spec.key,
+                data: Vec::new(),
+                fail,
+            }))
         }
     }
 
@@ -427,7 +512,12 @@ mod tests {
     impl SinkObject for MemObject {
         async fn write(&mut self, chunk: Bytes) -> Result<(), SinkError> {
             if self.fail {
-                let make = self.sink.error.lock().unwrap().unwrap_or(|| SinkError::retryable("503"));
+                let make = self
+                    .sink
+                    .error
+                    .lock()
+                    .unwrap()
+                    .unwrap_or(|| SinkError::retryable("503"));
                 return Err(make());
             }
             self.data.extend_from_slice(&chunk);
@@ -436,7 +526,11 @@ mod tests {
         async fn finish(self: Box<Self>) -> Result<Receipt, SinkError> {
             let sha: [u8; 32] = Sha256::digest(&self.data).into();
             let size = self.data.len() as u64;
-            self.sink.stored.lock().unwrap().push((self.key.clone(), self.data));
+            self.sink
+                .stored
+                .lock()
+                .unwrap()
+                .push((self.key.clone(), self.data));
             Ok(Receipt::new(format!("mem://{}", self.key), size, sha))
         }
         async fn abort(self: Box<Self>) {}
@@ -459,7 +553,10 @@ mod tests {
         let path = dir.path().join("a.mp4");
         let sink = Arc::new(MemSink::default());
         let up = LiveUpload::start(
-            Destinations { primary: dest("S3", &sink), backup: None },
+            Destinations {
+                primary: dest("S3", &sink),
+                backup: None,
+            },
             path.clone(),
             "video/mp4".into(),
         );
@@ -470,7 +567,11 @@ mod tests {
             let piece = vec![i; 300_000];
             expected.extend_from_slice(&piece);
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap();
             f.write_all(&piece).unwrap();
             tokio::time::sleep(Duration::from_millis(60)).await;
         }
@@ -489,7 +590,10 @@ mod tests {
         std::fs::write(&path, vec![1u8; 1000]).unwrap();
         let sink = Arc::new(MemSink::default());
         let up = LiveUpload::start(
-            Destinations { primary: dest("S3", &sink), backup: None },
+            Destinations {
+                primary: dest("S3", &sink),
+                backup: None,
+            },
             path.clone(),
             "video/webm".into(),
         );
@@ -511,7 +615,10 @@ mod tests {
         std::fs::write(&path, b"hello").unwrap();
         let sink = Arc::new(MemSink::default());
         sink.failures.store(1, Ordering::SeqCst);
-        let dests = Destinations { primary: dest("S3", &sink), backup: None };
+        let dests = Destinations {
+            primary: dest("S3", &sink),
+            backup: None,
+        };
         let u = upload_file(&dests, &path, "audio/ogg").await.unwrap();
         assert_eq!(u.size, 5);
         assert_eq!(sink.opened.load(Ordering::SeqCst), 2);
@@ -526,10 +633,17 @@ mod tests {
         primary.failures.store(10, Ordering::SeqCst);
         *primary.error.lock().unwrap() = Some(|| SinkError::auth("403 Forbidden"));
         let backup = Arc::new(MemSink::default());
-        let dests = Destinations { primary: dest("S3", &primary), backup: Some(dest("Azure", &backup)) };
+        let dests = Destinations {
+            primary: dest("S3", &primary),
+            backup: Some(dest("Azure", &backup)),
+        };
         let u = upload_file(&dests, &path, "audio/ogg").await.unwrap();
         assert!(u.backup_used);
-        assert_eq!(primary.opened.load(Ordering::SeqCst), 1, "auth errors are not retried");
+        assert_eq!(
+            primary.opened.load(Ordering::SeqCst),
+            1,
+            "auth errors are not retried"
+        );
         assert_eq!(backup.stored.lock().unwrap()[0].1, b"hello");
 
         // Both failing: Go's two-line error.
@@ -537,12 +651,18 @@ mod tests {
         backup_bad.failures.store(10, Ordering::SeqCst);
         *backup_bad.error.lock().unwrap() = Some(|| SinkError::permanent("bucket gone"));
         primary.failures.store(10, Ordering::SeqCst);
-        let dests = Destinations { primary: dest("S3", &primary), backup: Some(dest("Azure", &backup_bad)) };
+        let dests = Destinations {
+            primary: dest("S3", &primary),
+            backup: Some(dest("Azure", &backup_bad)),
+        };
         let e = upload_file(&dests, &path, "audio/ogg").await.unwrap_err();
         let text = e.to_string();
         assert!(text.starts_with("primary: S3 upload failed: "), "{text}");
         assert!(text.contains("\nbackup: Azure upload failed: "), "{text}");
-        assert!(path.exists(), "the local file is never removed by the uploader");
+        assert!(
+            path.exists(),
+            "the local file is never removed by the uploader"
+        );
     }
 
     #[tokio::test]
@@ -562,20 +682,40 @@ mod tests {
         std::fs::write(&path, b"hello").unwrap();
         let primary = Arc::new(MemSink::default());
         primary.failures.store(1, Ordering::SeqCst);
-        *primary.error.lock().unwrap() = Some(|| SinkError::auth("put: Server returned non-2xx status code: 403 Forbidden"));
+        *primary.error.lock().unwrap() =
+            Some(|| SinkError::auth("put: Server returned non-2xx status code: 403 Forbidden"));
         let backup = Arc::new(MemSink::default());
         let mut primary_dest = dest("S3", &primary);
         primary_dest.custom_endpoint = true;
         let mut backup_dest = dest("Azure", &backup);
         backup_dest.is_backup = true;
-        let dests = Destinations { primary: primary_dest.clone(), backup: Some(backup_dest) };
+        let dests = Destinations {
+            primary: primary_dest.clone(),
+            backup: Some(backup_dest),
+        };
         upload_file(&dests, &path, TYPE).await.unwrap();
-        upload_file(&Destinations { primary: primary_dest, backup: None }, &path, TYPE).await.unwrap();
+        upload_file(
+            &Destinations {
+                primary: primary_dest,
+                backup: None,
+            },
+            &path,
+            TYPE,
+        )
+        .await
+        .unwrap();
         let seen = seen.lock().unwrap();
-        let got: Vec<_> = seen.iter().map(|r| (r.status, r.custom_endpoint, r.backup)).collect();
+        let got: Vec<_> = seen
+            .iter()
+            .map(|r| (r.status, r.custom_endpoint, r.backup))
+            .collect();
         assert_eq!(
             got,
-            [(UploadStatus::ClientError, true, false), (UploadStatus::Success, false, true), (UploadStatus::Success, true, false)]
+            [
+                (UploadStatus::ClientError, true, false),
+                (UploadStatus::Success, false, true),
+                (UploadStatus::Success, true, false)
+            ]
         );
     }
 
@@ -589,31 +729,58 @@ mod tests {
 
 /// Uploads an object held in memory (an image, a playlist version): the same verification,
 /// whole-object retries, backup fallback and metrics as [`upload_file`], without a local file.
-pub async fn upload_bytes(dests: &Destinations, data: bytes::Bytes, content_type: &str) -> Result<Uploaded, UploadError> {
+pub async fn upload_bytes(
+    dests: &Destinations,
+    data: bytes::Bytes,
+    content_type: &str,
+) -> Result<Uploaded, UploadError> {
     let completed: CompletedAt = Arc::new(OnceLock::from(Instant::now()));
     let primary = match bytes_to_destination(&dests.primary, &data, content_type).await {
         Ok(u) => {
-            counted(&dests.primary, content_type, UploadStatus::Success, since(&completed));
+            counted(
+                &dests.primary,
+                content_type,
+                UploadStatus::Success,
+                since(&completed),
+            );
             return Ok(u);
         }
         Err(e) => {
-            counted(&dests.primary, content_type, UploadStatus::of_error(&e), since(&completed));
+            counted(
+                &dests.primary,
+                content_type,
+                UploadStatus::of_error(&e),
+                since(&completed),
+            );
             e
         }
     };
     let Some(backup) = &dests.backup else {
-        return Err(UploadError::Primary { label: dests.primary.label, reason: primary.to_string() });
+        return Err(UploadError::Primary {
+            label: dests.primary.label,
+            reason: primary.to_string(),
+        });
     };
     tracing::warn!(storage = dests.primary.label, error = %primary, backup = backup.label,
         "primary storage failed; uploading to the backup storage");
     match bytes_to_destination(backup, &data, content_type).await {
         Ok(mut u) => {
-            counted(backup, content_type, UploadStatus::Success, since(&completed));
+            counted(
+                backup,
+                content_type,
+                UploadStatus::Success,
+                since(&completed),
+            );
             u.backup_used = true;
             Ok(u)
         }
         Err(e) => {
-            counted(backup, content_type, UploadStatus::of_error(&e), since(&completed));
+            counted(
+                backup,
+                content_type,
+                UploadStatus::of_error(&e),
+                since(&completed),
+            );
             Err(UploadError::Both {
                 primary: format!("{} upload failed: {primary}", dests.primary.label),
                 backup: format!("{} upload failed: {e}", backup.label),
@@ -623,7 +790,11 @@ pub async fn upload_bytes(dests: &Destinations, data: bytes::Bytes, content_type
 }
 
 /// One storage, with whole-object retries for retryable errors.
-async fn bytes_to_destination(dest: &Destination, data: &bytes::Bytes, content_type: &str) -> Result<Uploaded, SinkError> {
+async fn bytes_to_destination(
+    dest: &Destination,
+    data: &bytes::Bytes,
+    content_type: &str,
+) -> Result<Uploaded, SinkError> {
     let sha256: [u8; 32] = Sha256::digest(data).into();
     let mut attempt = 0;
     loop {
@@ -641,8 +812,15 @@ async fn bytes_to_destination(dest: &Destination, data: &bytes::Bytes, content_t
     }
 }
 
-async fn send_bytes(dest: &Destination, data: &bytes::Bytes, content_type: &str, sha256: &[u8; 32]) -> Result<Uploaded, SinkError> {
-    let spec = ObjectSpec::new(dest.key.clone()).with_content_type(content_type).with_expected_size(data.len() as u64);
+async fn send_bytes(
+    dest: &Destination,
+    data: &bytes::Bytes,
+    content_type: &str,
+    sha256: &[u8; 32],
+) -> Result<Uploaded, SinkError> {
+    let spec = ObjectSpec::new(dest.key.clone())
+        .with_content_type(content_type)
+        .with_expected_size(data.len() as u64);
     let mut object = dest.factory.open(spec).await?;
     if let Err(e) = object.write(data.clone()).await {
         object.abort().await;
@@ -656,5 +834,10 @@ async fn send_bytes(dest: &Destination, data: &bytes::Bytes, content_type: &str,
             data.len()
         )));
     }
-    Ok(Uploaded { location: receipt.location, size: receipt.size, sha256: *sha256, backup_used: false })
+    Ok(Uploaded {
+        location: receipt.location,
+        size: receipt.size,
+        sha256: *sha256,
+        backup_used: false,
+    })
 }

@@ -27,12 +27,15 @@ const DRIFT_PER_SEC: i64 = 100_000;
 
 /// Unix nanoseconds of a wall-clock time (0 before 1970).
 pub fn unix_nanos(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Our wall clock at `at` (an instant in the past, such as a packet's arrival).
 pub fn wall_at(at: Instant) -> i64 {
-    unix_nanos(SystemTime::now()) - i64::try_from(Instant::now().saturating_duration_since(at).as_nanos()).unwrap_or(0)
+    unix_nanos(SystemTime::now())
+        - i64::try_from(Instant::now().saturating_duration_since(at).as_nanos()).unwrap_or(0)
 }
 
 /// The capture time of one frame.
@@ -110,7 +113,10 @@ impl CaptureClock {
             };
             domain.offset = Some(offset);
             domain.last_sender_ns = domain.last_sender_ns.max(sender);
-            return CaptureTime { nanos: sender + offset, sender_synced: true };
+            return CaptureTime {
+                nanos: sender + offset,
+                sender_synced: true,
+            };
         }
         let track = self.tracks.entry(track_sid.to_owned()).or_default();
         let rtp_ns = ticks_to_ns(i64::try_from(rtp).unwrap_or(i64::MAX), rate);
@@ -121,7 +127,10 @@ impl CaptureClock {
         };
         track.offset = Some(offset);
         track.last_rtp_ns = track.last_rtp_ns.max(rtp_ns);
-        CaptureTime { nanos: rtp_ns + offset, sender_synced: false }
+        CaptureTime {
+            nanos: rtp_ns + offset,
+            sender_synced: false,
+        }
     }
 
     /// Forgets a track (unpublished): a republished track starts a new anchor.
@@ -156,14 +165,47 @@ mod tests {
         let v_sr = sr(base, 1000, 90_000);
         let a_sr = sr(base, 5000, 48_000);
         // Both captured at base + 1 s; audio arrives after 20 ms, video after 80 ms.
-        let v = c.capture_time("alice", "TR_v", 1000 + 90_000, 90_000, base + SEC + 80_000_000, Some(&v_sr));
-        let a = c.capture_time("alice", "TR_a", 5000 + 48_000, 48_000, base + SEC + 20_000_000, Some(&a_sr));
+        let v = c.capture_time(
+            "alice",
+            "TR_v",
+            1000 + 90_000,
+            90_000,
+            base + SEC + 80_000_000,
+            Some(&v_sr),
+        );
+        let a = c.capture_time(
+            "alice",
+            "TR_a",
+            5000 + 48_000,
+            48_000,
+            base + SEC + 20_000_000,
+            Some(&a_sr),
+        );
         // The anchor is the smallest transit (20 ms, once audio is seen); later frames agree.
-        let v2 = c.capture_time("alice", "TR_v", 1000 + 2 * 90_000, 90_000, base + 2 * SEC + 80_000_000, Some(&v_sr));
-        let a2 = c.capture_time("alice", "TR_a", 5000 + 2 * 48_000, 48_000, base + 2 * SEC + 20_000_000, Some(&a_sr));
+        let v2 = c.capture_time(
+            "alice",
+            "TR_v",
+            1000 + 2 * 90_000,
+            90_000,
+            base + 2 * SEC + 80_000_000,
+            Some(&v_sr),
+        );
+        let a2 = c.capture_time(
+            "alice",
+            "TR_a",
+            5000 + 2 * 48_000,
+            48_000,
+            base + 2 * SEC + 20_000_000,
+            Some(&a_sr),
+        );
         assert!(v.sender_synced && a.sender_synced);
         // Equal up to the drift allowance (100 µs per second of media).
-        assert!((v2.nanos - a2.nanos).abs() <= 100_000, "same capture instant, same time: {} vs {}", v2.nanos, a2.nanos);
+        assert!(
+            (v2.nanos - a2.nanos).abs() <= 100_000,
+            "same capture instant, same time: {} vs {}",
+            v2.nanos,
+            a2.nanos
+        );
         assert_eq!(a2.nanos, base + 2 * SEC + 20_000_000);
     }
 
@@ -172,12 +214,25 @@ mod tests {
         let mut c = CaptureClock::new();
         // The first packet arrives 50 ms late.
         let t = c.capture_time("bob", "TR_a", 0, 48_000, 10 * SEC + 50_000_000, None);
-        assert_eq!(t, CaptureTime { nanos: 10 * SEC + 50_000_000, sender_synced: false });
+        assert_eq!(
+            t,
+            CaptureTime {
+                nanos: 10 * SEC + 50_000_000,
+                sender_synced: false
+            }
+        );
         // 1 s of RTP later, on time: the anchor moves to it ...
         let t = c.capture_time("bob", "TR_a", 48_000, 48_000, 11 * SEC, None);
         assert_eq!(t.nanos, 11 * SEC);
         // ... and a late packet after it is timed by RTP, not by its arrival.
-        let t = c.capture_time("bob", "TR_a", 2 * 48_000, 48_000, 12 * SEC + 30_000_000, None);
+        let t = c.capture_time(
+            "bob",
+            "TR_a",
+            2 * 48_000,
+            48_000,
+            12 * SEC + 30_000_000,
+            None,
+        );
         assert!((t.nanos - 12 * SEC).abs() <= 100_000, "{}", t.nanos);
     }
 
@@ -194,7 +249,9 @@ mod tests {
         // A deterministic jitter in [10, 50) ms from a small LCG.
         let mut seed = 0x2545_f491_u64;
         let mut jitter = move || {
-            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             10_000_000 + ((seed >> 33) % 40_000_000) as i64
         };
         let sr_every = 5 * SEC;
@@ -206,15 +263,37 @@ mod tests {
             if t % sr_every == 0 {
                 // The sender's RTP clocks tick with its own clock: RTP time = sender time elapsed.
                 let elapsed = sender_at(t) - start;
-                a_sr = sr(sender_at(t), (elapsed as i128 * 48_000 / SEC as i128) as u64, 48_000);
-                v_sr = sr(sender_at(t), (elapsed as i128 * 90_000 / SEC as i128) as u64, 90_000);
+                a_sr = sr(
+                    sender_at(t),
+                    (elapsed as i128 * 48_000 / SEC as i128) as u64,
+                    48_000,
+                );
+                v_sr = sr(
+                    sender_at(t),
+                    (elapsed as i128 * 90_000 / SEC as i128) as u64,
+                    90_000,
+                );
             }
             let elapsed = sender_at(t) - start;
-            let a = c.capture_time("p", "TR_a", (elapsed as i128 * 48_000 / SEC as i128) as u64, 48_000, start + t + jitter(), Some(&a_sr));
+            let a = c.capture_time(
+                "p",
+                "TR_a",
+                (elapsed as i128 * 48_000 / SEC as i128) as u64,
+                48_000,
+                start + t + jitter(),
+                Some(&a_sr),
+            );
             if t % 100_000_000 == 0 {
                 // A video frame captured at the same instant (30 fps meets the 20 ms audio grid
                 // every 100 ms): it must get the same capture time whatever its own jitter.
-                let v = c.capture_time("p", "TR_v", (elapsed as i128 * 90_000 / SEC as i128) as u64, 90_000, start + t + jitter(), Some(&v_sr));
+                let v = c.capture_time(
+                    "p",
+                    "TR_v",
+                    (elapsed as i128 * 90_000 / SEC as i128) as u64,
+                    90_000,
+                    start + t + jitter(),
+                    Some(&v_sr),
+                );
                 if t >= 10 * SEC {
                     worst_av = worst_av.max((v.nanos - a.nanos).abs());
                 }
@@ -234,8 +313,16 @@ mod tests {
         // Crystal oscillators are within about ±50 ppm: 180 ms per hour if nothing followed it.
         for ppm in [-50, 0, 50] {
             let (late, av) = an_hour_of_media_at(ppm);
-            assert!(late < 5_000_000, "{ppm} ppm: capture time {} ms off our clock after an hour", late / 1_000_000);
-            assert!(av < 2_000_000, "{ppm} ppm: audio and video {} µs apart", av / 1_000);
+            assert!(
+                late < 5_000_000,
+                "{ppm} ppm: capture time {} ms off our clock after an hour",
+                late / 1_000_000
+            );
+            assert!(
+                av < 2_000_000,
+                "{ppm} ppm: audio and video {} µs apart",
+                av / 1_000
+            );
         }
     }
 
@@ -244,7 +331,14 @@ mod tests {
         let mut c = CaptureClock::new();
         let report = sr(100 * SEC, u64::from(u32::MAX) - 899, 90_000);
         // 900 ticks before the wrap, then 9000 ticks after the report: 100 ms later.
-        let t = c.capture_time("p", "TR_v", (1u64 << 32) + 8100, 90_000, 100 * SEC + 100_000_000, Some(&report));
+        let t = c.capture_time(
+            "p",
+            "TR_v",
+            (1u64 << 32) + 8100,
+            90_000,
+            100 * SEC + 100_000_000,
+            Some(&report),
+        );
         assert_eq!(t.nanos, 100 * SEC + 100_000_000);
     }
 }

@@ -48,7 +48,14 @@ impl Peer {
             .enable_h265(true)
             .enable_av1(true)
             .build(Instant::now());
-        let mut peer = Peer { rtc, socket, port, routes: HashMap::new(), unsent: Vec::new(), buf: vec![0; RECV_BUFFER] };
+        let mut peer = Peer {
+            rtc,
+            socket,
+            port,
+            routes: HashMap::new(),
+            unsent: Vec::new(),
+            buf: vec![0; RECV_BUFFER],
+        };
         if let Some(host) = server_host {
             peer.learn_route(host);
         }
@@ -60,7 +67,9 @@ impl Peer {
         if let Some(local) = self.routes.get(&remote) {
             return Some(*local);
         }
-        let probe = std::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)).ok()?;
+        let probe =
+            std::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
+                .ok()?;
         probe.connect(SocketAddr::new(remote, 9)).ok()?;
         let local = probe.local_addr().ok()?.ip();
         self.routes.insert(remote, local);
@@ -72,7 +81,9 @@ impl Peer {
                         self.unsent.push(c);
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, %local, "cannot use local address as an ICE candidate"),
+                Err(e) => {
+                    tracing::warn!(error = %e, %local, "cannot use local address as an ICE candidate")
+                }
             }
         }
         Some(local)
@@ -80,12 +91,18 @@ impl Peer {
 
     /// Local candidates not yet sent to the server, as `candidate_init` JSON.
     pub fn take_unsent_candidates(&mut self) -> Vec<String> {
-        self.unsent.drain(..).filter_map(|c| serde_json::to_string(&c).ok()).collect()
+        self.unsent
+            .drain(..)
+            .filter_map(|c| serde_json::to_string(&c).ok())
+            .collect()
     }
 
     /// Applies a subscriber offer and returns the answer SDP.
     pub fn accept_offer(&mut self, sdp: &str) -> Result<String, WebrtcError> {
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| WebrtcError::Remote { field: "offer", reason: e.to_string() })?;
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| WebrtcError::Remote {
+            field: "offer",
+            reason: e.to_string(),
+        })?;
         // Candidates inside the offer tell us the routes before ICE starts.
         for line in sdp.lines() {
             if let Some(c) = line.trim().strip_prefix("a=")
@@ -105,13 +122,18 @@ impl Peer {
         struct Init {
             candidate: String,
         }
-        let init: Init = serde_json::from_str(candidate_init)
-            .map_err(|e| WebrtcError::Remote { field: "candidate_init", reason: e.to_string() })?;
+        let init: Init = serde_json::from_str(candidate_init).map_err(|e| WebrtcError::Remote {
+            field: "candidate_init",
+            reason: e.to_string(),
+        })?;
         if init.candidate.trim().is_empty() {
             return Ok(());
         }
-        let c: Candidate = serde_json::from_str(candidate_init)
-            .map_err(|e| WebrtcError::Remote { field: "candidate_init", reason: e.to_string() })?;
+        let c: Candidate =
+            serde_json::from_str(candidate_init).map_err(|e| WebrtcError::Remote {
+                field: "candidate_init",
+                reason: e.to_string(),
+            })?;
         if c.proto() != Protocol::Udp {
             return Ok(());
         }

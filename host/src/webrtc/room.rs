@@ -79,9 +79,15 @@ pub struct MediaSelection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
     /// `TrackCompositeEgressRequest`: these tracks, which must be of these kinds.
-    Tracks { audio: Option<String>, video: Option<String> },
+    Tracks {
+        audio: Option<String>,
+        video: Option<String>,
+    },
     /// `ParticipantEgressRequest`: camera + microphone, or screen share + its audio.
-    Participant { identity: String, screen_share: bool },
+    Participant {
+        identity: String,
+        screen_share: bool,
+    },
     Media(MediaSelection),
 }
 
@@ -99,14 +105,18 @@ impl Selection {
     pub fn wants(&self, p: &proto::ParticipantInfo, t: &proto::TrackInfo) -> Option<Channel> {
         use proto::TrackSource as S;
         match self {
-            Selection::Tracks { audio, video } => {
-                (audio.as_deref() == Some(t.sid.as_str()) || video.as_deref() == Some(t.sid.as_str())).then_some(Channel::Both)
-            }
-            Selection::Participant { identity, screen_share } => {
+            Selection::Tracks { audio, video } => (audio.as_deref() == Some(t.sid.as_str())
+                || video.as_deref() == Some(t.sid.as_str()))
+            .then_some(Channel::Both),
+            Selection::Participant {
+                identity,
+                screen_share,
+            } => {
                 if p.identity != *identity {
                     return None;
                 }
-                let camera_or_mic = t.source == S::Camera as i32 || t.source == S::Microphone as i32;
+                let camera_or_mic =
+                    t.source == S::Camera as i32 || t.source == S::Microphone as i32;
                 (camera_or_mic != *screen_share).then_some(Channel::Both)
             }
             Selection::Media(m) => {
@@ -157,7 +167,11 @@ impl Selection {
     /// Track IDs that must be published within the await time.
     fn required_tracks(&self) -> Vec<&str> {
         match self {
-            Selection::Tracks { audio, video } => audio.iter().chain(video.iter()).map(String::as_str).collect(),
+            Selection::Tracks { audio, video } => audio
+                .iter()
+                .chain(video.iter())
+                .map(String::as_str)
+                .collect(),
             Selection::Participant { .. } => Vec::new(),
             Selection::Media(m) => m
                 .video_track_id
@@ -215,28 +229,52 @@ pub enum RoomEvent {
     Ready,
     TrackAdded(Box<TrackAdded>),
     /// The track was unpublished (or its publisher left).
-    TrackRemoved { track_sid: String },
+    TrackRemoved {
+        track_sid: String,
+    },
     Frame(Frame),
     /// The last event, unless a stop came first or the join failed.
     Ended(RoomEnd),
 }
 
 /// Joins the room and runs until the source ends or `stop` turns true.
-pub async fn run(params: RoomParams, events: mpsc::Sender<RoomEvent>, mut stop: watch::Receiver<bool>) -> Result<(), WebrtcError> {
+pub async fn run(
+    params: RoomParams,
+    events: mpsc::Sender<RoomEvent>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), WebrtcError> {
     let server_ip = server_ip(&params.ws_url).await;
     let mut state = State::new(params.selection, params.await_tracks);
     loop {
-        let (signal, join, mut signal_events) = signal::connect(&params.ws_url, &params.token).await?;
-        tracing::info!(room = join.room.as_ref().map(|r| r.name.as_str()).unwrap_or(""),
-            participant = join.participant.as_ref().map(|p| p.sid.as_str()).unwrap_or(""), "recorder joined the room");
+        let (signal, join, mut signal_events) =
+            signal::connect(&params.ws_url, &params.token).await?;
+        tracing::info!(
+            room = join.room.as_ref().map(|r| r.name.as_str()).unwrap_or(""),
+            participant = join
+                .participant
+                .as_ref()
+                .map(|p| p.sid.as_str())
+                .unwrap_or(""),
+            "recorder joined the room"
+        );
         let mut peer = Peer::new(server_ip).await?;
         state.new_session();
         state.participants(&join.other_participants);
-        let result = drive(&mut state, &signal, &mut signal_events, &mut peer, &events, &mut stop).await;
+        let result = drive(
+            &mut state,
+            &signal,
+            &mut signal_events,
+            &mut peer,
+            &events,
+            &mut stop,
+        )
+        .await;
         peer.disconnect();
         signal.close().await;
         match result {
-            Ok(Session::Rejoin) => tracing::info!("rejoining the room for a fresh subscriber connection"),
+            Ok(Session::Rejoin) => {
+                tracing::info!("rejoining the room for a fresh subscriber connection")
+            }
             Ok(Session::Done) => return Ok(()),
             Err(e) => return Err(e),
         }
@@ -266,7 +304,11 @@ struct Sub {
 
 /// Something the task has to tell the server or the pipeline.
 enum Action {
-    Subscribe { participant_sid: String, track_sid: String, video: bool },
+    Subscribe {
+        participant_sid: String,
+        track_sid: String,
+        video: bool,
+    },
     Event(RoomEvent),
 }
 
@@ -322,7 +364,11 @@ impl State {
             sub.keyframe_seen = false;
             sub.last_pli = None;
             self.clock.remove_track(sid);
-            self.actions.push(Action::Subscribe { participant_sid: sub.participant_sid.clone(), track_sid: sid.clone(), video: sub.video });
+            self.actions.push(Action::Subscribe {
+                participant_sid: sub.participant_sid.clone(),
+                track_sid: sid.clone(),
+                video: sub.video,
+            });
         }
     }
 
@@ -339,12 +385,16 @@ impl State {
                 self.participants.remove(&p.sid);
                 // A session replaced by a new one with the same identity (a publisher that
                 // reconnected) has not left: its new tracks are picked up as republished.
-                let replaced = p.disconnect_reason == proto::DisconnectReason::DuplicateIdentity as i32;
+                let replaced =
+                    p.disconnect_reason == proto::DisconnectReason::DuplicateIdentity as i32;
                 if let Selection::Participant { identity, .. } = &self.selection
                     && *identity == p.identity
                     && self.ready
                     && !replaced
-                    && !self.participants.values().any(|other| other.identity == p.identity)
+                    && !self
+                        .participants
+                        .values()
+                        .any(|other| other.identity == p.identity)
                 {
                     tracing::info!(identity = %p.identity, "recorded participant left");
                     self.end(RoomEnd::ParticipantLeft);
@@ -352,11 +402,20 @@ impl State {
             } else {
                 // One session per identity: a new one replaces the old (whose disconnect the
                 // server may never announce), and the old session's tracks are gone.
-                let replaced: Vec<String> =
-                    self.participants.values().filter(|o| o.identity == p.identity && o.sid != p.sid).map(|o| o.sid.clone()).collect();
+                let replaced: Vec<String> = self
+                    .participants
+                    .values()
+                    .filter(|o| o.identity == p.identity && o.sid != p.sid)
+                    .map(|o| o.sid.clone())
+                    .collect();
                 for sid in replaced {
                     self.participants.remove(&sid);
-                    let tracks: Vec<String> = self.subs.iter().filter(|(_, s)| s.participant_sid == sid).map(|(t, _)| t.clone()).collect();
+                    let tracks: Vec<String> = self
+                        .subs
+                        .iter()
+                        .filter(|(_, s)| s.participant_sid == sid)
+                        .map(|(t, _)| t.clone())
+                        .collect();
                     for t in tracks {
                         self.remove_track(&t);
                     }
@@ -364,7 +423,11 @@ impl State {
                 self.participants.insert(p.sid.clone(), p.clone());
             }
             // Tracks of this participant that are no longer published.
-            let current: HashSet<&str> = if left { HashSet::new() } else { p.tracks.iter().map(|t| t.sid.as_str()).collect() };
+            let current: HashSet<&str> = if left {
+                HashSet::new()
+            } else {
+                p.tracks.iter().map(|t| t.sid.as_str()).collect()
+            };
             let removed: Vec<String> = self
                 .subs
                 .iter()
@@ -392,7 +455,9 @@ impl State {
         if self.ready && matches!(self.selection, Selection::Tracks { .. }) {
             return;
         }
-        let Some(channel) = self.selection.wants(p, t) else { return };
+        let Some(channel) = self.selection.wants(p, t) else {
+            return;
+        };
         if let Selection::Tracks { audio, video } = &self.selection {
             if audio.as_deref() == Some(t.sid.as_str()) && !is_audio(t) {
                 self.end(RoomEnd::InvalidField("audio_track_id"));
@@ -415,13 +480,18 @@ impl State {
                 last_pli: None,
             },
         );
-        self.actions.push(Action::Subscribe { participant_sid: p.sid.clone(), track_sid: t.sid.clone(), video: is_video(t) });
-        self.actions.push(Action::Event(RoomEvent::TrackAdded(Box::new(TrackAdded {
-            info: t.clone(),
-            codec,
-            publisher_identity: p.identity.clone(),
-            channel,
-        }))));
+        self.actions.push(Action::Subscribe {
+            participant_sid: p.sid.clone(),
+            track_sid: t.sid.clone(),
+            video: is_video(t),
+        });
+        self.actions
+            .push(Action::Event(RoomEvent::TrackAdded(Box::new(TrackAdded {
+                info: t.clone(),
+                codec,
+                publisher_identity: p.identity.clone(),
+                channel,
+            }))));
     }
 
     fn remove_track(&mut self, sid: &str) {
@@ -431,8 +501,11 @@ impl State {
         tracing::info!(track_sid = %sid, "recorded track unpublished");
         self.gone.insert(sid.to_owned());
         self.clock.remove_track(sid);
-        self.actions.push(Action::Event(RoomEvent::TrackRemoved { track_sid: sid.to_owned() }));
-        if self.ready && self.subs.is_empty() && matches!(self.selection, Selection::Tracks { .. }) {
+        self.actions.push(Action::Event(RoomEvent::TrackRemoved {
+            track_sid: sid.to_owned(),
+        }));
+        if self.ready && self.subs.is_empty() && matches!(self.selection, Selection::Tracks { .. })
+        {
             self.end(RoomEnd::AllTracksEnded);
         }
     }
@@ -443,7 +516,10 @@ impl State {
         }
         let identities = self.selection.required_identities();
         let has_identity = |i: &str| self.participants.values().any(|p| p.identity == i);
-        let missing_identity = identities.iter().find(|i| !has_identity(i)).map(|i| i.to_string());
+        let missing_identity = identities
+            .iter()
+            .find(|i| !has_identity(i))
+            .map(|i| i.to_string());
         let missing_track = self
             .selection
             .required_tracks()
@@ -491,11 +567,17 @@ async fn drive(
 ) -> Result<Session, WebrtcError> {
     let mut rtc_events = Vec::new();
     // A resume of the signalling session in progress (the media keeps flowing meanwhile).
-    let mut resuming: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>> = None;
+    let mut resuming: Option<
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>,
+    > = None;
     loop {
         for action in std::mem::take(&mut state.actions) {
             match action {
-                Action::Subscribe { participant_sid, track_sid, video } => {
+                Action::Subscribe {
+                    participant_sid,
+                    track_sid,
+                    video,
+                } => {
                     signal.subscribe(&participant_sid, &track_sid, true).await;
                     if video {
                         signal.highest_quality(&track_sid).await;
@@ -536,7 +618,11 @@ async fn drive(
             state.end(RoomEnd::Disconnected("peer connection closed".into()));
             continue;
         }
-        let wake = if state.ready { next_timeout } else { next_timeout.min(state.deadline) };
+        let wake = if state.ready {
+            next_timeout
+        } else {
+            next_timeout.min(state.deadline)
+        };
         tokio::select! {
             r = peer.wait(wake) => r?,
             resumed = super::subscriber::until_done(&mut resuming), if resuming.is_some() => {
@@ -565,11 +651,19 @@ async fn drive(
     }
 }
 
-async fn handle_signal(state: &mut State, signal: &Signal, peer: &mut Peer, msg: Res) -> Result<(), WebrtcError> {
+async fn handle_signal(
+    state: &mut State,
+    signal: &Signal,
+    peer: &mut Peer,
+    msg: Res,
+) -> Result<(), WebrtcError> {
     match msg {
         Res::Offer(offer) => {
             let reused = offer.mid_to_track_id.iter().find(|(mid, sid)| {
-                state.mids.get(*mid).is_some_and(|old| !old.is_empty() && old != *sid && !sid.is_empty())
+                state
+                    .mids
+                    .get(*mid)
+                    .is_some_and(|old| !old.is_empty() && old != *sid && !sid.is_empty())
             });
             if let Some((mid, sid)) = reused {
                 tracing::info!(%mid, track_sid = %sid, previous = ?state.mids.get(mid), "the server reuses an m-line for another track");
@@ -605,7 +699,11 @@ async fn handle_signal(state: &mut State, signal: &Signal, peer: &mut Peer, msg:
 }
 
 /// Handles one str0m event; returns the m-line to ask a keyframe for, if one is needed.
-async fn handle_rtc_event(state: &mut State, e: Event, events: &mpsc::Sender<RoomEvent>) -> Option<Mid> {
+async fn handle_rtc_event(
+    state: &mut State,
+    e: Event,
+    events: &mpsc::Sender<RoomEvent>,
+) -> Option<Mid> {
     match e {
         Event::MediaData(m) => {
             let codec = match m.params.spec().codec {
@@ -695,7 +793,11 @@ async fn handle_rtc_event(state: &mut State, e: Event, events: &mpsc::Sender<Roo
 /// arrives.
 async fn server_ip(ws_url: &str) -> Option<std::net::IpAddr> {
     let url = url::Url::parse(ws_url).ok()?;
-    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
     let mut addrs = tokio::net::lookup_host((host.as_str(), port)).await.ok()?;
     addrs.next().map(|a| a.ip())
@@ -705,8 +807,17 @@ async fn server_ip(ws_url: &str) -> Option<std::net::IpAddr> {
 mod tests {
     use super::*;
 
-    fn participant(sid: &str, identity: &str, tracks: Vec<proto::TrackInfo>) -> proto::ParticipantInfo {
-        proto::ParticipantInfo { sid: sid.into(), identity: identity.into(), tracks, ..Default::default() }
+    fn participant(
+        sid: &str,
+        identity: &str,
+        tracks: Vec<proto::TrackInfo>,
+    ) -> proto::ParticipantInfo {
+        proto::ParticipantInfo {
+            sid: sid.into(),
+            identity: identity.into(),
+            tracks,
+            ..Default::default()
+        }
     }
 
     fn track(sid: &str, kind: proto::TrackType, source: proto::TrackSource) -> proto::TrackInfo {
@@ -714,7 +825,11 @@ mod tests {
             sid: sid.into(),
             r#type: kind as i32,
             source: source as i32,
-            mime_type: if kind == proto::TrackType::Audio { "audio/opus".into() } else { "video/H264".into() },
+            mime_type: if kind == proto::TrackType::Audio {
+                "audio/opus".into()
+            } else {
+                "video/H264".into()
+            },
             ..Default::default()
         }
     }
@@ -733,7 +848,10 @@ mod tests {
     #[test]
     fn participant_selection_takes_camera_and_microphone_and_later_republished_tracks() {
         use proto::{TrackSource as S, TrackType as T};
-        let sel = Selection::Participant { identity: "alice".into(), screen_share: false };
+        let sel = Selection::Participant {
+            identity: "alice".into(),
+            screen_share: false,
+        };
         let mut state = State::new(sel, Duration::from_secs(30));
         let alice = |tracks| participant("PA_1", "alice", tracks);
         state.participants(&[alice(vec![
@@ -749,7 +867,10 @@ mod tests {
         state.participants(&[alice(vec![track("TR_mic", T::Audio, S::Microphone)])]);
         assert!(state.actions.iter().any(|a| matches!(a, Action::Event(RoomEvent::TrackRemoved { track_sid }) if track_sid == "TR_cam")));
         state.actions.clear();
-        state.participants(&[alice(vec![track("TR_mic", T::Audio, S::Microphone), track("TR_cam2", T::Video, S::Camera)])]);
+        state.participants(&[alice(vec![
+            track("TR_mic", T::Audio, S::Microphone),
+            track("TR_cam2", T::Video, S::Camera),
+        ])]);
         assert_eq!(added(&mut state), ["TR_cam2"]);
         let mut left = alice(vec![]);
         left.state = proto::participant_info::State::Disconnected as i32;
@@ -760,11 +881,22 @@ mod tests {
     #[test]
     fn a_new_session_of_the_same_identity_replaces_the_old_one() {
         use proto::{TrackSource as S, TrackType as T};
-        let sel = Selection::Participant { identity: "bob".into(), screen_share: false };
+        let sel = Selection::Participant {
+            identity: "bob".into(),
+            screen_share: false,
+        };
         let mut state = State::new(sel, Duration::from_secs(30));
-        state.participants(&[participant("PA_1", "bob", vec![track("TR_mic1", T::Audio, S::Microphone)])]);
+        state.participants(&[participant(
+            "PA_1",
+            "bob",
+            vec![track("TR_mic1", T::Audio, S::Microphone)],
+        )]);
         state.actions.clear();
-        state.participants(&[participant("PA_2", "bob", vec![track("TR_mic2", T::Audio, S::Microphone)])]);
+        state.participants(&[participant(
+            "PA_2",
+            "bob",
+            vec![track("TR_mic2", T::Audio, S::Microphone)],
+        )]);
         assert!(state.actions.iter().any(|a| matches!(a, Action::Event(RoomEvent::TrackRemoved { track_sid }) if track_sid == "TR_mic1")));
         assert_eq!(added(&mut state), ["TR_mic2"]);
         // The old session's disconnect (duplicate identity) does not end the recording ...
@@ -783,18 +915,40 @@ mod tests {
     #[test]
     fn track_composite_refuses_a_track_of_the_wrong_kind() {
         use proto::{TrackSource as S, TrackType as T};
-        let sel = Selection::Tracks { audio: Some("TR_v".into()), video: None };
+        let sel = Selection::Tracks {
+            audio: Some("TR_v".into()),
+            video: None,
+        };
         let mut state = State::new(sel, Duration::from_secs(30));
-        state.participants(&[participant("PA_1", "bob", vec![track("TR_v", T::Video, S::Camera)])]);
+        state.participants(&[participant(
+            "PA_1",
+            "bob",
+            vec![track("TR_v", T::Video, S::Camera)],
+        )]);
         assert_eq!(state.ended, Some(RoomEnd::InvalidField("audio_track_id")));
     }
 
     #[test]
     fn missing_participants_and_tracks_are_reported_after_the_deadline() {
-        let mut state = State::new(Selection::Participant { identity: "carol".into(), screen_share: false }, Duration::ZERO);
+        let mut state = State::new(
+            Selection::Participant {
+                identity: "carol".into(),
+                screen_share: false,
+            },
+            Duration::ZERO,
+        );
         state.participants(&[]);
-        assert_eq!(state.ended, Some(RoomEnd::ParticipantNotFound("carol".into())));
-        let mut state = State::new(Selection::Tracks { audio: Some("TR_a".into()), video: None }, Duration::ZERO);
+        assert_eq!(
+            state.ended,
+            Some(RoomEnd::ParticipantNotFound("carol".into()))
+        );
+        let mut state = State::new(
+            Selection::Tracks {
+                audio: Some("TR_a".into()),
+                video: None,
+            },
+            Duration::ZERO,
+        );
         state.participants(&[]);
         assert_eq!(state.ended, Some(RoomEnd::TrackNotFound("TR_a".into())));
     }
@@ -806,20 +960,43 @@ mod tests {
             video_track_id: None,
             participant_video: Some(("alice".into(), true)),
             audio_routes: vec![
-                AudioRoute { matcher: AudioMatch::TrackId("TR_a1".into()), channel: Channel::Left },
-                AudioRoute { matcher: AudioMatch::Identity("bob".into()), channel: Channel::Right },
+                AudioRoute {
+                    matcher: AudioMatch::TrackId("TR_a1".into()),
+                    channel: Channel::Left,
+                },
+                AudioRoute {
+                    matcher: AudioMatch::Identity("bob".into()),
+                    channel: Channel::Right,
+                },
             ],
             capture_all: false,
         });
         let alice = participant("PA_1", "alice", vec![]);
         let bob = participant("PA_2", "bob", vec![]);
-        assert_eq!(sel.wants(&alice, &track("TR_a1", T::Audio, S::Microphone)), Some(Channel::Left));
-        assert_eq!(sel.wants(&bob, &track("TR_b", T::Audio, S::Microphone)), Some(Channel::Right));
-        assert_eq!(sel.wants(&alice, &track("TR_a2", T::Audio, S::Microphone)), None);
-        assert_eq!(sel.wants(&alice, &track("TR_s", T::Video, S::ScreenShare)), Some(Channel::Both));
+        assert_eq!(
+            sel.wants(&alice, &track("TR_a1", T::Audio, S::Microphone)),
+            Some(Channel::Left)
+        );
+        assert_eq!(
+            sel.wants(&bob, &track("TR_b", T::Audio, S::Microphone)),
+            Some(Channel::Right)
+        );
+        assert_eq!(
+            sel.wants(&alice, &track("TR_a2", T::Audio, S::Microphone)),
+            None
+        );
+        assert_eq!(
+            sel.wants(&alice, &track("TR_s", T::Video, S::ScreenShare)),
+            Some(Channel::Both)
+        );
         assert_eq!(sel.wants(&alice, &track("TR_c", T::Video, S::Camera)), None);
-        let Selection::Media(mut m) = sel else { unreachable!() };
+        let Selection::Media(mut m) = sel else {
+            unreachable!()
+        };
         m.capture_all = true;
-        assert_eq!(Selection::Media(m).wants(&alice, &track("TR_a2", T::Audio, S::Microphone)), Some(Channel::Both));
+        assert_eq!(
+            Selection::Media(m).wants(&alice, &track("TR_a2", T::Audio, S::Microphone)),
+            Some(Channel::Both)
+        );
     }
 }

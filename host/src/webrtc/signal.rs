@@ -28,7 +28,10 @@ const RESUME_WINDOW: Duration = Duration::from_secs(15);
 
 /// Joins the room at `ws_url` with `token`, retrying transient failures. Returns the session,
 /// the server's `JoinResponse` and the stream of server messages.
-pub async fn connect(ws_url: &str, token: &str) -> Result<(Signal, proto::JoinResponse, SignalEvents), WebrtcError> {
+pub async fn connect(
+    ws_url: &str,
+    token: &str,
+) -> Result<(Signal, proto::JoinResponse, SignalEvents), WebrtcError> {
     let mut attempt = 1;
     loop {
         match connect_once(ws_url, token).await {
@@ -54,7 +57,10 @@ fn is_transient(e: &SignalError) -> bool {
     }
 }
 
-async fn connect_once(ws_url: &str, token: &str) -> Result<(Signal, proto::JoinResponse, SignalEvents), SignalError> {
+async fn connect_once(
+    ws_url: &str,
+    token: &str,
+) -> Result<(Signal, proto::JoinResponse, SignalEvents), SignalError> {
     let mut options = SignalOptions::default();
     // The recorder subscribes to exactly the tracks its request names.
     options.auto_subscribe = false;
@@ -74,7 +80,12 @@ impl Signal {
     /// Answers a subscriber offer; `id` echoes the offer's id (protocol ≥ 16).
     pub async fn answer(&self, sdp: String, id: u32) {
         self.client
-            .send(Req::Answer(proto::SessionDescription { r#type: "answer".into(), sdp, id, ..Default::default() }))
+            .send(Req::Answer(proto::SessionDescription {
+                r#type: "answer".into(),
+                sdp,
+                id,
+                ..Default::default()
+            }))
             .await;
     }
 
@@ -123,13 +134,19 @@ impl Signal {
         let deadline = tokio::time::Instant::now() + RESUME_WINDOW;
         let mut attempt = 1;
         loop {
-            match self.client.restart(proto::ReconnectReason::RrSignalDisconnected).await {
+            match self
+                .client
+                .restart(proto::ReconnectReason::RrSignalDisconnected)
+                .await
+            {
                 Ok(_) => {
                     // Only the signalling dropped; the media path is up, so the session is whole.
                     self.client.set_reconnected().await;
                     return Ok(());
                 }
-                Err(e) if is_transient(&e) && tokio::time::Instant::now() + RETRY_PAUSE < deadline => {
+                Err(e)
+                    if is_transient(&e) && tokio::time::Instant::now() + RETRY_PAUSE < deadline =>
+                {
                     tracing::warn!(attempt, error = %e, "resuming the signalling session failed; retrying");
                     tokio::time::sleep(RETRY_PAUSE).await;
                     attempt += 1;

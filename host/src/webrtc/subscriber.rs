@@ -111,7 +111,10 @@ pub enum EndReason {
 #[derive(Debug)]
 pub enum SourceEvent {
     /// The track was found and a subscription requested.
-    TrackFound { info: Box<proto::TrackInfo>, publisher_identity: String },
+    TrackFound {
+        info: Box<proto::TrackInfo>,
+        publisher_identity: String,
+    },
     Frame(Frame),
     /// The publisher muted (true) or unmuted the track (`TrackInfo.muted` in participant updates).
     Muted(bool),
@@ -120,16 +123,35 @@ pub enum SourceEvent {
 
 /// Joins the room and runs until the source ends or `stop` turns true. Events go to `events`;
 /// the last one is always [`SourceEvent::Ended`] unless the stop came first or the join failed.
-pub async fn run(params: SubscribeParams, events: mpsc::Sender<SourceEvent>, mut stop: watch::Receiver<bool>) -> Result<(), WebrtcError> {
+pub async fn run(
+    params: SubscribeParams,
+    events: mpsc::Sender<SourceEvent>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), WebrtcError> {
     let (signal, join, mut signal_events) = signal::connect(&params.ws_url, &params.token).await?;
-    tracing::info!(room = join.room.as_ref().map(|r| r.name.as_str()).unwrap_or(""),
-        participant = join.participant.as_ref().map(|p| p.sid.as_str()).unwrap_or(""),
-        subscriber_primary = join.subscriber_primary, "joined the room");
+    tracing::info!(
+        room = join.room.as_ref().map(|r| r.name.as_str()).unwrap_or(""),
+        participant = join
+            .participant
+            .as_ref()
+            .map(|p| p.sid.as_str())
+            .unwrap_or(""),
+        subscriber_primary = join.subscriber_primary,
+        "joined the room"
+    );
     let server_ip = server_ip(&params.ws_url).await;
     let mut peer = Peer::new(server_ip).await?;
     let mut state = State::new(params.track_sid.clone(), params.await_track);
     state.participants(&join.other_participants);
-    let result = drive(&mut state, &signal, &mut signal_events, &mut peer, &events, &mut stop).await;
+    let result = drive(
+        &mut state,
+        &signal,
+        &mut signal_events,
+        &mut peer,
+        &events,
+        &mut stop,
+    )
+    .await;
     peer.disconnect();
     signal.close().await;
     result
@@ -181,7 +203,9 @@ impl State {
         for p in list {
             let has_track = p.tracks.iter().find(|t| t.sid == self.track_sid);
             match (&self.found, has_track) {
-                (None, Some(t)) if p.state != proto::participant_info::State::Disconnected as i32 => {
+                (None, Some(t))
+                    if p.state != proto::participant_info::State::Disconnected as i32 =>
+                {
                     tracing::info!(track_sid = %t.sid, publisher = %p.identity, mime = %t.mime_type, "track found");
                     self.found = Some((p.sid.clone(), p.identity.clone(), t.clone()));
                     self.mute(t.muted);
@@ -224,15 +248,22 @@ async fn drive(
 ) -> Result<(), WebrtcError> {
     let mut rtc_events = Vec::new();
     // A resume of the signalling session in progress (the media keeps flowing meanwhile).
-    let mut resuming: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>> = None;
+    let mut resuming: Option<
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>,
+    > = None;
     loop {
         if let Some((participant_sid, identity, info)) = &state.found
             && !state.subscribed
         {
-            signal.subscribe(participant_sid, &state.track_sid, true).await;
+            signal
+                .subscribe(participant_sid, &state.track_sid, true)
+                .await;
             state.subscribed = true;
             let _ = events
-                .send(SourceEvent::TrackFound { info: Box::new(info.clone()), publisher_identity: identity.clone() })
+                .send(SourceEvent::TrackFound {
+                    info: Box::new(info.clone()),
+                    publisher_identity: identity.clone(),
+                })
                 .await;
         }
         if let Some(muted) = state.mute_changed.take().filter(|_| state.subscribed) {
@@ -260,10 +291,16 @@ async fn drive(
             continue;
         }
         if !peer.is_alive() {
-            state.ended.get_or_insert(EndReason::Disconnected("peer connection closed".into()));
+            state
+                .ended
+                .get_or_insert(EndReason::Disconnected("peer connection closed".into()));
             continue;
         }
-        let wake = if state.found.is_none() { next_timeout.min(state.deadline) } else { next_timeout };
+        let wake = if state.found.is_none() {
+            next_timeout.min(state.deadline)
+        } else {
+            next_timeout
+        };
         tokio::select! {
             r = peer.wait(wake) => r?,
             resumed = until_done(&mut resuming), if resuming.is_some() => {
@@ -297,14 +334,21 @@ async fn drive(
 }
 
 /// The result of an optional future (never, when there is none).
-pub(super) async fn until_done<T>(f: &mut Option<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>>) -> T {
+pub(super) async fn until_done<T>(
+    f: &mut Option<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>>,
+) -> T {
     match f {
         Some(f) => f.await,
         None => std::future::pending().await,
     }
 }
 
-async fn handle_signal(state: &mut State, signal: &Signal, peer: &mut Peer, msg: Res) -> Result<(), WebrtcError> {
+async fn handle_signal(
+    state: &mut State,
+    signal: &Signal,
+    peer: &mut Peer,
+    msg: Res,
+) -> Result<(), WebrtcError> {
     match msg {
         Res::Offer(offer) => {
             state.mids.extend(offer.mid_to_track_id.clone());
@@ -331,7 +375,10 @@ async fn handle_signal(state: &mut State, signal: &Signal, peer: &mut Peer, msg:
         }
         Res::SubscriptionResponse(r) if r.track_sid == state.track_sid && r.err != 0 => {
             tracing::warn!(track_sid = %r.track_sid, err = r.err, "subscription refused");
-            state.ended.get_or_insert(EndReason::Disconnected(format!("subscription to {} refused ({})", r.track_sid, r.err)));
+            state.ended.get_or_insert(EndReason::Disconnected(format!(
+                "subscription to {} refused ({})",
+                r.track_sid, r.err
+            )));
         }
         _ => {}
     }
@@ -339,7 +386,11 @@ async fn handle_signal(state: &mut State, signal: &Signal, peer: &mut Peer, msg:
 }
 
 /// Handles one str0m event; returns the m-line to ask a keyframe for, if one is needed.
-async fn handle_rtc_event(state: &mut State, e: Event, events: &mpsc::Sender<SourceEvent>) -> Option<Mid> {
+async fn handle_rtc_event(
+    state: &mut State,
+    e: Event,
+    events: &mpsc::Sender<SourceEvent>,
+) -> Option<Mid> {
     match e {
         Event::MediaData(m) => {
             if !state.is_ours(&m.mid.to_string()) {
@@ -358,7 +409,13 @@ async fn handle_rtc_event(state: &mut State, e: Event, events: &mpsc::Sender<Sou
             let mut pli = None;
             if codec != TrackCodec::Opus {
                 state.keyframe_seen |= keyframe;
-                let every = if !state.keyframe_seen { Some(PLI_BEFORE_KEYFRAME) } else if !m.contiguous { Some(PLI_AFTER_LOSS) } else { None };
+                let every = if !state.keyframe_seen {
+                    Some(PLI_BEFORE_KEYFRAME)
+                } else if !m.contiguous {
+                    Some(PLI_AFTER_LOSS)
+                } else {
+                    None
+                };
                 if let Some(every) = every
                     && !keyframe
                     && state.last_pli.is_none_or(|at| at.elapsed() >= every)
@@ -371,7 +428,11 @@ async fn handle_rtc_event(state: &mut State, e: Event, events: &mpsc::Sender<Sou
                 state.announced = true;
                 tracing::info!(?codec, "first media frame");
             }
-            let publisher = state.found.as_ref().map(|(sid, _, _)| sid.as_str()).unwrap_or("");
+            let publisher = state
+                .found
+                .as_ref()
+                .map(|(sid, _, _)| sid.as_str())
+                .unwrap_or("");
             let capture = state.clock.capture_time(
                 publisher,
                 &state.track_sid,
@@ -407,7 +468,11 @@ async fn handle_rtc_event(state: &mut State, e: Event, events: &mpsc::Sender<Sou
 /// arrives.
 async fn server_ip(ws_url: &str) -> Option<IpAddr> {
     let url = url::Url::parse(ws_url).ok()?;
-    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
     let mut addrs = tokio::net::lookup_host((host.as_str(), port)).await.ok()?;
     addrs.next().map(|a| a.ip())

@@ -112,8 +112,12 @@ fn a_plugin_built_for_1_1_still_loads() {
         &dir.path().join("libnull11.so"),
         &["ABI_MINOR=1", "V1_1_DESCRIPTOR"],
     );
-    let registry = load(&format!("  - dylib: {}
-", q(&so))).unwrap_or_else(|e| panic!("{e}"));
+    let registry = load(&format!(
+        "  - dylib: {}
+",
+        q(&so)
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
     let p = registry.get("c-null").expect("loaded");
     assert_eq!(p.descriptor.api.to_string(), "1.1");
     assert_eq!(p.source, Source::Dylib(so));

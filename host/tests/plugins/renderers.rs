@@ -140,7 +140,10 @@ fn templates_is_active_unless_renderers_are_listed() {
     // A layout nobody claims goes to the bundled template, as in Go (its page draws it as
     // grid); the plugin's own layouts stay the plugin's.
     assert_eq!(
-        registry.renderer_for("grid-4x4").expect("Go passes any layout to its template").name,
+        registry
+            .renderer_for("grid-4x4")
+            .expect("Go passes any layout to its template")
+            .name,
         "templates"
     );
     assert_eq!(

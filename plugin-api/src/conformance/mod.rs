@@ -44,8 +44,8 @@ use crate::types::{ApiVersion, ObjectSpec, Receipt};
 pub use data::Pattern;
 pub use dir::DirInspector;
 pub use live::{LiveFailure, LiveKit, LiveReceiver};
-pub use stream::{LiveStream, OwnedChunk};
 pub use memory::{Exclusive, PeakRss, exclusive, resident_bytes};
+pub use stream::{LiveStream, OwnedChunk};
 
 /// What the destination holds at a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

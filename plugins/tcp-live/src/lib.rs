@@ -9,10 +9,17 @@ use egress_plugin_api::*;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Config { #[serde(default = "three_seconds")] connect_timeout_ms: u64 }
-fn three_seconds() -> u64 { 3000 }
+struct Config {
+    #[serde(default = "three_seconds")]
+    connect_timeout_ms: u64,
+}
+fn three_seconds() -> u64 {
+    3000
+}
 
-pub struct TcpLive { timeout: Duration }
+pub struct TcpLive {
+    timeout: Duration,
+}
 
 impl LivePlugin for TcpLive {
     fn describe() -> LiveDescriptor {
@@ -27,7 +34,9 @@ impl LivePlugin for TcpLive {
         if c.connect_timeout_ms == 0 {
             return Err(config::invalid("connect_timeout_ms", "must be at least 1"));
         }
-        Ok(TcpLive { timeout: Duration::from_millis(c.connect_timeout_ms) })
+        Ok(TcpLive {
+            timeout: Duration::from_millis(c.connect_timeout_ms),
+        })
     }
 }
 
@@ -39,20 +48,27 @@ fn address(url: &str) -> Result<String, SinkError> {
     }
 }
 
-fn gone(_: WorkerGone) -> SinkError { SinkError::permanent("the session thread stopped") }
+fn gone(_: WorkerGone) -> SinkError {
+    SinkError::permanent("the session thread stopped")
+}
 
 #[async_trait]
 impl LiveFactory for TcpLive {
-    fn validate_url(&self, url: &str) -> Result<(), SinkError> { address(url).map(drop) }
+    fn validate_url(&self, url: &str) -> Result<(), SinkError> {
+        address(url).map(drop)
+    }
 
     async fn connect(&self, url: &str) -> Result<Box<dyn LiveSession>, SinkError> {
         let (addr, timeout) = (address(url)?, self.timeout);
         // Blocking sockets live on the session's own thread, never on the host's executor.
-        let worker = Worker::spawn("tcp-live", None)
-            .map_err(|e| SinkError::retryable(e.to_string()))?;
+        let worker =
+            Worker::spawn("tcp-live", None).map_err(|e| SinkError::retryable(e.to_string()))?;
         let open = worker.run(move |slot: &mut Option<TcpStream>| {
             // A name that does not resolve will not resolve in a second either: permanent.
-            let to = addr.to_socket_addrs().ok().and_then(|mut a| a.next())
+            let to = addr
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
                 .ok_or_else(|| SinkError::permanent(format!("cannot resolve {addr}")))?;
             // Refused, unreachable, timed out: the host retries with backoff.
             let s = TcpStream::connect_timeout(&to, timeout)
@@ -66,7 +82,10 @@ impl LiveFactory for TcpLive {
     }
 }
 
-struct TcpSession { worker: Worker<Option<TcpStream>>, sent: u64 }
+struct TcpSession {
+    worker: Worker<Option<TcpStream>>,
+    sent: u64,
+}
 
 #[async_trait]
 impl LiveSession for TcpSession {
@@ -74,7 +93,9 @@ impl LiveSession for TcpSession {
         let data = chunk.data.to_vec(); // borrowed for this call; the thread needs its own
         let n = data.len() as u64;
         let write = self.worker.run(move |s| match s {
-            Some(s) => s.write_all(&data).map_err(|e| SinkError::retryable(e.to_string())),
+            Some(s) => s
+                .write_all(&data)
+                .map_err(|e| SinkError::retryable(e.to_string())),
             None => Err(SinkError::permanent("closed")),
         });
         write.await.map_err(gone)??;
@@ -82,10 +103,14 @@ impl LiveSession for TcpSession {
         Ok(())
     }
     async fn close(self: Box<Self>) -> Result<(), SinkError> {
-        let end = self.worker.run(|s| s.take().map(|s| s.shutdown(Shutdown::Write)));
+        let end = self
+            .worker
+            .run(|s| s.take().map(|s| s.shutdown(Shutdown::Write)));
         end.await.map_err(gone).map(drop)
     }
-    fn bytes_sent(&self) -> u64 { self.sent }
+    fn bytes_sent(&self) -> u64 {
+        self.sent
+    }
 }
 
 export_live!(TcpLive);

@@ -37,7 +37,10 @@ impl LiveReceiver for Receiver {
                     let mut counts = counts.lock().unwrap_or_else(PoisonError::into_inner);
                     *counts.entry(key.clone()).or_default() += n;
                 };
-                counts.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), 0);
+                counts
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key.clone(), 0);
                 let mut out = Vec::new();
                 let mut buf = [0u8; 65536];
                 while let Ok(n) = conn.read(&mut buf) {
@@ -65,12 +68,25 @@ fn test_ts(dir: &Path) -> Vec<u8> {
         .args(["-hide_banner", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30"])
+        .args([
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+        ])
         .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts"])
         .arg(&path)
         .output()
         .expect("run ffmpeg");
-    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::read(path).expect("read the test media")
 }
 
@@ -86,28 +102,63 @@ fn the_readme_example_passes_the_live_kit_and_the_stream_plays() {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("tcp://{}", l.local_addr().expect("addr"))
     }; // nothing listens once `l` is dropped
-    let kit = LiveKit::new(Arc::new(BuiltinLive::of::<TcpLive>()), json!({}), receiver, stream)
-        .pace(false) // TCP takes bursts
-        .invalid_config(json!({ "connect_timeout_ms": 0 }), Some("connect_timeout_ms"))
-        .invalid_url("tcp://127.0.0.1")
-        .invalid_url("rtmp://127.0.0.1:1935/live/key")
-        .failure(LiveFailure::new("closed port", &closed, Expect::Retryable).within(Duration::from_secs(1)))
-        .failure(LiveFailure::new("no such host", "tcp://nonexistent.invalid:9000", Expect::Permanent));
+    let kit = LiveKit::new(
+        Arc::new(BuiltinLive::of::<TcpLive>()),
+        json!({}),
+        receiver,
+        stream,
+    )
+    .pace(false) // TCP takes bursts
+    .invalid_config(
+        json!({ "connect_timeout_ms": 0 }),
+        Some("connect_timeout_ms"),
+    )
+    .invalid_url("tcp://127.0.0.1")
+    .invalid_url("rtmp://127.0.0.1:1935/live/key")
+    .failure(
+        LiveFailure::new("closed port", &closed, Expect::Retryable).within(Duration::from_secs(1)),
+    )
+    .failure(LiveFailure::new(
+        "no such host",
+        "tcp://nonexistent.invalid:9000",
+        Expect::Permanent,
+    ));
     block_on(kit.run()).assert_passed();
 
     // What the receiver wrote for the main publish plays: H.264 + AAC, about 4 s.
     let file = dir.path().join("conformance-publish.ts");
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
         .arg(&file)
         .output()
         .expect("run ffprobe");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let probe: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let codecs: Vec<&str> = probe["streams"].as_array().into_iter().flatten()
-        .filter_map(|s| s["codec_name"].as_str()).collect();
-    assert!(codecs.contains(&"h264") && codecs.contains(&"aac"), "{codecs:?}");
-    let duration: f64 = probe["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
+    let codecs: Vec<&str> = probe["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["codec_name"].as_str())
+        .collect();
+    assert!(
+        codecs.contains(&"h264") && codecs.contains(&"aac"),
+        "{codecs:?}"
+    );
+    let duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
     assert!((duration - 4.0).abs() < 0.3, "{duration} s");
 }
 

@@ -17,8 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use egress_e2e::{API_KEY, API_SECRET, Stack};
+use egress_host::rpc::{Bus, CallOptions, RedisTarget, Routing, RpcClient};
 use egress_host::service::methods::START_EGRESS;
-use egress_host::rpc::{Bus, CallOptions, RedisTarget, RpcClient, Routing};
 use egress_proto::livekit;
 use egress_proto::rpc::{StartEgressRequest, start_egress_request};
 
@@ -26,7 +26,10 @@ const N: usize = 200;
 
 fn jwt() -> String {
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let header = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = b64(
         serde_json::json!({"iss": API_KEY, "sub": "bench", "nbf": now - 10, "exp": now + 3600,
@@ -40,7 +43,9 @@ fn jwt() -> String {
 }
 
 async fn twirp(port: u16, method: &str, body: &str, token: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect livekit-server");
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect livekit-server");
     let req = format!(
         "POST /twirp/livekit.{method} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -50,7 +55,11 @@ async fn twirp(port: u16, method: &str, body: &str, token: &str) -> (u16, String
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.expect("read");
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (code, text)
 }
 
@@ -69,7 +78,14 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[tokio::main]
@@ -77,7 +93,13 @@ async fn main() {
     let stack = Stack::start().await;
     let token = jwt();
     let port = stack.livekit.port();
-    let (code, text) = twirp(port, "RoomService/CreateRoom", r#"{"name":"bench"}"#, &token).await;
+    let (code, text) = twirp(
+        port,
+        "RoomService/CreateRoom",
+        r#"{"name":"bench"}"#,
+        &token,
+    )
+    .await;
     assert_eq!(code, 200, "CreateRoom: {text}");
     let body = r#"{"room_name":"bench","track_id":"TR_bench","file":{"filepath":"x.ogg"}}"#;
 
@@ -92,26 +114,46 @@ async fn main() {
         if text.contains("not yet supported") {
             through_server.push(t.elapsed());
         } else {
-            unexpected.push(format!("{code}: {}", text.lines().last().unwrap_or_default()));
+            unexpected.push(format!(
+                "{code}: {}",
+                text.lines().last().unwrap_or_default()
+            ));
         }
     }
 
-    let bus = Bus::connect(&RedisTarget { address: stack.redis.addr(), ..Default::default() }).await.expect("bus");
+    let bus = Bus::connect(&RedisTarget {
+        address: stack.redis.addr(),
+        ..Default::default()
+    })
+    .await
+    .expect("bus");
     let client = RpcClient::new(bus, "EgressInternal").await;
-    let first_bid = egress_host::rpc::Method { routing: Routing::Queue, ..START_EGRESS };
+    let first_bid = egress_host::rpc::Method {
+        routing: Routing::Queue,
+        ..START_EGRESS
+    };
     let mut direct = Vec::with_capacity(N);
     for i in 0..N {
         let req = StartEgressRequest {
             egress_id: format!("EG_bench{i:06}"),
-            request: Some(start_egress_request::Request::Track(livekit::TrackEgressRequest {
-                room_name: "bench".into(),
-                track_id: "TR_bench".into(),
-                ..Default::default()
-            })),
+            request: Some(start_egress_request::Request::Track(
+                livekit::TrackEgressRequest {
+                    room_name: "bench".into(),
+                    track_id: "TR_bench".into(),
+                    ..Default::default()
+                },
+            )),
             ..Default::default()
         };
         let t = Instant::now();
-        let r = client.call::<_, livekit::EgressInfo>(first_bid, &[""], &req, CallOptions::with_timeout(Duration::from_secs(5))).await;
+        let r = client
+            .call::<_, livekit::EgressInfo>(
+                first_bid,
+                &[""],
+                &req,
+                CallOptions::with_timeout(Duration::from_secs(5)),
+            )
+            .await;
         direct.push(t.elapsed());
         assert!(r.is_err_and(|e| e.message.contains("not yet supported")));
     }
@@ -120,7 +162,11 @@ async fn main() {
     println!("StartEgress round trip (worker answers with its refusal; no pipeline runs)");
     summary("via livekit-server Twirp API", through_server);
     if !unexpected.is_empty() {
-        println!("  {} unexpected answers, first: {}", unexpected.len(), unexpected[0]);
+        println!(
+            "  {} unexpected answers, first: {}",
+            unexpected.len(),
+            unexpected[0]
+        );
     }
     summary("direct on the bus, first bid accepted", direct);
     println!(

@@ -202,9 +202,7 @@ impl SegmentsBranch {
             let mux_pad = sink
                 .request_pad_simple(template)
                 .ok_or_else(|| err(format!("splitmuxsink has no {template} pad")))?;
-            let src = last
-                .static_pad("src")
-                .ok_or_else(|| err("no src pad"))?;
+            let src = last.static_pad("src").ok_or_else(|| err("no src pad"))?;
             src.link(&mux_pad).map_err(|e| err(format!("{e:?}")))?;
             // The reference stream is the one splitmuxsink cuts on: video when there is video.
             if kind == "video" || tees.video.is_none() {

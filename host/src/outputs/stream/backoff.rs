@@ -45,7 +45,11 @@ impl ReconnectPolicy {
     pub fn delay(&self, n: u32, since_last_attempt: Duration) -> Duration {
         let exp = n.saturating_sub(1).min(16);
         let base = self.initial.saturating_mul(1u32 << exp).min(self.max);
-        let jitter = if self.jitter > 0.0 { rand::rng().random_range(-self.jitter..=self.jitter) } else { 0.0 };
+        let jitter = if self.jitter > 0.0 {
+            rand::rng().random_range(-self.jitter..=self.jitter)
+        } else {
+            0.0
+        };
         let jittered = base.mul_f64((1.0 + jitter).max(0.0));
         jittered.max(self.min_interval.saturating_sub(since_last_attempt))
     }
@@ -62,11 +66,25 @@ mod tests {
 
     #[test]
     fn delays_double_up_to_the_cap_within_the_jitter() {
-        let p = ReconnectPolicy { min_interval: Duration::ZERO, ..ReconnectPolicy::default() };
-        for (n, base) in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (6, 10.0), (30, 10.0)] {
+        let p = ReconnectPolicy {
+            min_interval: Duration::ZERO,
+            ..ReconnectPolicy::default()
+        };
+        for (n, base) in [
+            (1, 0.5),
+            (2, 1.0),
+            (3, 2.0),
+            (4, 4.0),
+            (5, 8.0),
+            (6, 10.0),
+            (30, 10.0),
+        ] {
             for _ in 0..50 {
                 let d = p.delay(n, Duration::ZERO).as_secs_f64();
-                assert!(d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9, "attempt {n}: {d} s not within 20 % of {base} s");
+                assert!(
+                    d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9,
+                    "attempt {n}: {d} s not within 20 % of {base} s"
+                );
             }
         }
     }

@@ -95,7 +95,11 @@ pub enum DestinationEvent {
     /// A session is publishing (`first`: the destination's first one: the stream's start).
     Publishing { at: SystemTime, first: bool },
     /// The connection dropped or an attempt failed; attempt `attempt` of this outage follows.
-    Retrying { at: SystemTime, attempt: u32, error: String },
+    Retrying {
+        at: SystemTime,
+        attempt: u32,
+        error: String,
+    },
     /// Given up: a permanent error, or the outage outlasted the window.
     Failed { at: SystemTime, error: String },
     /// Stopped (removed, or the egress ended) after publishing or trying to.
@@ -161,7 +165,11 @@ impl Destination {
         let (stop_tx, stop_rx) = oneshot::channel();
         let shared = Arc::new(Shared::default());
         let task = tokio::spawn(run(setup, rx, stop_rx, shared.clone()));
-        Destination { input: DestinationInput { tx, shared }, stop: Some(stop_tx), task }
+        Destination {
+            input: DestinationInput { tx, shared },
+            stop: Some(stop_tx),
+            task,
+        }
     }
 
     /// The input to put into the muxer's fan-out.
@@ -210,8 +218,22 @@ enum SessionEnd {
     Failed(SinkError),
 }
 
-async fn run(setup: DestinationSetup, mut rx: mpsc::UnboundedReceiver<Chunk>, mut stop: oneshot::Receiver<()>, shared: Arc<Shared>) {
-    let DestinationSetup { url, redacted, factory, framing, headers, keyframes, policy, events } = setup;
+async fn run(
+    setup: DestinationSetup,
+    mut rx: mpsc::UnboundedReceiver<Chunk>,
+    mut stop: oneshot::Receiver<()>,
+    shared: Arc<Shared>,
+) {
+    let DestinationSetup {
+        url,
+        redacted,
+        factory,
+        framing,
+        headers,
+        keyframes,
+        policy,
+        events,
+    } = setup;
     let emit = |e: DestinationEvent| {
         let _ = events.send(e);
     };
@@ -224,10 +246,16 @@ async fn run(setup: DestinationSetup, mut rx: mpsc::UnboundedReceiver<Chunk>, mu
         if let Some(began) = outage {
             if policy.gives_up_after(began.elapsed()) {
                 tracing::warn!(url = %redacted, outage = ?began.elapsed(), error = %last_error, "stream destination given up");
-                emit(DestinationEvent::Failed { at: SystemTime::now(), error: last_error });
+                emit(DestinationEvent::Failed {
+                    at: SystemTime::now(),
+                    error: last_error,
+                });
                 return;
             }
-            let delay = policy.delay(attempt, last_attempt.map(|t| t.elapsed()).unwrap_or(Duration::MAX));
+            let delay = policy.delay(
+                attempt,
+                last_attempt.map(|t| t.elapsed()).unwrap_or(Duration::MAX),
+            );
             tokio::select! {
                 _ = &mut stop => {
                     emit(DestinationEvent::Finished { at: SystemTime::now() });
@@ -235,7 +263,11 @@ async fn run(setup: DestinationSetup, mut rx: mpsc::UnboundedReceiver<Chunk>, mu
                 }
                 _ = tokio::time::sleep(delay) => {}
             }
-            emit(DestinationEvent::Retrying { at: SystemTime::now(), attempt, error: last_error.clone() });
+            emit(DestinationEvent::Retrying {
+                at: SystemTime::now(),
+                attempt,
+                error: last_error.clone(),
+            });
         }
         last_attempt = Some(Instant::now());
         let connected = tokio::select! {
@@ -250,13 +282,22 @@ async fn run(setup: DestinationSetup, mut rx: mpsc::UnboundedReceiver<Chunk>, mu
         let error = match connected {
             Ok(session) => {
                 tracing::info!(url = %redacted, first = !ever_published, "stream destination publishing");
-                emit(DestinationEvent::Publishing { at: SystemTime::now(), first: !ever_published });
+                emit(DestinationEvent::Publishing {
+                    at: SystemTime::now(),
+                    first: !ever_published,
+                });
                 ever_published = true;
                 outage = None;
                 attempt = 0;
-                match publish(session, framing, &headers, &keyframes, &mut rx, &mut stop, &shared).await {
+                match publish(
+                    session, framing, &headers, &keyframes, &mut rx, &mut stop, &shared,
+                )
+                .await
+                {
                     SessionEnd::Stopped | SessionEnd::SourceEnded => {
-                        emit(DestinationEvent::Finished { at: SystemTime::now() });
+                        emit(DestinationEvent::Finished {
+                            at: SystemTime::now(),
+                        });
                         return;
                     }
                     SessionEnd::Failed(e) => e,
@@ -268,7 +309,10 @@ async fn run(setup: DestinationSetup, mut rx: mpsc::UnboundedReceiver<Chunk>, mu
         // certificate, a name that does not resolve) is failed at once, as Go fails a bad URL.
         if !ever_published && !error.is_retryable() {
             tracing::warn!(url = %redacted, error = %error, "stream destination refused");
-            emit(DestinationEvent::Failed { at: SystemTime::now(), error: error.to_string() });
+            emit(DestinationEvent::Failed {
+                at: SystemTime::now(),
+                error: error.to_string(),
+            });
             return;
         }
         tracing::info!(url = %redacted, error = %error, attempt = attempt + 1, "stream destination disconnected; reconnecting");
@@ -291,7 +335,9 @@ async fn publish(
 ) -> SessionEnd {
     // What queued while connecting is stale: a session starts from now, at a keyframe.
     while let Ok(c) = rx.try_recv() {
-        shared.queued_bytes.fetch_sub(c.data.len(), Ordering::Relaxed);
+        shared
+            .queued_bytes
+            .fetch_sub(c.data.len(), Ordering::Relaxed);
     }
     shared.dropped.store(false, Ordering::Relaxed);
     keyframes();
@@ -311,7 +357,9 @@ async fn publish(
             close(session).await;
             return SessionEnd::SourceEnded;
         };
-        shared.queued_bytes.fetch_sub(chunk.data.len(), Ordering::Relaxed);
+        shared
+            .queued_bytes
+            .fetch_sub(chunk.data.len(), Ordering::Relaxed);
         if shared.dropped.swap(false, Ordering::Relaxed) && !gate_closed {
             gate_closed = true;
             keyframes();
@@ -326,9 +374,12 @@ async fn publish(
             // connect, since a destination may connect before the encoders have produced them.
             if !headers_sent {
                 headers_sent = true;
-                let header_chunks: Vec<Bytes> = headers.read().map(|h| h.clone()).unwrap_or_default();
+                let header_chunks: Vec<Bytes> =
+                    headers.read().map(|h| h.clone()).unwrap_or_default();
                 for h in &header_chunks {
-                    if let Err(e) = send(&mut session, LiveChunk::new(h, Duration::ZERO).header(true)).await {
+                    if let Err(e) =
+                        send(&mut session, LiveChunk::new(h, Duration::ZERO).header(true)).await
+                    {
                         return SessionEnd::Failed(e);
                     }
                 }
@@ -341,7 +392,9 @@ async fn publish(
             return SessionEnd::Failed(e);
         }
         let now = session.bytes_sent();
-        shared.bytes_sent.fetch_add(now.saturating_sub(sent_before), Ordering::Relaxed);
+        shared
+            .bytes_sent
+            .fetch_add(now.saturating_sub(sent_before), Ordering::Relaxed);
         sent_before = now;
     }
 }
@@ -349,7 +402,9 @@ async fn publish(
 async fn send(session: &mut Box<dyn LiveSession>, chunk: LiveChunk<'_>) -> Result<(), SinkError> {
     match tokio::time::timeout(SEND_TIMEOUT, session.send(chunk)).await {
         Ok(r) => r,
-        Err(_) => Err(SinkError::retryable(format!("no progress for {SEND_TIMEOUT:?}: the destination stopped reading"))),
+        Err(_) => Err(SinkError::retryable(format!(
+            "no progress for {SEND_TIMEOUT:?}: the destination stopped reading"
+        ))),
     }
 }
 
@@ -394,7 +449,13 @@ mod tests {
             let next = { self.connects.lock().unwrap().pop() };
             match next {
                 Some(Err(e)) => Err(e),
-                _ => Ok(Box::new(FakeSession { id: n, received: self.received.clone(), sent: 0, fail_after: self.fail_send_after.filter(|_| n == 1), bytes: 0 })),
+                _ => Ok(Box::new(FakeSession {
+                    id: n,
+                    received: self.received.clone(),
+                    sent: 0,
+                    fail_after: self.fail_send_after.filter(|_| n == 1),
+                    bytes: 0,
+                })),
             }
         }
     }
@@ -407,7 +468,13 @@ mod tests {
             }
             self.sent += 1;
             self.bytes += chunk.data.len() as u64;
-            self.received.lock().unwrap().push((self.id, chunk.data.to_vec(), chunk.pts, chunk.keyframe, chunk.header));
+            self.received.lock().unwrap().push((
+                self.id,
+                chunk.data.to_vec(),
+                chunk.pts,
+                chunk.keyframe,
+                chunk.header,
+            ));
             Ok(())
         }
         async fn close(self: Box<Self>) -> Result<(), SinkError> {
@@ -422,7 +489,12 @@ mod tests {
         // popped from the end
         let mut connects = connects;
         connects.reverse();
-        Arc::new(Fake { connects: Mutex::new(connects), attempts: Mutex::default(), received: Arc::default(), fail_send_after })
+        Arc::new(Fake {
+            connects: Mutex::new(connects),
+            attempts: Mutex::default(),
+            received: Arc::default(),
+            fail_send_after,
+        })
     }
 
     fn flv_tag(ts_ms: u32, kind: u8) -> Bytes {
@@ -433,7 +505,14 @@ mod tests {
         Bytes::from(t)
     }
 
-    fn spawn(f: Arc<Fake>, policy: ReconnectPolicy) -> (Destination, mpsc::UnboundedReceiver<DestinationEvent>, Arc<AtomicUsize>) {
+    fn spawn(
+        f: Arc<Fake>,
+        policy: ReconnectPolicy,
+    ) -> (
+        Destination,
+        mpsc::UnboundedReceiver<DestinationEvent>,
+        Arc<AtomicUsize>,
+    ) {
         let (events, rx) = mpsc::unbounded_channel();
         let asked = Arc::new(AtomicUsize::new(0));
         let a = asked.clone();
@@ -442,7 +521,10 @@ mod tests {
             redacted: "rtmp://h/app/{sec...key}".into(),
             factory: f,
             framing: Framing::Flv,
-            headers: Arc::new(RwLock::new(vec![Bytes::from_static(b"HDR-META"), Bytes::from_static(b"HDR-AVC")])),
+            headers: Arc::new(RwLock::new(vec![
+                Bytes::from_static(b"HDR-META"),
+                Bytes::from_static(b"HDR-AVC"),
+            ])),
             keyframes: Arc::new(move || {
                 a.fetch_add(1, Ordering::Relaxed);
             }),
@@ -453,36 +535,65 @@ mod tests {
     }
 
     async fn next(rx: &mut mpsc::UnboundedReceiver<DestinationEvent>) -> DestinationEvent {
-        tokio::time::timeout(Duration::from_secs(120), rx.recv()).await.expect("an event").expect("open")
+        tokio::time::timeout(Duration::from_secs(120), rx.recv())
+            .await
+            .expect("an event")
+            .expect("open")
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_session_starts_with_headers_then_a_keyframe_at_time_zero() {
         let f = fake(vec![], None);
         let (d, mut ev, asked) = spawn(f.clone(), ReconnectPolicy::default());
-        assert!(matches!(next(&mut ev).await, DestinationEvent::Publishing { first: true, .. }));
+        assert!(matches!(
+            next(&mut ev).await,
+            DestinationEvent::Publishing { first: true, .. }
+        ));
         for (ms, key) in [(1000, false), (1033, false), (1066, true), (1100, false)] {
-            d.offer(Chunk { data: flv_tag(ms, 9), pts: Duration::from_millis(ms.into()), keyframe: key });
+            d.offer(Chunk {
+                data: flv_tag(ms, 9),
+                pts: Duration::from_millis(ms.into()),
+                keyframe: key,
+            });
         }
         d.finish().await;
-        assert!(matches!(next(&mut ev).await, DestinationEvent::Finished { .. }));
+        assert!(matches!(
+            next(&mut ev).await,
+            DestinationEvent::Finished { .. }
+        ));
         let got = f.received.lock().unwrap().clone();
-        assert_eq!(got.len(), 4, "two headers, the keyframe and the frame after it: {got:?}");
+        assert_eq!(
+            got.len(),
+            4,
+            "two headers, the keyframe and the frame after it: {got:?}"
+        );
         assert!(got[0].4 && got[1].4, "headers first");
-        assert_eq!(got[2].2, Duration::ZERO, "the keyframe starts the session's time");
+        assert_eq!(
+            got[2].2,
+            Duration::ZERO,
+            "the keyframe starts the session's time"
+        );
         assert!(got[2].3);
         assert_eq!(&got[2].1[4..8], &[0, 0, 0, 0], "FLV timestamp rebased");
         assert_eq!(got[3].2, Duration::from_millis(34));
         assert_eq!(&got[3].1[4..8], &[0, 0, 34, 0]);
-        assert!(asked.load(Ordering::Relaxed) >= 1, "a keyframe was asked for");
+        assert!(
+            asked.load(Ordering::Relaxed) >= 1,
+            "a keyframe was asked for"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_refused_first_connect_fails_at_once() {
-        let f = fake(vec![Err(SinkError::auth("publish refused: bad stream key"))], None);
+        let f = fake(
+            vec![Err(SinkError::auth("publish refused: bad stream key"))],
+            None,
+        );
         let (_d, mut ev, _) = spawn(f.clone(), ReconnectPolicy::default());
         match next(&mut ev).await {
-            DestinationEvent::Failed { error, .. } => assert!(error.contains("bad stream key"), "{error}"),
+            DestinationEvent::Failed { error, .. } => {
+                assert!(error.contains("bad stream key"), "{error}")
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(f.attempts.lock().unwrap().len(), 1);
@@ -492,38 +603,81 @@ mod tests {
     async fn a_dropped_session_reconnects_and_starts_again_on_a_keyframe() {
         let f = fake(vec![], Some(3));
         let (d, mut ev, asked) = spawn(f.clone(), ReconnectPolicy::default());
-        assert!(matches!(next(&mut ev).await, DestinationEvent::Publishing { first: true, .. }));
+        assert!(matches!(
+            next(&mut ev).await,
+            DestinationEvent::Publishing { first: true, .. }
+        ));
         // headers (2) + keyframe = 3 sends, then the 4th fails.
-        d.offer(Chunk { data: flv_tag(0, 9), pts: Duration::ZERO, keyframe: true });
-        d.offer(Chunk { data: flv_tag(33, 9), pts: Duration::from_millis(33), keyframe: false });
+        d.offer(Chunk {
+            data: flv_tag(0, 9),
+            pts: Duration::ZERO,
+            keyframe: true,
+        });
+        d.offer(Chunk {
+            data: flv_tag(33, 9),
+            pts: Duration::from_millis(33),
+            keyframe: false,
+        });
         match next(&mut ev).await {
-            DestinationEvent::Retrying { attempt: 1, error, .. } => assert!(error.contains("closed remotely")),
+            DestinationEvent::Retrying {
+                attempt: 1, error, ..
+            } => assert!(error.contains("closed remotely")),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(next(&mut ev).await, DestinationEvent::Publishing { first: false, .. }));
-        d.offer(Chunk { data: flv_tag(2000, 9), pts: Duration::from_secs(2), keyframe: false });
-        d.offer(Chunk { data: flv_tag(2033, 9), pts: Duration::from_millis(2033), keyframe: true });
+        assert!(matches!(
+            next(&mut ev).await,
+            DestinationEvent::Publishing { first: false, .. }
+        ));
+        d.offer(Chunk {
+            data: flv_tag(2000, 9),
+            pts: Duration::from_secs(2),
+            keyframe: false,
+        });
+        d.offer(Chunk {
+            data: flv_tag(2033, 9),
+            pts: Duration::from_millis(2033),
+            keyframe: true,
+        });
         d.finish().await;
         let got = f.received.lock().unwrap().clone();
         let second: Vec<_> = got.iter().filter(|r| r.0 == 2).collect();
-        assert_eq!(second.len(), 3, "headers again, then the keyframe (the delta before it dropped): {second:?}");
+        assert_eq!(
+            second.len(),
+            3,
+            "headers again, then the keyframe (the delta before it dropped): {second:?}"
+        );
         assert!(second[0].4 && second[1].4);
         assert!(second[2].3 && second[2].2 == Duration::ZERO);
         assert!(asked.load(Ordering::Relaxed) >= 2);
         let a = f.attempts.lock().unwrap().clone();
-        assert!(a[1] - a[0] >= Duration::from_secs(1), "attempts a second apart at least");
+        assert!(
+            a[1] - a[0] >= Duration::from_secs(1),
+            "attempts a second apart at least"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_outage_longer_than_the_window_fails_with_the_last_error() {
-        let errs: Vec<_> = (0..100).map(|_| Err(SinkError::retryable("connection refused"))).collect();
+        let errs: Vec<_> = (0..100)
+            .map(|_| Err(SinkError::retryable("connection refused")))
+            .collect();
         let mut connects = vec![Ok(())];
         connects.extend(errs);
         let f = fake(connects, Some(2));
-        let policy = ReconnectPolicy { window: Some(Duration::from_secs(30)), ..ReconnectPolicy::default() };
+        let policy = ReconnectPolicy {
+            window: Some(Duration::from_secs(30)),
+            ..ReconnectPolicy::default()
+        };
         let (d, mut ev, _) = spawn(f.clone(), policy);
-        assert!(matches!(next(&mut ev).await, DestinationEvent::Publishing { .. }));
-        d.offer(Chunk { data: flv_tag(0, 9), pts: Duration::ZERO, keyframe: true });
+        assert!(matches!(
+            next(&mut ev).await,
+            DestinationEvent::Publishing { .. }
+        ));
+        d.offer(Chunk {
+            data: flv_tag(0, 9),
+            pts: Duration::ZERO,
+            keyframe: true,
+        });
         let started = Instant::now();
         let mut retries = 0;
         loop {
@@ -537,10 +691,16 @@ mod tests {
             }
         }
         let took = started.elapsed();
-        assert!(took >= Duration::from_secs(30) && took < Duration::from_secs(45), "{took:?}");
+        assert!(
+            took >= Duration::from_secs(30) && took < Duration::from_secs(45),
+            "{took:?}"
+        );
         let attempts = f.attempts.lock().unwrap().clone();
         for w in attempts.windows(2) {
-            assert!(w[1] - w[0] >= Duration::from_secs(1), "never more than one attempt a second");
+            assert!(
+                w[1] - w[0] >= Duration::from_secs(1),
+                "never more than one attempt a second"
+            );
         }
         assert!((4..=12).contains(&retries), "{retries} retries in 30 s");
     }
@@ -549,21 +709,47 @@ mod tests {
     async fn a_full_queue_drops_and_waits_for_the_next_keyframe() {
         let f = fake(vec![], None);
         let (d, mut ev, _) = spawn(f.clone(), ReconnectPolicy::default());
-        assert!(matches!(next(&mut ev).await, DestinationEvent::Publishing { .. }));
-        d.offer(Chunk { data: flv_tag(0, 9), pts: Duration::ZERO, keyframe: true });
+        assert!(matches!(
+            next(&mut ev).await,
+            DestinationEvent::Publishing { .. }
+        ));
+        d.offer(Chunk {
+            data: flv_tag(0, 9),
+            pts: Duration::ZERO,
+            keyframe: true,
+        });
         tokio::task::yield_now().await;
         // Fill beyond the bound without letting the task run.
         let big = Bytes::from(vec![9u8; 1 << 20]);
         for i in 0..12 {
-            d.offer(Chunk { data: big.clone(), pts: Duration::from_millis(100 + i), keyframe: false });
+            d.offer(Chunk {
+                data: big.clone(),
+                pts: Duration::from_millis(100 + i),
+                keyframe: false,
+            });
         }
-        d.offer(Chunk { data: flv_tag(500, 9), pts: Duration::from_millis(500), keyframe: false });
-        d.offer(Chunk { data: flv_tag(600, 9), pts: Duration::from_millis(600), keyframe: true });
+        d.offer(Chunk {
+            data: flv_tag(500, 9),
+            pts: Duration::from_millis(500),
+            keyframe: false,
+        });
+        d.offer(Chunk {
+            data: flv_tag(600, 9),
+            pts: Duration::from_millis(600),
+            keyframe: true,
+        });
         d.finish().await;
         let got = f.received.lock().unwrap().clone();
         let media: Vec<_> = got.iter().filter(|r| !r.4).collect();
-        assert!(media.iter().all(|r| r.1.len() != 1 << 20 || r.2 < Duration::from_millis(500)));
+        assert!(
+            media
+                .iter()
+                .all(|r| r.1.len() != 1 << 20 || r.2 < Duration::from_millis(500))
+        );
         let last = media.last().unwrap();
-        assert!(last.3, "after the loss, the next chunk sent is the keyframe");
+        assert!(
+            last.3,
+            "after the loss, the next chunk sent is the keyframe"
+        );
     }
 }

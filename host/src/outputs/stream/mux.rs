@@ -86,7 +86,10 @@ pub fn attach(tees: &EncodedStreams, format: LiveFormat) -> Result<MuxTap, MuxEr
     sink.set_property("emit-signals", false);
     tees.pipeline.add_many([&mux, &sink]).map_err(err)?;
     mux.link(&sink).map_err(err)?;
-    for (tee, pad) in [(tees.video.as_ref(), "video"), (tees.audio.as_ref(), "audio")] {
+    for (tee, pad) in [
+        (tees.video.as_ref(), "video"),
+        (tees.audio.as_ref(), "audio"),
+    ] {
         let Some(tee) = tee else { continue };
         let q = make("queue", &format!("stream_{name}_{pad}_queue"))?;
         q.set_property("max-size-time", BRANCH_QUEUE.as_nanos() as u64);
@@ -110,8 +113,13 @@ pub fn attach(tees: &EncodedStreams, format: LiveFormat) -> Result<MuxTap, MuxEr
             (LiveFormat::Flv, p) => p,
             (_, _) => "sink_%d",
         };
-        let mux_pad = mux.request_pad_simple(template).ok_or_else(|| err(format!("{} has no {template} pad", mux.name())))?;
-        last.static_pad("src").ok_or_else(|| err("no src pad"))?.link(&mux_pad).map_err(|e| err(format!("{e:?}")))?;
+        let mux_pad = mux
+            .request_pad_simple(template)
+            .ok_or_else(|| err(format!("{} has no {template} pad", mux.name())))?;
+        last.static_pad("src")
+            .ok_or_else(|| err("no src pad"))?
+            .link(&mux_pad)
+            .map_err(|e| err(format!("{e:?}")))?;
     }
     let tap = MuxTap {
         format,
@@ -124,7 +132,14 @@ pub fn attach(tees: &EncodedStreams, format: LiveFormat) -> Result<MuxTap, MuxEr
 }
 
 fn make(factory: &str, name: &str) -> Result<gst::Element, MuxError> {
-    gst::ElementFactory::make(factory).name(name).build().map_err(|_| err(format!("could not create {factory} (is its GStreamer plugin installed?)")))
+    gst::ElementFactory::make(factory)
+        .name(name)
+        .build()
+        .map_err(|_| {
+            err(format!(
+                "could not create {factory} (is its GStreamer plugin installed?)"
+            ))
+        })
 }
 
 /// An upstream `GstForceKeyUnit` to the encoder (all headers: SPS/PPS again), at most one per
@@ -140,7 +155,9 @@ fn keyframe_requester(encoder: Option<gst::Element>) -> KeyframeRequester {
             }
             *last = Some(Instant::now());
         }
-        let s = gst::Structure::builder("GstForceKeyUnit").field("all-headers", true).build();
+        let s = gst::Structure::builder("GstForceKeyUnit")
+            .field("all-headers", true)
+            .build();
         if let Some(pad) = enc.static_pad("src")
             && !pad.send_event(gst::event::CustomUpstream::new(s))
         {
@@ -161,14 +178,23 @@ fn install_callbacks(appsink: &gst::Element, tap: MuxTap, has_video: bool) -> Re
             on_sample(&tap, &sample, has_video, &seen);
             Some(())
         })();
-        Some(if flow.is_some() { gst::FlowReturn::Ok } else { gst::FlowReturn::Error }.to_value())
+        Some(
+            if flow.is_some() {
+                gst::FlowReturn::Ok
+            } else {
+                gst::FlowReturn::Error
+            }
+            .to_value(),
+        )
     });
     appsink.connect("eos", false, |_| None);
     Ok(())
 }
 
 fn on_sample(tap: &MuxTap, sample: &gst::Sample, has_video: bool, seen: &AtomicU64) {
-    let Some(buffer) = sample.buffer() else { return };
+    let Some(buffer) = sample.buffer() else {
+        return;
+    };
     if seen.fetch_add(1, Ordering::Relaxed) == 0
         && let Some(caps) = sample.caps()
     {
@@ -178,22 +204,40 @@ fn on_sample(tap: &MuxTap, sample: &gst::Sample, has_video: bool, seen: &AtomicU
         // Already among the stream headers (from the caps), which every session sends first.
         return;
     }
-    let Ok(map) = buffer.map_readable() else { return };
-    let pts = buffer.dts_or_pts().map(|t| Duration::from_nanos(t.nseconds())).unwrap_or_default();
+    let Ok(map) = buffer.map_readable() else {
+        return;
+    };
+    let pts = buffer
+        .dts_or_pts()
+        .map(|t| Duration::from_nanos(t.nseconds()))
+        .unwrap_or_default();
     let (data, keyframe) = match tap.format {
         LiveFormat::Flv => {
-            let Some(tag) = flv_tag(map.as_slice()) else { return };
+            let Some(tag) = flv_tag(map.as_slice()) else {
+                return;
+            };
             // A video tag whose frame type (the body's high nibble) is 1: a keyframe. Audio
             // tags start a session only in an audio-only stream.
-            let keyframe = if has_video { tag[0] == 9 && tag.get(11).is_some_and(|b| b >> 4 == 1) } else { true };
+            let keyframe = if has_video {
+                tag[0] == 9 && tag.get(11).is_some_and(|b| b >> 4 == 1)
+            } else {
+                true
+            };
             (Bytes::copy_from_slice(tag), keyframe)
         }
         _ => {
             let data = map.as_slice();
-            (Bytes::copy_from_slice(data), !has_video || ts_random_access(data))
+            (
+                Bytes::copy_from_slice(data),
+                !has_video || ts_random_access(data),
+            )
         }
     };
-    let chunk = Chunk { data, pts, keyframe };
+    let chunk = Chunk {
+        data,
+        pts,
+        keyframe,
+    };
     if let Ok(fanout) = tap.fanout.lock() {
         for input in fanout.values() {
             input.offer(chunk.clone());
@@ -205,11 +249,17 @@ fn on_sample(tap: &MuxTap, sample: &gst::Sample, has_video: bool, seen: &AtomicU
 /// sequence headers; mpegtsmux: PAT and PMT), as chunks.
 fn set_headers(tap: &MuxTap, caps: &gst::CapsRef) {
     let Some(s) = caps.structure(0) else { return };
-    let Ok(array) = s.get::<gst::Array>("streamheader") else { return };
+    let Ok(array) = s.get::<gst::Array>("streamheader") else {
+        return;
+    };
     let mut headers = Vec::new();
     for v in array.iter() {
-        let Ok(buf) = v.get::<gst::Buffer>() else { continue };
-        let Ok(map) = buf.map_readable() else { continue };
+        let Ok(buf) = v.get::<gst::Buffer>() else {
+            continue;
+        };
+        let Ok(map) = buf.map_readable() else {
+            continue;
+        };
         match tap.format {
             LiveFormat::Flv => {
                 if let Some(tag) = flv_tag(map.as_slice()) {
@@ -246,8 +296,8 @@ fn ts_random_access(data: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::destination::{Destination, DestinationEvent, DestinationSetup, Framing};
+    use super::*;
     use egress_plugin_api::{LiveChunk, LiveFactory, LiveSession, SinkError};
 
     struct Collect(Arc<Mutex<Vec<(Vec<u8>, bool, bool)>>>);
@@ -263,7 +313,10 @@ mod tests {
     #[egress_plugin_api::async_trait]
     impl LiveSession for CollectSession {
         async fn send(&mut self, chunk: LiveChunk<'_>) -> Result<(), SinkError> {
-            self.0.lock().unwrap().push((chunk.data.to_vec(), chunk.keyframe, chunk.header));
+            self.0
+                .lock()
+                .unwrap()
+                .push((chunk.data.to_vec(), chunk.keyframe, chunk.header));
             Ok(())
         }
         async fn close(self: Box<Self>) -> Result<(), SinkError> {
@@ -277,15 +330,25 @@ mod tests {
     fn encoded_pipeline() -> (gst::Pipeline, gst::Element, gst::Element, gst::Element) {
         gst::init().unwrap();
         let p = gst::Pipeline::new();
-        let parse = |s: &str| gst::parse::bin_from_description(s, true).unwrap().upcast::<gst::Element>();
-        let v = parse("videotestsrc num-buffers=90 is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc name=venc key-int-max=30 bframes=0 tune=zerolatency ! h264parse");
+        let parse = |s: &str| {
+            gst::parse::bin_from_description(s, true)
+                .unwrap()
+                .upcast::<gst::Element>()
+        };
+        let v = parse(
+            "videotestsrc num-buffers=90 is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc name=venc key-int-max=30 bframes=0 tune=zerolatency ! h264parse",
+        );
         let a = parse("audiotestsrc num-buffers=140 is-live=true ! avenc_aac ! aacparse");
         let vt = gst::ElementFactory::make("tee").build().unwrap();
         let at = gst::ElementFactory::make("tee").build().unwrap();
         p.add_many([&v, &a, &vt, &at]).unwrap();
         v.link(&vt).unwrap();
         a.link(&at).unwrap();
-        let enc = v.downcast_ref::<gst::Bin>().unwrap().by_name("venc").unwrap();
+        let enc = v
+            .downcast_ref::<gst::Bin>()
+            .unwrap()
+            .by_name("venc")
+            .unwrap();
         (p, vt, at, enc)
     }
 
@@ -302,18 +365,35 @@ mod tests {
             url: "x://y".into(),
             redacted: "x://y".into(),
             factory: Arc::new(Collect(got.clone())),
-            framing: if format == LiveFormat::Flv { Framing::Flv } else { Framing::MpegTs },
+            framing: if format == LiveFormat::Flv {
+                Framing::Flv
+            } else {
+                Framing::MpegTs
+            },
             headers: tap.headers.clone(),
             keyframes: tap.keyframes.clone(),
             policy: Default::default(),
             events,
         });
-        assert!(matches!(ev.recv().await, Some(DestinationEvent::Publishing { .. })));
+        assert!(matches!(
+            ev.recv().await,
+            Some(DestinationEvent::Publishing { .. })
+        ));
         tap.fanout.lock().unwrap().insert(1, d.input());
         p.set_state(gst::State::Playing).unwrap();
         let bus = p.bus().unwrap();
-        let msg = tokio::task::spawn_blocking(move || bus.timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Eos, gst::MessageType::Error])).await.unwrap();
-        assert!(matches!(msg.map(|m| m.type_()), Some(gst::MessageType::Eos)), "pipeline ends");
+        let msg = tokio::task::spawn_blocking(move || {
+            bus.timed_pop_filtered(
+                gst::ClockTime::from_seconds(20),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+        })
+        .await
+        .unwrap();
+        assert!(
+            matches!(msg.map(|m| m.type_()), Some(gst::MessageType::Eos)),
+            "pipeline ends"
+        );
         p.set_state(gst::State::Null).unwrap();
         tap.fanout.lock().unwrap().clear();
         d.finish().await;
@@ -324,17 +404,34 @@ mod tests {
     async fn flv_sessions_get_tags_headers_first_then_a_keyframe() {
         let got = stream_through(LiveFormat::Flv).await;
         let headers: Vec<_> = got.iter().take_while(|c| c.2).collect();
-        assert!(headers.len() >= 2, "metadata and sequence headers first: {}", headers.len());
-        assert!(headers.iter().all(|h| !h.0.starts_with(b"FLV")), "no file header on the wire");
+        assert!(
+            headers.len() >= 2,
+            "metadata and sequence headers first: {}",
+            headers.len()
+        );
+        assert!(
+            headers.iter().all(|h| !h.0.starts_with(b"FLV")),
+            "no file header on the wire"
+        );
         let first_media = &got[headers.len()];
-        assert!(first_media.1 && first_media.0[0] == 9, "the first media tag is a video keyframe");
+        assert!(
+            first_media.1 && first_media.0[0] == 9,
+            "the first media tag is a video keyframe"
+        );
         assert_eq!(&first_media.0[4..8], &[0, 0, 0, 0], "at time zero");
         let video = got.iter().filter(|c| !c.2 && c.0[0] == 9).count();
         let audio = got.iter().filter(|c| !c.2 && c.0[0] == 8).count();
-        assert!(video >= 80 && audio >= 100, "{video} video and {audio} audio tags");
+        assert!(
+            video >= 80 && audio >= 100,
+            "{video} video and {audio} audio tags"
+        );
         for c in &got {
             let size = usize::from(c.0[1]) << 16 | usize::from(c.0[2]) << 8 | usize::from(c.0[3]);
-            assert_eq!(c.0.len(), 11 + size, "one whole tag per chunk, no PreviousTagSize");
+            assert_eq!(
+                c.0.len(),
+                11 + size,
+                "one whole tag per chunk, no PreviousTagSize"
+            );
         }
     }
 
@@ -344,8 +441,14 @@ mod tests {
         let headers = got.iter().take_while(|c| c.2).count();
         assert!(headers >= 1, "PAT/PMT first");
         assert!(got[headers].1, "then a keyframe");
-        assert!(got.iter().all(|c| c.0.len() % TS_PACKET == 0 && c.0[0] == 0x47));
+        assert!(
+            got.iter()
+                .all(|c| c.0.len() % TS_PACKET == 0 && c.0[0] == 0x47)
+        );
         let keyframes = got.iter().filter(|c| c.1).count();
-        assert!((2..=4).contains(&keyframes), "a keyframe a second over 3 s: {keyframes}");
+        assert!(
+            (2..=4).contains(&keyframes),
+            "a keyframe a second over 3 s: {keyframes}"
+        );
     }
 }

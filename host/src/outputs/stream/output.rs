@@ -11,10 +11,12 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::url::{
+    FindError, StreamKind, StreamUrl, StreamUrlError, StreamUrlRules, find_stream, parse_stream_url,
+};
 use egress_plugin_api::LiveFactory;
 use egress_proto::livekit::stream_info::Status;
 use egress_proto::livekit::{StreamInfo, UpdateStreamRequest};
-use super::url::{FindError, StreamKind, StreamUrl, StreamUrlError, StreamUrlRules, find_stream, parse_stream_url};
 use tokio::sync::mpsc;
 
 use super::backoff::ReconnectPolicy;
@@ -62,18 +64,40 @@ pub struct StreamOutput {
 }
 
 fn nanos(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 impl StreamOutput {
-    pub fn new(kind: StreamKind, tap: MuxTap, factory: Arc<dyn LiveFactory>, rules: StreamUrlRules, policy: ReconnectPolicy) -> StreamOutput {
+    pub fn new(
+        kind: StreamKind,
+        tap: MuxTap,
+        factory: Arc<dyn LiveFactory>,
+        rules: StreamUrlRules,
+        policy: ReconnectPolicy,
+    ) -> StreamOutput {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        StreamOutput { kind, tap, factory, rules, policy, entries: Vec::new(), next_id: 0, events_tx, events_rx }
+        StreamOutput {
+            kind,
+            tap,
+            factory,
+            rules,
+            policy,
+            entries: Vec::new(),
+            next_id: 0,
+            events_tx,
+            events_rx,
+        }
     }
 
     /// Starts publishing to `url` unless it is already ACTIVE. Returns whether it was added.
     pub fn add(&mut self, url: StreamUrl) -> bool {
-        let live = self.entries.iter().any(|e| e.destination.is_some() && e.info.status == Status::Active as i32 && e.url.url == url.url);
+        let live = self.entries.iter().any(|e| {
+            e.destination.is_some()
+                && e.info.status == Status::Active as i32
+                && e.url.url == url.url
+        });
         if live {
             tracing::info!(url = %url.redacted, "stream already publishing; add ignored");
             return false;
@@ -93,7 +117,11 @@ impl StreamOutput {
             url: url.url.clone(),
             redacted: url.redacted.clone(),
             factory: self.factory.clone(),
-            framing: if self.kind == StreamKind::Srt { Framing::MpegTs } else { Framing::Flv },
+            framing: if self.kind == StreamKind::Srt {
+                Framing::MpegTs
+            } else {
+                Framing::Flv
+            },
             headers: self.tap.headers.clone(),
             keyframes: self.tap.keyframes.clone(),
             policy: self.policy,
@@ -102,9 +130,18 @@ impl StreamOutput {
         if let Ok(mut fanout) = self.tap.fanout.lock() {
             fanout.insert(id, destination.input());
         }
-        let info = StreamInfo { url: url.redacted.clone(), status: Status::Active as i32, ..StreamInfo::default() };
+        let info = StreamInfo {
+            url: url.redacted.clone(),
+            status: Status::Active as i32,
+            ..StreamInfo::default()
+        };
         tracing::info!(url = %url.redacted, "stream added");
-        self.entries.push(Entry { id, url, info, destination: Some(destination) });
+        self.entries.push(Entry {
+            id,
+            url,
+            info,
+            destination: Some(destination),
+        });
         true
     }
 
@@ -121,11 +158,20 @@ impl StreamOutput {
             }
         }
         for raw in &req.remove_output_urls {
-            let live: Vec<StreamUrl> = self.entries.iter().filter(|e| e.destination.is_some()).map(|e| e.url.clone()).collect();
+            let live: Vec<StreamUrl> = self
+                .entries
+                .iter()
+                .filter(|e| e.destination.is_some())
+                .map(|e| e.url.clone())
+                .collect();
             match find_stream(&live, raw, &self.rules) {
                 Ok(i) => {
                     let url = &live[i];
-                    if let Some(pos) = self.entries.iter().position(|e| e.destination.is_some() && e.url.url == url.url) {
+                    if let Some(pos) = self
+                        .entries
+                        .iter()
+                        .position(|e| e.destination.is_some() && e.url.url == url.url)
+                    {
                         self.stop_entry(pos).await;
                     }
                 }
@@ -170,7 +216,9 @@ impl StreamOutput {
     }
 
     fn apply(&mut self, id: u64, event: DestinationEvent) {
-        let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) else { return };
+        let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) else {
+            return;
+        };
         let info = &mut entry.info;
         if info.status != Status::Active as i32 {
             return;
@@ -220,13 +268,21 @@ impl StreamOutput {
 
     /// URLs still ACTIVE.
     pub fn active(&self) -> usize {
-        self.entries.iter().filter(|e| e.info.status == Status::Active as i32).count()
+        self.entries
+            .iter()
+            .filter(|e| e.info.status == Status::Active as i32)
+            .count()
     }
 
     /// When every URL has FAILED: the last error (the egress fails with it if it has no other
     /// output).
     pub fn all_failed(&self) -> Option<String> {
-        if self.entries.is_empty() || self.entries.iter().any(|e| e.info.status != Status::Failed as i32) {
+        if self.entries.is_empty()
+            || self
+                .entries
+                .iter()
+                .any(|e| e.info.status != Status::Failed as i32)
+        {
             return None;
         }
         self.entries.last().map(|e| e.info.error.clone())

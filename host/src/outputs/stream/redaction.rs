@@ -8,8 +8,8 @@
 //! elsewhere (`egress/info.rs`).
 
 use egress_proto::livekit::{
-    StreamOutput, egress_info, output, room_composite_egress_request as rc, track_composite_egress_request as tc,
-    track_egress_request as track, web_egress_request as web,
+    StreamOutput, egress_info, output, room_composite_egress_request as rc,
+    track_composite_egress_request as tc, track_egress_request as track, web_egress_request as web,
 };
 
 use super::url::redact_stream_url;
@@ -68,13 +68,21 @@ mod tests {
     use egress_proto::livekit::{self, Output, StreamProtocol};
     use prost::Message;
 
-    const SECRETS: [&str; 4] = ["rtmpsecretkey", "srtpassphrase0", "wstoken123", "muxstreamkey"];
+    const SECRETS: [&str; 4] = [
+        "rtmpsecretkey",
+        "srtpassphrase0",
+        "wstoken123",
+        "muxstreamkey",
+    ];
 
     fn outputs() -> Vec<StreamOutput> {
         vec![
             StreamOutput {
                 protocol: StreamProtocol::Rtmp as i32,
-                urls: vec![format!("rtmp://h/live/{}", SECRETS[0]), format!("mux://{}", SECRETS[3])],
+                urls: vec![
+                    format!("rtmp://h/live/{}", SECRETS[0]),
+                    format!("mux://{}", SECRETS[3]),
+                ],
             },
             StreamOutput {
                 protocol: StreamProtocol::Srt as i32,
@@ -84,12 +92,18 @@ mod tests {
     }
 
     fn assert_clean(request: &egress_info::Request) {
-        let info = livekit::EgressInfo { request: Some(request.clone()), ..Default::default() };
+        let info = livekit::EgressInfo {
+            request: Some(request.clone()),
+            ..Default::default()
+        };
         let text = format!("{info:?}");
         let bytes = info.encode_to_vec();
         for secret in SECRETS {
             assert!(!text.contains(secret), "{secret} in {text}");
-            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} on the wire");
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} on the wire"
+            );
         }
     }
 
@@ -99,9 +113,15 @@ mod tests {
         let v2 = || {
             let mut o: Vec<Output> = outputs()
                 .into_iter()
-                .map(|s| Output { config: Some(output::Config::Stream(s)), storage: None })
+                .map(|s| Output {
+                    config: Some(output::Config::Stream(s)),
+                    storage: None,
+                })
                 .collect();
-            o.push(Output { config: None, storage: None });
+            o.push(Output {
+                config: None,
+                storage: None,
+            });
             o
         };
         let mut requests = vec![
@@ -125,20 +145,39 @@ mod tests {
                 ..Default::default()
             }),
             egress_info::Request::Track(livekit::TrackEgressRequest {
-                output: Some(track::Output::WebsocketUrl(format!("wss://h/ws?token={}", SECRETS[2]))),
+                output: Some(track::Output::WebsocketUrl(format!(
+                    "wss://h/ws?token={}",
+                    SECRETS[2]
+                ))),
                 ..Default::default()
             }),
-            egress_info::Request::Egress(livekit::StartEgressRequest { outputs: v2(), ..Default::default() }),
-            egress_info::Request::Replay(livekit::ExportReplayRequest { outputs: v2(), ..Default::default() }),
+            egress_info::Request::Egress(livekit::StartEgressRequest {
+                outputs: v2(),
+                ..Default::default()
+            }),
+            egress_info::Request::Replay(livekit::ExportReplayRequest {
+                outputs: v2(),
+                ..Default::default()
+            }),
         ];
         for r in &mut requests {
             redact_stream_urls(r);
             assert_clean(r);
         }
-        let egress_info::Request::RoomComposite(rc) = &requests[0] else { unreachable!() };
-        assert_eq!(rc.stream_outputs[0].urls, ["rtmp://h/live/{rtm...key}", "mux://{mux...key}"]);
+        let egress_info::Request::RoomComposite(rc) = &requests[0] else {
+            unreachable!()
+        };
+        assert_eq!(
+            rc.stream_outputs[0].urls,
+            ["rtmp://h/live/{rtm...key}", "mux://{mux...key}"]
+        );
         assert_eq!(rc.stream_outputs[1].urls, ["srt://h:1?passphrase={...}"]);
-        let egress_info::Request::Track(t) = &requests[4] else { unreachable!() };
-        assert_eq!(t.output, Some(track::Output::WebsocketUrl("wss://h/ws?token={...}".into())));
+        let egress_info::Request::Track(t) = &requests[4] else {
+            unreachable!()
+        };
+        assert_eq!(
+            t.output,
+            Some(track::Output::WebsocketUrl("wss://h/ws?token={...}".into()))
+        );
     }
 }

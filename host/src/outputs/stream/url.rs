@@ -35,16 +35,19 @@ use regex::Regex;
 pub const TWITCH_GLOBAL_INGEST: &str = "rtmps://live.twitch.tv:443/app/{stream_key}";
 
 /// Go's text for an RTMP URL that does not match its regex `^(rtmps?://)(.*/)(.*/)(\S*)( live=1)?$`.
-pub const RTMP_FORMAT: &str = "rtmp urls must be of format rtmp(s)://{host}(/{path})/{app}/{stream_key}( live=1)";
+pub const RTMP_FORMAT: &str =
+    "rtmp urls must be of format rtmp(s)://{host}(/{path})/{app}/{stream_key}( live=1)";
 
 /// Go's `rtmpRegexp`. Go's `\S` is ASCII-only (`[^\t\n\f\r ]`); Rust's is Unicode, so it is
 /// spelled out.
-static RTMP_REGEX: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(rtmps?://)(.*/)(.*/)([^\t\n\f\r ]*)( live=1)?$").expect("static regex"));
+static RTMP_REGEX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(rtmps?://)(.*/)(.*/)([^\t\n\f\r ]*)( live=1)?$").expect("static regex")
+});
 
 /// Go's `twitchEndpoint`: an explicit Twitch ingest URL, rewritten with the template as Go does.
 static TWITCH_ENDPOINT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^rtmps?://.*\.contribute\.live-video\.net/app/(.*)( live=1)?$").expect("static regex")
+    Regex::new(r"^rtmps?://.*\.contribute\.live-video\.net/app/(.*)( live=1)?$")
+        .expect("static regex")
 });
 
 /// protocol's `shorthandStreamRegexp` (redaction of `mux://` and `twitch://`).
@@ -98,7 +101,10 @@ pub enum StreamUrlError {
 
 impl StreamUrlError {
     fn url(raw: &str, reason: impl Into<String>) -> StreamUrlError {
-        StreamUrlError::InvalidUrl { url: redact_stream_url(raw), reason: reason.into() }
+        StreamUrlError::InvalidUrl {
+            url: redact_stream_url(raw),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -121,7 +127,9 @@ pub struct StreamUrlRules {
 
 impl Default for StreamUrlRules {
     fn default() -> Self {
-        StreamUrlRules { twitch_ingest_template: TWITCH_GLOBAL_INGEST.to_owned() }
+        StreamUrlRules {
+            twitch_ingest_template: TWITCH_GLOBAL_INGEST.to_owned(),
+        }
     }
 }
 
@@ -171,7 +179,10 @@ pub struct StreamUrl {
 
 impl fmt::Debug for StreamUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamUrl").field("url", &self.redacted).field("kind", &self.kind).finish_non_exhaustive()
+        f.debug_struct("StreamUrl")
+            .field("url", &self.redacted)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
     }
 }
 
@@ -214,24 +225,38 @@ impl StreamUrl {
 /// Differences from Go: an unknown protocol number is `stream protocol` (Go falls through with
 /// no type and reports the first URL's scheme as invalid). v1 requests with `WEBSOCKET` are
 /// refused with `stream protocol` as well (Go gives `invalid url ...: invalid scheme`).
-pub fn stream_kind(protocol: i32, urls: &[String], api: RequestApi) -> Result<StreamKind, StreamUrlError> {
+pub fn stream_kind(
+    protocol: i32,
+    urls: &[String],
+    api: RequestApi,
+) -> Result<StreamKind, StreamUrlError> {
     match StreamProtocol::try_from(protocol) {
         Ok(StreamProtocol::DefaultProtocol) => {
             let Some(first) = urls.first() else {
-                return Err(StreamUrlError::InvalidInput { field: "stream protocol" });
+                return Err(StreamUrlError::InvalidInput {
+                    field: "stream protocol",
+                });
             };
-            let scheme = go_url_scheme(first).map_err(|reason| StreamUrlError::url(first, reason))?;
-            StreamKind::for_scheme(&scheme).ok_or_else(|| StreamUrlError::url(first, "invalid protocol"))
+            let scheme =
+                go_url_scheme(first).map_err(|reason| StreamUrlError::url(first, reason))?;
+            StreamKind::for_scheme(&scheme)
+                .ok_or_else(|| StreamUrlError::url(first, "invalid protocol"))
         }
         Ok(StreamProtocol::Rtmp) => Ok(StreamKind::Rtmp),
         Ok(StreamProtocol::Srt) => Ok(StreamKind::Srt),
         Ok(StreamProtocol::Websocket) if api == RequestApi::V2 => Ok(StreamKind::Websocket),
-        Ok(StreamProtocol::Websocket) | Err(_) => Err(StreamUrlError::InvalidInput { field: "stream protocol" }),
+        Ok(StreamProtocol::Websocket) | Err(_) => Err(StreamUrlError::InvalidInput {
+            field: "stream protocol",
+        }),
     }
 }
 
 /// Validates one URL for a stream output of `kind` (Go's `ValidateUrl`).
-pub fn parse_stream_url(raw: &str, kind: StreamKind, rules: &StreamUrlRules) -> Result<StreamUrl, StreamUrlError> {
+pub fn parse_stream_url(
+    raw: &str,
+    kind: StreamKind,
+    rules: &StreamUrlRules,
+) -> Result<StreamUrl, StreamUrlError> {
     let parts = go_url_parse(raw).map_err(|reason| StreamUrlError::url(raw, reason))?;
     if StreamKind::for_scheme(&parts.scheme) != Some(kind) {
         return Err(StreamUrlError::url(raw, "invalid scheme"));
@@ -282,13 +307,23 @@ pub fn parse_stream_url(raw: &str, kind: StreamKind, rules: &StreamUrlRules) -> 
 /// Finds the stream `candidate` names for `UpdateStream` removal: Go's `GetStream` (raw URL,
 /// shorthands resolved), then — beyond Go — the exact redacted form when it names exactly one
 /// stream. Errors name the candidate redacted.
-pub fn find_stream(streams: &[StreamUrl], candidate: &str, rules: &StreamUrlRules) -> Result<usize, FindError> {
+pub fn find_stream(
+    streams: &[StreamUrl],
+    candidate: &str,
+    rules: &StreamUrlRules,
+) -> Result<usize, FindError> {
     let resolved = resolve_for_lookup(candidate, rules);
-    if let Some(i) = streams.iter().position(|s| s.match_kind(candidate) == Some(UrlMatch::Exact) || s.url == resolved)
+    if let Some(i) = streams
+        .iter()
+        .position(|s| s.match_kind(candidate) == Some(UrlMatch::Exact) || s.url == resolved)
     {
         return Ok(i);
     }
-    let mut redacted = streams.iter().enumerate().filter(|(_, s)| s.redacted == candidate).map(|(i, _)| i);
+    let mut redacted = streams
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.redacted == candidate)
+        .map(|(i, _)| i);
     match (redacted.next(), redacted.next()) {
         (Some(i), None) => Ok(i),
         (Some(_), Some(_)) => Err(FindError::Ambiguous(redact_stream_url(candidate))),
@@ -310,9 +345,13 @@ fn resolve_for_lookup(candidate: &str, rules: &StreamUrlRules) -> String {
 fn resolve_rtmp(raw: &str, parts: &GoUrl, rules: &StreamUrlRules) -> String {
     match parts.scheme.as_str() {
         "mux" => format!("rtmps://global-live.mux.com:443/app/{}", parts.host),
-        "twitch" => rules.twitch_ingest_template.replace("{stream_key}", &parts.host),
+        "twitch" => rules
+            .twitch_ingest_template
+            .replace("{stream_key}", &parts.host),
         _ => match TWITCH_ENDPOINT.captures(raw) {
-            Some(c) => rules.twitch_ingest_template.replace("{stream_key}", c.get(1).map_or("", |m| m.as_str())),
+            Some(c) => rules
+                .twitch_ingest_template
+                .replace("{stream_key}", c.get(1).map_or("", |m| m.as_str())),
             None => raw.to_owned(),
         },
     }
@@ -328,7 +367,10 @@ const SRT_STREAMID_MAX: usize = 512;
 fn parse_srt(raw: &str, parts: &GoUrl) -> Result<SrtParams, StreamUrlError> {
     let (host, port) = split_host_port(&parts.host);
     if host.is_empty() {
-        return Err(StreamUrlError::url(raw, "srt urls must name a host (caller mode)"));
+        return Err(StreamUrlError::url(
+            raw,
+            "srt urls must name a host (caller mode)",
+        ));
     }
     let Some(port) = port else {
         return Err(StreamUrlError::url(raw, "srt urls must include a port"));
@@ -337,7 +379,11 @@ fn parse_srt(raw: &str, parts: &GoUrl) -> Result<SrtParams, StreamUrlError> {
         Ok(p) if p > 0 => p,
         _ => return Err(StreamUrlError::url(raw, format!("invalid port {port}"))),
     };
-    let mut srt = SrtParams { host: host.to_owned(), port, ..Default::default() };
+    let mut srt = SrtParams {
+        host: host.to_owned(),
+        port,
+        ..Default::default()
+    };
     for (name, value) in query_pairs(&parts.query) {
         match name.as_str() {
             "mode" if value != "caller" => {
@@ -348,26 +394,42 @@ fn parse_srt(raw: &str, parts: &GoUrl) -> Result<SrtParams, StreamUrlError> {
             }
             "passphrase" => {
                 if !SRT_PASSPHRASE_LEN.contains(&value.chars().count()) {
-                    return Err(StreamUrlError::url(raw, "srt passphrase must be 10 to 79 characters"));
+                    return Err(StreamUrlError::url(
+                        raw,
+                        "srt passphrase must be 10 to 79 characters",
+                    ));
                 }
                 srt.passphrase = Some(value);
             }
             "pbkeylen" => {
                 srt.pbkeylen = match value.parse() {
                     Ok(n @ (0 | 16 | 24 | 32)) => n,
-                    _ => return Err(StreamUrlError::url(raw, "srt pbkeylen must be 0, 16, 24 or 32")),
+                    _ => {
+                        return Err(StreamUrlError::url(
+                            raw,
+                            "srt pbkeylen must be 0, 16, 24 or 32",
+                        ));
+                    }
                 };
             }
             "streamid" => {
                 if value.chars().count() > SRT_STREAMID_MAX {
-                    return Err(StreamUrlError::url(raw, "srt streamid must be at most 512 characters"));
+                    return Err(StreamUrlError::url(
+                        raw,
+                        "srt streamid must be at most 512 characters",
+                    ));
                 }
                 srt.streamid = Some(value);
             }
             "latency" => {
                 srt.latency_ms = match value.parse() {
                     Ok(ms) => Some(ms),
-                    Err(_) => return Err(StreamUrlError::url(raw, "srt latency must be a number of milliseconds")),
+                    Err(_) => {
+                        return Err(StreamUrlError::url(
+                            raw,
+                            "srt latency must be a number of milliseconds",
+                        ));
+                    }
                 };
             }
             // Other srtsink options pass through untouched.
@@ -399,7 +461,11 @@ fn query_pairs(query: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (decode(k), decode(v))
         })
         .collect()
@@ -428,12 +494,18 @@ pub fn redact_identifier(identifier: &str) -> String {
 fn redact_key(key: &str) -> String {
     static REDACTED: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"^\{[^{}]{0,3}\.\.\.[^{}]{0,3}\}$").expect("static regex"));
-    if REDACTED.is_match(key) { key.to_owned() } else { redact_identifier(key) }
+    if REDACTED.is_match(key) {
+        key.to_owned()
+    } else {
+        redact_identifier(key)
+    }
 }
 
 /// protocol's `utils.RedactUrlQueryValues`: every non-empty query value becomes `{...}`.
 pub fn redact_query_values(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else { return url.to_owned() };
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
     if query.is_empty() {
         return url.to_owned();
     }
@@ -459,11 +531,15 @@ pub fn redact_stream_url(url: &str) -> String {
         return redacted;
     }
     let mut out = redact_query_values(&redact_userinfo_password(url));
-    let is_rtmp = ["rtmp://", "rtmps://", "mux://", "twitch://"].iter().any(|p| url.starts_with(p));
+    let is_rtmp = ["rtmp://", "rtmps://", "mux://", "twitch://"]
+        .iter()
+        .any(|p| url.starts_with(p));
     if is_rtmp {
         let path_end = out.find('?').unwrap_or(out.len());
         let after_scheme = out.find("://").map_or(0, |i| i + 3);
-        if let Some(slash) = out[after_scheme..path_end].rfind('/').map(|i| i + after_scheme)
+        if let Some(slash) = out[after_scheme..path_end]
+            .rfind('/')
+            .map(|i| i + after_scheme)
             && slash + 1 < path_end
         {
             let last = redact_key(&out[slash + 1..path_end]);
@@ -482,14 +558,23 @@ fn redact_rtmp(url: &str) -> Option<String> {
         None => redact_key(key),
     };
     let head = redact_userinfo_password(&format!("{}{}{}", &c[1], &c[2], &c[3]));
-    Some(format!("{head}{key}{}", c.get(5).map_or("", |m| m.as_str())))
+    Some(format!(
+        "{head}{key}{}",
+        c.get(5).map_or("", |m| m.as_str())
+    ))
 }
 
 /// `scheme://user:secret@host` → `scheme://user:{...}@host`.
 fn redact_userinfo_password(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
-    let end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| i + start);
-    let Some(at) = url[start..end].rfind('@').map(|i| i + start) else { return url.to_owned() };
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| i + start);
+    let Some(at) = url[start..end].rfind('@').map(|i| i + start) else {
+        return url.to_owned();
+    };
     match url[start..at].find(':').map(|i| i + start) {
         Some(colon) if colon + 1 < at => format!("{}{{...}}{}", &url[..colon + 1], &url[at..]),
         _ => url.to_owned(),
@@ -544,7 +629,10 @@ fn go_url_parse(raw: &str) -> Result<GoUrl, String> {
         let host = match authority.rfind('@') {
             Some(at) => {
                 let userinfo = &authority[..at];
-                if !userinfo.chars().all(|c| c.is_ascii_alphanumeric() || "-._:~!$&'()*+,;=%@".contains(c)) {
+                if !userinfo
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._:~!$&'()*+,;=%@".contains(c))
+                {
                     return Err("net/url: invalid userinfo".into());
                 }
                 &authority[at + 1..]
@@ -561,7 +649,10 @@ fn go_url_parse(raw: &str) -> Result<GoUrl, String> {
 fn check_go_host(host: &str) -> Result<(), String> {
     let (name, port) = if host.starts_with('[') {
         match host.find(']') {
-            Some(i) => (&host[..=i], host[i + 1..].strip_prefix(':').map(|p| (p, &host[i + 1..]))),
+            Some(i) => (
+                &host[..=i],
+                host[i + 1..].strip_prefix(':').map(|p| (p, &host[i + 1..])),
+            ),
             None => return Err("missing ']' in host".into()),
         }
     } else {
@@ -576,7 +667,8 @@ fn check_go_host(host: &str) -> Result<(), String> {
         return Err(format!("invalid port \"{with_colon}\" after host"));
     }
     for c in name.chars() {
-        let ok = !c.is_ascii() || c.is_ascii_alphanumeric() || "-_.~!$&'()*+,;=:[]<>\"%".contains(c);
+        let ok =
+            !c.is_ascii() || c.is_ascii_alphanumeric() || "-_.~!$&'()*+,;=:[]<>\"%".contains(c);
         if !ok {
             return Err(format!("invalid character \"{c}\" in host name"));
         }

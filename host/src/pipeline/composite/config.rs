@@ -5,20 +5,23 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use egress_proto::livekit::{
-    self, EncodedFileType, EncodingOptionsPreset, media_source, output, participant_egress_request as pe, start_egress_request as v2,
+    self, EncodedFileType, EncodingOptionsPreset, media_source, output,
+    participant_egress_request as pe, start_egress_request as v2,
     track_composite_egress_request as tc,
 };
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
-use crate::pipeline::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format};
-use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
-use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
 use crate::core::errors;
 use crate::core::request::RequestType;
+use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
 use crate::outputs::stream::url::{RequestApi, parse_stream_url, stream_kind};
 use crate::outputs::stream::{ReconnectPolicy, StreamKind, StreamUrl, StreamUrlRules};
 use crate::outputs::{FileSpec, OutputKind, OutputPlan, StreamSpec};
+use crate::pipeline::encoding::{
+    AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format,
+};
+use crate::pipeline::token::egress_token;
 use crate::rpc::{Code, RpcError};
 use crate::webrtc::room::{AudioMatch, AudioRoute, Channel, MediaSelection, Selection};
 
@@ -27,12 +30,22 @@ use crate::webrtc::room::{AudioMatch, AudioRoute, Channel, MediaSelection, Selec
 const STREAM_KEYFRAME_SECS: f64 = 2.0;
 
 /// What the composite recorder produces (the rest is refused with Go's "not yet supported").
-const PRODUCES: [OutputKind; 4] = [OutputKind::File, OutputKind::Stream, OutputKind::Segments, OutputKind::Images];
+const PRODUCES: [OutputKind; 4] = [
+    OutputKind::File,
+    OutputKind::Stream,
+    OutputKind::Segments,
+    OutputKind::Images,
+];
 
 /// A stream output's URLs, each checked as Go's `ValidateUrl` does (errors name the URL
 /// redacted). Raw PCM over a websocket is the track egress's; a composite refuses it.
-fn parse_streams(spec: &StreamSpec, api: RequestApi) -> Result<(StreamKind, Vec<StreamUrl>), RpcError> {
-    let invalid = |e: crate::outputs::stream::url::StreamUrlError| RpcError::new(Code::InvalidArgument, e.to_string());
+fn parse_streams(
+    spec: &StreamSpec,
+    api: RequestApi,
+) -> Result<(StreamKind, Vec<StreamUrl>), RpcError> {
+    let invalid = |e: crate::outputs::stream::url::StreamUrlError| {
+        RpcError::new(Code::InvalidArgument, e.to_string())
+    };
     let kind = stream_kind(spec.protocol, &spec.urls, api).map_err(invalid)?;
     if kind == StreamKind::Websocket {
         return Err(errors::not_supported("websocket stream output"));
@@ -41,7 +54,11 @@ fn parse_streams(spec: &StreamSpec, api: RequestApi) -> Result<(StreamKind, Vec<
         return Err(errors::invalid_input("stream url"));
     }
     let rules = StreamUrlRules::default();
-    let urls = spec.urls.iter().map(|u| parse_stream_url(u, kind, &rules).map_err(invalid)).collect::<Result<Vec<_>, _>>()?;
+    let urls = spec
+        .urls
+        .iter()
+        .map(|u| parse_stream_url(u, kind, &rules).map_err(invalid))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((kind, urls))
 }
 
@@ -87,15 +104,26 @@ pub enum Parsed {
     Composite(Box<CompositeConfig>),
     /// A v2 media request with the PASSTHROUGH preset and one track: the track egress records
     /// it (`track_id`, the request's one file output and its storage).
-    Passthrough { track_id: String, file: Box<livekit::FileOutput>, storage: Option<Box<livekit::StorageConfig>> },
+    Passthrough {
+        track_id: String,
+        file: Box<livekit::FileOutput>,
+        storage: Option<Box<livekit::StorageConfig>>,
+    },
 }
 
 /// The Go egress's `validatePassthrough`: one track, one DEFAULT file output.
-fn passthrough(r: &livekit::StartEgressRequest, media: &livekit::MediaSource) -> Result<Parsed, RpcError> {
+fn passthrough(
+    r: &livekit::StartEgressRequest,
+    media: &livekit::MediaSource,
+) -> Result<Parsed, RpcError> {
     let video = match &media.video {
-        Some(media_source::Video::VideoTrackId(id)) if id.is_empty() => return Err(errors::invalid_input("passthrough video_track_id")),
+        Some(media_source::Video::VideoTrackId(id)) if id.is_empty() => {
+            return Err(errors::invalid_input("passthrough video_track_id"));
+        }
         Some(media_source::Video::VideoTrackId(id)) => Some(id.clone()),
-        Some(media_source::Video::ParticipantVideo(_)) => return Err(errors::invalid_input("passthrough participant_video")),
+        Some(media_source::Video::ParticipantVideo(_)) => {
+            return Err(errors::invalid_input("passthrough participant_video"));
+        }
         None => None,
     };
     let mut audio = None;
@@ -120,13 +148,21 @@ fn passthrough(r: &livekit::StartEgressRequest, media: &livekit::MediaSource) ->
         (None, Some(a)) => a,
         _ => return Err(errors::invalid_input("passthrough track_id")),
     };
-    let [only] = r.outputs.as_slice() else { return Err(errors::invalid_input("passthrough outputs")) };
+    let [only] = r.outputs.as_slice() else {
+        return Err(errors::invalid_input("passthrough outputs"));
+    };
     match &only.config {
-        Some(output::Config::File(f)) if f.file_type == EncodedFileType::DefaultFiletype as i32 => Ok(Parsed::Passthrough {
-            track_id,
-            file: Box::new(f.clone()),
-            storage: only.storage.clone().or_else(|| r.storage.clone()).map(Box::new),
-        }),
+        Some(output::Config::File(f)) if f.file_type == EncodedFileType::DefaultFiletype as i32 => {
+            Ok(Parsed::Passthrough {
+                track_id,
+                file: Box::new(f.clone()),
+                storage: only
+                    .storage
+                    .clone()
+                    .or_else(|| r.storage.clone())
+                    .map(Box::new),
+            })
+        }
         Some(output::Config::File(_)) => Err(errors::invalid_input("passthrough file_type")),
         _ => Err(errors::invalid_input("passthrough output")),
     }
@@ -136,7 +172,9 @@ fn media_selection(media: &livekit::MediaSource) -> (MediaSelection, bool, bool)
     let mut sel = MediaSelection::default();
     match &media.video {
         Some(media_source::Video::VideoTrackId(id)) => sel.video_track_id = Some(id.clone()),
-        Some(media_source::Video::ParticipantVideo(p)) => sel.participant_video = Some((p.identity.clone(), p.prefer_screen_share)),
+        Some(media_source::Video::ParticipantVideo(p)) => {
+            sel.participant_video = Some((p.identity.clone(), p.prefer_screen_share))
+        }
         None => {}
     }
     let mut audio = false;
@@ -149,10 +187,17 @@ fn media_selection(media: &livekit::MediaSource) -> (MediaSelection, bool, bool)
             .filter_map(|r| {
                 let matcher = match r.r#match.as_ref()? {
                     livekit::audio_route::Match::TrackId(id) => AudioMatch::TrackId(id.clone()),
-                    livekit::audio_route::Match::ParticipantIdentity(i) => AudioMatch::Identity(i.clone()),
-                    livekit::audio_route::Match::ParticipantKind(k) => AudioMatch::ParticipantKind(*k),
+                    livekit::audio_route::Match::ParticipantIdentity(i) => {
+                        AudioMatch::Identity(i.clone())
+                    }
+                    livekit::audio_route::Match::ParticipantKind(k) => {
+                        AudioMatch::ParticipantKind(*k)
+                    }
                 };
-                Some(AudioRoute { matcher, channel: Channel::from_proto(r.channel) })
+                Some(AudioRoute {
+                    matcher,
+                    channel: Channel::from_proto(r.channel),
+                })
             })
             .collect();
     }
@@ -183,24 +228,37 @@ pub fn passthrough_request(
     let track = livekit::TrackEgressRequest {
         room_name,
         track_id,
-        output: Some(livekit::track_egress_request::Output::File(livekit::DirectFileOutput {
-            filepath: file.filepath,
-            disable_manifest: file.disable_manifest,
-            output,
-        })),
+        output: Some(livekit::track_egress_request::Output::File(
+            livekit::DirectFileOutput {
+                filepath: file.filepath,
+                disable_manifest: file.disable_manifest,
+                output,
+            },
+        )),
         ..Default::default()
     };
-    egress_proto::rpc::StartEgressRequest { request: Some(Request::Track(track)), ..req.clone() }
+    egress_proto::rpc::StartEgressRequest {
+        request: Some(Request::Track(track)),
+        ..req.clone()
+    }
 }
 
 impl CompositeConfig {
     /// Validates `req` (participant, track composite or v2 media) the way the Go egress does.
     #[allow(deprecated)]
-    pub fn parse(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime) -> Result<Parsed, RpcError> {
+    pub fn parse(
+        config: &ServiceConfig,
+        req: &StartEgressRequest,
+        room_name: &str,
+        now: SystemTime,
+    ) -> Result<Parsed, RpcError> {
         if req.egress_id.is_empty() {
             return Err(errors::invalid_input("egressID"));
         }
-        let (request_type, selection, audio, video, encoding, outputs, request_room) = match req.request.as_ref() {
+        let (request_type, selection, audio, video, encoding, outputs, request_room) = match req
+            .request
+            .as_ref()
+        {
             Some(Request::Participant(r)) => {
                 if r.identity.is_empty() {
                     return Err(errors::invalid_input("identity"));
@@ -213,8 +271,19 @@ impl CompositeConfig {
                 let outputs = OutputPlan::parse(req);
                 outputs.refuse_unsupported(&PRODUCES)?;
                 outputs.check()?;
-                let selection = Selection::Participant { identity: r.identity.clone(), screen_share: r.screen_share };
-                (RequestType::Participant, selection, true, true, encoding, outputs, r.room_name.clone())
+                let selection = Selection::Participant {
+                    identity: r.identity.clone(),
+                    screen_share: r.screen_share,
+                };
+                (
+                    RequestType::Participant,
+                    selection,
+                    true,
+                    true,
+                    encoding,
+                    outputs,
+                    r.room_name.clone(),
+                )
             }
             Some(Request::TrackComposite(r)) => {
                 let audio = (!r.audio_track_id.is_empty()).then(|| r.audio_track_id.clone());
@@ -232,11 +301,22 @@ impl CompositeConfig {
                 outputs.check()?;
                 let (a, v) = (audio.is_some(), video.is_some());
                 let selection = Selection::Tracks { audio, video };
-                (RequestType::TrackComposite, selection, a, v, encoding, outputs, r.room_name.clone())
+                (
+                    RequestType::TrackComposite,
+                    selection,
+                    a,
+                    v,
+                    encoding,
+                    outputs,
+                    r.room_name.clone(),
+                )
             }
             Some(Request::Egress(r)) => {
-                let Some(v2::Source::Media(media)) = &r.source else { return Err(errors::invalid_input("source")) };
-                if matches!(r.encoding, Some(v2::Encoding::Preset(p)) if p == EncodingOptionsPreset::Passthrough as i32) {
+                let Some(v2::Source::Media(media)) = &r.source else {
+                    return Err(errors::invalid_input("source"));
+                };
+                if matches!(r.encoding, Some(v2::Encoding::Preset(p)) if p == EncodingOptionsPreset::Passthrough as i32)
+                {
                     return passthrough(r, media);
                 }
                 let (sel, audio, video) = media_selection(media);
@@ -250,16 +330,35 @@ impl CompositeConfig {
                 let outputs = OutputPlan::parse(req);
                 outputs.check()?;
                 outputs.refuse_unsupported(&PRODUCES)?;
-                (RequestType::Media, Selection::Media(sel), audio, video, encoding, outputs, r.room_name.clone())
+                (
+                    RequestType::Media,
+                    Selection::Media(sel),
+                    audio,
+                    video,
+                    encoding,
+                    outputs,
+                    r.room_name.clone(),
+                )
             }
             _ => return Err(errors::invalid_input("request")),
         };
-        let room_name = if room_name.is_empty() { request_room } else { room_name.to_owned() };
+        let room_name = if room_name.is_empty() {
+            request_room
+        } else {
+            room_name.to_owned()
+        };
         if room_name.is_empty() {
             return Err(errors::invalid_input("room_name"));
         }
         let streams = match outputs.stream() {
-            Some(spec) => Some(parse_streams(spec, if request_type == RequestType::Media { RequestApi::V2 } else { RequestApi::V1 })?),
+            Some(spec) => Some(parse_streams(
+                spec,
+                if request_type == RequestType::Media {
+                    RequestApi::V2
+                } else {
+                    RequestApi::V1
+                },
+            )?),
             None => None,
         };
         // Streams and segments carry H.264 + AAC (Go): a file beside them is an MP4 of the
@@ -280,8 +379,15 @@ impl CompositeConfig {
             return Err(errors::invalid_input("output"));
         }
         let filepath = clean(&file.filepath);
-        if req.retry_count > 0 && !filepath.is_empty() && !filepath.ends_with('/') && !filepath.contains("{retry}") {
-            return Err(RpcError::new(Code::FailedPrecondition, "output configuration does not support retry"));
+        if req.retry_count > 0
+            && !filepath.is_empty()
+            && !filepath.ends_with('/')
+            && !filepath.contains("{retry}")
+        {
+            return Err(RpcError::new(
+                Code::FailedPrecondition,
+                "output configuration does not support retry",
+            ));
         }
         let requested = match EncodedFileType::try_from(file.file_type) {
             Ok(EncodedFileType::Mp4) => Some(Container::Mp4),
@@ -294,32 +400,79 @@ impl CompositeConfig {
         // boundaries (x264 without scene cuts, one GOP per segment).
         let mut encoding = encoding;
         if let Some(seg) = outputs.segments() {
-            let d = if seg.segment_duration == 0 { 4.0 } else { f64::from(seg.segment_duration) };
-            let kfi = if encoding.key_frame_interval > 0.0 { encoding.key_frame_interval.min(d) } else { d };
-            encoding.key_frame_interval = if streams.is_some() { kfi.min(STREAM_KEYFRAME_SECS) } else { kfi };
-        } else if streams.is_some() && (encoding.key_frame_interval <= 0.0 || encoding.key_frame_interval > STREAM_KEYFRAME_SECS * 2.0) {
-            encoding.key_frame_interval = if encoding.key_frame_interval > 0.0 { encoding.key_frame_interval.min(STREAM_KEYFRAME_SECS * 2.0) } else { STREAM_KEYFRAME_SECS };
+            let d = if seg.segment_duration == 0 {
+                4.0
+            } else {
+                f64::from(seg.segment_duration)
+            };
+            let kfi = if encoding.key_frame_interval > 0.0 {
+                encoding.key_frame_interval.min(d)
+            } else {
+                d
+            };
+            encoding.key_frame_interval = if streams.is_some() {
+                kfi.min(STREAM_KEYFRAME_SECS)
+            } else {
+                kfi
+            };
+        } else if streams.is_some()
+            && (encoding.key_frame_interval <= 0.0
+                || encoding.key_frame_interval > STREAM_KEYFRAME_SECS * 2.0)
+        {
+            encoding.key_frame_interval = if encoding.key_frame_interval > 0.0 {
+                encoding.key_frame_interval.min(STREAM_KEYFRAME_SECS * 2.0)
+            } else {
+                STREAM_KEYFRAME_SECS
+            };
         }
         let requested = match requested {
             None if live => Some(Container::Mp4),
             Some(c) if live && c != Container::Mp4 => {
-                return Err(RpcError::new(Code::InvalidArgument, "no supported codec is compatible with all outputs"));
+                return Err(RpcError::new(
+                    Code::InvalidArgument,
+                    "no supported codec is compatible with all outputs",
+                ));
             }
             other => other,
         };
-        let format = choose_file_format(requested, audio, video, encoding.audio_codec, encoding.video_codec)?;
-        if live && (format.video.is_some_and(|v| v != VideoCodec::H264) || format.audio.is_some_and(|a| a != AudioCodec::Aac)) {
-            return Err(RpcError::new(Code::InvalidArgument, "no supported codec is compatible with all outputs"));
+        let format = choose_file_format(
+            requested,
+            audio,
+            video,
+            encoding.audio_codec,
+            encoding.video_codec,
+        )?;
+        if live
+            && (format.video.is_some_and(|v| v != VideoCodec::H264)
+                || format.audio.is_some_and(|a| a != AudioCodec::Aac))
+        {
+            return Err(RpcError::new(
+                Code::InvalidArgument,
+                "no supported codec is compatible with all outputs",
+            ));
         }
         let token = if !req.token.is_empty() {
             req.token.clone()
         } else if !config.api_key.is_empty() && !config.api_secret.is_empty() {
-            let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            egress_token(&req.egress_id, &config.api_key, config.api_secret.expose(), &room_name, secs)
+            let secs = now
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            egress_token(
+                &req.egress_id,
+                &config.api_key,
+                config.api_secret.expose(),
+                &room_name,
+                secs,
+            )
         } else {
             return Err(errors::invalid_input("token or api key/secret"));
         };
-        let ws_url = if !req.ws_url.is_empty() { req.ws_url.clone() } else { config.ws_url.clone() };
+        let ws_url = if !req.ws_url.is_empty() {
+            req.ws_url.clone()
+        } else {
+            config.ws_url.clone()
+        };
         if ws_url.is_empty() {
             return Err(errors::invalid_input("ws_url"));
         }
@@ -354,7 +507,12 @@ impl CompositeConfig {
     /// The storage path once the publisher is known: named after the participant (participant
     /// egress) or the room, with `{publisher_identity}` replaced (Go's `UpdateInfoFromSDK`).
     pub fn storage_path(&self, publisher: &str) -> String {
-        let mut names = FilenameInfo::new(&self.room_name, &self.room_id, self.retry_count, LocalTime::from_system(self.started));
+        let mut names = FilenameInfo::new(
+            &self.room_name,
+            &self.room_id,
+            self.retry_count,
+            LocalTime::from_system(self.started),
+        );
         if let Selection::Participant { identity, .. } = &self.selection {
             names.identifier = identity.clone();
         }
@@ -369,11 +527,17 @@ mod tests {
 
     fn service() -> ServiceConfig {
         let yaml = "api_key: devkey\napi_secret: secret\nws_url: ws://lk:7880\nredis:\n  address: 127.0.0.1:6379\n";
-        crate::config::parse(yaml, &crate::config::EmptyEnv).unwrap().config
+        crate::config::parse(yaml, &crate::config::EmptyEnv)
+            .unwrap()
+            .config
     }
 
     fn parse(request: Request) -> Result<Parsed, RpcError> {
-        let req = StartEgressRequest { egress_id: "EG_1".into(), request: Some(request), ..Default::default() };
+        let req = StartEgressRequest {
+            egress_id: "EG_1".into(),
+            request: Some(request),
+            ..Default::default()
+        };
         CompositeConfig::parse(&service(), &req, "", SystemTime::now())
     }
 
@@ -386,28 +550,49 @@ mod tests {
     }
 
     fn file(path: &str) -> livekit::EncodedFileOutput {
-        livekit::EncodedFileOutput { filepath: path.into(), ..Default::default() }
+        livekit::EncodedFileOutput {
+            filepath: path.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn track_composite_defaults_to_mp4_and_audio_only_to_ogg() {
-        let c = composite(Request::TrackComposite(livekit::TrackCompositeEgressRequest {
-            room_name: "r".into(),
-            audio_track_id: "TR_a".into(),
-            video_track_id: "TR_v".into(),
-            file_outputs: vec![file("rec/{publisher_identity}")],
-            ..Default::default()
-        }));
-        assert_eq!((c.container, c.audio_codec, c.video_codec), (Container::Mp4, Some(AudioCodec::Aac), Some(VideoCodec::H264)));
-        assert!(c.storage_path("alice").starts_with("rec/alice"), "{}", c.storage_path("alice"));
+        let c = composite(Request::TrackComposite(
+            livekit::TrackCompositeEgressRequest {
+                room_name: "r".into(),
+                audio_track_id: "TR_a".into(),
+                video_track_id: "TR_v".into(),
+                file_outputs: vec![file("rec/{publisher_identity}")],
+                ..Default::default()
+            },
+        ));
+        assert_eq!(
+            (c.container, c.audio_codec, c.video_codec),
+            (
+                Container::Mp4,
+                Some(AudioCodec::Aac),
+                Some(VideoCodec::H264)
+            )
+        );
+        assert!(
+            c.storage_path("alice").starts_with("rec/alice"),
+            "{}",
+            c.storage_path("alice")
+        );
         assert!(c.storage_path("alice").ends_with(".mp4"));
-        let c = composite(Request::TrackComposite(livekit::TrackCompositeEgressRequest {
-            room_name: "r".into(),
-            audio_track_id: "TR_a".into(),
-            file_outputs: vec![file("a")],
-            ..Default::default()
-        }));
-        assert_eq!((c.container, c.audio_codec, c.video), (Container::Ogg, Some(AudioCodec::Opus), false));
+        let c = composite(Request::TrackComposite(
+            livekit::TrackCompositeEgressRequest {
+                room_name: "r".into(),
+                audio_track_id: "TR_a".into(),
+                file_outputs: vec![file("a")],
+                ..Default::default()
+            },
+        ));
+        assert_eq!(
+            (c.container, c.audio_codec, c.video),
+            (Container::Ogg, Some(AudioCodec::Opus), false)
+        );
     }
 
     #[test]
@@ -417,42 +602,93 @@ mod tests {
             Ok(_) => "ok".into(),
         };
         assert_eq!(
-            err(Request::TrackComposite(livekit::TrackCompositeEgressRequest { room_name: "r".into(), ..Default::default() })),
+            err(Request::TrackComposite(
+                livekit::TrackCompositeEgressRequest {
+                    room_name: "r".into(),
+                    ..Default::default()
+                }
+            )),
             "request has missing or invalid field: audio_track_id or video_track_id"
         );
         assert_eq!(
-            err(Request::Participant(livekit::ParticipantEgressRequest { room_name: "r".into(), ..Default::default() })),
+            err(Request::Participant(livekit::ParticipantEgressRequest {
+                room_name: "r".into(),
+                ..Default::default()
+            })),
             "request has missing or invalid field: identity"
         );
         let p = livekit::ParticipantEgressRequest {
             room_name: "r".into(),
             identity: "alice".into(),
             file_outputs: vec![file("x.mp4")],
-            options: Some(pe::Options::Preset(EncodingOptionsPreset::Passthrough as i32)),
+            options: Some(pe::Options::Preset(
+                EncodingOptionsPreset::Passthrough as i32,
+            )),
             ..Default::default()
         };
-        assert_eq!(err(Request::Participant(p)), "request has missing or invalid field: preset");
+        assert_eq!(
+            err(Request::Participant(p)),
+            "request has missing or invalid field: preset"
+        );
         let media = |video, audio, outputs| {
             Request::Egress(livekit::StartEgressRequest {
                 room_name: "r".into(),
                 source: Some(v2::Source::Media(livekit::MediaSource { video, audio })),
-                encoding: Some(v2::Encoding::Preset(EncodingOptionsPreset::Passthrough as i32)),
+                encoding: Some(v2::Encoding::Preset(
+                    EncodingOptionsPreset::Passthrough as i32,
+                )),
                 outputs,
                 ..Default::default()
             })
         };
         let file_out = |t: EncodedFileType| livekit::Output {
-            config: Some(output::Config::File(livekit::FileOutput { file_type: t as i32, filepath: "x".into(), ..Default::default() })),
+            config: Some(output::Config::File(livekit::FileOutput {
+                file_type: t as i32,
+                filepath: "x".into(),
+                ..Default::default()
+            })),
             storage: None,
         };
-        let pv = Some(media_source::Video::ParticipantVideo(livekit::ParticipantVideo { identity: "a".into(), prefer_screen_share: false }));
-        assert_eq!(err(media(pv, None, vec![file_out(EncodedFileType::DefaultFiletype)])), "request has missing or invalid field: passthrough participant_video");
+        let pv = Some(media_source::Video::ParticipantVideo(
+            livekit::ParticipantVideo {
+                identity: "a".into(),
+                prefer_screen_share: false,
+            },
+        ));
+        assert_eq!(
+            err(media(
+                pv,
+                None,
+                vec![file_out(EncodedFileType::DefaultFiletype)]
+            )),
+            "request has missing or invalid field: passthrough participant_video"
+        );
         let v = || Some(media_source::Video::VideoTrackId("TR_v".into()));
-        assert_eq!(err(media(v(), None, vec![file_out(EncodedFileType::Mp4)])), "request has missing or invalid field: passthrough file_type");
-        let route = livekit::AudioRoute { channel: 0, r#match: Some(livekit::audio_route::Match::TrackId("TR_a".into())) };
-        let both = Some(livekit::AudioConfig { capture_all: false, routes: vec![route] });
-        assert_eq!(err(media(v(), both, vec![file_out(EncodedFileType::DefaultFiletype)])), "request has missing or invalid field: passthrough track_id");
-        match parse(media(v(), None, vec![file_out(EncodedFileType::DefaultFiletype)])) {
+        assert_eq!(
+            err(media(v(), None, vec![file_out(EncodedFileType::Mp4)])),
+            "request has missing or invalid field: passthrough file_type"
+        );
+        let route = livekit::AudioRoute {
+            channel: 0,
+            r#match: Some(livekit::audio_route::Match::TrackId("TR_a".into())),
+        };
+        let both = Some(livekit::AudioConfig {
+            capture_all: false,
+            routes: vec![route],
+        });
+        assert_eq!(
+            err(media(
+                v(),
+                both,
+                vec![file_out(EncodedFileType::DefaultFiletype)]
+            )),
+            "request has missing or invalid field: passthrough track_id"
+        );
+        match parse(media(
+            v(),
+            None,
+            vec![file_out(EncodedFileType::DefaultFiletype)],
+        )) {
             Ok(Parsed::Passthrough { track_id, .. }) => assert_eq!(track_id, "TR_v"),
             _ => panic!("a single video track with PASSTHROUGH is a track egress"),
         }
@@ -462,6 +698,9 @@ mod tests {
             outputs: vec![file_out(EncodedFileType::DefaultFiletype)],
             ..Default::default()
         });
-        assert_eq!(err(no_source), "request has missing or invalid field: audio or video");
+        assert_eq!(
+            err(no_source),
+            "request has missing or invalid field: audio or video"
+        );
     }
 }

@@ -30,10 +30,13 @@ use gstreamer::prelude::*;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::pipeline::encoding::{AudioCodec, Container, Encoding, VideoCodec};
-use crate::pipeline::elements::{audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request, link_to_muxer, make, set, set_str, vp8_encoder};
 use crate::core::PipelineError;
 use crate::outputs::tap::EncodedStreams;
+use crate::pipeline::elements::{
+    audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request,
+    link_to_muxer, make, set, set_str, vp8_encoder,
+};
+use crate::pipeline::encoding::{AudioCodec, Container, Encoding, VideoCodec};
 use crate::webrtc::TrackCodec;
 use crate::webrtc::room::Channel;
 
@@ -164,13 +167,16 @@ impl Mixer {
 
         // The file is one branch of the encoded streams (none for a stream-only egress); the
         // other outputs attach theirs through `streams` before the pipeline starts.
-        let mux = out_path.map(|p| file_end(&pipeline, settings.container, p)).transpose()?;
+        let mux = out_path
+            .map(|p| file_end(&pipeline, settings.container, p))
+            .transpose()?;
         let mut streams = EncodedStreams::new(pipeline.clone(), MIXER_LATENCY);
 
         let mut fillers = Vec::new();
         let compositor = match settings.video {
             Some(codec) => {
-                let (comp, black) = Self::build_video(&pipeline, &settings, codec, mux.as_ref(), &mut streams)?;
+                let (comp, black) =
+                    Self::build_video(&pipeline, &settings, codec, mux.as_ref(), &mut streams)?;
                 fillers.push(black);
                 Some(comp)
             }
@@ -178,13 +184,16 @@ impl Mixer {
         };
         let audio_mixer = match settings.audio {
             Some(codec) => {
-                let (mixer, silence) = Self::build_audio(&pipeline, &settings, codec, mux.as_ref(), &mut streams)?;
+                let (mixer, silence) =
+                    Self::build_audio(&pipeline, &settings, codec, mux.as_ref(), &mut streams)?;
                 fillers.push(silence);
                 Some(mixer)
             }
             None => None,
         };
-        let bus = pipeline.bus().ok_or_else(|| gst_err("pipeline has no bus"))?;
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| gst_err("pipeline has no bus"))?;
         let bus_task = tokio::spawn(watch_bus(bus, tx, streams.clone()));
         let (drained_tx, drained) = std::sync::mpsc::channel();
         Ok(Mixer {
@@ -272,13 +281,16 @@ impl Mixer {
         let out_caps = caps_filter(None, s.raw_audio_caps(2))?;
         let queue = make("queue", None)?;
         // The encoders take their own sample formats (avenc_aac: planar float).
-        let mut chain: Vec<gst::Element> = vec![mixer.clone(), out_caps, queue, make("audioconvert", None)?];
+        let mut chain: Vec<gst::Element> =
+            vec![mixer.clone(), out_caps, queue, make("audioconvert", None)?];
         chain.extend(audio_encoder(codec, e)?);
         let audio_tee = make("tee", Some("audio_tee"))?;
         set(&audio_tee, "allow-not-linked", true)?;
         chain.push(audio_tee.clone());
         streams.audio = Some(audio_tee);
-        pipeline.add_many([&silence, &silence_caps]).map_err(gst_err)?;
+        pipeline
+            .add_many([&silence, &silence_caps])
+            .map_err(gst_err)?;
         pipeline.add_many(chain.iter()).map_err(gst_err)?;
         link_chain(&[&silence, &silence_caps])?;
         link_request(&silence_caps, &mixer, "sink_%u")?;
@@ -305,12 +317,17 @@ impl Mixer {
         let clock = gst::SystemClock::obtain();
         let now = clock.time();
         self.pipeline.set_base_time(now);
-        self.pipeline.set_state(gst::State::Playing).map(|_| ()).map_err(|_| gst_err("pipeline could not go to PLAYING"))
+        self.pipeline
+            .set_state(gst::State::Playing)
+            .map(|_| ())
+            .map_err(|_| gst_err("pipeline could not go to PLAYING"))
     }
 
     /// The pipeline's running time now.
     pub fn running_time(&self) -> Option<Duration> {
-        self.pipeline.current_running_time().map(|t| Duration::from_nanos(t.nseconds()))
+        self.pipeline
+            .current_running_time()
+            .map(|t| Duration::from_nanos(t.nseconds()))
     }
 
     pub fn has_track(&self, track_sid: &str) -> bool {
@@ -318,7 +335,12 @@ impl Mixer {
     }
 
     /// Adds an input for a track (before or after `start`).
-    pub fn add_track(&mut self, track_sid: &str, codec: TrackCodec, channel: Channel) -> Result<(), PipelineError> {
+    pub fn add_track(
+        &mut self,
+        track_sid: &str,
+        codec: TrackCodec,
+        channel: Channel,
+    ) -> Result<(), PipelineError> {
         self.remove_drained();
         if self.branches.contains_key(track_sid) {
             return Ok(());
@@ -331,28 +353,52 @@ impl Mixer {
         set(&appsrc, "max-bytes", 0u64)?;
         let mut chain = vec![appsrc.clone()];
         let (target, template) = if codec == TrackCodec::Opus {
-            let Some(mixer) = self.audio_mixer.clone() else { return Ok(()) };
-            set(&appsrc, "caps", gst::Caps::builder("audio/x-opus")
-                .field("rate", 48_000i32)
-                .field("channels", 2i32)
-                .field("channel-mapping-family", 0i32)
-                .build())?;
+            let Some(mixer) = self.audio_mixer.clone() else {
+                return Ok(());
+            };
+            set(
+                &appsrc,
+                "caps",
+                gst::Caps::builder("audio/x-opus")
+                    .field("rate", 48_000i32)
+                    .field("channels", 2i32)
+                    .field("channel-mapping-family", 0i32)
+                    .build(),
+            )?;
             let dec = make("opusdec", None)?;
             set(&dec, "plc", true)?;
-            chain.extend([dec, make("audioconvert", None)?, make("audioresample", None)?]);
+            chain.extend([
+                dec,
+                make("audioconvert", None)?,
+                make("audioresample", None)?,
+            ]);
             match channel {
                 Channel::Both => chain.push(caps_filter(None, self.settings.raw_audio_caps(2))?),
                 Channel::Left | Channel::Right => {
                     chain.push(caps_filter(None, self.settings.raw_audio_caps(1))?);
                     let pan = make("audiopanorama", None)?;
                     set_str(&pan, "method", "simple")?;
-                    set(&pan, "panorama", if channel == Channel::Left { -1.0f32 } else { 1.0f32 })?;
-                    chain.extend([pan, make("audioconvert", None)?, caps_filter(None, self.settings.raw_audio_caps(2))?]);
+                    set(
+                        &pan,
+                        "panorama",
+                        if channel == Channel::Left {
+                            -1.0f32
+                        } else {
+                            1.0f32
+                        },
+                    )?;
+                    chain.extend([
+                        pan,
+                        make("audioconvert", None)?,
+                        caps_filter(None, self.settings.raw_audio_caps(2))?,
+                    ]);
                 }
             }
             (mixer, "sink_%u")
         } else {
-            let Some(comp) = self.compositor.clone() else { return Ok(()) };
+            let Some(comp) = self.compositor.clone() else {
+                return Ok(());
+            };
             let (caps, decoders) = video_input(codec);
             set(&appsrc, "caps", caps)?;
             for d in decoders {
@@ -361,7 +407,11 @@ impl Mixer {
             let scale = make("videoscale", None)?;
             // Letterbox rather than stretch a track of another aspect ratio.
             set(&scale, "add-borders", true)?;
-            chain.extend([make("videoconvert", None)?, scale, caps_filter(None, self.settings.raw_video_caps(false))?]);
+            chain.extend([
+                make("videoconvert", None)?,
+                scale,
+                caps_filter(None, self.settings.raw_video_caps(false))?,
+            ]);
             (comp, "sink_%u")
         };
         chain.push(make("queue", None)?);
@@ -382,11 +432,27 @@ impl Mixer {
         // h264parse could get the caps before `start` had created its NAL parser and
         // dereference NULL (`gst_h264_parse_set_caps`, SIGSEGV in appsrc's thread).
         for el in chain.iter().rev() {
-            el.sync_state_with_parent().map_err(|e| gst_err(format!("branch for {track_sid}: {e}")))?;
+            el.sync_state_with_parent()
+                .map_err(|e| gst_err(format!("branch for {track_sid}: {e}")))?;
         }
         self.notify_drained(last, track_sid);
-        tracing::info!(track_sid, ?codec, ?channel, "track input added to the pipeline");
-        self.branches.insert(track_sid.to_owned(), Branch { appsrc, codec, last_pts: None, ended: false, elements: chain, mixer_pad: pad });
+        tracing::info!(
+            track_sid,
+            ?codec,
+            ?channel,
+            "track input added to the pipeline"
+        );
+        self.branches.insert(
+            track_sid.to_owned(),
+            Branch {
+                appsrc,
+                codec,
+                last_pts: None,
+                ended: false,
+                elements: chain,
+                mixer_pad: pad,
+            },
+        );
         Ok(())
     }
 
@@ -394,7 +460,9 @@ impl Mixer {
     /// message is sent from the streaming thread: an element cannot be stopped from its own
     /// streaming thread (setting it to NULL joins that thread).
     fn notify_drained(&self, last: &gst::Element, track_sid: &str) {
-        let Some(src) = last.static_pad("src") else { return };
+        let Some(src) = last.static_pad("src") else {
+            return;
+        };
         let tx = self.drained_tx.clone();
         let track_sid = track_sid.to_owned();
         src.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
@@ -416,11 +484,15 @@ impl Mixer {
     /// input's EOS to finish the file, and no call comes after `send_eos` but `shutdown`.
     fn remove_drained(&mut self) {
         while let Ok(track_sid) = self.drained.try_recv() {
-            let Some(branch) = self.branches.get(&track_sid) else { continue };
+            let Some(branch) = self.branches.get(&track_sid) else {
+                continue;
+            };
             if !branch.ended {
                 continue;
             }
-            let Some(branch) = self.branches.remove(&track_sid) else { continue };
+            let Some(branch) = self.branches.remove(&track_sid) else {
+                continue;
+            };
             // Stopped first (which joins the branch's threads, the queue's once it has handed
             // the EOS on), so that nothing is pushing into the mixer's pad when it goes.
             for el in &branch.elements {
@@ -438,9 +510,17 @@ impl Mixer {
     }
 
     /// Pushes one encoded frame of `track_sid` at `pts` (running time).
-    pub fn push(&mut self, track_sid: &str, data: Arc<[u8]>, pts: Duration, discont: bool) -> Result<(), PipelineError> {
+    pub fn push(
+        &mut self,
+        track_sid: &str,
+        data: Arc<[u8]>,
+        pts: Duration,
+        discont: bool,
+    ) -> Result<(), PipelineError> {
         self.remove_drained();
-        let Some(branch) = self.branches.get_mut(track_sid) else { return Ok(()) };
+        let Some(branch) = self.branches.get_mut(track_sid) else {
+            return Ok(());
+        };
         if branch.ended {
             return Ok(());
         }
@@ -448,7 +528,9 @@ impl Mixer {
         if branch.codec == TrackCodec::Opus {
             // Audio from before the file's start is dropped, not clamped: the mixer aligns a
             // stream on its first buffer and takes later ones within 40 ms as contiguous.
-            let Some(shifted) = pts.checked_sub(self.audio_lead.as_nanos() as u64) else { return Ok(()) };
+            let Some(shifted) = pts.checked_sub(self.audio_lead.as_nanos() as u64) else {
+                return Ok(());
+            };
             pts = shifted;
         }
         // Decoders want rising timestamps; a sender-report correction may step back a little.
@@ -458,19 +540,29 @@ impl Mixer {
             pts = last + 1;
         }
         branch.last_pts = Some(pts);
-        let frame_ns = if branch.codec == TrackCodec::Opus { 20_000_000 } else { 33_000_000 };
+        let frame_ns = if branch.codec == TrackCodec::Opus {
+            20_000_000
+        } else {
+            33_000_000
+        };
         self.media_end = self.media_end.max(pts + frame_ns);
         let mut buffer = gst::Buffer::from_slice(data);
         {
-            let b = buffer.get_mut().ok_or_else(|| gst_err("new buffer is not writable"))?;
+            let b = buffer
+                .get_mut()
+                .ok_or_else(|| gst_err("new buffer is not writable"))?;
             b.set_pts(gst::ClockTime::from_nseconds(pts));
             if discont {
                 b.set_flags(gst::BufferFlags::DISCONT);
             }
         }
-        let flow = branch.appsrc.emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
+        let flow = branch
+            .appsrc
+            .emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
         if flow != gst::FlowReturn::Ok && flow != gst::FlowReturn::Flushing {
-            return Err(gst_err(format!("track {track_sid}: pushing a frame failed ({flow:?})")));
+            return Err(gst_err(format!(
+                "track {track_sid}: pushing a frame failed ({flow:?})"
+            )));
         }
         Ok(())
     }
@@ -481,7 +573,9 @@ impl Mixer {
             && !branch.ended
         {
             branch.ended = true;
-            let _ = branch.appsrc.emit_by_name::<gst::FlowReturn>("end-of-stream", &[]);
+            let _ = branch
+                .appsrc
+                .emit_by_name::<gst::FlowReturn>("end-of-stream", &[]);
         }
     }
 
@@ -524,16 +618,28 @@ impl Drop for Mixer {
 /// The caps of a video track's encoded frames as the subscriber hands them over, and the
 /// parser + decoder that turn them into raw video.
 fn video_input(codec: TrackCodec) -> (gst::Caps, &'static [&'static str]) {
-    let annex_b = |media: &str| gst::Caps::builder(media).field("stream-format", "byte-stream").field("alignment", "au").build();
+    let annex_b = |media: &str| {
+        gst::Caps::builder(media)
+            .field("stream-format", "byte-stream")
+            .field("alignment", "au")
+            .build()
+    };
     match codec {
         TrackCodec::H264 => (annex_b("video/x-h264"), &["h264parse", "avdec_h264"]),
         TrackCodec::H265 => (annex_b("video/x-h265"), &["h265parse", "avdec_h265"]),
         TrackCodec::Vp8 => (gst::Caps::builder("video/x-vp8").build(), &["vp8dec"]),
-        TrackCodec::Vp9 => (gst::Caps::builder("video/x-vp9").build(), &["vp9parse", "vp9dec"]),
+        TrackCodec::Vp9 => (
+            gst::Caps::builder("video/x-vp9").build(),
+            &["vp9parse", "vp9dec"],
+        ),
         // str0m gives each temporal unit as OBUs with size fields (the low-overhead format).
-        TrackCodec::Av1 => {
-            (gst::Caps::builder("video/x-av1").field("stream-format", "obu-stream").field("alignment", "tu").build(), &["av1parse", "av1dec"])
-        }
+        TrackCodec::Av1 => (
+            gst::Caps::builder("video/x-av1")
+                .field("stream-format", "obu-stream")
+                .field("alignment", "tu")
+                .build(),
+            &["av1parse", "av1dec"],
+        ),
         // Not a video codec: the caller routes Opus to the audio mixer.
         TrackCodec::Opus => (gst::Caps::new_empty(), &[]),
     }
@@ -560,12 +666,18 @@ async fn watch_bus(bus: gst::Bus, tx: mpsc::UnboundedSender<MixerEvent>, streams
                 let _ = tx.send(MixerEvent::Eos);
             }
             MessageView::Error(err) => {
-                let source = msg.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                let source = msg
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
                 tracing::error!(source, error = %err.error(), debug = ?err.debug(), "composite pipeline error");
                 let _ = tx.send(MixerEvent::Error(err.error().to_string()));
             }
             MessageView::Warning(w) => {
-                let source = msg.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                let source = msg
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
                 tracing::warn!(source, warning = %w.error(), debug = ?w.debug(), "composite pipeline warning");
             }
             _ => {}

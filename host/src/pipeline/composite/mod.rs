@@ -43,15 +43,17 @@ use crate::config::ServiceConfig;
 use crate::core::PipelineError;
 use crate::core::errors;
 use crate::core::status::{END_REASON_SOURCE_CLOSED, now_nanos};
-use crate::outputs::stream::{StreamKind, StreamOutput, mux};
 use crate::outputs::context::{OutputContext, OutputSettings};
 use crate::outputs::filename::{FilenameInfo, LocalTime};
 use crate::outputs::images::ImagesOutput;
 use crate::outputs::segments::SegmentsOutput;
+use crate::outputs::stream::{StreamKind, StreamOutput, mux};
 use crate::outputs::tap::EncodedStreams;
 use crate::outputs::{FileOutput, OutputSet};
 use crate::pipeline::job::{Job, StopRequest, UpdateStreamCall};
-use crate::pipeline::lifecycle::{self, Flow, ManifestSource, Recorder, Session, Subscription, sleep_until};
+use crate::pipeline::lifecycle::{
+    self, Flow, ManifestSource, Recorder, Session, Subscription, sleep_until,
+};
 use crate::plugins::PluginRegistry;
 use crate::rpc::{Code, RpcError};
 use crate::webrtc::WebrtcError;
@@ -91,8 +93,16 @@ pub async fn run(
         url: String::new(),
         disabled: cfg.disable_manifest,
     };
-    let session = Session::new(job.info, OutputSet::default(), manifest, job.work_dir, updates, stop, cfg.max_duration)
-        .with_update_stream(update_stream);
+    let session = Session::new(
+        job.info,
+        OutputSet::default(),
+        manifest,
+        job.work_dir,
+        updates,
+        stop,
+        cfg.max_duration,
+    )
+    .with_update_stream(update_stream);
     let params = RoomParams {
         ws_url: cfg.ws_url.clone(),
         token: cfg.token.clone(),
@@ -165,7 +175,13 @@ impl Recorder for CompositeRecorder {
     async fn next_event(&mut self) -> Event {
         // The hold ends only once the file is named (every required track is there).
         let hold_until = match (&self.mixer, self.first_media) {
-            (None, Some(at)) if self.opened => Some(at + HOLD_MAX.min(if self.all_synced() { HOLD_MIN } else { HOLD_MAX })),
+            (None, Some(at)) if self.opened => Some(
+                at + HOLD_MAX.min(if self.all_synced() {
+                    HOLD_MIN
+                } else {
+                    HOLD_MAX
+                }),
+            ),
             _ => None,
         };
         tokio::select! {
@@ -194,11 +210,17 @@ impl Recorder for CompositeRecorder {
             }
             Event::Source(Some(RoomEvent::Frame(frame))) => self.frame(session, frame).await,
             Event::Source(Some(RoomEvent::Ended(reason))) => {
-                let not_found = |text: String| Flow::Failed(PipelineError::Request(RpcError::new(Code::NotFound, text)));
+                let not_found = |text: String| {
+                    Flow::Failed(PipelineError::Request(RpcError::new(Code::NotFound, text)))
+                };
                 return match reason {
                     RoomEnd::TrackNotFound(id) => not_found(format!("track {id} not found")),
-                    RoomEnd::ParticipantNotFound(id) => not_found(format!("participant {id} not found")),
-                    RoomEnd::InvalidField(field) => Flow::Failed(PipelineError::Request(errors::invalid_input(field))),
+                    RoomEnd::ParticipantNotFound(id) => {
+                        not_found(format!("participant {id} not found"))
+                    }
+                    RoomEnd::InvalidField(field) => {
+                        Flow::Failed(PipelineError::Request(errors::invalid_input(field)))
+                    }
                     reason => {
                         tracing::info!(?reason, "composite source ended");
                         if !active
@@ -260,7 +282,16 @@ impl CompositeRecorder {
         if let (Some(c), Some(m)) = (codec, self.mixer.as_mut()) {
             m.add_track(&t.info.sid, c, t.channel)?;
         }
-        self.tracks.insert(t.info.sid.clone(), TrackState { codec, channel: t.channel, keyframe_seen: false, seen: false, synced: false });
+        self.tracks.insert(
+            t.info.sid.clone(),
+            TrackState {
+                codec,
+                channel: t.channel,
+                keyframe_seen: false,
+                seen: false,
+                synced: false,
+            },
+        );
         Ok(())
     }
 
@@ -272,7 +303,13 @@ impl CompositeRecorder {
         if self.cfg.has_file {
             let publisher = self.publisher.clone().unwrap_or_default();
             let storage_path = self.cfg.storage_path(&publisher);
-            let file = FileOutput::open(&self.service, &self.request, &self.plugins, session.work_dir(), storage_path)?;
+            let file = FileOutput::open(
+                &self.service,
+                &self.request,
+                &self.plugins,
+                session.work_dir(),
+                storage_path,
+            )?;
             let (storage, key) = file.destination();
             tracing::info!(file = %file.info.filename, storage, key = %key, "recording to file");
             session.outputs.files.push(file);
@@ -283,8 +320,12 @@ impl CompositeRecorder {
     }
 
     async fn frame(&mut self, session: &mut Session, frame: Frame) -> Result<(), PipelineError> {
-        let Some(track) = self.tracks.get_mut(&*frame.track_sid) else { return Ok(()) };
-        let Some(codec) = track.codec else { return Ok(()) };
+        let Some(track) = self.tracks.get_mut(&*frame.track_sid) else {
+            return Ok(());
+        };
+        let Some(codec) = track.codec else {
+            return Ok(());
+        };
         if codec != frame.codec {
             return Ok(());
         }
@@ -320,12 +361,29 @@ impl CompositeRecorder {
 
     /// The stream output (every URL starts connecting now, and publishes from the first
     /// keyframe) — and the segments and images outputs.
-    fn attach_outputs(&mut self, session: &mut Session, streams: &EncodedStreams) -> Result<(), PipelineError> {
+    fn attach_outputs(
+        &mut self,
+        session: &mut Session,
+        streams: &EncodedStreams,
+    ) -> Result<(), PipelineError> {
         if let Some((kind, urls)) = &self.cfg.streams {
-            let scheme = if *kind == StreamKind::Srt { "srt" } else { "rtmp" };
-            let live = self.plugins.live_for_scheme(scheme).map_err(|e| PipelineError::Request(RpcError::new(Code::InvalidArgument, e.to_string())))?;
-            let tap = mux::attach(streams, live.descriptor.format).map_err(|e| PipelineError::Gst(e.to_string()))?;
-            let mut output = StreamOutput::new(*kind, tap, live.factory(), self.cfg.stream_rules.clone(), self.cfg.reconnect);
+            let scheme = if *kind == StreamKind::Srt {
+                "srt"
+            } else {
+                "rtmp"
+            };
+            let live = self.plugins.live_for_scheme(scheme).map_err(|e| {
+                PipelineError::Request(RpcError::new(Code::InvalidArgument, e.to_string()))
+            })?;
+            let tap = mux::attach(streams, live.descriptor.format)
+                .map_err(|e| PipelineError::Gst(e.to_string()))?;
+            let mut output = StreamOutput::new(
+                *kind,
+                tap,
+                live.factory(),
+                self.cfg.stream_rules.clone(),
+                self.cfg.reconnect,
+            );
             for url in urls {
                 output.add(url.clone());
             }
@@ -340,7 +398,10 @@ impl CompositeRecorder {
             }
             for spec in plan.images() {
                 ImagesOutput::validate(spec, &ctx).map_err(PipelineError::Request)?;
-                session.outputs.images.push(ImagesOutput::attach(streams, spec, &ctx)?);
+                session
+                    .outputs
+                    .images
+                    .push(ImagesOutput::attach(streams, spec, &ctx)?);
             }
         }
         Ok(())
@@ -348,7 +409,12 @@ impl CompositeRecorder {
 
     /// What the segments and images outputs need to name and store what they write.
     fn output_context(&self, session: &Session) -> OutputContext {
-        let mut filenames = FilenameInfo::new(&self.cfg.room_name, &self.cfg.room_id, self.cfg.retry_count, LocalTime::from_system(self.cfg.started));
+        let mut filenames = FilenameInfo::new(
+            &self.cfg.room_name,
+            &self.cfg.room_id,
+            self.cfg.retry_count,
+            LocalTime::from_system(self.cfg.started),
+        );
         if let room::Selection::Participant { identity, .. } = &self.cfg.selection {
             filenames.identifier = identity.clone();
         }
@@ -359,7 +425,12 @@ impl CompositeRecorder {
             plugins: self.plugins.clone(),
             work_dir: session.work_dir().to_path_buf(),
             filenames,
-            video_size: self.cfg.video.then(|| (u32::try_from(e.width).unwrap_or(0), u32::try_from(e.height).unwrap_or(0))),
+            video_size: self.cfg.video.then(|| {
+                (
+                    u32::try_from(e.width).unwrap_or(0),
+                    u32::try_from(e.height).unwrap_or(0),
+                )
+            }),
             settings: OutputSettings::default(),
         }
     }
@@ -378,7 +449,11 @@ impl CompositeRecorder {
             }
             return Ok(());
         }
-        let local = session.outputs.files.first().map(|f| f.local_path().to_path_buf());
+        let local = session
+            .outputs
+            .files
+            .first()
+            .map(|f| f.local_path().to_path_buf());
         let settings = MixerSettings {
             container: self.cfg.container,
             audio: self.cfg.audio_codec.filter(|_| self.cfg.audio),
@@ -386,8 +461,11 @@ impl CompositeRecorder {
             encoding: self.cfg.encoding.clone(),
             encoder_threads: self.cfg.encoder_threads,
         };
-        let tracks: Vec<(String, TrackCodec, Channel)> =
-            self.tracks.iter().filter_map(|(sid, t)| t.codec.map(|c| (sid.clone(), c, t.channel))).collect();
+        let tracks: Vec<(String, TrackCodec, Channel)> = self
+            .tracks
+            .iter()
+            .filter_map(|(sid, t)| t.codec.map(|c| (sid.clone(), c, t.channel)))
+            .collect();
         let m = tokio::task::spawn_blocking(move || -> Result<Mixer, PipelineError> {
             let mut m = Mixer::build(settings, local.as_deref())?;
             for (sid, codec, channel) in &tracks {
@@ -408,7 +486,11 @@ impl CompositeRecorder {
         let mut pending = std::mem::take(&mut self.pending);
         retime(&mut pending);
         // The file's zero: the earliest capture among the held frames.
-        let t0 = pending.iter().map(|f| f.capture.nanos).min().unwrap_or_else(now_nanos);
+        let t0 = pending
+            .iter()
+            .map(|f| f.capture.nanos)
+            .min()
+            .unwrap_or_else(now_nanos);
         self.t0 = Some(t0);
         pending.sort_by_key(|f| f.capture.nanos);
         let held = pending.len();
@@ -458,13 +540,19 @@ async fn drain(session: &mut Session, mut mixer: Mixer) -> Option<Duration> {
 fn retime(frames: &mut [Frame]) {
     let mut latest: HashMap<Arc<str>, (u64, u32, i64)> = HashMap::new();
     for f in frames.iter() {
-        let entry = latest.entry(f.track_sid.clone()).or_insert((f.rtp_time, f.clock_rate, f.capture.nanos));
+        let entry = latest.entry(f.track_sid.clone()).or_insert((
+            f.rtp_time,
+            f.clock_rate,
+            f.capture.nanos,
+        ));
         if f.rtp_time >= entry.0 {
             *entry = (f.rtp_time, f.clock_rate, f.capture.nanos);
         }
     }
     for f in frames.iter_mut() {
-        let Some(&(rtp, rate, nanos)) = latest.get(&f.track_sid) else { continue };
+        let Some(&(rtp, rate, nanos)) = latest.get(&f.track_sid) else {
+            continue;
+        };
         if rate == 0 || rate != f.clock_rate {
             continue;
         }
@@ -479,7 +567,12 @@ fn push(m: &mut Mixer, frame: &Frame, t0: i64) -> Result<(), PipelineError> {
     if since < 0 {
         return Ok(());
     }
-    m.push(&frame.track_sid, frame.data.clone(), Duration::from_nanos(since as u64), !frame.contiguous)
+    m.push(
+        &frame.track_sid,
+        frame.data.clone(),
+        Duration::from_nanos(since as u64),
+        !frame.contiguous,
+    )
 }
 
 async fn next_mixer_event(mixer: &mut Option<Mixer>) -> Option<MixerEvent> {
@@ -508,7 +601,10 @@ mod tests {
             keyframe: false,
             received_at: std::time::Instant::now(),
             track_sid: Arc::from(track),
-            capture: CaptureTime { nanos, sender_synced: synced },
+            capture: CaptureTime {
+                nanos,
+                sender_synced: synced,
+            },
         }
     }
 

@@ -88,7 +88,10 @@ fn leb128(data: &[u8]) -> Option<(u64, usize)> {
 /// `sequence_header_obu()` up to and including `color_config()` (§5.5).
 fn parse_sequence_header(payload: &[u8]) -> Option<SequenceHeader> {
     let mut r = super::bits::Bits::new(payload);
-    let mut seq = SequenceHeader { profile: r.read(3)? as u8, ..Default::default() };
+    let mut seq = SequenceHeader {
+        profile: r.read(3)? as u8,
+        ..Default::default()
+    };
     r.read(1)?; // still_picture
     let reduced = r.flag()?;
     let mut decoder_model_info_present = false;
@@ -201,15 +204,24 @@ mod tests {
     /// testsrc=s=640x360 -pix_fmt yuv420p -c:v libaom-av1 -usage realtime -f ivf`), cut after
     /// the sequence header and the start of the frame OBU.
     const KEY_TU: &[u8] = &[
-        0x12, 0x00, 0x0a, 0x0b, 0x00, 0x00, 0x00, 0x0c, 0xc4, 0xff, 0x67, 0x36, 0xbe, 0x40, 0x10, 0x32, 0xfa, 0x38, 0x10, 0x00,
+        0x12, 0x00, 0x0a, 0x0b, 0x00, 0x00, 0x00, 0x0c, 0xc4, 0xff, 0x67, 0x36, 0xbe, 0x40, 0x10,
+        0x32, 0xfa, 0x38, 0x10, 0x00,
     ];
 
     #[test]
     fn reads_size_and_config_from_the_sequence_header() {
         let seq = sequence_header(KEY_TU).expect("a sequence header");
         assert_eq!((seq.width, seq.height), (640, 360), "{seq:?}");
-        assert_eq!((seq.profile, seq.high_bitdepth, seq.monochrome), (0, false, false), "{seq:?}");
-        assert_eq!((seq.subsampling_x, seq.subsampling_y), (true, true), "{seq:?}");
+        assert_eq!(
+            (seq.profile, seq.high_bitdepth, seq.monochrome),
+            (0, false, false),
+            "{seq:?}"
+        );
+        assert_eq!(
+            (seq.subsampling_x, seq.subsampling_y),
+            (true, true),
+            "{seq:?}"
+        );
         assert_eq!(seq.obu, KEY_TU[2..15].to_vec());
         let av1c = seq.av1c();
         assert_eq!(av1c[0], 0x81);

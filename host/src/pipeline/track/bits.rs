@@ -45,7 +45,10 @@ impl<'a> Bits<'a> {
     /// AV1's `uvlc()` (AV1 spec §4.10.3).
     pub fn uvlc(&mut self) -> Option<u32> {
         let zeros = self.leading_zeros()?;
-        Some(self.read(zeros)?.saturating_add(((1u64 << zeros) - 1) as u32))
+        Some(
+            self.read(zeros)?
+                .saturating_add(((1u64 << zeros) - 1) as u32),
+        )
     }
 
     /// Zero bits up to and including the next one bit (at most 31).

@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
-use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
-use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
 use crate::core::errors;
+use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
 use crate::outputs::{Output as PlannedOutput, OutputPlan};
+use crate::pipeline::token::egress_token;
 use crate::rpc::{Code, RpcError};
 use crate::webrtc::TrackCodec;
 
@@ -42,7 +42,15 @@ impl TrackContainer {
 
 /// The codecs this build writes without transcoding.
 pub fn codec_supported(codec: TrackCodec) -> bool {
-    matches!(codec, TrackCodec::Opus | TrackCodec::Vp8 | TrackCodec::Vp9 | TrackCodec::H264 | TrackCodec::H265 | TrackCodec::Av1)
+    matches!(
+        codec,
+        TrackCodec::Opus
+            | TrackCodec::Vp8
+            | TrackCodec::Vp9
+            | TrackCodec::H264
+            | TrackCodec::H265
+            | TrackCodec::Av1
+    )
 }
 
 /// Where a track egress sends the track (`TrackEgressRequest.output`).
@@ -77,14 +85,23 @@ pub struct TrackConfig {
 
 impl TrackConfig {
     /// Validates `req` the way the Go egress does for a track request.
-    pub fn new(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime) -> Result<TrackConfig, RpcError> {
+    pub fn new(
+        config: &ServiceConfig,
+        req: &StartEgressRequest,
+        room_name: &str,
+        now: SystemTime,
+    ) -> Result<TrackConfig, RpcError> {
         if req.egress_id.is_empty() {
             return Err(errors::invalid_input("egressID"));
         }
         let Some(Request::Track(r)) = req.request.as_ref() else {
             return Err(errors::invalid_input("request"));
         };
-        let room_name = if room_name.is_empty() { r.room_name.clone() } else { room_name.to_owned() };
+        let room_name = if room_name.is_empty() {
+            r.room_name.clone()
+        } else {
+            room_name.to_owned()
+        };
         if room_name.is_empty() {
             return Err(errors::invalid_input("room_name"));
         }
@@ -121,8 +138,15 @@ impl TrackConfig {
             return Err(errors::invalid_input("output"));
         }
         let filepath = clean(&file.filepath);
-        if req.retry_count > 0 && !filepath.is_empty() && !filepath.ends_with('/') && !filepath.contains("{retry}") {
-            return Err(RpcError::new(Code::FailedPrecondition, "output configuration does not support retry"));
+        if req.retry_count > 0
+            && !filepath.is_empty()
+            && !filepath.ends_with('/')
+            && !filepath.contains("{retry}")
+        {
+            return Err(RpcError::new(
+                Code::FailedPrecondition,
+                "output configuration does not support retry",
+            ));
         }
         let token = join_token(config, req, &room_name, now)?;
         let ws_url = signalling_url(config, req)?;
@@ -152,8 +176,19 @@ impl TrackConfig {
 
     /// The storage path once the track is known: Go names the file after the track ID and
     /// offers `{track_id}`, `{track_type}`, `{track_source}` and `{publisher_identity}`.
-    pub fn storage_path(&self, container: TrackContainer, track_type: &str, track_source: &str, publisher: &str) -> String {
-        let mut names = FilenameInfo::new(&self.room_name, &self.room_id, self.retry_count, LocalTime::from_system(self.started));
+    pub fn storage_path(
+        &self,
+        container: TrackContainer,
+        track_type: &str,
+        track_source: &str,
+        publisher: &str,
+    ) -> String {
+        let mut names = FilenameInfo::new(
+            &self.room_name,
+            &self.room_id,
+            self.retry_count,
+            LocalTime::from_system(self.started),
+        );
         names.identifier = self.track_id.clone();
         let templated = self
             .filepath
@@ -166,12 +201,26 @@ impl TrackConfig {
 }
 
 /// The recorder's join token: the request's, or one signed with the service's key.
-fn join_token(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime) -> Result<String, RpcError> {
+fn join_token(
+    config: &ServiceConfig,
+    req: &StartEgressRequest,
+    room_name: &str,
+    now: SystemTime,
+) -> Result<String, RpcError> {
     if !req.token.is_empty() {
         Ok(req.token.clone())
     } else if !config.api_key.is_empty() && !config.api_secret.is_empty() {
-        let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Ok(egress_token(&req.egress_id, &config.api_key, config.api_secret.expose(), room_name, secs))
+        let secs = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(egress_token(
+            &req.egress_id,
+            &config.api_key,
+            config.api_secret.expose(),
+            room_name,
+            secs,
+        ))
     } else {
         Err(errors::invalid_input("token or api key/secret"))
     }
@@ -179,7 +228,11 @@ fn join_token(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str,
 
 /// livekit-server's signalling URL: the request's, else the service's.
 fn signalling_url(config: &ServiceConfig, req: &StartEgressRequest) -> Result<String, RpcError> {
-    let ws_url = if !req.ws_url.is_empty() { req.ws_url.clone() } else { config.ws_url.clone() };
+    let ws_url = if !req.ws_url.is_empty() {
+        req.ws_url.clone()
+    } else {
+        config.ws_url.clone()
+    };
     if ws_url.is_empty() {
         return Err(errors::invalid_input("ws_url"));
     }
@@ -192,7 +245,9 @@ fn websocket_url(raw: &str) -> Result<String, RpcError> {
     let parsed = match url::Url::parse(raw) {
         Ok(u) => u,
         // Go's parser accepts a URL without a scheme and then refuses the (empty) scheme.
-        Err(url::ParseError::RelativeUrlWithoutBase) => return Err(invalid_url(raw, "invalid scheme")),
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            return Err(invalid_url(raw, "invalid scheme"));
+        }
         Err(e) => return Err(invalid_url(raw, &e.to_string())),
     };
     if !matches!(parsed.scheme(), "ws" | "wss") {
@@ -203,7 +258,10 @@ fn websocket_url(raw: &str) -> Result<String, RpcError> {
 
 /// Go's `ErrInvalidUrl`.
 fn invalid_url(url: &str, reason: &str) -> RpcError {
-    RpcError::new(Code::InvalidArgument, format!("invalid url {url}: {reason}"))
+    RpcError::new(
+        Code::InvalidArgument,
+        format!("invalid url {url}: {reason}"),
+    )
 }
 
 #[cfg(test)]
@@ -214,7 +272,9 @@ mod tests {
 
     fn service() -> ServiceConfig {
         let yaml = "api_key: devkey\napi_secret: secret\nws_url: ws://lk:7880\nredis:\n  address: 127.0.0.1:6379\n";
-        crate::config::parse(yaml, &crate::config::EmptyEnv).unwrap().config
+        crate::config::parse(yaml, &crate::config::EmptyEnv)
+            .unwrap()
+            .config
     }
 
     fn request(track_id: &str, filepath: &str) -> StartEgressRequest {
@@ -223,7 +283,10 @@ mod tests {
             request: Some(Request::Track(TrackEgressRequest {
                 room_name: "room".into(),
                 track_id: track_id.into(),
-                output: Some(Output::File(DirectFileOutput { filepath: filepath.into(), ..Default::default() })),
+                output: Some(Output::File(DirectFileOutput {
+                    filepath: filepath.into(),
+                    ..Default::default()
+                })),
                 ..Default::default()
             })),
             ..Default::default()
@@ -232,16 +295,30 @@ mod tests {
 
     #[test]
     fn names_the_file_after_the_track_with_the_codec_extension() {
-        let cfg = TrackConfig::new(&service(), &request("TR_a", "rec/{track_id}-{publisher_identity}.mp4"), "", SystemTime::now()).unwrap();
-        assert_eq!(cfg.storage_path(TrackContainer::Ogg, "audio", "MICROPHONE", "alice"), "rec/TR_a-alice.ogg");
-        let cfg = TrackConfig::new(&service(), &request("TR_a", "rec/"), "", SystemTime::now()).unwrap();
+        let cfg = TrackConfig::new(
+            &service(),
+            &request("TR_a", "rec/{track_id}-{publisher_identity}.mp4"),
+            "",
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.storage_path(TrackContainer::Ogg, "audio", "MICROPHONE", "alice"),
+            "rec/TR_a-alice.ogg"
+        );
+        let cfg =
+            TrackConfig::new(&service(), &request("TR_a", "rec/"), "", SystemTime::now()).unwrap();
         let path = cfg.storage_path(TrackContainer::Ogg, "audio", "MICROPHONE", "alice");
-        assert!(path.starts_with("rec/TR_a-") && path.ends_with(".ogg"), "{path}");
+        assert!(
+            path.starts_with("rec/TR_a-") && path.ends_with(".ogg"),
+            "{path}"
+        );
     }
 
     #[test]
     fn bad_requests_name_the_field() {
-        let e = TrackConfig::new(&service(), &request("", "a.ogg"), "", SystemTime::now()).unwrap_err();
+        let e =
+            TrackConfig::new(&service(), &request("", "a.ogg"), "", SystemTime::now()).unwrap_err();
         assert!(e.message.contains("track_id"), "{}", e.message);
         let mut r = request("TR_a", "a.ogg");
         if let Some(Request::Track(t)) = r.request.as_mut() {

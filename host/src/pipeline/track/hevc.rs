@@ -128,7 +128,11 @@ pub fn hvcc(sps: &SpsInfo, vps: &[&[u8]], sps_nals: &[&[u8]], pps: &[&[u8]]) -> 
         num_temporal_layers: sps.temporal_layers,
         temporal_id_nested: sps.temporal_id_nested,
         length_size_minus_one: 3,
-        arrays: vec![array(NAL_VPS, vps), array(NAL_SPS, sps_nals), array(NAL_PPS, pps)],
+        arrays: vec![
+            array(NAL_VPS, vps),
+            array(NAL_SPS, sps_nals),
+            array(NAL_PPS, pps),
+        ],
     }
 }
 
@@ -154,19 +158,30 @@ pub(crate) mod tests {
     // The SPS x265 writes for 640x360 yuv420p, Main profile, level 2.1 (`ffmpeg -f lavfi -i
     // testsrc=s=640x360 -pix_fmt yuv420p -c:v libx265 -f hevc`), emulation prevention included.
     pub const SPS_640X360: &[u8] = &[
-        0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03, 0x00, 0x3f, 0xa0,
-        0x05, 0x02, 0x01, 0x69, 0x65, 0x95, 0x9a, 0x49, 0x32, 0xbc, 0x05, 0xa0, 0x20, 0x00, 0x00, 0x03, 0x00, 0x20, 0x00,
-        0x00, 0x03, 0x03, 0xc1,
+        0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00,
+        0x03, 0x00, 0x3f, 0xa0, 0x05, 0x02, 0x01, 0x69, 0x65, 0x95, 0x9a, 0x49, 0x32, 0xbc, 0x05,
+        0xa0, 0x20, 0x00, 0x00, 0x03, 0x00, 0x20, 0x00, 0x00, 0x03, 0x03, 0xc1,
     ];
 
     #[test]
     fn reads_profile_level_and_size_from_an_sps() {
         assert_eq!(nal_type(SPS_640X360), NAL_SPS);
         let sps = parse_sps(SPS_640X360).expect("an SPS");
-        assert_eq!((sps.profile_idc, sps.level_idc, sps.tier), (1, 63, false), "{sps:?}");
+        assert_eq!(
+            (sps.profile_idc, sps.level_idc, sps.tier),
+            (1, 63, false),
+            "{sps:?}"
+        );
         assert_eq!(sps.compatibility, [0x60, 0, 0, 0]);
-        assert_eq!((sps.width, sps.height, sps.chroma_format_idc), (640, 360, 1), "{sps:?}");
-        assert_eq!((sps.bit_depth_luma_minus8, sps.bit_depth_chroma_minus8), (0, 0));
+        assert_eq!(
+            (sps.width, sps.height, sps.chroma_format_idc),
+            (640, 360, 1),
+            "{sps:?}"
+        );
+        assert_eq!(
+            (sps.bit_depth_luma_minus8, sps.bit_depth_chroma_minus8),
+            (0, 0)
+        );
     }
 
     #[test]

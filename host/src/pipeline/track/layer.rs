@@ -36,15 +36,25 @@ impl FirstKeyframe {
     pub fn new(track: &TrackInfo) -> FirstKeyframe {
         let layers = layers(track);
         let top = (layers.len() > 1)
-            .then(|| layers.iter().map(|l| (l.width, l.height)).max_by_key(|&(w, h)| u64::from(w) * u64::from(h)))
+            .then(|| {
+                layers
+                    .iter()
+                    .map(|l| (l.width, l.height))
+                    .max_by_key(|&(w, h)| u64::from(w) * u64::from(h))
+            })
             .flatten()
             .filter(|&(w, h)| w > 0 && h > 0);
-        FirstKeyframe { top, deadline: None }
+        FirstKeyframe {
+            top,
+            deadline: None,
+        }
     }
 
     /// Whether the keyframe `frame` of `codec` may start the file at `now`.
     pub fn accept(&mut self, codec: TrackCodec, frame: &[u8], now: Instant) -> bool {
-        let Some((top_w, top_h)) = self.top else { return true };
+        let Some((top_w, top_h)) = self.top else {
+            return true;
+        };
         let deadline = *self.deadline.get_or_insert(now + TOP_LAYER_WAIT);
         // Only the WebM codecs are checked: their keyframe headers give the size cheaply.
         let size = match codec {
@@ -58,12 +68,22 @@ impl FirstKeyframe {
             return true;
         }
         if now >= deadline {
-            tracing::info!(width = w, height = h, top_width = top_w, top_height = top_h,
-                "no keyframe of the top simulcast layer in time; starting on a lower one");
+            tracing::info!(
+                width = w,
+                height = h,
+                top_width = top_w,
+                top_height = top_h,
+                "no keyframe of the top simulcast layer in time; starting on a lower one"
+            );
             return true;
         }
-        tracing::debug!(width = w, height = h, top_width = top_w, top_height = top_h,
-            "keyframe of a lower simulcast layer; waiting for the top layer's");
+        tracing::debug!(
+            width = w,
+            height = h,
+            top_width = top_w,
+            top_height = top_h,
+            "keyframe of a lower simulcast layer; waiting for the top layer's"
+        );
         false
     }
 }
@@ -71,7 +91,11 @@ impl FirstKeyframe {
 /// The layers of the track's codec: `codecs[].layers` for the track's MIME type (the first
 /// codec's otherwise), or the deprecated `layers` from a server that fills only those.
 fn layers(track: &TrackInfo) -> &[VideoLayer] {
-    let codec = track.codecs.iter().find(|c| c.mime_type.eq_ignore_ascii_case(&track.mime_type)).or(track.codecs.first());
+    let codec = track
+        .codecs
+        .iter()
+        .find(|c| c.mime_type.eq_ignore_ascii_case(&track.mime_type))
+        .or(track.codecs.first());
     match codec {
         Some(c) if !c.layers.is_empty() => &c.layers,
         #[allow(deprecated)]
@@ -93,10 +117,21 @@ mod tests {
     }
 
     fn track(layers: &[(u32, u32)]) -> TrackInfo {
-        let layers = layers.iter().map(|&(width, height)| VideoLayer { width, height, ..Default::default() }).collect();
+        let layers = layers
+            .iter()
+            .map(|&(width, height)| VideoLayer {
+                width,
+                height,
+                ..Default::default()
+            })
+            .collect();
         TrackInfo {
             mime_type: "video/VP8".into(),
-            codecs: vec![SimulcastCodecInfo { mime_type: "video/VP8".into(), layers, ..Default::default() }],
+            codecs: vec![SimulcastCodecInfo {
+                mime_type: "video/VP8".into(),
+                layers,
+                ..Default::default()
+            }],
             ..Default::default()
         }
     }
@@ -106,8 +141,16 @@ mod tests {
         let mut gate = FirstKeyframe::new(&track(&[(320, 180), (640, 360), (960, 540)]));
         let t0 = Instant::now();
         assert!(!gate.accept(TrackCodec::Vp8, &vp8_keyframe(320, 180), t0));
-        assert!(!gate.accept(TrackCodec::Vp8, &vp8_keyframe(640, 360), t0 + Duration::from_millis(800)));
-        assert!(gate.accept(TrackCodec::Vp8, &vp8_keyframe(960, 540), t0 + Duration::from_millis(850)));
+        assert!(!gate.accept(
+            TrackCodec::Vp8,
+            &vp8_keyframe(640, 360),
+            t0 + Duration::from_millis(800)
+        ));
+        assert!(gate.accept(
+            TrackCodec::Vp8,
+            &vp8_keyframe(960, 540),
+            t0 + Duration::from_millis(850)
+        ));
     }
 
     #[tokio::test]
@@ -115,7 +158,11 @@ mod tests {
         let mut gate = FirstKeyframe::new(&track(&[(320, 180), (960, 540)]));
         let t0 = Instant::now();
         assert!(!gate.accept(TrackCodec::Vp8, &vp8_keyframe(320, 180), t0));
-        assert!(gate.accept(TrackCodec::Vp8, &vp8_keyframe(320, 180), t0 + TOP_LAYER_WAIT));
+        assert!(gate.accept(
+            TrackCodec::Vp8,
+            &vp8_keyframe(320, 180),
+            t0 + TOP_LAYER_WAIT
+        ));
     }
 
     #[tokio::test]

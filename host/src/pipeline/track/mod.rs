@@ -59,9 +59,18 @@ use writer::TrackFileWriter;
 const EVENT_QUEUE: usize = 256;
 
 /// Runs a track egress to its end and returns the final info.
-pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: watch::Receiver<Option<StopRequest>>) -> EgressInfo {
+pub async fn run(
+    job: Job,
+    updates: mpsc::UnboundedSender<EgressInfo>,
+    stop: watch::Receiver<Option<StopRequest>>,
+) -> EgressInfo {
     let mut info = job.info;
-    let cfg = match TrackConfig::new(&job.config, &job.request, &info.room_name, SystemTime::now()) {
+    let cfg = match TrackConfig::new(
+        &job.config,
+        &job.request,
+        &info.room_name,
+        SystemTime::now(),
+    ) {
         Ok(c) => c,
         Err(e) => {
             info.set_failed(&PipelineError::Request(e));
@@ -87,14 +96,24 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
         url: String::new(),
         disabled: cfg.disable_manifest,
     };
-    let session = Session::new(info, outputs, manifest, job.work_dir, updates, stop, cfg.max_duration);
+    let session = Session::new(
+        info,
+        outputs,
+        manifest,
+        job.work_dir,
+        updates,
+        stop,
+        cfg.max_duration,
+    );
     let params = SubscribeParams {
         ws_url: cfg.ws_url.clone(),
         token: cfg.token.clone(),
         track_sid: cfg.track_id.clone(),
         await_track: webrtc::subscriber::TRACK_AWAIT,
     };
-    let source = Subscription::spawn(EVENT_QUEUE, |tx, stop| webrtc::subscriber::run(params, tx, stop));
+    let source = Subscription::spawn(EVENT_QUEUE, |tx, stop| {
+        webrtc::subscriber::run(params, tx, stop)
+    });
     let recorder = TrackRecorder {
         service: job.config,
         plugins: job.plugins,
@@ -150,10 +169,16 @@ impl Recorder for TrackRecorder {
         let active = session.is_active();
         match event {
             None => Flow::Ended,
-            Some(SourceEvent::TrackFound { info, publisher_identity }) => {
+            Some(SourceEvent::TrackFound {
+                info,
+                publisher_identity,
+            }) => {
                 self.first_keyframe = layer::FirstKeyframe::new(&info);
                 let opened = match self.cfg.websocket_url().map(str::to_owned) {
-                    Some(url) => self.open_websocket(&info, &url).await.map(|ws| self.output = Some(MediaOut::Websocket(ws))),
+                    Some(url) => self
+                        .open_websocket(&info, &url)
+                        .await
+                        .map(|ws| self.output = Some(MediaOut::Websocket(ws))),
                     None => self.open(session, &info, &publisher_identity),
                 };
                 match opened {
@@ -179,7 +204,12 @@ impl Recorder for TrackRecorder {
                     // Video starts at a keyframe (the subscriber asks for one); ACTIVE means the
                     // file has something playable.
                     if frame.codec != TrackCodec::Opus
-                        && (!frame.keyframe || !self.first_keyframe.accept(frame.codec, &frame.data, Instant::now()))
+                        && (!frame.keyframe
+                            || !self.first_keyframe.accept(
+                                frame.codec,
+                                &frame.data,
+                                Instant::now(),
+                            ))
                     {
                         return Flow::Continue;
                     }
@@ -189,7 +219,9 @@ impl Recorder for TrackRecorder {
                         Err(e) => return Flow::Failed(e),
                     }
                 }
-                let Some(out) = self.output.as_mut() else { return Flow::Continue };
+                let Some(out) = self.output.as_mut() else {
+                    return Flow::Continue;
+                };
                 if !active {
                     // The first packet: ACTIVE, and the upload starts following the file.
                     session.activate(now_nanos());
@@ -201,10 +233,12 @@ impl Recorder for TrackRecorder {
                 Flow::Continue
             }
             Some(SourceEvent::Ended(reason)) => match reason {
-                EndReason::TrackNotFound if self.output.is_none() => Flow::Failed(PipelineError::Request(RpcError::new(
-                    Code::NotFound,
-                    format!("track {} not found", self.cfg.track_id),
-                ))),
+                EndReason::TrackNotFound if self.output.is_none() => {
+                    Flow::Failed(PipelineError::Request(RpcError::new(
+                        Code::NotFound,
+                        format!("track {} not found", self.cfg.track_id),
+                    )))
+                }
                 reason => {
                     tracing::info!(?reason, "track source ended");
                     session.stop(END_REASON_SOURCE_CLOSED);
@@ -228,7 +262,11 @@ impl Recorder for TrackRecorder {
                 if let Some(e) = sent.error {
                     session.outputs.streams_failed(&e.to_string());
                     // Go: a failed write is a destination error, Unavailable.
-                    let code = if matches!(e, websocket::WebsocketError::Decode(_)) { Code::Internal } else { Code::Unavailable };
+                    let code = if matches!(e, websocket::WebsocketError::Decode(_)) {
+                        Code::Internal
+                    } else {
+                        Code::Unavailable
+                    };
                     session.fail(&PipelineError::Request(RpcError::new(code, e.to_string())));
                 }
                 Some(sent.pcm.duration())
@@ -241,7 +279,9 @@ impl Recorder for TrackRecorder {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "writing the track file failed");
-                    session.fail(&PipelineError::Gst(format!("writing the track file failed: {e}")));
+                    session.fail(&PipelineError::Gst(format!(
+                        "writing the track file failed: {e}"
+                    )));
                     None
                 }
             },
@@ -252,15 +292,35 @@ impl Recorder for TrackRecorder {
 
 impl TrackRecorder {
     /// The track is known: name the file after it and its codec, and open its storage.
-    fn open(&mut self, session: &mut Session, track: &egress_proto::livekit::TrackInfo, publisher: &str) -> Result<(), PipelineError> {
-        let codec = TrackCodec::from_mime(&track.mime_type).filter(|c| codec_supported(*c)).ok_or_else(|| {
-            PipelineError::Request(errors::not_supported(&format!("track egress of {}", track.mime_type)))
-        })?;
+    fn open(
+        &mut self,
+        session: &mut Session,
+        track: &egress_proto::livekit::TrackInfo,
+        publisher: &str,
+    ) -> Result<(), PipelineError> {
+        let codec = TrackCodec::from_mime(&track.mime_type)
+            .filter(|c| codec_supported(*c))
+            .ok_or_else(|| {
+                PipelineError::Request(errors::not_supported(&format!(
+                    "track egress of {}",
+                    track.mime_type
+                )))
+            })?;
         let container = TrackContainer::for_codec(codec);
-        let kind = egress_proto::livekit::TrackType::try_from(track.r#type).map(|t| t.as_str_name()).unwrap_or("");
-        let source = egress_proto::livekit::TrackSource::try_from(track.source).map(|s| s.as_str_name()).unwrap_or("");
+        let kind = egress_proto::livekit::TrackType::try_from(track.r#type)
+            .map(|t| t.as_str_name())
+            .unwrap_or("");
+        let source = egress_proto::livekit::TrackSource::try_from(track.source)
+            .map(|s| s.as_str_name())
+            .unwrap_or("");
         let storage_path = self.cfg.storage_path(container, kind, source, publisher);
-        let file = FileOutput::open(&self.service, &self.request, &self.plugins, session.work_dir(), storage_path)?;
+        let file = FileOutput::open(
+            &self.service,
+            &self.request,
+            &self.plugins,
+            session.work_dir(),
+            storage_path,
+        )?;
         let (storage, key) = file.destination();
         tracing::info!(file = %file.info.filename, storage, key = %key, mime = %track.mime_type, "track found; recording to file");
         self.codec = Some(codec);
@@ -271,20 +331,35 @@ impl TrackRecorder {
 
     /// The track is known and goes to a websocket: only audio can (Go's `validateSubscription`),
     /// and the receiver is dialled now, as Go builds its websocket sink once the track is in.
-    async fn open_websocket(&mut self, track: &egress_proto::livekit::TrackInfo, url: &str) -> Result<WebsocketOutput, PipelineError> {
+    async fn open_websocket(
+        &mut self,
+        track: &egress_proto::livekit::TrackInfo,
+        url: &str,
+    ) -> Result<WebsocketOutput, PipelineError> {
         let mime = track.mime_type.to_ascii_lowercase();
-        let is_video = track.r#type == egress_proto::livekit::TrackType::Video as i32 || mime.starts_with("video/");
+        let is_video = track.r#type == egress_proto::livekit::TrackType::Video as i32
+            || mime.starts_with("video/");
         if is_video {
-            return Err(PipelineError::Request(RpcError::new(Code::InvalidArgument, format!("format websocket incompatible with codec {mime}"))));
+            return Err(PipelineError::Request(RpcError::new(
+                Code::InvalidArgument,
+                format!("format websocket incompatible with codec {mime}"),
+            )));
         }
-        let codec = TrackCodec::from_mime(&track.mime_type).filter(|c| *c == TrackCodec::Opus).ok_or_else(|| {
-            PipelineError::Request(errors::not_supported(&format!("track egress of {}", track.mime_type)))
-        })?;
+        let codec = TrackCodec::from_mime(&track.mime_type)
+            .filter(|c| *c == TrackCodec::Opus)
+            .ok_or_else(|| {
+                PipelineError::Request(errors::not_supported(&format!(
+                    "track egress of {}",
+                    track.mime_type
+                )))
+            })?;
         tracing::info!(mime = %track.mime_type, "track found; sending PCM to the websocket");
         let ws = WebsocketOutput::connect(url)
             .await
             // Go: a dial error is `psrpc.InvalidArgument` with the dialer's text.
-            .map_err(|e| PipelineError::Request(RpcError::new(Code::InvalidArgument, e.to_string())))?;
+            .map_err(|e| {
+                PipelineError::Request(RpcError::new(Code::InvalidArgument, e.to_string()))
+            })?;
         self.codec = Some(codec);
         Ok(ws)
     }
@@ -292,8 +367,18 @@ impl TrackRecorder {
 
 /// Creates the file at the first frame (an Opus header needs the first packet's channel count).
 /// `None` before the track is known.
-fn create_writer(session: &Session, first: &webrtc::Frame) -> Result<Option<MediaOut>, PipelineError> {
-    let Some(local) = session.outputs.files.first().map(|f| f.local_path().to_path_buf()) else { return Ok(None) };
+fn create_writer(
+    session: &Session,
+    first: &webrtc::Frame,
+) -> Result<Option<MediaOut>, PipelineError> {
+    let Some(local) = session
+        .outputs
+        .files
+        .first()
+        .map(|f| f.local_path().to_path_buf())
+    else {
+        return Ok(None);
+    };
     let writer = TrackFileWriter::create(&local, first)
         .map_err(|e| PipelineError::Gst(format!("cannot create {}: {e}", local.display())))?;
     Ok(Some(MediaOut::File(writer)))

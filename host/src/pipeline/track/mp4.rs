@@ -14,12 +14,13 @@
 
 use std::io::{self, Write};
 
+use super::hevc;
 use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::rbsp::{BitReader, ByteReader};
-use super::hevc;
 use mp4_atom::{
-    Avc1, Avcc, Codec, Hvc1, Dinf, Dref, Encode, Ftyp, Hdlr, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex, Mvhd, Stbl, Stco,
-    Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual, Vmhd,
+    Avc1, Avcc, Codec, Dinf, Dref, Encode, Ftyp, Hdlr, Hvc1, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof,
+    Moov, Mvex, Mvhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun,
+    TrunEntry, TrunSamples, Url, Visual, Vmhd,
 };
 
 /// H.264's RTP clock (RFC 6184), also the track timescale.
@@ -51,11 +52,19 @@ pub fn nal_units(annex_b: &[u8]) -> impl Iterator<Item = &[u8]> {
         .map(|&s| {
             // The next start code, minus the extra zero of a 4-byte start code.
             let end = s - 3;
-            if end > 0 && annex_b[end - 1] == 0 { end - 1 } else { end }
+            if end > 0 && annex_b[end - 1] == 0 {
+                end - 1
+            } else {
+                end
+            }
         })
         .chain(std::iter::once(annex_b.len()))
         .collect();
-    starts.into_iter().zip(ends).filter_map(move |(s, e)| annex_b.get(s..e)).filter(|n| !n.is_empty())
+    starts
+        .into_iter()
+        .zip(ends)
+        .filter_map(move |(s, e)| annex_b.get(s..e))
+        .filter(|n| !n.is_empty())
 }
 
 /// The video codecs written to MP4.
@@ -107,7 +116,8 @@ pub struct Mp4VideoWriter<W: Write> {
 }
 
 fn encode(atom: &impl Encode, buf: &mut Vec<u8>) -> io::Result<()> {
-    atom.encode(buf).map_err(|e| io::Error::other(format!("mp4 box: {e}")))
+    atom.encode(buf)
+        .map_err(|e| io::Error::other(format!("mp4 box: {e}")))
 }
 
 impl<W: Write> Mp4VideoWriter<W> {
@@ -158,7 +168,11 @@ impl<W: Write> Mp4VideoWriter<W> {
             data.extend_from_slice(&(nal.len() as u32).to_be_bytes());
             data.extend_from_slice(nal);
         }
-        self.pending.push(Sample { ticks, data, keyframe });
+        self.pending.push(Sample {
+            ticks,
+            data,
+            keyframe,
+        });
         self.last_ticks = ticks;
         self.frames += 1;
         Ok(true)
@@ -171,7 +185,9 @@ impl<W: Write> Mp4VideoWriter<W> {
             Mp4Codec::H264 => avc1_entry(access_unit),
             Mp4Codec::H265 => hvc1_entry(access_unit),
         };
-        let Some((codec, brand, (width, height))) = entry else { return Ok(false) };
+        let Some((codec, brand, (width, height))) = entry else {
+            return Ok(false);
+        };
         let w16 = u16::try_from(width).unwrap_or(0);
         let h16 = u16::try_from(height).unwrap_or(0);
         let ftyp = Ftyp {
@@ -180,9 +196,19 @@ impl<W: Write> Mp4VideoWriter<W> {
             compatible_brands: vec![b"isom".into(), b"iso6".into(), brand.into(), b"mp41".into()],
         };
         let moov = Moov {
-            mvhd: Mvhd { timescale: 1000, rate: 1.into(), volume: 1.into(), next_track_id: TRACK_ID + 1, ..Default::default() },
+            mvhd: Mvhd {
+                timescale: 1000,
+                rate: 1.into(),
+                volume: 1.into(),
+                next_track_id: TRACK_ID + 1,
+                ..Default::default()
+            },
             mvex: Some(Mvex {
-                trex: vec![Trex { track_id: TRACK_ID, default_sample_description_index: 1, ..Default::default() }],
+                trex: vec![Trex {
+                    track_id: TRACK_ID,
+                    default_sample_description_index: 1,
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
             trak: vec![Trak {
@@ -195,11 +221,27 @@ impl<W: Write> Mp4VideoWriter<W> {
                     ..Default::default()
                 },
                 mdia: Mdia {
-                    mdhd: Mdhd { timescale: VIDEO_RATE as u32, language: "und".into(), ..Default::default() },
-                    hdlr: Hdlr { handler: b"vide".into(), name: "VideoHandler".into() },
+                    mdhd: Mdhd {
+                        timescale: VIDEO_RATE as u32,
+                        language: "und".into(),
+                        ..Default::default()
+                    },
+                    hdlr: Hdlr {
+                        handler: b"vide".into(),
+                        name: "VideoHandler".into(),
+                    },
                     minf: Minf {
                         vmhd: Some(Vmhd::default()),
-                        dinf: Dinf { dref: Dref { entries: vec![Url { location: "".into() }.into()] } },
+                        dinf: Dinf {
+                            dref: Dref {
+                                entries: vec![
+                                    Url {
+                                        location: "".into(),
+                                    }
+                                    .into(),
+                                ],
+                            },
+                        },
                         stbl: Stbl {
                             stsd: Stsd {
                                 codecs: vec![codec],
@@ -231,26 +273,49 @@ impl<W: Write> Mp4VideoWriter<W> {
     /// them (their last one's end).
     fn flush_fragment(&mut self, next_ticks: u64) -> io::Result<()> {
         let samples = std::mem::take(&mut self.pending);
-        let Some(first) = samples.first() else { return Ok(()) };
+        let Some(first) = samples.first() else {
+            return Ok(());
+        };
         let base = first.ticks;
-        let ends = samples.iter().skip(1).map(|s| s.ticks).chain(std::iter::once(next_ticks));
+        let ends = samples
+            .iter()
+            .skip(1)
+            .map(|s| s.ticks)
+            .chain(std::iter::once(next_ticks));
         let entries: Vec<TrunEntry> = samples
             .iter()
             .zip(ends)
             .map(|(s, end)| TrunEntry {
-                duration: Some(u32::try_from(end.saturating_sub(s.ticks).max(1)).unwrap_or(u32::MAX)),
+                duration: Some(
+                    u32::try_from(end.saturating_sub(s.ticks).max(1)).unwrap_or(u32::MAX),
+                ),
                 size: Some(s.data.len() as u32),
-                flags: Some(if s.keyframe { SYNC_SAMPLE_FLAGS } else { NON_SYNC_SAMPLE_FLAGS }),
+                flags: Some(if s.keyframe {
+                    SYNC_SAMPLE_FLAGS
+                } else {
+                    NON_SYNC_SAMPLE_FLAGS
+                }),
                 cts: None,
             })
             .collect();
         self.sequence += 1;
         let mut moof = Moof {
-            mfhd: Mfhd { sequence_number: self.sequence },
+            mfhd: Mfhd {
+                sequence_number: self.sequence,
+            },
             traf: vec![Traf {
-                tfhd: Tfhd { track_id: TRACK_ID, default_base_is_moof: true, ..Default::default() },
-                tfdt: Some(Tfdt { base_media_decode_time: base }),
-                trun: vec![Trun { data_offset: Some(0), samples: TrunSamples::Explicit(entries) }],
+                tfhd: Tfhd {
+                    track_id: TRACK_ID,
+                    default_base_is_moof: true,
+                    ..Default::default()
+                },
+                tfdt: Some(Tfdt {
+                    base_media_decode_time: base,
+                }),
+                trun: vec![Trun {
+                    data_offset: Some(0),
+                    samples: TrunSamples::Explicit(entries),
+                }],
                 ..Default::default()
             }],
         };
@@ -263,7 +328,9 @@ impl<W: Write> Mp4VideoWriter<W> {
         {
             trun.data_offset = Some(i32::try_from(probe.len() + 8).unwrap_or(i32::MAX));
         }
-        let mdat = Mdat { data: samples.into_iter().flat_map(|s| s.data).collect() };
+        let mdat = Mdat {
+            data: samples.into_iter().flat_map(|s| s.data).collect(),
+        };
         let mut buf = Vec::with_capacity(probe.len() + mdat.data.len() + 16);
         encode(&moof, &mut buf)?;
         encode(&mdat, &mut buf)?;
@@ -278,7 +345,11 @@ impl<W: Write> Mp4VideoWriter<W> {
     /// as a browser's H.264 sends them: read before `finish`, the written fragments alone fell
     /// a second short).
     pub fn duration(&self) -> std::time::Duration {
-        let end = if self.pending.is_empty() { self.end_ticks } else { self.pending_end() };
+        let end = if self.pending.is_empty() {
+            self.end_ticks
+        } else {
+            self.pending_end()
+        };
         std::time::Duration::from_nanos(end * 1_000_000_000 / VIDEO_RATE)
     }
 
@@ -314,16 +385,21 @@ fn visual(width: u32, height: u32) -> Visual {
 
 /// The `avc1` sample entry, brand and picture size from an H.264 keyframe's SPS and PPS.
 fn avc1_entry(access_unit: &[u8]) -> Option<(Codec, &'static [u8; 4], (u32, u32))> {
-    let sps: Vec<&[u8]> = nal_units(access_unit).filter(|n| nal_type(n) == 7).collect();
-    let pps: Vec<&[u8]> = nal_units(access_unit).filter(|n| nal_type(n) == 8).collect();
+    let sps: Vec<&[u8]> = nal_units(access_unit)
+        .filter(|n| nal_type(n) == 7)
+        .collect();
+    let pps: Vec<&[u8]> = nal_units(access_unit)
+        .filter(|n| nal_type(n) == 8)
+        .collect();
     let first_sps = *sps.first()?;
     if pps.is_empty() {
         return None;
     }
-    let (width, height) = SeqParameterSet::from_bits(BitReader::new(ByteReader::skipping_h264_header(first_sps)))
-        .ok()
-        .and_then(|s| s.pixel_dimensions().ok())
-        .unwrap_or((0, 0));
+    let (width, height) =
+        SeqParameterSet::from_bits(BitReader::new(ByteReader::skipping_h264_header(first_sps)))
+            .ok()
+            .and_then(|s| s.pixel_dimensions().ok())
+            .unwrap_or((0, 0));
     let avcc = Avcc {
         configuration_version: 1,
         avc_profile_indication: first_sps.get(1).copied().unwrap_or(0),
@@ -350,13 +426,21 @@ fn avc1_entry(access_unit: &[u8]) -> Option<(Codec, &'static [u8; 4], (u32, u32)
 /// The `hvc1` sample entry (parameter sets in `hvcC`), brand and picture size from an H.265
 /// keyframe's VPS, SPS and PPS.
 fn hvc1_entry(access_unit: &[u8]) -> Option<(Codec, &'static [u8; 4], (u32, u32))> {
-    let of = |t: u8| -> Vec<&[u8]> { nal_units(access_unit).filter(|n| hevc::nal_type(n) == t).collect() };
+    let of = |t: u8| -> Vec<&[u8]> {
+        nal_units(access_unit)
+            .filter(|n| hevc::nal_type(n) == t)
+            .collect()
+    };
     let (vps, sps, pps) = (of(hevc::NAL_VPS), of(hevc::NAL_SPS), of(hevc::NAL_PPS));
     if vps.is_empty() || pps.is_empty() {
         return None;
     }
     let info = hevc::parse_sps(sps.first()?)?;
-    let entry = Hvc1 { visual: visual(info.width, info.height), hvcc: hevc::hvcc(&info, &vps, &sps, &pps), ..Default::default() };
+    let entry = Hvc1 {
+        visual: visual(info.width, info.height),
+        hvcc: hevc::hvcc(&info, &vps, &sps, &pps),
+        ..Default::default()
+    };
     Some((Codec::Hvc1(entry), b"hvc1", (info.width, info.height)))
 }
 
@@ -367,20 +451,30 @@ mod tests {
 
     // A 64x64 baseline SPS and its PPS (from x264), and IDR / non-IDR slice stubs.
     const SPS: &[u8] = &[
-        0x67, 0x42, 0xc0, 0x0a, 0xd9, 0x04, 0x26, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c,
-        0x48, 0x99, 0x20,
+        0x67, 0x42, 0xc0, 0x0a, 0xd9, 0x04, 0x26, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00,
+        0x00, 0x03, 0x00, 0xf0, 0x3c, 0x48, 0x99, 0x20,
     ];
     const PPS: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
 
     fn annex_b(nals: &[&[u8]]) -> Vec<u8> {
-        nals.iter().flat_map(|n| [&[0u8, 0, 0, 1][..], n].concat()).collect()
+        nals.iter()
+            .flat_map(|n| [&[0u8, 0, 0, 1][..], n].concat())
+            .collect()
     }
 
     #[test]
     fn annex_b_splits_into_nal_units() {
-        let au = [&[0u8, 0, 0, 1, 0x67, 1, 2][..], &[0, 0, 1, 0x68, 3][..], &[0, 0, 0, 1, 0x65, 0, 0, 3, 9][..]].concat();
+        let au = [
+            &[0u8, 0, 0, 1, 0x67, 1, 2][..],
+            &[0, 0, 1, 0x68, 3][..],
+            &[0, 0, 0, 1, 0x65, 0, 0, 3, 9][..],
+        ]
+        .concat();
         let nals: Vec<&[u8]> = nal_units(&au).collect();
-        assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 0, 0, 3, 9][..]]);
+        assert_eq!(
+            nals,
+            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 0, 0, 3, 9][..]]
+        );
         assert!(is_keyframe(&au));
     }
 
@@ -422,14 +516,17 @@ mod tests {
         for i in 1..28u64 {
             assert!(w.push(i * 3000, &p).unwrap());
         }
-        assert_eq!(w.duration(), std::time::Duration::from_nanos(28 * 3000 * 1_000_000_000 / VIDEO_RATE));
+        assert_eq!(
+            w.duration(),
+            std::time::Duration::from_nanos(28 * 3000 * 1_000_000_000 / VIDEO_RATE)
+        );
     }
 
     #[test]
     fn writes_h265_as_hvc1_with_the_parameter_sets() {
         const VPS: &[u8] = &[
-            0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03,
-            0x00, 0x3f, 0x95, 0x98, 0x09,
+            0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00,
+            0x00, 0x03, 0x00, 0x00, 0x03, 0x00, 0x3f, 0x95, 0x98, 0x09,
         ];
         const PPS: &[u8] = &[0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40];
         let sps = crate::pipeline::track::hevc::tests::SPS_640X360;
@@ -445,9 +542,14 @@ mod tests {
         let ftyp = Ftyp::decode(&mut r).unwrap();
         assert!(ftyp.compatible_brands.contains(&b"hvc1".into()));
         let moov = Moov::decode(&mut r).unwrap();
-        let Codec::Hvc1(entry) = &moov.trak[0].mdia.minf.stbl.stsd.codecs[0] else { panic!("not hvc1") };
+        let Codec::Hvc1(entry) = &moov.trak[0].mdia.minf.stbl.stsd.codecs[0] else {
+            panic!("not hvc1")
+        };
         assert_eq!((entry.visual.width, entry.visual.height), (640, 360));
-        assert_eq!((entry.hvcc.general_profile_idc, entry.hvcc.general_level_idc), (1, 63));
+        assert_eq!(
+            (entry.hvcc.general_profile_idc, entry.hvcc.general_level_idc),
+            (1, 63)
+        );
         let types: Vec<u8> = entry.hvcc.arrays.iter().map(|a| a.nal_unit_type).collect();
         assert_eq!(types, vec![32, 33, 34]);
         assert_eq!(entry.hvcc.arrays[1].nalus[0], sps.to_vec());

@@ -101,7 +101,9 @@ impl<W: Write> OggOpusWriter<W> {
     /// Adds one packet with its (64-bit, 48 kHz) RTP time. Returns whether it was written
     /// (a late or malformed packet is dropped).
     pub fn push(&mut self, rtp_time: u64, packet: &[u8]) -> io::Result<bool> {
-        let Some(samples) = packet_samples(packet) else { return Ok(false) };
+        let Some(samples) = packet_samples(packet) else {
+            return Ok(false);
+        };
         let first = *self.first_rtp.get_or_insert(rtp_time);
         let Some(at) = rtp_time.checked_sub(first) else {
             self.late_packets += 1;
@@ -135,8 +137,13 @@ impl<W: Write> OggOpusWriter<W> {
 
     fn write(&mut self, packet: Vec<u8>) -> io::Result<bool> {
         let end_page = self.granule - self.page_granule >= PAGE_SAMPLES;
-        let info = if end_page { PacketWriteEndInfo::EndPage } else { PacketWriteEndInfo::NormalPacket };
-        self.pages.write_packet(packet, SERIAL, info, self.granule)?;
+        let info = if end_page {
+            PacketWriteEndInfo::EndPage
+        } else {
+            PacketWriteEndInfo::NormalPacket
+        };
+        self.pages
+            .write_packet(packet, SERIAL, info, self.granule)?;
         if end_page {
             self.page_granule = self.granule;
             self.pages.inner_mut().flush()?;
@@ -155,7 +162,12 @@ impl<W: Write> OggOpusWriter<W> {
         if self.first_rtp.is_some() {
             let toc = (28 << 3) | if self.stereo { 0x4 } else { 0 };
             self.granule += 120;
-            self.pages.write_packet(vec![toc], SERIAL, PacketWriteEndInfo::EndStream, self.granule)?;
+            self.pages.write_packet(
+                vec![toc],
+                SERIAL,
+                PacketWriteEndInfo::EndStream,
+                self.granule,
+            )?;
         }
         let mut out = self.pages.into_inner();
         out.flush()?;
@@ -176,9 +188,21 @@ mod tests {
     fn toc_durations_follow_rfc_6716() {
         assert_eq!(packet_samples(&[31 << 3]), Some(960));
         assert_eq!(packet_samples(&[1 << 3]), Some(960), "SILK 20 ms");
-        assert_eq!(packet_samples(&[(3 << 3) | 1]), Some(5760), "two SILK 60 ms frames");
-        assert_eq!(packet_samples(&[(28 << 3) | 3, 4]), Some(480), "four 2.5 ms frames");
-        assert_eq!(packet_samples(&[(31 << 3) | 3, 7]), None, "140 ms is invalid");
+        assert_eq!(
+            packet_samples(&[(3 << 3) | 1]),
+            Some(5760),
+            "two SILK 60 ms frames"
+        );
+        assert_eq!(
+            packet_samples(&[(28 << 3) | 3, 4]),
+            Some(480),
+            "four 2.5 ms frames"
+        );
+        assert_eq!(
+            packet_samples(&[(31 << 3) | 3, 7]),
+            None,
+            "140 ms is invalid"
+        );
         assert_eq!(packet_samples(&[]), None);
     }
 
@@ -210,6 +234,10 @@ mod tests {
         // Head, tags, 3 packets, 5 gap packets, 1 packet, the end packet.
         assert_eq!(packets.len(), 2 + 3 + 5 + 1 + 1);
         assert_eq!(packets.iter().filter(|(_, len)| *len == 1).count(), 6);
-        assert_eq!(packets.last().unwrap().0, 9 * 960 + 120, "granule = all samples written");
+        assert_eq!(
+            packets.last().unwrap().0,
+            9 * 960 + 120,
+            "granule = all samples written"
+        );
     }
 }

@@ -104,7 +104,10 @@ pub fn vp9_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
 enum State<W: Write> {
     /// No keyframe yet: nothing written.
     Waiting(W),
-    Writing { segment: Segment<W>, track: VideoTrack },
+    Writing {
+        segment: Segment<W>,
+        track: VideoTrack,
+    },
     /// A libwebm call failed; the file ends here.
     Broken,
 }
@@ -126,7 +129,15 @@ fn webm_error(what: &str, e: webm::mux::Error) -> io::Error {
 
 impl<W: Write> WebmWriter<W> {
     pub fn new(out: W, codec: WebmCodec) -> WebmWriter<W> {
-        WebmWriter { codec, state: State::Waiting(out), first_rtp: None, last_ns: 0, frames: 0, dropped: 0, size: (0, 0) }
+        WebmWriter {
+            codec,
+            state: State::Waiting(out),
+            first_rtp: None,
+            last_ns: 0,
+            frames: 0,
+            dropped: 0,
+            size: (0, 0),
+        }
     }
 
     /// Adds one frame with its (64-bit, 90 kHz) RTP time. Returns whether it was written.
@@ -136,21 +147,31 @@ impl<W: Write> WebmWriter<W> {
                 self.dropped += 1;
                 return Ok(false);
             };
-            let State::Waiting(out) = std::mem::replace(&mut self.state, State::Broken) else { return Ok(false) };
+            let State::Waiting(out) = std::mem::replace(&mut self.state, State::Broken) else {
+                return Ok(false);
+            };
             let builder = SegmentBuilder::new(Writer::new_non_seek(out))
                 .and_then(|b| b.set_mode(SegmentMode::Live))
                 .and_then(|b| b.set_writing_app(concat!("egress-rs ", env!("CARGO_PKG_VERSION"))))
                 .map_err(|e| webm_error("segment", e))?;
-            let (mut builder, track) =
-                builder.add_video_track(width, height, self.codec.id(), None).map_err(|e| webm_error("video track", e))?;
+            let (mut builder, track) = builder
+                .add_video_track(width, height, self.codec.id(), None)
+                .map_err(|e| webm_error("video track", e))?;
             if let Some(private) = self.codec.codec_private(frame) {
-                builder = builder.set_codec_private(track, &private).map_err(|e| webm_error("codec private", e))?;
+                builder = builder
+                    .set_codec_private(track, &private)
+                    .map_err(|e| webm_error("codec private", e))?;
             }
-            self.state = State::Writing { segment: builder.build(), track };
+            self.state = State::Writing {
+                segment: builder.build(),
+                track,
+            };
             self.size = (width, height);
             self.first_rtp = Some(rtp_time);
         }
-        let State::Writing { segment, track } = &mut self.state else { return Ok(false) };
+        let State::Writing { segment, track } = &mut self.state else {
+            return Ok(false);
+        };
         let first = self.first_rtp.unwrap_or(rtp_time);
         let Some(ticks) = rtp_time.checked_sub(first) else {
             self.dropped += 1;
@@ -163,7 +184,9 @@ impl<W: Write> WebmWriter<W> {
             return Ok(false);
         }
         let keyframe = keyframe || self.codec.keyframe_size(frame).is_some();
-        segment.add_frame(*track, frame, ns, keyframe).map_err(|e| webm_error("frame", e))?;
+        segment
+            .add_frame(*track, frame, ns, keyframe)
+            .map_err(|e| webm_error("frame", e))?;
         self.last_ns = ns;
         self.frames += 1;
         Ok(true)
@@ -215,9 +238,15 @@ mod tests {
         assert!(!w.push(0, &delta, false).unwrap());
         assert!(w.push(3000, &keyframe(), true).unwrap());
         assert!(w.push(6000, &delta, false).unwrap());
-        assert!(!w.push(6000, &delta, false).unwrap(), "a repeated timestamp is dropped");
+        assert!(
+            !w.push(6000, &delta, false).unwrap(),
+            "a repeated timestamp is dropped"
+        );
         assert_eq!((w.frames, w.dropped, w.size), (2, 2, (640, 360)));
-        assert_eq!(w.duration(), std::time::Duration::from_nanos(3000 * 1_000_000_000 / 90_000));
+        assert_eq!(
+            w.duration(),
+            std::time::Duration::from_nanos(3000 * 1_000_000_000 / 90_000)
+        );
         let bytes = w.finish().unwrap().expect("a file");
         assert_eq!(&bytes[..4], &[0x1a, 0x45, 0xdf, 0xa3], "EBML header");
         assert!(bytes.windows(4).any(|x| x == b"webm"), "DocType webm");
@@ -240,7 +269,11 @@ mod tests {
         while bits.len() % 8 != 0 {
             bits.push('0');
         }
-        let mut f: Vec<u8> = bits.as_bytes().chunks(8).map(|b| u8::from_str_radix(std::str::from_utf8(b).unwrap(), 2).unwrap()).collect();
+        let mut f: Vec<u8> = bits
+            .as_bytes()
+            .chunks(8)
+            .map(|b| u8::from_str_radix(std::str::from_utf8(b).unwrap(), 2).unwrap())
+            .collect();
         f.extend_from_slice(&[0u8; 32]);
         f
     }

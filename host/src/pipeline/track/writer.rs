@@ -53,7 +53,10 @@ impl Pending {
 
 impl Write for Pending {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -91,12 +94,22 @@ impl Muxer {
                 written
             }
             Muxer::Webm(w) => {
-                let written = Written { duration: w.duration(), frames: w.frames, dropped: w.dropped, filled: Duration::ZERO };
+                let written = Written {
+                    duration: w.duration(),
+                    frames: w.frames,
+                    dropped: w.dropped,
+                    filled: Duration::ZERO,
+                };
                 w.finish()?;
                 written
             }
             Muxer::Mp4(w) => {
-                let written = Written { duration: w.duration(), frames: w.frames, dropped: w.dropped, filled: Duration::ZERO };
+                let written = Written {
+                    duration: w.duration(),
+                    frames: w.frames,
+                    dropped: w.dropped,
+                    filled: Duration::ZERO,
+                };
                 w.finish()?;
                 written
             }
@@ -124,7 +137,11 @@ impl TrackFileWriter {
         let out = pending.clone();
         let muxer = match first.codec {
             TrackCodec::Opus => {
-                let channels = if first.data.first().is_some_and(|toc| toc & 0x4 != 0) { 2 } else { 1 };
+                let channels = if first.data.first().is_some_and(|toc| toc & 0x4 != 0) {
+                    2
+                } else {
+                    1
+                };
                 Muxer::Ogg(OggOpusWriter::new(out, channels)?)
             }
             TrackCodec::Vp8 => Muxer::Webm(WebmWriter::new(out, WebmCodec::Vp8)),
@@ -133,7 +150,13 @@ impl TrackFileWriter {
             TrackCodec::H264 => Muxer::Mp4(Mp4VideoWriter::new(out, Mp4Codec::H264)),
             TrackCodec::H265 => Muxer::Mp4(Mp4VideoWriter::new(out, Mp4Codec::H265)),
         };
-        Ok(TrackFileWriter { muxer, pending, file: Some(file), last_flush: Instant::now(), error: None })
+        Ok(TrackFileWriter {
+            muxer,
+            pending,
+            file: Some(file),
+            last_flush: Instant::now(),
+            error: None,
+        })
     }
 
     /// Muxes one frame, and writes what has collected when it is time. `false` once writing
@@ -158,7 +181,13 @@ impl TrackFileWriter {
 
     /// Ends the container, writes the rest and syncs the file.
     pub async fn finish(self) -> io::Result<Written> {
-        let TrackFileWriter { muxer, pending, mut file, error, .. } = self;
+        let TrackFileWriter {
+            muxer,
+            pending,
+            mut file,
+            error,
+            ..
+        } = self;
         if let Some(e) = error {
             // Keep what was muxed before the error: it is still a playable prefix.
             let _ = write_out(&mut file, &pending, true).await;
@@ -176,7 +205,9 @@ async fn write_out(file: &mut Option<File>, pending: &Pending, sync: bool) -> io
     if bytes.is_empty() && !sync {
         return Ok(());
     }
-    let mut f = file.take().ok_or_else(|| io::Error::other("an earlier write to the track file failed"))?;
+    let mut f = file
+        .take()
+        .ok_or_else(|| io::Error::other("an earlier write to the track file failed"))?;
     let f = tokio::task::spawn_blocking(move || {
         f.write_all(&bytes)?;
         if sync {

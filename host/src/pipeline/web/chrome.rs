@@ -76,7 +76,13 @@ fn chrome_binary() -> Option<PathBuf> {
     }
     let path = std::env::var_os("PATH")?;
     for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser", "google-chrome-stable", "google-chrome", "chrome"] {
+        for name in [
+            "chromium",
+            "chromium-browser",
+            "google-chrome-stable",
+            "google-chrome",
+            "chrome",
+        ] {
             let candidate = dir.join(name);
             if candidate.is_file() {
                 return Some(candidate);
@@ -139,8 +145,12 @@ pub fn chrome_flags(o: &ChromeOptions, user_data_dir: &Path) -> Vec<String> {
     for (name, value) in &o.extra_flags {
         let name = name.trim_start_matches('-');
         match value {
-            serde_yaml::Value::Bool(true) | serde_yaml::Value::Null => flags.push(format!("--{name}")),
-            serde_yaml::Value::Bool(false) => flags.retain(|f| f != &format!("--{name}") && !f.starts_with(&format!("--{name}="))),
+            serde_yaml::Value::Bool(true) | serde_yaml::Value::Null => {
+                flags.push(format!("--{name}"))
+            }
+            serde_yaml::Value::Bool(false) => {
+                flags.retain(|f| f != &format!("--{name}") && !f.starts_with(&format!("--{name}=")))
+            }
             serde_yaml::Value::String(s) => flags.push(format!("--{name}={s}")),
             serde_yaml::Value::Number(n) => flags.push(format!("--{name}={n}")),
             other => {
@@ -157,10 +167,14 @@ pub fn chrome_flags(o: &ChromeOptions, user_data_dir: &Path) -> Vec<String> {
 /// Closes the tab Chrome opened at start: its renderer process would otherwise idle beside the
 /// recorded page for the whole egress (tens of MB).
 async fn close_other_tabs(browser: &Browser, keep: &TargetId) {
-    let Ok(targets) = browser.execute(GetTargetsParams::default()).await else { return };
+    let Ok(targets) = browser.execute(GetTargetsParams::default()).await else {
+        return;
+    };
     for t in &targets.result.target_infos {
         if t.r#type == "page" && &t.target_id != keep {
-            let _ = browser.execute(CloseTargetParams::new(t.target_id.clone())).await;
+            let _ = browser
+                .execute(CloseTargetParams::new(t.target_id.clone()))
+                .await;
         }
     }
 }
@@ -171,8 +185,12 @@ fn chrome_error(e: impl std::fmt::Display) -> PipelineError {
 
 impl Chrome {
     /// Starts Chrome and attaches to it. Console signals go to `signals` once a page is loaded.
-    pub async fn launch(o: &ChromeOptions, signals: mpsc::UnboundedSender<PageSignal>) -> Result<Chrome, PipelineError> {
-        let bin = chrome_binary().ok_or_else(|| chrome_error("no chromium binary found on PATH"))?;
+    pub async fn launch(
+        o: &ChromeOptions,
+        signals: mpsc::UnboundedSender<PageSignal>,
+    ) -> Result<Chrome, PipelineError> {
+        let bin =
+            chrome_binary().ok_or_else(|| chrome_error("no chromium binary found on PATH"))?;
         let user_data_dir = o.work_dir.join("chrome-profile");
         std::fs::create_dir_all(&user_data_dir).map_err(chrome_error)?;
         let mut cmd = Command::new(&bin);
@@ -189,9 +207,14 @@ impl Chrome {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(chrome_error)?;
-        let stderr = child.stderr.take().ok_or_else(|| chrome_error("no stderr"))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| chrome_error("no stderr"))?;
         let mut lines = BufReader::new(stderr).lines();
-        let mut log = tokio::fs::File::create(o.work_dir.join("chrome.log")).await.map_err(chrome_error)?;
+        let mut log = tokio::fs::File::create(o.work_dir.join("chrome.log"))
+            .await
+            .map_err(chrome_error)?;
 
         // Chrome prints "DevTools listening on ws://…" once it is ready.
         let found = tokio::time::timeout(LAUNCH_TIMEOUT, async {
@@ -208,9 +231,19 @@ impl Chrome {
             Ok(Some(ws)) => ws,
             other => {
                 let _ = child.start_kill();
-                let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
-                let why = if other.is_err() { "timed out" } else { "exited" };
-                return Err(chrome_error(format!("{why} before DevTools was ready ({status}); see chrome.log")));
+                let status = child
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                let why = if other.is_err() {
+                    "timed out"
+                } else {
+                    "exited"
+                };
+                return Err(chrome_error(format!(
+                    "{why} before DevTools was ready ({status}); see chrome.log"
+                )));
             }
         };
         tracing::debug!("chrome: devtools ready");
@@ -224,7 +257,10 @@ impl Chrome {
             }
         });
 
-        let config = HandlerConfig { viewport: None, ..HandlerConfig::default() };
+        let config = HandlerConfig {
+            viewport: None,
+            ..HandlerConfig::default()
+        };
         let (browser, mut handler) = match Browser::connect_with_config(ws_url, config).await {
             Ok(pair) => pair,
             Err(e) => {
@@ -252,14 +288,27 @@ impl Chrome {
             }
         };
         close_other_tabs(&browser, page.target_id()).await;
-        let chrome = Chrome { child, browser, handler, page, log_task };
+        let chrome = Chrome {
+            child,
+            browser,
+            handler,
+            page,
+            log_task,
+        };
         chrome.listen(signals).await?;
         tracing::debug!("chrome: page ready");
         Ok(chrome)
     }
 
-    async fn listen(&self, signals: mpsc::UnboundedSender<PageSignal>) -> Result<(), PipelineError> {
-        let mut console = self.page.event_listener::<EventConsoleApiCalled>().await.map_err(chrome_error)?;
+    async fn listen(
+        &self,
+        signals: mpsc::UnboundedSender<PageSignal>,
+    ) -> Result<(), PipelineError> {
+        let mut console = self
+            .page
+            .event_listener::<EventConsoleApiCalled>()
+            .await
+            .map_err(chrome_error)?;
         tokio::spawn(async move {
             while let Some(ev) = console.next().await {
                 if tracing::enabled!(tracing::Level::DEBUG) {
@@ -286,13 +335,21 @@ impl Chrome {
                 }
             }
         });
-        let mut exceptions = self.page.event_listener::<EventExceptionThrown>().await.map_err(chrome_error)?;
+        let mut exceptions = self
+            .page
+            .event_listener::<EventExceptionThrown>()
+            .await
+            .map_err(chrome_error)?;
         tokio::spawn(async move {
             while let Some(ev) = exceptions.next().await {
                 tracing::debug!(text = %ev.exception_details.text, "chrome exception");
             }
         });
-        let mut crashes = self.page.event_listener::<EventTargetCrashed>().await.map_err(chrome_error)?;
+        let mut crashes = self
+            .page
+            .event_listener::<EventTargetCrashed>()
+            .await
+            .map_err(chrome_error)?;
         tokio::spawn(async move {
             while crashes.next().await.is_some() {
                 tracing::error!("chrome crashed");
@@ -309,16 +366,20 @@ impl Chrome {
             if attempt > 0 {
                 tracing::debug!(attempt, "navigation failed, reloading");
             }
-            let (err, retryable) = match tokio::time::timeout(NAVIGATION_TIMEOUT, self.page.goto(url)).await {
-                Err(_) => (PipelineError::PageLoad("timed out".into()), true),
-                Ok(Err(CdpError::Timeout)) => (PipelineError::PageLoad("timed out".into()), true),
-                Ok(Err(e)) => {
-                    let text = e.to_string();
-                    let retryable = text.contains("net::ERR_CERT_VERIFIER_CHANGED") || text.contains("net::ERR_CONNECTION_CLOSED");
-                    (PipelineError::PageLoad(text), retryable)
-                }
-                Ok(Ok(_)) => return self.check_loaded().await,
-            };
+            let (err, retryable) =
+                match tokio::time::timeout(NAVIGATION_TIMEOUT, self.page.goto(url)).await {
+                    Err(_) => (PipelineError::PageLoad("timed out".into()), true),
+                    Ok(Err(CdpError::Timeout)) => {
+                        (PipelineError::PageLoad("timed out".into()), true)
+                    }
+                    Ok(Err(e)) => {
+                        let text = e.to_string();
+                        let retryable = text.contains("net::ERR_CERT_VERIFIER_CHANGED")
+                            || text.contains("net::ERR_CONNECTION_CLOSED");
+                        (PipelineError::PageLoad(text), retryable)
+                    }
+                    Ok(Ok(_)) => return self.check_loaded().await,
+                };
             last = err;
             if !retryable {
                 break;
@@ -328,11 +389,16 @@ impl Chrome {
     }
 
     async fn check_loaded(&self) -> Result<(), PipelineError> {
-        if let Ok(Ok(Some(request))) = tokio::time::timeout(EVALUATE_TIMEOUT, self.page.wait_for_navigation_response()).await
+        if let Ok(Ok(Some(request))) =
+            tokio::time::timeout(EVALUATE_TIMEOUT, self.page.wait_for_navigation_response()).await
             && let Some(response) = &request.response
             && response.status >= 400
         {
-            let text = if response.status_text.is_empty() { response.status.to_string() } else { response.status_text.clone() };
+            let text = if response.status_text.is_empty() {
+                response.status.to_string()
+            } else {
+                response.status_text.clone()
+            };
             return Err(PipelineError::PageLoad(text));
         }
         match self.error_text().await {
@@ -346,7 +412,9 @@ impl Chrome {
     pub async fn error_text(&self) -> Option<String> {
         let js = "(() => { const e = document.querySelector('div.error'); return e ? e.innerText : ''; })()";
         // Never let a stuck DevTools call hold up the controller.
-        let result = tokio::time::timeout(EVALUATE_TIMEOUT, self.page.evaluate(js)).await.ok()?;
+        let result = tokio::time::timeout(EVALUATE_TIMEOUT, self.page.evaluate(js))
+            .await
+            .ok()?;
         let text: String = result.ok()?.into_value().ok()?;
         (!text.is_empty()).then_some(text)
     }
@@ -389,19 +457,37 @@ mod tests {
     fn flags_follow_the_go_egress() {
         let mut o = options();
         let f = chrome_flags(&o, Path::new("/w/p"));
-        for want in ["--kiosk", "--no-sandbox", "--window-size=1280,720", "--display=:7", "--disable-gpu",
-            "--autoplay-policy=no-user-gesture-required", "--user-data-dir=/w/p"] {
+        for want in [
+            "--kiosk",
+            "--no-sandbox",
+            "--window-size=1280,720",
+            "--display=:7",
+            "--disable-gpu",
+            "--autoplay-policy=no-user-gesture-required",
+            "--user-data-dir=/w/p",
+        ] {
             assert!(f.contains(&want.to_string()), "missing {want}: {f:?}");
         }
-        assert!(!f.iter().any(|x| x == "--disable-web-security" || x == "--enable-automation"));
-        assert!(f.iter().all(|x| !x.starts_with("----")), "no doubled dashes");
+        assert!(
+            !f.iter()
+                .any(|x| x == "--disable-web-security" || x == "--enable-automation")
+        );
+        assert!(
+            f.iter().all(|x| !x.starts_with("----")),
+            "no doubled dashes"
+        );
         o.sandbox = true;
         o.insecure = true;
-        o.extra_flags.insert("kiosk".into(), serde_yaml::Value::Bool(false));
-        o.extra_flags.insert("lang".into(), serde_yaml::Value::String("fr".into()));
+        o.extra_flags
+            .insert("kiosk".into(), serde_yaml::Value::Bool(false));
+        o.extra_flags
+            .insert("lang".into(), serde_yaml::Value::String("fr".into()));
         let f = chrome_flags(&o, Path::new("/w/p"));
         assert!(!f.contains(&"--no-sandbox".to_string()));
-        assert!(!f.contains(&"--kiosk".to_string()), "a false custom flag removes it");
+        assert!(
+            !f.contains(&"--kiosk".to_string()),
+            "a false custom flag removes it"
+        );
         assert!(f.contains(&"--disable-web-security".to_string()));
         assert!(f.contains(&"--lang=fr".to_string()));
     }

@@ -7,17 +7,20 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use egress_proto::livekit::{
-    self, EncodedFileType, room_composite_egress_request as rc, start_egress_request as v2, web_egress_request as web,
+    self, EncodedFileType, room_composite_egress_request as rc, start_egress_request as v2,
+    web_egress_request as web,
 };
 use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
-use crate::pipeline::encoding::{AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format};
-use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
-use crate::pipeline::token::egress_token;
 use crate::config::ServiceConfig;
 use crate::core::errors;
 use crate::core::request::RequestType;
 use crate::outputs::OutputPlan;
+use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
+use crate::pipeline::encoding::{
+    AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format,
+};
+use crate::pipeline::token::egress_token;
 use crate::rpc::RpcError;
 
 /// What Chrome opens, and whether recording waits for the page's `START_RECORDING`.
@@ -46,7 +49,11 @@ pub fn redact_token(url: &str) -> String {
             let pairs: Vec<(String, String)> = u
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if k == "token" { "<redacted>".to_owned() } else { v.into_owned() };
+                    let v = if k == "token" {
+                        "<redacted>".to_owned()
+                    } else {
+                        v.into_owned()
+                    };
                     (k.into_owned(), v)
                 })
                 .collect();
@@ -109,8 +116,14 @@ struct Shape<'a> {
 }
 
 enum Kind<'a> {
-    Template { layout: &'a str, custom_base_url: &'a str },
-    Web { url: &'a str, await_start_signal: bool },
+    Template {
+        layout: &'a str,
+        custom_base_url: &'a str,
+    },
+    Web {
+        url: &'a str,
+        await_start_signal: bool,
+    },
 }
 
 #[allow(deprecated)]
@@ -118,13 +131,18 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
     match req.request.as_ref() {
         Some(Request::RoomComposite(r)) => {
             if r.audio_only && r.layout.is_empty() && r.custom_base_url.is_empty() {
-                return Err(errors::not_supported("audio-only room_composite egress without a layout"));
+                return Err(errors::not_supported(
+                    "audio-only room_composite egress without a layout",
+                ));
             }
             let outputs = OutputPlan::parse(req);
             outputs.check()?;
             Ok(Shape {
                 request_type: RequestType::RoomComposite,
-                kind: Kind::Template { layout: &r.layout, custom_base_url: &r.custom_base_url },
+                kind: Kind::Template {
+                    layout: &r.layout,
+                    custom_base_url: &r.custom_base_url,
+                },
                 audio_only: r.audio_only,
                 video_only: r.video_only,
                 encoding: r.options.map(|o| match o {
@@ -140,7 +158,10 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
             outputs.check()?;
             Ok(Shape {
                 request_type: RequestType::Web,
-                kind: Kind::Web { url: &r.url, await_start_signal: r.await_start_signal },
+                kind: Kind::Web {
+                    url: &r.url,
+                    await_start_signal: r.await_start_signal,
+                },
                 audio_only: r.audio_only,
                 video_only: r.video_only,
                 encoding: r.options.map(|o| match o {
@@ -166,7 +187,10 @@ fn shape(req: &StartEgressRequest) -> Result<Shape<'_>, RpcError> {
     }
 }
 
-fn shape_v2<'a>(r: &'a livekit::StartEgressRequest, req: &StartEgressRequest) -> Result<Shape<'a>, RpcError> {
+fn shape_v2<'a>(
+    r: &'a livekit::StartEgressRequest,
+    req: &StartEgressRequest,
+) -> Result<Shape<'a>, RpcError> {
     let encoding = r.encoding.map(|e| match e {
         v2::Encoding::Preset(p) => EncodingRequest::Preset(p),
         v2::Encoding::Advanced(a) => EncodingRequest::Advanced(a),
@@ -174,18 +198,26 @@ fn shape_v2<'a>(r: &'a livekit::StartEgressRequest, req: &StartEgressRequest) ->
     let (request_type, kind, audio_only, video_only) = match &r.source {
         Some(v2::Source::Template(t)) => {
             if t.audio_only && t.layout.is_empty() && t.custom_base_url.is_empty() {
-                return Err(errors::not_supported("audio-only template egress without a layout"));
+                return Err(errors::not_supported(
+                    "audio-only template egress without a layout",
+                ));
             }
             (
                 RequestType::Template,
-                Kind::Template { layout: &t.layout, custom_base_url: &t.custom_base_url },
+                Kind::Template {
+                    layout: &t.layout,
+                    custom_base_url: &t.custom_base_url,
+                },
                 t.audio_only,
                 t.video_only,
             )
         }
         Some(v2::Source::Web(w)) => (
             RequestType::Web,
-            Kind::Web { url: &w.url, await_start_signal: w.await_start_signal },
+            Kind::Web {
+                url: &w.url,
+                await_start_signal: w.await_start_signal,
+            },
             w.audio_only,
             w.video_only,
         ),
@@ -233,29 +265,57 @@ fn template_url(base: &url::Url, layout: &str, ws_url: &str, token: &str) -> Str
 /// the bundled template's does. Errors: an unknown layout, a renderer error, a renderer that
 /// answers with tiles (room composite records a page in Chrome; there is no native compositor
 /// for it yet) or a page that is not an http(s) URL.
-pub async fn render_page(config: &ServiceConfig, req: &StartEgressRequest, plugins: &crate::plugins::PluginRegistry) -> Result<Option<String>, RpcError> {
+pub async fn render_page(
+    config: &ServiceConfig,
+    req: &StartEgressRequest,
+    plugins: &crate::plugins::PluginRegistry,
+) -> Result<Option<String>, RpcError> {
     use egress_plugin_api::{RenderRequest, Rendering, RoomState};
     let Ok(shape) = shape(req) else {
         // The request's own errors are `WebConfig::new`'s to report.
         return Ok(None);
     };
-    let Kind::Template { layout, custom_base_url } = shape.kind else {
+    let Kind::Template {
+        layout,
+        custom_base_url,
+    } = shape.kind
+    else {
         return Ok(None);
     };
     if !custom_base_url.is_empty() {
         return Ok(None);
     }
-    let active = plugins.renderer_for(layout).map_err(|e| RpcError::new(crate::rpc::Code::InvalidArgument, e.to_string()))?;
+    let active = plugins
+        .renderer_for(layout)
+        .map_err(|e| RpcError::new(crate::rpc::Code::InvalidArgument, e.to_string()))?;
     let encoding = Encoding::from_request(shape.encoding)?;
-    let request = RenderRequest::new(layout, encoding.width.max(0) as u32, encoding.height.max(0) as u32)
-        .with_template_base(config.template_base.as_str())
-        .with_media(shape.audio_only, shape.video_only);
+    let request = RenderRequest::new(
+        layout,
+        encoding.width.max(0) as u32,
+        encoding.height.max(0) as u32,
+    )
+    .with_template_base(config.template_base.as_str())
+    .with_media(shape.audio_only, shape.video_only);
     // The page follows the room itself; a page renderer is asked once, before anyone joined.
     let room = RoomState::new(shape.room_name.as_str(), Vec::new());
-    let rendered = active.renderer().render(&request, &room).await.map_err(|e| {
-        let code = if e.is_config() { crate::rpc::Code::InvalidArgument } else { crate::rpc::Code::Internal };
-        RpcError::new(code, format!("layout renderer {} failed for layout {layout:?}: {e}", active.name))
-    })?;
+    let rendered = active
+        .renderer()
+        .render(&request, &room)
+        .await
+        .map_err(|e| {
+            let code = if e.is_config() {
+                crate::rpc::Code::InvalidArgument
+            } else {
+                crate::rpc::Code::Internal
+            };
+            RpcError::new(
+                code,
+                format!(
+                    "layout renderer {} failed for layout {layout:?}: {e}",
+                    active.name
+                ),
+            )
+        })?;
     match rendered {
         Rendering::PageUrl(page) => {
             url::Url::parse(&page).ok().filter(is_http).ok_or_else(|| {
@@ -266,7 +326,10 @@ pub async fn render_page(config: &ServiceConfig, req: &StartEgressRequest, plugi
         }
         Rendering::Tiles(_) => Err(RpcError::new(
             crate::rpc::Code::Unimplemented,
-            format!("layout renderer {} answered layout {layout:?} with tiles, but room composite records a page in Chrome: there is no native compositor for room composite yet", active.name),
+            format!(
+                "layout renderer {} answered layout {layout:?} with tiles, but room composite records a page in Chrome: there is no native compositor for room composite yet",
+                active.name
+            ),
         )),
     }
 }
@@ -275,22 +338,39 @@ impl WebConfig {
     /// Validates `req` and derives the pipeline settings. `now` stamps `{time}`/`{utc}` and the
     /// token; `room_name` is the info's (livekit-server's, else the request's). A template
     /// request gets the bundled template's page; see [`with_page`](Self::with_page).
-    pub fn new(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime) -> Result<WebConfig, RpcError> {
+    pub fn new(
+        config: &ServiceConfig,
+        req: &StartEgressRequest,
+        room_name: &str,
+        now: SystemTime,
+    ) -> Result<WebConfig, RpcError> {
         Self::with_page(config, req, room_name, now, None)
     }
 
     /// As [`new`](Self::new), with the page a layout renderer chose ([`render_page`]) in place
     /// of the template base when `page` is given.
-    pub fn with_page(config: &ServiceConfig, req: &StartEgressRequest, room_name: &str, now: SystemTime, page: Option<&str>) -> Result<WebConfig, RpcError> {
+    pub fn with_page(
+        config: &ServiceConfig,
+        req: &StartEgressRequest,
+        room_name: &str,
+        now: SystemTime,
+        page: Option<&str>,
+    ) -> Result<WebConfig, RpcError> {
         if req.egress_id.is_empty() {
             return Err(errors::invalid_input("egressID"));
         }
         let shape = shape(req)?;
-        let room_name = if room_name.is_empty() { shape.room_name.clone() } else { room_name.to_owned() };
+        let room_name = if room_name.is_empty() {
+            shape.room_name.clone()
+        } else {
+            room_name.to_owned()
+        };
 
         // The checks run in the Go egress's order, so the same bad request gets the same error.
         let template_base = match shape.kind {
-            Kind::Template { custom_base_url, .. } => {
+            Kind::Template {
+                custom_base_url, ..
+            } => {
                 let base = match page {
                     Some(page) if custom_base_url.is_empty() => page,
                     _ if custom_base_url.is_empty() => config.template_base.as_str(),
@@ -300,7 +380,10 @@ impl WebConfig {
                 Some(base.ok_or_else(|| errors::invalid_input("template base url"))?)
             }
             Kind::Web { url, .. } => {
-                url::Url::parse(url).ok().filter(is_http).ok_or_else(|| errors::invalid_input("web url"))?;
+                url::Url::parse(url)
+                    .ok()
+                    .filter(is_http)
+                    .ok_or_else(|| errors::invalid_input("web url"))?;
                 None
             }
         };
@@ -312,7 +395,11 @@ impl WebConfig {
         let encoding = Encoding::from_request(shape.encoding)?;
 
         shape.outputs.refuse_not_yet_supported()?;
-        let file = shape.outputs.file().cloned().ok_or_else(|| errors::invalid_input("output"))?;
+        let file = shape
+            .outputs
+            .file()
+            .cloned()
+            .ok_or_else(|| errors::invalid_input("output"))?;
         // Uploads go through the storage sink plugins (`crate::storage`, checked there); only
         // the Go rule about local files is a request error here.
         let server_upload = config.storage.as_ref().is_some_and(|s| !s.is_local());
@@ -320,17 +407,36 @@ impl WebConfig {
             return Err(errors::invalid_input("output"));
         }
         let cleaned = clean(&file.filepath);
-        if req.retry_count > 0 && !cleaned.is_empty() && !cleaned.ends_with('/') && !cleaned.contains("{retry}") {
-            return Err(RpcError::new(crate::rpc::Code::FailedPrecondition, "output configuration does not support retry"));
+        if req.retry_count > 0
+            && !cleaned.is_empty()
+            && !cleaned.ends_with('/')
+            && !cleaned.contains("{retry}")
+        {
+            return Err(RpcError::new(
+                crate::rpc::Code::FailedPrecondition,
+                "output configuration does not support retry",
+            ));
         }
 
         let source = match (shape.kind, template_base) {
             (Kind::Template { layout, .. }, Some(base)) => {
                 let token = if !req.token.is_empty() {
                     req.token.clone()
-                } else if !config.api_key.is_empty() && !config.api_secret.is_empty() && !room_name.is_empty() {
-                    let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                    egress_token(&req.egress_id, &config.api_key, config.api_secret.expose(), &room_name, secs)
+                } else if !config.api_key.is_empty()
+                    && !config.api_secret.is_empty()
+                    && !room_name.is_empty()
+                {
+                    let secs = now
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    egress_token(
+                        &req.egress_id,
+                        &config.api_key,
+                        config.api_secret.expose(),
+                        &room_name,
+                        secs,
+                    )
                 } else {
                     return Err(errors::invalid_input("token or api key/secret"));
                 };
@@ -341,12 +447,26 @@ impl WebConfig {
                 } else {
                     return Err(errors::invalid_input("ws_url"));
                 };
-                PageSource { url: template_url(&base, layout, ws_url, &token), await_start_signal: true, web_url: String::new() }
+                PageSource {
+                    url: template_url(&base, layout, ws_url, &token),
+                    await_start_signal: true,
+                    web_url: String::new(),
+                }
             }
-            (Kind::Web { url, await_start_signal }, _) => {
-                PageSource { url: url.to_owned(), await_start_signal, web_url: url.to_owned() }
+            (
+                Kind::Web {
+                    url,
+                    await_start_signal,
+                },
+                _,
+            ) => PageSource {
+                url: url.to_owned(),
+                await_start_signal,
+                web_url: url.to_owned(),
+            },
+            (Kind::Template { .. }, None) => {
+                return Err(errors::invalid_input("template base url"));
             }
-            (Kind::Template { .. }, None) => return Err(errors::invalid_input("template base url")),
         };
 
         let requested = match EncodedFileType::try_from(file.file_type) {
@@ -356,13 +476,30 @@ impl WebConfig {
             _ => None,
         };
         // DEFAULT_FILETYPE with VP8 video becomes WebM (see `encoding`).
-        let format = choose_file_format(requested, audio, video, encoding.audio_codec, encoding.video_codec)?;
+        let format = choose_file_format(
+            requested,
+            audio,
+            video,
+            encoding.audio_codec,
+            encoding.video_codec,
+        )?;
         let container = format.container;
-        let names = FilenameInfo::new(&room_name, &req.room_id, req.retry_count, LocalTime::from_system(now));
+        let names = FilenameInfo::new(
+            &room_name,
+            &req.room_id,
+            req.retry_count,
+            LocalTime::from_system(now),
+        );
         let storage_path = names.file_path(&cleaned, container.extension());
-        let local_name = storage_path.rsplit('/').next().unwrap_or(&storage_path).to_owned();
+        let local_name = storage_path
+            .rsplit('/')
+            .next()
+            .unwrap_or(&storage_path)
+            .to_owned();
 
-        let latency = config.latency_for(shape.request_type.label()).pipeline_latency;
+        let latency = config
+            .latency_for(shape.request_type.label())
+            .pipeline_latency;
         Ok(WebConfig {
             request_type: shape.request_type,
             egress_id: req.egress_id.clone(),
@@ -374,11 +511,20 @@ impl WebConfig {
             encoding,
             audio_codec: format.audio,
             video_codec: format.video,
-            file: FileOutputSpec { container, storage_path, local_name, disable_manifest: file.disable_manifest },
+            file: FileOutputSpec {
+                container,
+                storage_path,
+                local_name,
+                disable_manifest: file.disable_manifest,
+            },
             outputs: shape.outputs,
             max_duration: config.session_limits.file_output_max_duration,
             max_size: config.session_limits.file_output_max_size,
-            pipeline_latency: if latency.is_zero() { crate::config::defaults::DEFAULT_PIPELINE_LATENCY } else { latency },
+            pipeline_latency: if latency.is_zero() {
+                crate::config::defaults::DEFAULT_PIPELINE_LATENCY
+            } else {
+                latency
+            },
             encoder_threads: config.video_encoder_threads,
         })
     }
@@ -387,8 +533,8 @@ impl WebConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use egress_proto::livekit::{encoded_file_output, output};
     use crate::config::{EmptyEnv, parse};
+    use egress_proto::livekit::{encoded_file_output, output};
 
     fn service() -> ServiceConfig {
         let yaml = "api_key: devkey\napi_secret: secret\nws_url: ws://lk:7880\nredis:\n  address: 127.0.0.1:6379\n";
@@ -396,15 +542,24 @@ mod tests {
     }
 
     fn rc(r: livekit::RoomCompositeEgressRequest) -> StartEgressRequest {
-        StartEgressRequest { egress_id: "EG_1".into(), request: Some(Request::RoomComposite(r)), ..Default::default() }
+        StartEgressRequest {
+            egress_id: "EG_1".into(),
+            request: Some(Request::RoomComposite(r)),
+            ..Default::default()
+        }
     }
 
     fn file(path: &str) -> livekit::EncodedFileOutput {
-        livekit::EncodedFileOutput { filepath: path.into(), ..Default::default() }
+        livekit::EncodedFileOutput {
+            filepath: path.into(),
+            ..Default::default()
+        }
     }
 
     fn err(req: &StartEgressRequest) -> String {
-        WebConfig::new(&service(), req, "", SystemTime::now()).unwrap_err().message
+        WebConfig::new(&service(), req, "", SystemTime::now())
+            .unwrap_err()
+            .message
     }
 
     #[test]
@@ -426,8 +581,14 @@ mod tests {
         assert_eq!(q["token"].split('.').count(), 3);
         assert_eq!(p.file.storage_path, "rec/my room.mp4");
         assert_eq!(p.file.local_name, "my room.mp4");
-        assert_eq!((p.file.container, p.audio_codec), (Container::Mp4, Some(AudioCodec::Aac)));
-        assert!(!format!("{:?}", p.source).contains(&q["token"]), "the token never shows in Debug");
+        assert_eq!(
+            (p.file.container, p.audio_codec),
+            (Container::Mp4, Some(AudioCodec::Aac))
+        );
+        assert!(
+            !format!("{:?}", p.source).contains(&q["token"]),
+            "the token never shows in Debug"
+        );
     }
 
     #[test]
@@ -441,18 +602,30 @@ mod tests {
         let mut r = base();
         r.audio_only = true;
         r.video_only = true;
-        assert_eq!(err(&rc(r)), "request has missing or invalid field: audio_only and video_only");
+        assert_eq!(
+            err(&rc(r)),
+            "request has missing or invalid field: audio_only and video_only"
+        );
         let mut r = base();
         r.custom_base_url = "ftp://x/".into();
-        assert_eq!(err(&rc(r)), "request has missing or invalid field: template base url");
+        assert_eq!(
+            err(&rc(r)),
+            "request has missing or invalid field: template base url"
+        );
         let mut r = base();
         r.file_outputs.clear();
         assert_eq!(err(&rc(r)), "request has missing or invalid field: output");
         let mut r = base();
         r.file_outputs.push(file("y.mp4"));
-        assert_eq!(err(&rc(r)), "request has missing or invalid field: multiple file outputs");
+        assert_eq!(
+            err(&rc(r)),
+            "request has missing or invalid field: multiple file outputs"
+        );
         let mut r = base();
-        r.stream_outputs.push(livekit::StreamOutput { urls: vec!["rtmp://a/b/c".into()], ..Default::default() });
+        r.stream_outputs.push(livekit::StreamOutput {
+            urls: vec!["rtmp://a/b/c".into()],
+            ..Default::default()
+        });
         assert_eq!(err(&rc(r)), "stream output is not yet supported");
         // An upload is not a request error here (crate::storage checks it), even when local
         // files are disallowed.
@@ -462,22 +635,39 @@ mod tests {
         no_local.disallow_local_storage = true;
         assert!(WebConfig::new(&no_local, &rc(r), "my room", SystemTime::now()).is_ok());
         assert_eq!(
-            WebConfig::new(&no_local, &rc(base()), "", SystemTime::now()).unwrap_err().message,
+            WebConfig::new(&no_local, &rc(base()), "", SystemTime::now())
+                .unwrap_err()
+                .message,
             "request has missing or invalid field: output"
         );
         let mut r = base();
         r.file_outputs[0].file_type = EncodedFileType::Ogg as i32;
-        assert_eq!(err(&rc(r)), "no supported codec is compatible with all outputs");
+        assert_eq!(
+            err(&rc(r)),
+            "no supported codec is compatible with all outputs"
+        );
         let web = StartEgressRequest {
             egress_id: "EG_1".into(),
-            request: Some(Request::Web(livekit::WebEgressRequest { url: "file:///etc/passwd".into(), ..Default::default() })),
+            request: Some(Request::Web(livekit::WebEgressRequest {
+                url: "file:///etc/passwd".into(),
+                ..Default::default()
+            })),
             ..Default::default()
         };
         assert_eq!(err(&web), "request has missing or invalid field: web url");
-        let retry = StartEgressRequest { retry_count: 1, ..rc(base()) };
+        let retry = StartEgressRequest {
+            retry_count: 1,
+            ..rc(base())
+        };
         assert_eq!(err(&retry), "output configuration does not support retry");
-        let no_id = StartEgressRequest { egress_id: String::new(), ..rc(base()) };
-        assert_eq!(err(&no_id), "request has missing or invalid field: egressID");
+        let no_id = StartEgressRequest {
+            egress_id: String::new(),
+            ..rc(base())
+        };
+        assert_eq!(
+            err(&no_id),
+            "request has missing or invalid field: egressID"
+        );
         let participant = StartEgressRequest {
             egress_id: "EG_1".into(),
             request: Some(Request::Participant(Default::default())),
@@ -497,7 +687,10 @@ mod tests {
                     ..Default::default()
                 })),
                 outputs: vec![livekit::Output {
-                    config: Some(output::Config::File(livekit::FileOutput { filepath: "out/".into(), ..Default::default() })),
+                    config: Some(output::Config::File(livekit::FileOutput {
+                        filepath: "out/".into(),
+                        ..Default::default()
+                    })),
                     storage: None,
                 }],
                 ..Default::default()
@@ -508,8 +701,15 @@ mod tests {
         assert_eq!(p.request_type, RequestType::Web);
         assert!(!p.source.await_start_signal);
         assert!(!p.video);
-        assert_eq!((p.file.container, p.audio_codec), (Container::Ogg, Some(AudioCodec::Opus)));
-        assert!(p.file.storage_path.starts_with("out/web-"), "{}", p.file.storage_path);
+        assert_eq!(
+            (p.file.container, p.audio_codec),
+            (Container::Ogg, Some(AudioCodec::Opus))
+        );
+        assert!(
+            p.file.storage_path.starts_with("out/web-"),
+            "{}",
+            p.file.storage_path
+        );
         assert!(p.file.storage_path.ends_with(".ogg"));
     }
 
@@ -532,16 +732,41 @@ mod tests {
             })),
             ..Default::default()
         };
-        let p = WebConfig::new(&service(), &web(EncodedFileType::DefaultFiletype), "", SystemTime::now()).unwrap();
-        assert_eq!((p.file.container, p.audio_codec, p.video_codec), (Container::Webm, Some(AudioCodec::Opus), Some(VideoCodec::Vp8)));
-        assert_eq!(p.file.storage_path, "rec/page.webm", "a known wrong extension is replaced");
-        assert_eq!(err(&web(EncodedFileType::Mp4)), "format video/mp4 incompatible with codec video/vp8");
-        assert_eq!(err(&web(EncodedFileType::Ogg)), "format audio/ogg incompatible with codec video/vp8");
+        let p = WebConfig::new(
+            &service(),
+            &web(EncodedFileType::DefaultFiletype),
+            "",
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(
+            (p.file.container, p.audio_codec, p.video_codec),
+            (
+                Container::Webm,
+                Some(AudioCodec::Opus),
+                Some(VideoCodec::Vp8)
+            )
+        );
+        assert_eq!(
+            p.file.storage_path, "rec/page.webm",
+            "a known wrong extension is replaced"
+        );
+        assert_eq!(
+            err(&web(EncodedFileType::Mp4)),
+            "format video/mp4 incompatible with codec video/vp8"
+        );
+        assert_eq!(
+            err(&web(EncodedFileType::Ogg)),
+            "format audio/ogg incompatible with codec video/vp8"
+        );
     }
 
     #[test]
     fn template_url_keeps_other_params_and_replaces_ours() {
         let base = url::Url::parse("http://h:1/t/?b=2&layout=old&a=1").unwrap();
-        assert_eq!(template_url(&base, "grid", "ws://x", "tok"), "http://h:1/t/?a=1&b=2&layout=grid&token=tok&url=ws%3A%2F%2Fx");
+        assert_eq!(
+            template_url(&base, "grid", "ws://x", "tok"),
+            "http://h:1/t/?a=1&b=2&layout=grid&token=tok&url=ws%3A%2F%2Fx"
+        );
     }
 }

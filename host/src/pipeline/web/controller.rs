@@ -25,8 +25,8 @@ use super::source::WebSource;
 use crate::config::ServiceConfig;
 use crate::core::PipelineError;
 use crate::core::status::{
-    END_REASON_LIMIT, END_REASON_SOURCE_CLOSED, InfoExt, MSG_LIMIT_BEFORE_START, MSG_START_NOT_RECEIVED,
-    MSG_STOPPED_BEFORE_STARTED, now_nanos,
+    END_REASON_LIMIT, END_REASON_SOURCE_CLOSED, InfoExt, MSG_LIMIT_BEFORE_START,
+    MSG_START_NOT_RECEIVED, MSG_STOPPED_BEFORE_STARTED, now_nanos,
 };
 use crate::outputs::{FileOutput, OutputSet};
 use crate::pipeline::job::StopRequest;
@@ -84,8 +84,19 @@ impl Controller {
             url: cfg.source.web_url.clone(),
             disabled: cfg.file.disable_manifest,
         };
-        let outputs = OutputSet { files: vec![file], ..Default::default() };
-        let session = Session::new(info, outputs, manifest, work_dir, updates, stop, cfg.max_duration);
+        let outputs = OutputSet {
+            files: vec![file],
+            ..Default::default()
+        };
+        let session = Session::new(
+            info,
+            outputs,
+            manifest,
+            work_dir,
+            updates,
+            stop,
+            cfg.max_duration,
+        );
         Controller {
             service,
             cfg,
@@ -97,7 +108,12 @@ impl Controller {
     }
 
     /// Waits for the next event. `poll_template` adds the periodic `div.error` check.
-    async fn next_event(&mut self, src: &mut WebSource, poll_template: bool, size_checks: bool) -> Event {
+    async fn next_event(
+        &mut self,
+        src: &mut WebSource,
+        poll_template: bool,
+        size_checks: bool,
+    ) -> Event {
         tokio::select! {
             req = self.session.stops.next() => Event::Stop(req),
             sig = src.signals.recv() => Event::Page(sig),
@@ -169,14 +185,18 @@ impl Controller {
                     }
                     // The console listener ended: Chrome is gone, and the page will never signal.
                     Event::Page(None) => {
-                        return Some(PipelineError::Chrome("chrome exited before the start signal".into()));
+                        return Some(PipelineError::Chrome(
+                            "chrome exited before the start signal".into(),
+                        ));
                     }
                     Event::Stop(StopRequest::Graceful { reason }) => {
                         self.session.info.set_end_reason(&reason);
                         self.session.info.set_aborted(MSG_START_NOT_RECEIVED);
                         return None;
                     }
-                    Event::Stop(StopRequest::Kill { error }) => return Some(PipelineError::Killed(error)),
+                    Event::Stop(StopRequest::Kill { error }) => {
+                        return Some(PipelineError::Killed(error));
+                    }
                     Event::Limit => {
                         self.session.info.set_end_reason(END_REASON_LIMIT);
                         self.session.info.set_aborted(MSG_LIMIT_BEFORE_START);
@@ -200,14 +220,18 @@ impl Controller {
                 Event::Gst(Some(GstEvent::FirstFrame)) => break,
                 Event::Gst(Some(GstEvent::Error(e))) => return Some(PipelineError::Gst(e)),
                 Event::Gst(None) | Event::Gst(Some(GstEvent::Eos)) => {
-                    return Some(PipelineError::Gst("pipeline ended before the first frame".into()));
+                    return Some(PipelineError::Gst(
+                        "pipeline ended before the first frame".into(),
+                    ));
                 }
                 Event::Stop(StopRequest::Graceful { reason }) => {
                     self.session.info.set_end_reason(&reason);
                     self.session.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
                     return None;
                 }
-                Event::Stop(StopRequest::Kill { error }) => return Some(PipelineError::Killed(error)),
+                Event::Stop(StopRequest::Kill { error }) => {
+                    return Some(PipelineError::Killed(error));
+                }
                 Event::Page(Some(PageSignal::EndRecording)) => {
                     self.session.info.set_end_reason(END_REASON_SOURCE_CLOSED);
                     self.session.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
@@ -241,13 +265,17 @@ impl Controller {
                 }
             };
             match event {
-                Event::Stop(StopRequest::Graceful { reason }) => return self.end(src, &reason).await,
+                Event::Stop(StopRequest::Graceful { reason }) => {
+                    return self.end(src, &reason).await;
+                }
                 Event::Stop(StopRequest::Kill { error }) => {
                     let err = PipelineError::Killed(error);
                     self.session.info.set_failed(&err);
                     return self.drain(src).await.or(Some(err));
                 }
-                Event::Page(Some(PageSignal::EndRecording)) => return self.end(src, END_REASON_SOURCE_CLOSED).await,
+                Event::Page(Some(PageSignal::EndRecording)) => {
+                    return self.end(src, END_REASON_SOURCE_CLOSED).await;
+                }
                 Event::Page(Some(PageSignal::StartRecording)) => {}
                 Event::Page(None) => {
                     tracing::warn!("chrome's console closed; recording continues until stopped");
@@ -258,9 +286,15 @@ impl Controller {
                     return self.end_at_limit(src).await;
                 }
                 Event::SizeCheck => {
-                    let size = std::fs::metadata(&self.local_path).map(|m| m.len()).unwrap_or(0);
+                    let size = std::fs::metadata(&self.local_path)
+                        .map(|m| m.len())
+                        .unwrap_or(0);
                     if size >= self.cfg.max_size {
-                        tracing::warn!(size, limit = self.cfg.max_size, "output storage limit reached");
+                        tracing::warn!(
+                            size,
+                            limit = self.cfg.max_size,
+                            "output storage limit reached"
+                        );
                         return self.end_at_limit(src).await;
                     }
                 }
@@ -322,7 +356,9 @@ impl Controller {
                 self.session.info.set_end_reason(&reason);
                 self.session.info.set_aborted(MSG_START_NOT_RECEIVED);
             }
-            Err(StopRequest::Kill { error }) => self.session.info.set_failed(&PipelineError::Killed(error)),
+            Err(StopRequest::Kill { error }) => {
+                self.session.info.set_failed(&PipelineError::Killed(error))
+            }
         }
         self.session.finish_unstarted()
     }

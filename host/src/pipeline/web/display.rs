@@ -23,7 +23,10 @@ pub struct Display {
 }
 
 fn failed(reason: impl std::fmt::Display) -> PipelineError {
-    PipelineError::ProcessFailed { process: "xvfb", reason: reason.to_string() }
+    PipelineError::ProcessFailed {
+        process: "xvfb",
+        reason: reason.to_string(),
+    }
 }
 
 /// A pipe whose write end a child can inherit (the read end stays close-on-exec).
@@ -87,7 +90,11 @@ impl Display {
             }
             None => {
                 let _ = child.start_kill();
-                let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
+                let status = child
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 Err(failed(format!("Xvfb did not report a display ({status})")))
             }
         }

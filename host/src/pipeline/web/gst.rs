@@ -44,9 +44,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::config::WebConfig;
-use crate::pipeline::encoding::{AudioCodec, VideoCodec};
-use crate::pipeline::elements::{audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request, link_to_muxer, make, set, set_str, vp8_encoder};
 use crate::core::PipelineError;
+use crate::pipeline::elements::{
+    audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request,
+    link_to_muxer, make, set, set_str, vp8_encoder,
+};
+use crate::pipeline::encoding::{AudioCodec, VideoCodec};
 
 /// `audiorate` tolerance before it fills or drops samples (Go: 3 ms).
 const AUDIO_RATE_TOLERANCE: Duration = Duration::from_millis(3);
@@ -78,12 +81,17 @@ struct Timing {
 
 impl Timing {
     fn new() -> Timing {
-        Timing { first_pts: AtomicU64::new(u64::MAX), last_end: AtomicU64::new(0), first_seen: AtomicBool::new(false) }
+        Timing {
+            first_pts: AtomicU64::new(u64::MAX),
+            last_end: AtomicU64::new(0),
+            first_seen: AtomicBool::new(false),
+        }
     }
 
     fn observe(&self, pts: u64, duration: u64) {
         self.first_pts.fetch_min(pts, Ordering::Relaxed);
-        self.last_end.fetch_max(pts.saturating_add(duration), Ordering::Relaxed);
+        self.last_end
+            .fetch_max(pts.saturating_add(duration), Ordering::Relaxed);
     }
 
     fn duration(&self) -> Option<Duration> {
@@ -123,8 +131,14 @@ fn queue(name: &str, latency: Duration, leaky: bool) -> Result<gst::Element, Pip
 }
 
 /// Watches buffers entering an encoder: media timing, and the first one as `FirstFrame`.
-fn watch_encoder_input(el: &gst::Element, timing: Arc<Timing>, first: Option<mpsc::UnboundedSender<GstEvent>>) {
-    let Some(pad) = el.static_pad("sink") else { return };
+fn watch_encoder_input(
+    el: &gst::Element,
+    timing: Arc<Timing>,
+    first: Option<mpsc::UnboundedSender<GstEvent>>,
+) {
+    let Some(pad) = el.static_pad("sink") else {
+        return;
+    };
     let name = el.name().to_string();
     let logged = AtomicBool::new(false);
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -175,7 +189,11 @@ fn gate_pad(pad: &gst::Pad, gate: Arc<Gate>) {
 
 impl Recording {
     /// Builds the pipeline writing to `out_path`. Nothing runs until [`prepare`](Self::prepare).
-    pub fn build(cfg: &WebConfig, inputs: &CaptureInputs, out_path: &Path) -> Result<Recording, PipelineError> {
+    pub fn build(
+        cfg: &WebConfig,
+        inputs: &CaptureInputs,
+        out_path: &Path,
+    ) -> Result<Recording, PipelineError> {
         gst::init().map_err(gst_err)?;
         let pipeline = gst::Pipeline::with_name("pipeline");
         // The system clock runs from the start; pulsesrc's own clock only advances once its
@@ -194,7 +212,9 @@ impl Recording {
             set(&src, "display-name", inputs.display.as_str())?;
             set(&src, "use-damage", false)?;
             set(&src, "show-pointer", false)?;
-            let rate_caps = gst::Caps::builder("video/x-raw").field("framerate", gst::Fraction::new(e.framerate, 1)).build();
+            let rate_caps = gst::Caps::builder("video/x-raw")
+                .field("framerate", gst::Fraction::new(e.framerate, 1))
+                .build();
             let src_caps = caps_filter(Some("video_src_caps"), rate_caps.clone())?;
             let in_queue = queue("video_input_queue", latency, true)?;
             let convert = make("videoconvert", Some("video_convert"))?;
@@ -206,7 +226,9 @@ impl Recording {
                 VideoCodec::H264 => h264_encoder(&cfg.encoding, cfg.encoder_threads)?,
                 VideoCodec::Vp8 => vec![vp8_encoder(&cfg.encoding, cfg.encoder_threads)?],
             };
-            let mut chain = vec![&src, &src_caps, &in_queue, &convert, &rate, &out_caps, &enc_queue];
+            let mut chain = vec![
+                &src, &src_caps, &in_queue, &convert, &rate, &out_caps, &enc_queue,
+            ];
             chain.extend(encoder.iter());
             pipeline.add_many(chain.iter().copied()).map_err(gst_err)?;
             link_chain(&chain)?;
@@ -231,10 +253,17 @@ impl Recording {
             set(&rate, "tolerance", AUDIO_RATE_TOLERANCE.as_nanos() as u64)?;
             let convert = make("audioconvert", Some("audio_convert"))?;
             let resample = make("audioresample", Some("audio_resample"))?;
-            let sample_rate = if codec == AudioCodec::Opus { 48_000 } else { e.audio_frequency };
+            let sample_rate = if codec == AudioCodec::Opus {
+                48_000
+            } else {
+                e.audio_frequency
+            };
             let caps = caps_filter(
                 Some("audio_caps"),
-                gst::Caps::builder("audio/x-raw").field("rate", sample_rate).field("channels", 2i32).build(),
+                gst::Caps::builder("audio/x-raw")
+                    .field("rate", sample_rate)
+                    .field("channels", 2i32)
+                    .build(),
             )?;
             let encoder = audio_encoder(codec, e)?;
             let mut chain = vec![&src, &in_queue, &rate, &convert, &resample, &caps];
@@ -252,20 +281,35 @@ impl Recording {
             watch_encoder_input(enc, timing.clone(), first);
         }
 
-        let bus = pipeline.bus().ok_or_else(|| gst_err("pipeline has no bus"))?;
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| gst_err("pipeline has no bus"))?;
         let bus_task = tokio::spawn(watch_bus(bus, tx));
-        Ok(Recording { pipeline, gate, events, timing, bus_task })
+        Ok(Recording {
+            pipeline,
+            gate,
+            events,
+            timing,
+            bus_task,
+        })
     }
 
     /// Starts capturing behind the closed gate: the sources connect and run, nothing is
     /// encoded or written yet.
     pub fn start_capture(&self) -> Result<(), PipelineError> {
-        self.pipeline.set_state(gst::State::Playing).map(|_| ()).map_err(|_| self.state_error("PLAYING"))
+        self.pipeline
+            .set_state(gst::State::Playing)
+            .map(|_| ())
+            .map_err(|_| self.state_error("PLAYING"))
     }
 
     /// Starts recording: everything captured from now on goes to the file.
     pub fn open_gate(&self) {
-        let now = self.pipeline.current_running_time().map(|t| t.nseconds()).unwrap_or(0);
+        let now = self
+            .pipeline
+            .current_running_time()
+            .map(|t| t.nseconds())
+            .unwrap_or(0);
         self.gate.at.store(now, Ordering::Release);
         self.gate.open.store(true, Ordering::Release);
         tracing::debug!(at = ?Duration::from_nanos(now), "recording gate open");
@@ -314,15 +358,23 @@ async fn watch_bus(bus: gst::Bus, tx: mpsc::UnboundedSender<GstEvent>) {
                 let _ = tx.send(GstEvent::Eos);
             }
             MessageView::Error(err) => {
-                let source = msg.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                let source = msg
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
                 tracing::error!(source, error = %err.error(), debug = ?err.debug(), "pipeline error");
                 let _ = tx.send(GstEvent::Error(err.error().to_string()));
             }
             MessageView::Warning(w) => {
-                let source = msg.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                let source = msg
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
                 tracing::warn!(source, warning = %w.error(), debug = ?w.debug(), "pipeline warning");
             }
-            MessageView::StateChanged(s) if msg.src().is_some_and(|src| src.name() == "pipeline") => {
+            MessageView::StateChanged(s)
+                if msg.src().is_some_and(|src| src.name() == "pipeline") =>
+            {
                 tracing::debug!(from = ?s.old(), to = ?s.current(), "pipeline state");
             }
             _ => {}

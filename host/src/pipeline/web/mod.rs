@@ -27,11 +27,23 @@ use crate::pipeline::job::{Job, StopRequest};
 pub use config::WebConfig;
 
 /// Runs a web recording to its end and returns the final info.
-pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: watch::Receiver<Option<StopRequest>>) -> EgressInfo {
+pub async fn run(
+    job: Job,
+    updates: mpsc::UnboundedSender<EgressInfo>,
+    stop: watch::Receiver<Option<StopRequest>>,
+) -> EgressInfo {
     // The layout's renderer picks the page (issue 4); its errors fail the egress as the
     // request's own do.
     let page = config::render_page(&job.config, &job.request, &job.plugins).await;
-    let cfg = match page.and_then(|page| WebConfig::with_page(&job.config, &job.request, &job.info.room_name, SystemTime::now(), page.as_deref())) {
+    let cfg = match page.and_then(|page| {
+        WebConfig::with_page(
+            &job.config,
+            &job.request,
+            &job.info.room_name,
+            SystemTime::now(),
+            page.as_deref(),
+        )
+    }) {
         Ok(cfg) => cfg,
         Err(e) => {
             let mut info = job.info;
@@ -39,7 +51,13 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
             return info;
         }
     };
-    let file = match FileOutput::open(&job.config, &job.request, &job.plugins, &job.work_dir, cfg.file.storage_path.clone()) {
+    let file = match FileOutput::open(
+        &job.config,
+        &job.request,
+        &job.plugins,
+        &job.work_dir,
+        cfg.file.storage_path.clone(),
+    ) {
         Ok(file) => file,
         Err(e) => {
             let mut info = job.info;
@@ -50,5 +68,7 @@ pub async fn run(job: Job, updates: mpsc::UnboundedSender<EgressInfo>, stop: wat
     let (storage, key) = file.destination();
     tracing::info!(egress_id = %cfg.egress_id, request_type = cfg.request_type.label(), source = ?cfg.source,
         file = %cfg.file.storage_path, storage, key = %key, backup = file.backup_label(), "starting web recording");
-    controller::Controller::new(job.config, cfg, job.info, job.work_dir, file, updates, stop).run().await
+    controller::Controller::new(job.config, cfg, job.info, job.work_dir, file, updates, stop)
+        .run()
+        .await
 }

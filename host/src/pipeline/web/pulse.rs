@@ -27,7 +27,10 @@ pub struct Pulse {
 }
 
 fn failed(reason: impl std::fmt::Display) -> PipelineError {
-    PipelineError::ProcessFailed { process: "pulse", reason: reason.to_string() }
+    PipelineError::ProcessFailed {
+        process: "pulse",
+        reason: reason.to_string(),
+    }
 }
 
 impl Pulse {
@@ -83,9 +86,16 @@ impl Pulse {
         match ready {
             Ok(Ok(())) => {
                 tracing::debug!(socket = %socket.display(), sink, "pulse ready");
-                Ok(Pulse { child, socket, sink: sink.to_owned() })
+                Ok(Pulse {
+                    child,
+                    socket,
+                    sink: sink.to_owned(),
+                })
             }
-            Ok(Err(reason)) => Err(failed(format!("{reason}; see {}", dir.join("pulse.log").display()))),
+            Ok(Err(reason)) => Err(failed(format!(
+                "{reason}; see {}",
+                dir.join("pulse.log").display()
+            ))),
             Err(_) => {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
@@ -125,7 +135,10 @@ impl Pulse {
                 .status()
                 .await;
             if !matches!(&status, Ok(s) if s.success()) {
-                tracing::warn!(?status, "pactl suspend-sink failed; the first second of audio may be silent");
+                tracing::warn!(
+                    ?status,
+                    "pactl suspend-sink failed; the first second of audio may be silent"
+                );
                 return;
             }
         }

@@ -12,10 +12,10 @@ use tokio::sync::mpsc;
 use super::chrome::{Chrome, ChromeOptions, PageSignal};
 use super::config::{WebConfig, redact_token};
 use super::display::Display;
-use crate::core::PipelineError;
 use super::gst::{CaptureInputs, Recording};
 use super::pulse::Pulse;
 use crate::config::ServiceConfig;
+use crate::core::PipelineError;
 
 pub struct WebSource {
     display: Display,
@@ -34,7 +34,10 @@ impl WebSource {
         output: PathBuf,
     ) -> Result<WebSource, PipelineError> {
         let e = &cfg.encoding;
-        let (display, pulse) = tokio::join!(Display::start(e.width, e.height, e.depth), Pulse::start(work_dir, &cfg.egress_id));
+        let (display, pulse) = tokio::join!(
+            Display::start(e.width, e.height, e.depth),
+            Pulse::start(work_dir, &cfg.egress_id)
+        );
         let (display, pulse) = match (display, pulse) {
             (Ok(d), Ok(p)) => (d, p),
             (Err(e), p) => {
@@ -49,7 +52,11 @@ impl WebSource {
             }
         };
 
-        let inputs = CaptureInputs { display: display.name(), pulse_server: pulse.server(), pulse_device: pulse.monitor() };
+        let inputs = CaptureInputs {
+            display: display.name(),
+            pulse_server: pulse.server(),
+            pulse_device: pulse.monitor(),
+        };
         let build_cfg = cfg.clone();
         let build = tokio::task::spawn_blocking(move || {
             let r = Recording::build(&build_cfg, &inputs, &output)?;
@@ -81,11 +88,18 @@ impl WebSource {
             }
         };
         let (chrome, recording) = tokio::join!(page, build);
-        let recording = recording.unwrap_or_else(|e| Err(PipelineError::Gst(format!("pipeline build panicked: {e}"))));
+        let recording = recording
+            .unwrap_or_else(|e| Err(PipelineError::Gst(format!("pipeline build panicked: {e}"))));
         match (chrome, recording) {
             (Ok(chrome), Ok(recording)) => {
                 pulse.restart_sink_clock().await;
-                Ok(WebSource { display, pulse, chrome, recording, signals })
+                Ok(WebSource {
+                    display,
+                    pulse,
+                    chrome,
+                    recording,
+                    signals,
+                })
             }
             (chrome, recording) => {
                 // A page error is what the user needs to see; a pipeline error otherwise.
@@ -111,7 +125,13 @@ impl WebSource {
     /// Stops capture first (so nothing reads from a display or sink that is going away), then
     /// Chrome, Xvfb and PulseAudio.
     pub async fn close(self) {
-        let WebSource { display, pulse, chrome, recording, .. } = self;
+        let WebSource {
+            display,
+            pulse,
+            chrome,
+            recording,
+            ..
+        } = self;
         recording.stop();
         tokio::join!(chrome.close(), display.stop(), pulse.stop());
     }

@@ -50,7 +50,9 @@ fn go_validate_url_table() {
 
 #[test]
 fn twitch_template_is_configurable() {
-    let rules = StreamUrlRules { twitch_ingest_template: "rtmp://127.0.0.1:1935/app/{stream_key}".into() };
+    let rules = StreamUrlRules {
+        twitch_ingest_template: "rtmp://127.0.0.1:1935/app/{stream_key}".into(),
+    };
     let s = parse_stream_url("twitch://abcdefghij", StreamKind::Rtmp, &rules).unwrap();
     assert_eq!(s.url, "rtmp://127.0.0.1:1935/app/abcdefghij");
     assert_eq!(s.redacted, "rtmp://127.0.0.1:1935/app/{abc...hij}");
@@ -73,7 +75,11 @@ fn go_get_url_table() {
         ("rtmp://any.contribute.live-video.net/app/streamkey", 1),
         ("rtmp://localhost:1935/live/streamkey", 2),
     ] {
-        assert_eq!(find_stream(&streams, candidate, &rules()), Ok(index), "{candidate}");
+        assert_eq!(
+            find_stream(&streams, candidate, &rules()),
+            Ok(index),
+            "{candidate}"
+        );
     }
 }
 
@@ -84,26 +90,50 @@ fn removal_by_redacted_form_only_when_unique() {
     let c = rtmp("rtmp://localhost:1935/other/abcdefghi").unwrap();
     let streams = vec![a.clone(), b, c.clone()];
     assert!(a.matches("rtmp://localhost:1935/live/streamkey1"));
-    assert_eq!(a.match_kind("rtmp://localhost:1935/live/{str...ey1}"), Some(UrlMatch::Redacted));
+    assert_eq!(
+        a.match_kind("rtmp://localhost:1935/live/{str...ey1}"),
+        Some(UrlMatch::Redacted)
+    );
     assert_eq!(find_stream(&streams, &c.redacted, &rules()), Ok(2));
-    assert_eq!(find_stream(&streams, "rtmp://localhost:1935/live/streamkey2", &rules()), Ok(1));
+    assert_eq!(
+        find_stream(&streams, "rtmp://localhost:1935/live/streamkey2", &rules()),
+        Ok(1)
+    );
     // streamkey1 → {str...ey1}, streamkey2 → {str...ey2}: distinct, so both unique.
-    assert_eq!(find_stream(&streams, "rtmp://localhost:1935/live/{str...ey2}", &rules()), Ok(1));
-    let twins = vec![rtmp("rtmp://h/live/abc123xyz").unwrap(), rtmp("rtmp://h/live/abc999xyz").unwrap()];
+    assert_eq!(
+        find_stream(&streams, "rtmp://localhost:1935/live/{str...ey2}", &rules()),
+        Ok(1)
+    );
+    let twins = vec![
+        rtmp("rtmp://h/live/abc123xyz").unwrap(),
+        rtmp("rtmp://h/live/abc999xyz").unwrap(),
+    ];
     assert_eq!(twins[0].redacted, twins[1].redacted);
     assert_eq!(
-        find_stream(&twins, "rtmp://h/live/{abc...xyz}", &rules()).unwrap_err().to_string(),
+        find_stream(&twins, "rtmp://h/live/{abc...xyz}", &rules())
+            .unwrap_err()
+            .to_string(),
         "stream rtmp://h/live/{abc...xyz} matches more than one output; remove it by its full url"
     );
-    assert_eq!(find_stream(&twins, "rtmp://h/live/abc999xyz", &rules()), Ok(1), "the raw url still works");
+    assert_eq!(
+        find_stream(&twins, "rtmp://h/live/abc999xyz", &rules()),
+        Ok(1),
+        "the raw url still works"
+    );
 }
 
 #[test]
 fn not_found_names_the_candidate_redacted() {
     let streams = vec![rtmp("rtmp://localhost/live/streamkey").unwrap()];
     let err = find_stream(&streams, "rtmp://localhost/live/otherkey99", &rules()).unwrap_err();
-    assert_eq!(err, FindError::NotFound("rtmp://localhost/live/{oth...y99}".into()));
-    assert_eq!(err.to_string(), "stream rtmp://localhost/live/{oth...y99} not found");
+    assert_eq!(
+        err,
+        FindError::NotFound("rtmp://localhost/live/{oth...y99}".into())
+    );
+    assert_eq!(
+        err.to_string(),
+        "stream rtmp://localhost/live/{oth...y99} not found"
+    );
 }
 
 #[test]
@@ -114,14 +144,25 @@ fn rtmp_format_errors_are_gos_text_with_the_url_redacted() {
         "invalid url rtmp://localhost/{str...key}: rtmp urls must be of format rtmp(s)://{host}(/{path})/{app}/{stream_key}( live=1)"
     );
     assert!(rtmp("rtmp://localhost").is_err());
-    assert!(rtmp("RTMP://localhost/live/key").is_err(), "Go's regex is case-sensitive (scheme check is not)");
-    assert!(rtmp("RTMP://localhost/live/key").unwrap_err().to_string().contains(RTMP_FORMAT));
+    assert!(
+        rtmp("RTMP://localhost/live/key").is_err(),
+        "Go's regex is case-sensitive (scheme check is not)"
+    );
+    assert!(
+        rtmp("RTMP://localhost/live/key")
+            .unwrap_err()
+            .to_string()
+            .contains(RTMP_FORMAT)
+    );
 }
 
 #[test]
 fn live_flag_and_paths() {
     let s = rtmp("rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl-mnop live=1").unwrap();
-    assert_eq!(s.redacted, "rtmp://a.rtmp.youtube.com/live2/{abc...nop} live=1");
+    assert_eq!(
+        s.redacted,
+        "rtmp://a.rtmp.youtube.com/live2/{abc...nop} live=1"
+    );
     assert_eq!(s.stream_key.as_deref(), Some("abcd-efgh-ijkl-mnop"));
     let s = rtmp("rtmp://host/a/b/app/key12").unwrap();
     assert_eq!(s.redacted, "rtmp://host/a/b/app/{k...2}");
@@ -140,7 +181,10 @@ fn scheme_mismatch_is_invalid_scheme() {
         ("rtmp://host/app/key", StreamKind::Websocket),
     ] {
         let err = parse_stream_url(raw, kind, &rules()).unwrap_err();
-        assert!(err.to_string().ends_with(": invalid scheme"), "{raw}: {err}");
+        assert!(
+            err.to_string().ends_with(": invalid scheme"),
+            "{raw}: {err}"
+        );
     }
 }
 
@@ -148,14 +192,25 @@ fn scheme_mismatch_is_invalid_scheme() {
 fn go_url_parse_failures() {
     assert_eq!(
         rtmp("rtmp://ho st/app/key").unwrap_err().to_string(),
-        "invalid url rtmp://ho st/app/{key}: invalid character \" \" in host name".replace("{key}", "{k...y}")
+        "invalid url rtmp://ho st/app/{key}: invalid character \" \" in host name"
+            .replace("{key}", "{k...y}")
     );
     assert_eq!(
-        rtmp("rtmp://host:abc/app/streamkey").unwrap_err().to_string(),
+        rtmp("rtmp://host:abc/app/streamkey")
+            .unwrap_err()
+            .to_string(),
         "invalid url rtmp://host:abc/app/{str...key}: invalid port \":abc\" after host"
     );
-    assert_eq!(rtmp(":nothing").unwrap_err().to_string(), "invalid url :nothing: missing protocol scheme");
-    assert!(rtmp("rtmp://host/app/key\n").unwrap_err().to_string().contains("invalid control character"));
+    assert_eq!(
+        rtmp(":nothing").unwrap_err().to_string(),
+        "invalid url :nothing: missing protocol scheme"
+    );
+    assert!(
+        rtmp("rtmp://host/app/key\n")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid control character")
+    );
     assert!(rtmp("").is_err());
 }
 
@@ -163,21 +218,46 @@ fn go_url_parse_failures() {
 fn stream_kind_follows_go() {
     let urls = |u: &[&str]| u.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let default = StreamProtocol::DefaultProtocol as i32;
-    assert_eq!(stream_kind(default, &urls(&["rtmps://x/a/k"]), RequestApi::V1), Ok(StreamKind::Rtmp));
-    assert_eq!(stream_kind(default, &urls(&["mux://k"]), RequestApi::V1), Ok(StreamKind::Rtmp));
-    assert_eq!(stream_kind(default, &urls(&["srt://x:1"]), RequestApi::V2), Ok(StreamKind::Srt));
-    assert_eq!(stream_kind(default, &urls(&["wss://x/"]), RequestApi::V2), Ok(StreamKind::Websocket));
     assert_eq!(
-        stream_kind(default, &[], RequestApi::V1).unwrap_err().to_string(),
+        stream_kind(default, &urls(&["rtmps://x/a/k"]), RequestApi::V1),
+        Ok(StreamKind::Rtmp)
+    );
+    assert_eq!(
+        stream_kind(default, &urls(&["mux://k"]), RequestApi::V1),
+        Ok(StreamKind::Rtmp)
+    );
+    assert_eq!(
+        stream_kind(default, &urls(&["srt://x:1"]), RequestApi::V2),
+        Ok(StreamKind::Srt)
+    );
+    assert_eq!(
+        stream_kind(default, &urls(&["wss://x/"]), RequestApi::V2),
+        Ok(StreamKind::Websocket)
+    );
+    assert_eq!(
+        stream_kind(default, &[], RequestApi::V1)
+            .unwrap_err()
+            .to_string(),
         "request has missing or invalid field: stream protocol"
     );
     assert_eq!(
-        stream_kind(default, &urls(&["http://x/a/secretkey123"]), RequestApi::V1).unwrap_err().to_string(),
+        stream_kind(default, &urls(&["http://x/a/secretkey123"]), RequestApi::V1)
+            .unwrap_err()
+            .to_string(),
         "invalid url http://x/a/secretkey123: invalid protocol"
     );
-    assert_eq!(stream_kind(StreamProtocol::Rtmp as i32, &[], RequestApi::V1), Ok(StreamKind::Rtmp));
-    assert_eq!(stream_kind(StreamProtocol::Srt as i32, &[], RequestApi::V1), Ok(StreamKind::Srt));
-    assert_eq!(stream_kind(StreamProtocol::Websocket as i32, &[], RequestApi::V2), Ok(StreamKind::Websocket));
+    assert_eq!(
+        stream_kind(StreamProtocol::Rtmp as i32, &[], RequestApi::V1),
+        Ok(StreamKind::Rtmp)
+    );
+    assert_eq!(
+        stream_kind(StreamProtocol::Srt as i32, &[], RequestApi::V1),
+        Ok(StreamKind::Srt)
+    );
+    assert_eq!(
+        stream_kind(StreamProtocol::Websocket as i32, &[], RequestApi::V2),
+        Ok(StreamKind::Websocket)
+    );
     assert!(stream_kind(StreamProtocol::Websocket as i32, &[], RequestApi::V1).is_err());
     assert!(stream_kind(42, &[], RequestApi::V2).is_err());
 }
@@ -211,21 +291,39 @@ fn srt_urls_parse_and_redact() {
         "srt://media.example.com:8890?streamid={...}&passphrase={...}&pbkeylen={...}&latency={...}&mode={...}"
     );
     let p = s.srt.clone().unwrap();
-    assert_eq!((p.host.as_str(), p.port, p.pbkeylen, p.latency_ms), ("media.example.com", 8890, 32, Some(200)));
+    assert_eq!(
+        (p.host.as_str(), p.port, p.pbkeylen, p.latency_ms),
+        ("media.example.com", 8890, 32, Some(200))
+    );
     assert_eq!(p.passphrase.as_deref(), Some("0123456789abc"));
     assert_eq!(p.streamid.as_deref(), Some("publish:live/secretkey"));
     for text in [format!("{s:?}"), format!("{p:?}"), s.to_string()] {
-        assert!(!text.contains("secretkey") && !text.contains("0123456789"), "{text}");
+        assert!(
+            !text.contains("secretkey") && !text.contains("0123456789"),
+            "{text}"
+        );
     }
-    let v6 = parse_stream_url("srt://[::1]:9000", StreamKind::Srt, &rules()).unwrap().srt.unwrap();
+    let v6 = parse_stream_url("srt://[::1]:9000", StreamKind::Srt, &rules())
+        .unwrap()
+        .srt
+        .unwrap();
     assert_eq!((v6.host.as_str(), v6.port), ("::1", 9000));
-    let enc = parse_stream_url("srt://h:1?streamid=%23!%3A%3Ar%3Dlive", StreamKind::Srt, &rules()).unwrap();
+    let enc = parse_stream_url(
+        "srt://h:1?streamid=%23!%3A%3Ar%3Dlive",
+        StreamKind::Srt,
+        &rules(),
+    )
+    .unwrap();
     assert_eq!(enc.srt.unwrap().streamid.as_deref(), Some("#!::r=live"));
 }
 
 #[test]
 fn srt_errors_are_clear() {
-    let err = |raw: &str| parse_stream_url(raw, StreamKind::Srt, &rules()).unwrap_err().to_string();
+    let err = |raw: &str| {
+        parse_stream_url(raw, StreamKind::Srt, &rules())
+            .unwrap_err()
+            .to_string()
+    };
     assert_eq!(
         err("srt://h:1?mode=listener&passphrase=0123456789"),
         "invalid url srt://h:1?mode={...}&passphrase={...}: srt mode listener is not supported: the egress connects as caller"
@@ -241,7 +339,9 @@ fn srt_errors_are_clear() {
     );
     assert!(err("srt://h:1?pbkeylen=20").ends_with("srt pbkeylen must be 0, 16, 24 or 32"));
     assert!(err("srt://h:1?latency=abc").ends_with("srt latency must be a number of milliseconds"));
-    assert!(err(&format!("srt://h:1?streamid={}", "x".repeat(513))).ends_with("at most 512 characters"));
+    assert!(
+        err(&format!("srt://h:1?streamid={}", "x".repeat(513))).ends_with("at most 512 characters")
+    );
 }
 
 #[test]
@@ -252,8 +352,14 @@ fn websocket_urls_redact_query_and_password() {
         &rules(),
     )
     .unwrap();
-    assert_eq!(s.redacted, "wss://user:{...}@ws.example.com/audio?token={...}&room={...}&flag");
-    assert_eq!(s.url, "wss://user:hunter2@ws.example.com/audio?token=abc&room=r1&flag");
+    assert_eq!(
+        s.redacted,
+        "wss://user:{...}@ws.example.com/audio?token={...}&room={...}&flag"
+    );
+    assert_eq!(
+        s.url,
+        "wss://user:hunter2@ws.example.com/audio?token=abc&room=r1&flag"
+    );
     assert!(parse_stream_url("ws:///nohost", StreamKind::Websocket, &rules()).is_err());
 }
 
@@ -263,7 +369,10 @@ fn redact_stream_url_covers_every_form() {
         ("mux://abcdefghijkl", "mux://{abc...jkl}"),
         ("twitch://live_123_abc", "twitch://{liv...abc}"),
         ("rtmp://h/app/streamkey", "rtmp://h/app/{str...key}"),
-        ("rtmps://u:pw@h/app/streamkey", "rtmps://u:{...}@h/app/{str...key}"),
+        (
+            "rtmps://u:pw@h/app/streamkey",
+            "rtmps://u:{...}@h/app/{str...key}",
+        ),
         (
             "rtmps://live-api-s.facebook.com:443/rtmp/123456789?s_bl=1&a=AbCdEfGh",
             "rtmps://live-api-s.facebook.com:443/rtmp/{123...789}?s_bl={...}&a={...}",
