@@ -143,7 +143,7 @@ async fn assert_good_recording(file: &Path, seconds: f64, tolerance: f64) {
 /// does not trust the test CA, and accepted with full verification by one that does.
 #[tokio::test]
 async fn mediamtx_records_rtmp_and_rtmps() {
-    let mut mtx = MediaMtx::start().await;
+    let mtx = MediaMtx::start().await;
     let (rtmp, rtmps) = tokio::join!(
         push(rtmp_push(&mtx.rtmp_url("live/rtmp"), "", 4), 4),
         // GLib's TLS checks everything unless told otherwise; 0 turns validation off.

@@ -453,8 +453,11 @@ async fn run_loop<R: Recorder>(session: &mut Session, recorder: &mut R) -> Flow 
 /// sends, until the recorder leaves.
 pub struct Subscription<T, E> {
     events: mpsc::Receiver<T>,
-    task: Option<(JoinHandle<Result<(), E>>, watch::Sender<bool>)>,
+    task: Option<SubscriberTask<E>>,
 }
+
+/// The running subscriber and the switch that asks it to stop.
+type SubscriberTask<E> = (JoinHandle<Result<(), E>>, watch::Sender<bool>);
 
 impl<T: Send + 'static, E: std::fmt::Display + Send + 'static> Subscription<T, E> {
     /// Spawns `run(events, stop)` with a queue of `queue` events between it and the recorder.

@@ -420,7 +420,7 @@ impl PluginRegistry {
         let wanted = scheme.trim_end_matches("://").to_ascii_lowercase();
         self.live
             .iter()
-            .find(|l| l.descriptor.schemes.iter().any(|s| *s == wanted))
+            .find(|l| l.descriptor.schemes.contains(&wanted))
             .ok_or_else(|| {
                 let mut served: Vec<String> = self
                     .live

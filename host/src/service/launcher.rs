@@ -253,15 +253,14 @@ impl Launcher {
             .unwrap_or_else(|e| e.into_inner())
             .get(egress_id)
             .cloned();
-        if let Some(link) = link {
-            if let Err(e) = link
+        if let Some(link) = link
+            && let Err(e) = link
                 .send(service_msg::Kind::Kill(ipc::Stop {
                     reason: error.to_owned(),
                 }))
                 .await
-            {
-                tracing::warn!(egress_id, error = %e, "could not deliver kill to handler");
-            }
+        {
+            tracing::warn!(egress_id, error = %e, "could not deliver kill to handler");
         }
     }
 

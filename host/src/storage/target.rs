@@ -154,9 +154,9 @@ pub struct Targets {
 /// Resolves the storage of the request's (single) file output.
 pub fn for_file_output(config: &ServiceConfig, request: &StartEgressRequest) -> Targets {
     let primary = request_storage(config, request)
-        .or_else(|| config.storage.as_ref().and_then(|s| from_service(s)))
+        .or_else(|| config.storage.as_ref().and_then(from_service))
         .unwrap_or_else(StorageTarget::local);
-    let backup = config.backup.as_ref().and_then(|s| from_service(s));
+    let backup = config.backup.as_ref().and_then(from_service);
     Targets { primary, backup }
 }
 
@@ -257,9 +257,9 @@ fn v2_output_storage(
 
 fn with_fallbacks(config: &ServiceConfig, requested: Option<StorageTarget>) -> Targets {
     let primary = requested
-        .or_else(|| config.storage.as_ref().and_then(|s| from_service(s)))
+        .or_else(|| config.storage.as_ref().and_then(from_service))
         .unwrap_or_else(StorageTarget::local);
-    let backup = config.backup.as_ref().and_then(|s| from_service(s));
+    let backup = config.backup.as_ref().and_then(from_service);
     Targets { primary, backup }
 }
 

@@ -458,6 +458,121 @@ pub fn content_type_for(path: &str) -> &'static str {
     }
 }
 
+/// Uploads an object held in memory (an image, a playlist version): the same verification,
+/// whole-object retries, backup fallback and metrics as [`upload_file`], without a local file.
+pub async fn upload_bytes(
+    dests: &Destinations,
+    data: bytes::Bytes,
+    content_type: &str,
+) -> Result<Uploaded, UploadError> {
+    let completed: CompletedAt = Arc::new(OnceLock::from(Instant::now()));
+    let primary = match bytes_to_destination(&dests.primary, &data, content_type).await {
+        Ok(u) => {
+            counted(
+                &dests.primary,
+                content_type,
+                UploadStatus::Success,
+                since(&completed),
+            );
+            return Ok(u);
+        }
+        Err(e) => {
+            counted(
+                &dests.primary,
+                content_type,
+                UploadStatus::of_error(&e),
+                since(&completed),
+            );
+            e
+        }
+    };
+    let Some(backup) = &dests.backup else {
+        return Err(UploadError::Primary {
+            label: dests.primary.label,
+            reason: primary.to_string(),
+        });
+    };
+    tracing::warn!(storage = dests.primary.label, error = %primary, backup = backup.label,
+        "primary storage failed; uploading to the backup storage");
+    match bytes_to_destination(backup, &data, content_type).await {
+        Ok(mut u) => {
+            counted(
+                backup,
+                content_type,
+                UploadStatus::Success,
+                since(&completed),
+            );
+            u.backup_used = true;
+            Ok(u)
+        }
+        Err(e) => {
+            counted(
+                backup,
+                content_type,
+                UploadStatus::of_error(&e),
+                since(&completed),
+            );
+            Err(UploadError::Both {
+                primary: format!("{} upload failed: {primary}", dests.primary.label),
+                backup: format!("{} upload failed: {e}", backup.label),
+            })
+        }
+    }
+}
+
+/// One storage, with whole-object retries for retryable errors.
+async fn bytes_to_destination(
+    dest: &Destination,
+    data: &bytes::Bytes,
+    content_type: &str,
+) -> Result<Uploaded, SinkError> {
+    let sha256: [u8; 32] = Sha256::digest(data).into();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let err = match send_bytes(dest, data, content_type, &sha256).await {
+            Ok(u) => return Ok(u),
+            Err(e) => e,
+        };
+        if !err.is_retryable() || attempt >= OBJECT_ATTEMPTS {
+            return Err(err);
+        }
+        let delay = RETRY_DELAYS[(attempt as usize - 1).min(RETRY_DELAYS.len() - 1)];
+        tracing::warn!(storage = dest.label, key = %dest.key, attempt, error = %err, ?delay, "upload failed; sending the object again");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn send_bytes(
+    dest: &Destination,
+    data: &bytes::Bytes,
+    content_type: &str,
+    sha256: &[u8; 32],
+) -> Result<Uploaded, SinkError> {
+    let spec = ObjectSpec::new(dest.key.clone())
+        .with_content_type(content_type)
+        .with_expected_size(data.len() as u64);
+    let mut object = dest.factory.open(spec).await?;
+    if let Err(e) = object.write(data.clone()).await {
+        object.abort().await;
+        return Err(e);
+    }
+    let receipt: Receipt = object.finish().await?;
+    if receipt.size != data.len() as u64 || &receipt.sha256 != sha256 {
+        return Err(SinkError::permanent(format!(
+            "the stored object does not match what was sent ({} bytes stored, {} sent)",
+            receipt.size,
+            data.len()
+        )));
+    }
+    Ok(Uploaded {
+        location: receipt.location,
+        size: receipt.size,
+        sha256: *sha256,
+        backup_used: false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     //! The upload logic against an in-memory sink (a mock is fine here: the real sinks are
@@ -725,119 +840,4 @@ mod tests {
         assert_eq!(content_type_for("x.json"), "application/json");
         assert_eq!(content_type_for("noext"), "application/octet-stream");
     }
-}
-
-/// Uploads an object held in memory (an image, a playlist version): the same verification,
-/// whole-object retries, backup fallback and metrics as [`upload_file`], without a local file.
-pub async fn upload_bytes(
-    dests: &Destinations,
-    data: bytes::Bytes,
-    content_type: &str,
-) -> Result<Uploaded, UploadError> {
-    let completed: CompletedAt = Arc::new(OnceLock::from(Instant::now()));
-    let primary = match bytes_to_destination(&dests.primary, &data, content_type).await {
-        Ok(u) => {
-            counted(
-                &dests.primary,
-                content_type,
-                UploadStatus::Success,
-                since(&completed),
-            );
-            return Ok(u);
-        }
-        Err(e) => {
-            counted(
-                &dests.primary,
-                content_type,
-                UploadStatus::of_error(&e),
-                since(&completed),
-            );
-            e
-        }
-    };
-    let Some(backup) = &dests.backup else {
-        return Err(UploadError::Primary {
-            label: dests.primary.label,
-            reason: primary.to_string(),
-        });
-    };
-    tracing::warn!(storage = dests.primary.label, error = %primary, backup = backup.label,
-        "primary storage failed; uploading to the backup storage");
-    match bytes_to_destination(backup, &data, content_type).await {
-        Ok(mut u) => {
-            counted(
-                backup,
-                content_type,
-                UploadStatus::Success,
-                since(&completed),
-            );
-            u.backup_used = true;
-            Ok(u)
-        }
-        Err(e) => {
-            counted(
-                backup,
-                content_type,
-                UploadStatus::of_error(&e),
-                since(&completed),
-            );
-            Err(UploadError::Both {
-                primary: format!("{} upload failed: {primary}", dests.primary.label),
-                backup: format!("{} upload failed: {e}", backup.label),
-            })
-        }
-    }
-}
-
-/// One storage, with whole-object retries for retryable errors.
-async fn bytes_to_destination(
-    dest: &Destination,
-    data: &bytes::Bytes,
-    content_type: &str,
-) -> Result<Uploaded, SinkError> {
-    let sha256: [u8; 32] = Sha256::digest(data).into();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let err = match send_bytes(dest, data, content_type, &sha256).await {
-            Ok(u) => return Ok(u),
-            Err(e) => e,
-        };
-        if !err.is_retryable() || attempt >= OBJECT_ATTEMPTS {
-            return Err(err);
-        }
-        let delay = RETRY_DELAYS[(attempt as usize - 1).min(RETRY_DELAYS.len() - 1)];
-        tracing::warn!(storage = dest.label, key = %dest.key, attempt, error = %err, ?delay, "upload failed; sending the object again");
-        tokio::time::sleep(delay).await;
-    }
-}
-
-async fn send_bytes(
-    dest: &Destination,
-    data: &bytes::Bytes,
-    content_type: &str,
-    sha256: &[u8; 32],
-) -> Result<Uploaded, SinkError> {
-    let spec = ObjectSpec::new(dest.key.clone())
-        .with_content_type(content_type)
-        .with_expected_size(data.len() as u64);
-    let mut object = dest.factory.open(spec).await?;
-    if let Err(e) = object.write(data.clone()).await {
-        object.abort().await;
-        return Err(e);
-    }
-    let receipt: Receipt = object.finish().await?;
-    if receipt.size != data.len() as u64 || &receipt.sha256 != sha256 {
-        return Err(SinkError::permanent(format!(
-            "the stored object does not match what was sent ({} bytes stored, {} sent)",
-            receipt.size,
-            data.len()
-        )));
-    }
-    Ok(Uploaded {
-        location: receipt.location,
-        size: receipt.size,
-        sha256: *sha256,
-        backup_used: false,
-    })
 }

@@ -567,9 +567,7 @@ async fn drive(
 ) -> Result<Session, WebrtcError> {
     let mut rtc_events = Vec::new();
     // A resume of the signalling session in progress (the media keeps flowing meanwhile).
-    let mut resuming: Option<
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>,
-    > = None;
+    let mut resuming: Option<futures_util::future::BoxFuture<'_, Result<(), String>>> = None;
     loop {
         for action in std::mem::take(&mut state.actions) {
             match action {

@@ -248,9 +248,7 @@ async fn drive(
 ) -> Result<(), WebrtcError> {
     let mut rtc_events = Vec::new();
     // A resume of the signalling session in progress (the media keeps flowing meanwhile).
-    let mut resuming: Option<
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>,
-    > = None;
+    let mut resuming: Option<futures_util::future::BoxFuture<'_, Result<(), String>>> = None;
     loop {
         if let Some((participant_sid, identity, info)) = &state.found
             && !state.subscribed

@@ -133,7 +133,7 @@ struct SrtSession {
 #[async_trait]
 impl LiveSession for SrtSession {
     async fn send(&mut self, chunk: LiveChunk<'_>) -> Result<(), SinkError> {
-        if chunk.data.len() % 188 != 0 || chunk.data.first().is_some_and(|b| *b != 0x47) {
+        if !chunk.data.len().is_multiple_of(188) || chunk.data.first().is_some_and(|b| *b != 0x47) {
             return Err(SinkError::permanent(format!(
                 "not MPEG-TS packets: {} bytes, not a multiple of 188 starting with 0x47",
                 chunk.data.len()

@@ -426,13 +426,16 @@ mod tests {
     struct Fake {
         connects: Mutex<Vec<Result<(), SinkError>>>,
         attempts: Mutex<Vec<Instant>>,
-        received: Arc<Mutex<Vec<(usize, Vec<u8>, Duration, bool, bool)>>>,
+        received: Received,
         fail_send_after: Option<usize>,
     }
 
+    /// What the fake sessions were sent: (session id, bytes, pts, keyframe, header).
+    type Received = Arc<Mutex<Vec<(usize, Vec<u8>, Duration, bool, bool)>>>;
+
     struct FakeSession {
         id: usize,
-        received: Arc<Mutex<Vec<(usize, Vec<u8>, Duration, bool, bool)>>>,
+        received: Received,
         sent: usize,
         fail_after: Option<usize>,
         bytes: u64,

@@ -300,8 +300,11 @@ mod tests {
     use super::*;
     use egress_plugin_api::{LiveChunk, LiveFactory, LiveSession, SinkError};
 
-    struct Collect(Arc<Mutex<Vec<(Vec<u8>, bool, bool)>>>);
-    struct CollectSession(Arc<Mutex<Vec<(Vec<u8>, bool, bool)>>>);
+    /// The chunks a session was sent: (bytes, keyframe, header).
+    type Chunks = Arc<Mutex<Vec<(Vec<u8>, bool, bool)>>>;
+
+    struct Collect(Chunks);
+    struct CollectSession(Chunks);
 
     #[egress_plugin_api::async_trait]
     impl LiveFactory for Collect {
