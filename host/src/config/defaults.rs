@@ -32,6 +32,13 @@ pub const DEFAULT_OLD_PACKET_THRESHOLD: Duration = Duration::from_millis(2200);
 pub const DEFAULT_AUDIO_TEMPO_ADJUSTMENT_RATE: f64 = 0.05;
 pub const MAX_AUDIO_TEMPO_ADJUSTMENT_RATE: f64 = 0.2;
 
+// Live stream reconnects (ours; see `StreamReconnect`). The window is Mux's and Agora's.
+pub const DEFAULT_STREAM_RECONNECT_WINDOW: Duration = Duration::from_secs(60);
+pub const DEFAULT_STREAM_RECONNECT_INITIAL_DELAY: Duration = Duration::from_millis(500);
+pub const DEFAULT_STREAM_RECONNECT_MAX_DELAY: Duration = Duration::from_secs(10);
+pub const DEFAULT_STREAM_RECONNECT_MIN_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_STREAM_RECONNECT_JITTER: f64 = 0.2;
+
 // Per-request S3 defaults (`pkg/config/storage.go`).
 pub const DEFAULT_S3_MAX_RETRIES: u32 = 5;
 pub const DEFAULT_S3_MAX_RETRY_DELAY: Duration = Duration::from_secs(5);

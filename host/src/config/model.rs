@@ -74,6 +74,8 @@ pub struct ServiceConfig {
     pub enable_sync_engine: bool,
     pub audio_tempo_controller: AudioTempoController,
     pub test_overrides: TestOverrides,
+    /// How a live stream destination that dropped is tried again, and when it is given up.
+    pub stream_reconnect: StreamReconnect,
 
     // service only
     /// 0 = off.
@@ -471,6 +473,46 @@ pub struct AudioTempoController {
     pub enabled: bool,
     /// In (0, 0.2]; default 0.05.
     pub adjustment_rate: f64,
+}
+
+/// `stream_reconnect:`: the reconnect policy of live stream destinations (RTMP, RTMPS, SRT). The
+/// Go egress has no such keys: it retries RTMP as fast as errors come, gives up 30 s after the
+/// first disconnect, and fails an SRT URL on its first error. `window: 30s`, `initial_delay: 0`,
+/// `min_interval: 0`, `jitter: 0` and `retry_srt: false` bring all of that back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamReconnect {
+    /// How long an outage may last before the URL is FAILED (default 60s). 0 fails a URL at its
+    /// first drop, without a retry.
+    #[serde(with = "duration")]
+    pub window: Duration,
+    /// The delay before the first retry of an outage (default 500ms); it doubles per attempt.
+    #[serde(with = "duration")]
+    pub initial_delay: Duration,
+    /// The longest delay between two attempts (default 10s).
+    #[serde(with = "duration")]
+    pub max_delay: Duration,
+    /// Attempts start at least this far apart, whatever the delay (default 1s).
+    #[serde(with = "duration")]
+    pub min_interval: Duration,
+    /// Each delay is varied by up to ± this fraction, in [0, 1] (default 0.2).
+    pub jitter: f64,
+    /// Whether SRT URLs are retried like RTMP ones (default true). `false` is Go's behaviour:
+    /// an SRT URL fails at its first error.
+    pub retry_srt: bool,
+}
+
+impl Default for StreamReconnect {
+    fn default() -> Self {
+        use super::defaults::*;
+        StreamReconnect {
+            window: DEFAULT_STREAM_RECONNECT_WINDOW,
+            initial_delay: DEFAULT_STREAM_RECONNECT_INITIAL_DELAY,
+            max_delay: DEFAULT_STREAM_RECONNECT_MAX_DELAY,
+            min_interval: DEFAULT_STREAM_RECONNECT_MIN_INTERVAL,
+            jitter: DEFAULT_STREAM_RECONNECT_JITTER,
+            retry_srt: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

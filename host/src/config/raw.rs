@@ -58,6 +58,7 @@ pub(crate) struct RawConfig {
     pub enable_sync_engine: bool,
     pub audio_tempo_controller: AudioTempoController,
     pub test_overrides: TestOverrides,
+    pub stream_reconnect: RawStreamReconnect,
 
     pub health_port: u16,
     pub template_port: u16,
@@ -117,4 +118,17 @@ pub(crate) struct RawCpuCost {
     pub memory_source: String,
     pub memory_kill_grace_sec: u32,
     pub cpu_kill_grace_sec: i64,
+}
+
+/// `stream_reconnect:` as written: an absent key takes the default, and 0 is a value (a window
+/// of 0 fails a URL at its first drop), so the durations are optional here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawStreamReconnect {
+    pub window: Option<GoDuration>,
+    pub initial_delay: Option<GoDuration>,
+    pub max_delay: Option<GoDuration>,
+    pub min_interval: Option<GoDuration>,
+    pub jitter: Option<f64>,
+    pub retry_srt: Option<bool>,
 }

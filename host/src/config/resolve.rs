@@ -9,9 +9,9 @@ use super::error::{ConfigIssue, ConfigWarning};
 use super::model::{
     AliOssConfig, AudioTempoController, AzureConfig, CpuCostConfig, DebugConfig, GcpConfig,
     LatencyConfig, LoggingConfig, MemorySource, PluginEntry, PluginSource, ProxyConfig,
-    RedisConfig, S3Config, ServiceConfig, StorageConfig, WasmSandbox,
+    RedisConfig, S3Config, ServiceConfig, StorageConfig, StreamReconnect, WasmSandbox,
 };
-use super::raw::{RawConfig, RawCpuCost, RawPlugin};
+use super::raw::{RawConfig, RawCpuCost, RawPlugin, RawStreamReconnect};
 use super::secret::Secret;
 
 use super::defaults::*;
@@ -165,6 +165,7 @@ impl<'a> Resolver<'a> {
         }
 
         let audio_tempo_controller = self.audio_tempo(raw.audio_tempo_controller);
+        let stream_reconnect = self.stream_reconnect(raw.stream_reconnect);
         let cpu_cost = self.cpu_cost(raw.cpu_cost);
         let plugins = raw.plugins.map(|entries| self.plugins(entries));
 
@@ -209,6 +210,7 @@ impl<'a> Resolver<'a> {
             enable_sync_engine: raw.enable_sync_engine,
             audio_tempo_controller,
             test_overrides: raw.test_overrides,
+            stream_reconnect,
             health_port: raw.health_port,
             template_port,
             prometheus_port: raw.prometheus_port,
@@ -642,6 +644,38 @@ impl<'a> Resolver<'a> {
                 ),
             );
         }
+    }
+
+    /// `stream_reconnect:`: absent keys take the defaults; the delays must not contradict each
+    /// other and the jitter is a fraction.
+    fn stream_reconnect(&mut self, raw: RawStreamReconnect) -> StreamReconnect {
+        let default = StreamReconnect::default();
+        let pick = |v: Option<super::raw::GoDuration>, d: Duration| v.map_or(d, |v| v.0);
+        let r = StreamReconnect {
+            window: pick(raw.window, default.window),
+            initial_delay: pick(raw.initial_delay, default.initial_delay),
+            max_delay: pick(raw.max_delay, default.max_delay),
+            min_interval: pick(raw.min_interval, default.min_interval),
+            jitter: raw.jitter.unwrap_or(default.jitter),
+            retry_srt: raw.retry_srt.unwrap_or(default.retry_srt),
+        };
+        if r.max_delay < r.initial_delay {
+            self.invalid(
+                "stream_reconnect.max_delay",
+                format!(
+                    "{} is less than initial_delay ({})",
+                    super::duration::format(r.max_delay),
+                    super::duration::format(r.initial_delay)
+                ),
+            );
+        }
+        if !(r.jitter.is_finite() && (0.0..=1.0).contains(&r.jitter)) {
+            self.invalid(
+                "stream_reconnect.jitter",
+                format!("{} must be between 0 and 1", r.jitter),
+            );
+        }
+        r
     }
 
     fn audio_tempo(&mut self, mut a: AudioTempoController) -> AudioTempoController {

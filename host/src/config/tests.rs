@@ -747,3 +747,86 @@ proptest::proptest! {
         let _ = parse(&format!("{key}: {value}\n"), &EmptyEnv);
     }
 }
+
+#[test]
+fn stream_reconnect_defaults_keys_and_rules() {
+    // A Go config has no such section: the defaults apply, with no warning.
+    let c = ok(MINIMAL).config.stream_reconnect;
+    assert_eq!(c, StreamReconnect::default());
+    assert_eq!(c.window, Duration::from_secs(60));
+    assert_eq!(c.initial_delay, Duration::from_millis(500));
+    assert_eq!(c.max_delay, Duration::from_secs(10));
+    assert_eq!(c.min_interval, Duration::from_secs(1));
+    assert_eq!(c.jitter, 0.2);
+    assert!(c.retry_srt);
+
+    // Every key; 0 is a value (a window of 0 fails a URL at its first drop), not "default".
+    let loaded = ok(&with(
+        "stream_reconnect:\n  window: 0\n  initial_delay: 0s\n  max_delay: 2s\n  min_interval: 0s\n  jitter: 0\n  retry_srt: false\n",
+    ));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.config.stream_reconnect,
+        StreamReconnect {
+            window: Duration::ZERO,
+            initial_delay: Duration::ZERO,
+            max_delay: Duration::from_secs(2),
+            min_interval: Duration::ZERO,
+            jitter: 0.0,
+            retry_srt: false,
+        }
+    );
+    // Absent keys keep their defaults beside set ones; a null section is the defaults.
+    let c = ok(&with("stream_reconnect:\n  window: 5s\n"))
+        .config
+        .stream_reconnect;
+    assert_eq!(c.window, Duration::from_secs(5));
+    assert_eq!(c.max_delay, Duration::from_secs(10));
+    assert_eq!(
+        ok(&with("stream_reconnect:\n")).config.stream_reconnect,
+        StreamReconnect::default()
+    );
+
+    // Unknown keys are warnings with their path, as everywhere.
+    let loaded = ok(&with("stream_reconnect:\n  windows: 5s\n"));
+    assert_eq!(
+        warnings(&loaded),
+        ["unknown key stream_reconnect.windows (ignored)"]
+    );
+    // Bad values are errors naming the key.
+    assert_eq!(
+        errors(&with(
+            "stream_reconnect:\n  initial_delay: 20s\n  max_delay: 10s\n  jitter: 1.5\n"
+        )),
+        [
+            "invalid value for stream_reconnect.max_delay: 10s is less than initial_delay (20s)",
+            "invalid value for stream_reconnect.jitter: 1.5 must be between 0 and 1",
+        ]
+    );
+    let errs = errors(&with("stream_reconnect:\n  window: -5s\n"));
+    assert!(
+        errs.len() == 1
+            && errs[0].contains("stream_reconnect.window")
+            && errs[0].contains("negative"),
+        "{errs:?}"
+    );
+    let errs = errors(&with("stream_reconnect:\n  retry_srt: sometimes\n"));
+    assert!(
+        errs.len() == 1 && errs[0].contains("stream_reconnect.retry_srt"),
+        "{errs:?}"
+    );
+
+    // The printed config carries the section and parses back to it.
+    let c = ok(&with(
+        "stream_reconnect:\n  window: 90s\n  retry_srt: false\n",
+    ))
+    .config;
+    let yaml = c.to_redacted_yaml();
+    assert!(
+        yaml.contains("stream_reconnect:\n  window: 1m30s\n"),
+        "{yaml}"
+    );
+    let again = ok(&yaml);
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    assert_eq!(again.config.stream_reconnect, c.stream_reconnect);
+}

@@ -124,7 +124,7 @@ impl StreamOutput {
             },
             headers: self.tap.headers.clone(),
             keyframes: self.tap.keyframes.clone(),
-            policy: self.policy,
+            policy: self.policy.for_kind(self.kind),
             events,
         });
         if let Ok(mut fanout) = self.tap.fanout.lock() {
