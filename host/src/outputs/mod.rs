@@ -1,14 +1,11 @@
 //! What a recording writes, one module per kind of output, below the recorders and above
 //! storage: the request's outputs parsed once ([`plan`]), a file from the work dir to its
-//! storage ([`file`]), PCM to a websocket ([`websocket`], decoded by [`pcm`]), the manifest
-//! ([`manifest`]), and what `EgressInfo` says of them all ([`OutputSet`]).
-//!
-//! Where the next kinds go (each one module here, plus one branch per recorder that produces
-//! it; see ARCHITECTURE.md): `stream` (RTMP/SRT: per-URL `StreamInfo` in
-//! [`OutputSet::streams`], UpdateStream), `segments` (HLS: `segment_results`) and `images`
-//! (`image_results`). Their request fields are already parsed ([`StreamSpec`],
-//! [`SegmentsSpec`], [`ImagesSpec`]) and refused in one place
-//! ([`OutputPlan::refuse_not_yet_supported`]).
+//! storage ([`file`]), PCM to a websocket ([`websocket`], decoded by [`pcm`]), live streams
+//! ([`stream`]), HLS segments ([`segments`]), images ([`images`]), the manifest
+//! ([`manifest`]), and what `EgressInfo` says of them all ([`OutputSet`]). The kinds that take
+//! the media as it is encoded attach to a recorder's encoder tees ([`tap`]) through one call
+//! ([`live::attach`]); a recorder refuses what it cannot produce in one place
+//! ([`OutputPlan::refuse_unsupported`]).
 //!
 //! Invariant: `outputs` knows no recorder; recorders hand it bytes (a file they write, frames
 //! for the websocket) and their start and end.
@@ -17,6 +14,7 @@ pub mod context;
 pub mod file;
 pub mod filename;
 pub mod images;
+pub mod live;
 pub mod manifest;
 pub mod pcm;
 pub mod plan;
@@ -117,7 +115,12 @@ impl OutputSet {
     /// When every output of the egress is a stream and all have FAILED: the last error (Go
     /// fails the egress when its last output fails).
     pub fn all_live_failed(&self) -> Option<String> {
-        if !self.files.is_empty() || !self.streams.is_empty() {
+        // Files, the websocket, segments and images still record.
+        if !self.files.is_empty()
+            || !self.streams.is_empty()
+            || self.segments.is_some()
+            || !self.images.is_empty()
+        {
             return None;
         }
         self.live.as_ref().and_then(|l| l.all_failed())

@@ -5,7 +5,7 @@
 //! The plan is parsed without failing; what is wrong with it is answered by two checks that each
 //! recorder's config calls where the Go egress checks it, so the same bad request gets the same
 //! error as in Go: [`OutputPlan::check`] (malformed: a second file output, a v2 output without a
-//! config, no v2 outputs at all) and [`OutputPlan::refuse_not_yet_supported`] (kinds this build
+//! config, no v2 outputs at all) and [`OutputPlan::refuse_unsupported`] (kinds this build
 //! cannot produce yet, the one place they are refused).
 
 use egress_proto::livekit::{
@@ -308,17 +308,6 @@ impl OutputPlan {
         }
     }
 
-    /// Refuses the first output kind this build cannot produce yet, in the Go egress's order,
-    /// with its "… is not yet supported" text. The only place outputs are refused.
-    pub fn refuse_not_yet_supported(&self) -> Result<(), RpcError> {
-        for (kind, feature) in NOT_YET_SUPPORTED {
-            if self.has(kind) {
-                return Err(errors::not_supported(feature));
-            }
-        }
-        Ok(())
-    }
-
     /// Refuses the first output kind the recorder cannot produce (`produces`), in the Go
     /// egress's order, with its "… is not yet supported" text: a recorder that produces
     /// streams, segments and images refuses none of them.
@@ -433,7 +422,9 @@ mod tests {
             ..Default::default()
         }));
         assert_eq!(
-            plan.refuse_not_yet_supported().unwrap_err().message,
+            plan.refuse_unsupported(&[OutputKind::File])
+                .unwrap_err()
+                .message,
             "stream output is not yet supported"
         );
         assert!(matches!(&plan.outputs[0], Output::Stream(s) if s.urls == ["rtmp://a/b"]));
@@ -443,7 +434,9 @@ mod tests {
             ..Default::default()
         }));
         assert_eq!(
-            plan.refuse_not_yet_supported().unwrap_err().message,
+            plan.refuse_unsupported(&[OutputKind::File])
+                .unwrap_err()
+                .message,
             "segment output is not yet supported"
         );
         assert!(plan.check().is_ok());
@@ -479,7 +472,9 @@ mod tests {
         );
         let one = OutputPlan::parse(&v2(vec![file()]));
         assert!(
-            one.check().is_ok() && one.refuse_not_yet_supported().is_ok() && one.file().is_some()
+            one.check().is_ok()
+                && one.refuse_unsupported(&[OutputKind::File]).is_ok()
+                && one.file().is_some()
         );
     }
 }

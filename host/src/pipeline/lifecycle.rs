@@ -176,7 +176,53 @@ impl Session {
             None => Ok(self.info.clone()),
         };
         let _ = reply.send(answer);
-        none_left && self.outputs.files.is_empty() && self.outputs.streams.is_empty()
+        none_left
+            && self.outputs.files.is_empty()
+            && self.outputs.streams.is_empty()
+            && self.outputs.segments.is_none()
+            && self.outputs.images.is_empty()
+    }
+
+    /// The next thing the session itself reacts to: a stop request, the session limit (it
+    /// fires once), an `UpdateStream` call or a change of a live destination. Cancel-safe, so a
+    /// recorder selects on it beside its own events.
+    pub async fn next_event(&mut self) -> SessionEvent {
+        tokio::select! {
+            req = self.stops.next() => SessionEvent::Stop(req),
+            _ = sleep_until(self.limit_at) => {
+                self.limit_at = None;
+                SessionEvent::Limit
+            }
+            Some(call) = next_update_stream(&mut self.update_stream) => SessionEvent::UpdateStream(call),
+            _ = self.outputs.live_changed() => SessionEvent::OutputChanged,
+        }
+    }
+
+    /// Applies an `UpdateStream` call or reports a destination's change. Returns how the
+    /// recording goes on: `Ended` when the last stream was removed and nothing else is recorded
+    /// (Go: "All streams stopped"; the caller then ends gracefully with
+    /// [`END_REASON_ALL_STREAMS_STOPPED`]), `Failed` when the last output failed.
+    pub async fn on_output_event(&mut self, event: OutputEvent) -> Flow {
+        match event {
+            OutputEvent::UpdateStream(call) => {
+                if self.update_stream(call).await {
+                    Flow::Ended
+                } else {
+                    Flow::Continue
+                }
+            }
+            OutputEvent::Changed => {
+                self.send_update();
+                match self.outputs.all_live_failed() {
+                    // The last output failed: the egress fails with its error (503, as Go).
+                    Some(error) => Flow::Failed(PipelineError::Request(RpcError::new(
+                        Code::Unavailable,
+                        error,
+                    ))),
+                    None => Flow::Continue,
+                }
+            }
+        }
     }
 
     pub fn work_dir(&self) -> &std::path::Path {
@@ -377,12 +423,23 @@ pub async fn record<R: Recorder>(mut session: Session, mut recorder: R) -> Egres
     session.finish(media).await
 }
 
-enum LoopEvent<E> {
+/// What a [`Session`] reacts to ([`Session::next_event`]).
+pub enum SessionEvent {
     Stop(StopRequest),
     Limit,
-    Recorder(E),
     UpdateStream(UpdateStreamCall),
     OutputChanged,
+}
+
+/// The outputs' side of [`SessionEvent`], for [`Session::on_output_event`].
+pub enum OutputEvent {
+    UpdateStream(UpdateStreamCall),
+    Changed,
+}
+
+enum LoopEvent<E> {
+    Session(SessionEvent),
+    Recorder(E),
 }
 
 /// The next `UpdateStream` call (forever without a line for them).
@@ -396,49 +453,49 @@ async fn next_update_stream(
 }
 
 /// Go's end reason when the last stream is removed.
-const END_REASON_ALL_STREAMS_STOPPED: &str = "All streams stopped";
+pub const END_REASON_ALL_STREAMS_STOPPED: &str = "All streams stopped";
 
 async fn run_loop<R: Recorder>(session: &mut Session, recorder: &mut R) -> Flow {
     loop {
         let event = tokio::select! {
-            req = session.stops.next() => LoopEvent::Stop(req),
-            _ = sleep_until(session.limit_at) => LoopEvent::Limit,
+            ev = session.next_event() => LoopEvent::Session(ev),
             ev = recorder.next_event() => LoopEvent::Recorder(ev),
-            Some(call) = next_update_stream(&mut session.update_stream) => LoopEvent::UpdateStream(call),
-            _ = session.outputs.live_changed() => LoopEvent::OutputChanged,
         };
         match event {
-            LoopEvent::Stop(StopRequest::Graceful { reason }) => {
+            LoopEvent::Session(SessionEvent::Stop(StopRequest::Graceful { reason })) => {
                 if let Err(e) = recorder.on_stop(session).await {
                     return Flow::Failed(e);
                 }
                 session.stop(&reason);
                 return Flow::Ended;
             }
-            LoopEvent::Stop(StopRequest::Kill { error }) => {
+            LoopEvent::Session(SessionEvent::Stop(StopRequest::Kill { error })) => {
                 return Flow::Failed(PipelineError::Killed(error));
             }
-            LoopEvent::Limit => {
+            LoopEvent::Session(SessionEvent::Limit) => {
                 session.limit_reached();
                 return Flow::Ended;
             }
-            LoopEvent::UpdateStream(call) => {
-                if session.update_stream(call).await {
-                    if let Err(e) = recorder.on_stop(session).await {
-                        return Flow::Failed(e);
+            LoopEvent::Session(SessionEvent::UpdateStream(call)) => {
+                match session
+                    .on_output_event(OutputEvent::UpdateStream(call))
+                    .await
+                {
+                    Flow::Continue => {}
+                    Flow::Ended => {
+                        if let Err(e) = recorder.on_stop(session).await {
+                            return Flow::Failed(e);
+                        }
+                        session.stop(END_REASON_ALL_STREAMS_STOPPED);
+                        return Flow::Ended;
                     }
-                    session.stop(END_REASON_ALL_STREAMS_STOPPED);
-                    return Flow::Ended;
+                    flow => return flow,
                 }
             }
-            LoopEvent::OutputChanged => {
-                session.send_update();
-                if let Some(error) = session.outputs.all_live_failed() {
-                    // The last output failed: the egress fails with its error (503, as Go).
-                    return Flow::Failed(PipelineError::Request(RpcError::new(
-                        Code::Unavailable,
-                        error,
-                    )));
+            LoopEvent::Session(SessionEvent::OutputChanged) => {
+                match session.on_output_event(OutputEvent::Changed).await {
+                    Flow::Continue => {}
+                    flow => return flow,
                 }
             }
             LoopEvent::Recorder(ev) => match recorder.on_event(session, ev).await {

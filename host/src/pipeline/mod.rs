@@ -108,17 +108,30 @@ pub async fn validate(
 ) -> Result<(), RpcError> {
     let now = SystemTime::now();
     let recorder = Recorder::for_request(classified);
-    match recorder {
+    // The stream output's URLs must have a live-destination plugin (a slim build refuses them
+    // here, naming the plugin).
+    let live = match recorder {
         Recorder::Track => {
-            track::config::TrackConfig::new(config, request, &request.room_name, now).map(drop)?
+            track::config::TrackConfig::new(config, request, &request.room_name, now)?;
+            None
         }
         Recorder::Passthrough | Recorder::Composite => {
-            composite::config::CompositeConfig::parse(config, request, &request.room_name, now)
-                .map(drop)?
+            match composite::config::CompositeConfig::parse(
+                config,
+                request,
+                &request.room_name,
+                now,
+            )? {
+                composite::config::Parsed::Composite(cfg) => Some(cfg.live),
+                composite::config::Parsed::Passthrough { .. } => None,
+            }
         }
         Recorder::Web => {
-            web::config::WebConfig::new(config, request, &request.room_name, now).map(drop)?
+            Some(web::config::WebConfig::new(config, request, &request.room_name, now)?.live)
         }
+    };
+    if let Some(live) = &live {
+        crate::outputs::live::check_plugins(live, plugins)?;
     }
     crate::storage::check(config, request, plugins)?;
     if recorder == Recorder::Web {
@@ -134,8 +147,8 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
         stop,
         update_stream,
     } = control;
-    // Only stream outputs can be updated: the composite recorder takes the calls; the others
-    // have none (Go's "non-streaming" answer).
+    // Only stream outputs can be updated: the composite and web recorders take the calls (and
+    // answer "non-streaming" without a stream output); the track recorder has none.
     let non_streaming = |mut calls: mpsc::Receiver<UpdateStreamCall>| {
         tokio::spawn(async move {
             while let Some((_, reply)) = calls.recv().await {
@@ -148,7 +161,7 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
     };
     let recorder = Recorder::for_request(&job.classified);
     let update_stream = match recorder {
-        Recorder::Passthrough | Recorder::Composite => Some(update_stream),
+        Recorder::Passthrough | Recorder::Composite | Recorder::Web => Some(update_stream),
         _ => {
             non_streaming(update_stream);
             None
@@ -190,7 +203,10 @@ pub async fn run(job: Job, control: Control) -> EgressInfo {
                 }
             }
         }
-        Recorder::Web => web::run(job, updates, stop).await,
+        Recorder::Web => {
+            let (_, idle) = mpsc::channel(1);
+            web::run(job, updates, stop, update_stream.unwrap_or(idle)).await
+        }
     }
 }
 

@@ -15,19 +15,15 @@ use crate::config::ServiceConfig;
 use crate::core::errors;
 use crate::core::request::RequestType;
 use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
-use crate::outputs::stream::url::{RequestApi, parse_stream_url, stream_kind};
-use crate::outputs::stream::{ReconnectPolicy, StreamKind, StreamUrl, StreamUrlRules};
-use crate::outputs::{FileSpec, OutputKind, OutputPlan, StreamSpec};
+use crate::outputs::live::{LiveOutputs, incompatible_codecs};
+use crate::outputs::stream::url::RequestApi;
+use crate::outputs::{FileSpec, OutputKind, OutputPlan};
 use crate::pipeline::encoding::{
     AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format,
 };
 use crate::pipeline::token::egress_token;
 use crate::rpc::{Code, RpcError};
 use crate::webrtc::room::{AudioMatch, AudioRoute, Channel, MediaSelection, Selection};
-
-/// Keyframe interval of a stream output when the request sets none (Go: 4 s, at YouTube's
-/// limit; restreams then showed the "keyframe frequency" warning).
-const STREAM_KEYFRAME_SECS: f64 = 2.0;
 
 /// What the composite recorder produces (the rest is refused with Go's "not yet supported").
 const PRODUCES: [OutputKind; 4] = [
@@ -36,31 +32,6 @@ const PRODUCES: [OutputKind; 4] = [
     OutputKind::Segments,
     OutputKind::Images,
 ];
-
-/// A stream output's URLs, each checked as Go's `ValidateUrl` does (errors name the URL
-/// redacted). Raw PCM over a websocket is the track egress's; a composite refuses it.
-fn parse_streams(
-    spec: &StreamSpec,
-    api: RequestApi,
-) -> Result<(StreamKind, Vec<StreamUrl>), RpcError> {
-    let invalid = |e: crate::outputs::stream::url::StreamUrlError| {
-        RpcError::new(Code::InvalidArgument, e.to_string())
-    };
-    let kind = stream_kind(spec.protocol, &spec.urls, api).map_err(invalid)?;
-    if kind == StreamKind::Websocket {
-        return Err(errors::not_supported("websocket stream output"));
-    }
-    if spec.urls.is_empty() {
-        return Err(errors::invalid_input("stream url"));
-    }
-    let rules = StreamUrlRules::default();
-    let urls = spec
-        .urls
-        .iter()
-        .map(|u| parse_stream_url(u, kind, &rules).map_err(invalid))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((kind, urls))
-}
 
 #[derive(Debug, Clone)]
 pub struct CompositeConfig {
@@ -83,12 +54,8 @@ pub struct CompositeConfig {
     pub disable_manifest: bool,
     /// Whether the request has a file output (a stream-only egress has none).
     pub has_file: bool,
-    /// The stream output's URLs, checked as Go checks them.
-    pub streams: Option<(StreamKind, Vec<StreamUrl>)>,
-    /// How shorthand stream URLs resolve (`twitch://`), for UpdateStream too.
-    pub stream_rules: StreamUrlRules,
-    /// When a dropped stream destination is tried again, and given up.
-    pub reconnect: ReconnectPolicy,
+    /// The stream output's URLs (checked as Go checks them) and how they are published.
+    pub live: LiveOutputs,
     /// Every output of the request (the file settings above come from its file output).
     pub outputs: OutputPlan,
     pub retry_count: i32,
@@ -350,20 +317,14 @@ impl CompositeConfig {
         if room_name.is_empty() {
             return Err(errors::invalid_input("room_name"));
         }
-        let streams = match outputs.stream() {
-            Some(spec) => Some(parse_streams(
-                spec,
-                if request_type == RequestType::Media {
-                    RequestApi::V2
-                } else {
-                    RequestApi::V1
-                },
-            )?),
-            None => None,
-        };
-        // Streams and segments carry H.264 + AAC (Go): a file beside them is an MP4 of the
-        // same encode.
-        let live = streams.is_some() || outputs.segments().is_some();
+        let live = LiveOutputs::parse(
+            &outputs,
+            if request_type == RequestType::Media {
+                RequestApi::V2
+            } else {
+                RequestApi::V1
+            },
+        )?;
         let has_file = outputs.file().is_some();
         if !has_file && outputs.outputs.is_empty() {
             return Err(errors::invalid_input("output"));
@@ -389,52 +350,19 @@ impl CompositeConfig {
                 "output configuration does not support retry",
             ));
         }
-        let requested = match EncodedFileType::try_from(file.file_type) {
+        // Streams and segments carry H.264 + AAC (Go): a file beside them is an MP4 of the
+        // same encode.
+        let file_type = live
+            .file_type(file.file_type)?
+            .map_or(file.file_type, |t| t as i32);
+        let requested = match EncodedFileType::try_from(file_type) {
             Ok(EncodedFileType::Mp4) => Some(Container::Mp4),
             Ok(EncodedFileType::Ogg) => Some(Container::Ogg),
             Ok(EncodedFileType::Mp3) => Some(Container::Mp3),
             _ => None,
         };
-        // Keyframes: a stream gets one at least every 2 s (YouTube and Twitch ask for ≤ 4 s;
-        // Go's default is 4 s), and segments are cut on keyframes the encoder places on their
-        // boundaries (x264 without scene cuts, one GOP per segment).
         let mut encoding = encoding;
-        if let Some(seg) = outputs.segments() {
-            let d = if seg.segment_duration == 0 {
-                4.0
-            } else {
-                f64::from(seg.segment_duration)
-            };
-            let kfi = if encoding.key_frame_interval > 0.0 {
-                encoding.key_frame_interval.min(d)
-            } else {
-                d
-            };
-            encoding.key_frame_interval = if streams.is_some() {
-                kfi.min(STREAM_KEYFRAME_SECS)
-            } else {
-                kfi
-            };
-        } else if streams.is_some()
-            && (encoding.key_frame_interval <= 0.0
-                || encoding.key_frame_interval > STREAM_KEYFRAME_SECS * 2.0)
-        {
-            encoding.key_frame_interval = if encoding.key_frame_interval > 0.0 {
-                encoding.key_frame_interval.min(STREAM_KEYFRAME_SECS * 2.0)
-            } else {
-                STREAM_KEYFRAME_SECS
-            };
-        }
-        let requested = match requested {
-            None if live => Some(Container::Mp4),
-            Some(c) if live && c != Container::Mp4 => {
-                return Err(RpcError::new(
-                    Code::InvalidArgument,
-                    "no supported codec is compatible with all outputs",
-                ));
-            }
-            other => other,
-        };
+        encoding.key_frame_interval = live.keyframe_interval(&outputs, encoding.key_frame_interval);
         let format = choose_file_format(
             requested,
             audio,
@@ -442,14 +370,11 @@ impl CompositeConfig {
             encoding.audio_codec,
             encoding.video_codec,
         )?;
-        if live
+        if live.needs_h264_aac()
             && (format.video.is_some_and(|v| v != VideoCodec::H264)
                 || format.audio.is_some_and(|a| a != AudioCodec::Aac))
         {
-            return Err(RpcError::new(
-                Code::InvalidArgument,
-                "no supported codec is compatible with all outputs",
-            ));
+            return Err(incompatible_codecs());
         }
         let token = if !req.token.is_empty() {
             req.token.clone()
@@ -493,9 +418,7 @@ impl CompositeConfig {
             filepath,
             disable_manifest: file.disable_manifest,
             has_file,
-            streams,
-            stream_rules: StreamUrlRules::default(),
-            reconnect: ReconnectPolicy::default(),
+            live,
             outputs,
             retry_count: req.retry_count,
             started: now,

@@ -45,9 +45,7 @@ use crate::core::errors;
 use crate::core::status::{END_REASON_SOURCE_CLOSED, now_nanos};
 use crate::outputs::context::{OutputContext, OutputSettings};
 use crate::outputs::filename::{FilenameInfo, LocalTime};
-use crate::outputs::images::ImagesOutput;
-use crate::outputs::segments::SegmentsOutput;
-use crate::outputs::stream::{StreamKind, StreamOutput, mux};
+use crate::outputs::live;
 use crate::outputs::tap::EncodedStreams;
 use crate::outputs::{FileOutput, OutputSet};
 use crate::pipeline::job::{Job, StopRequest, UpdateStreamCall};
@@ -359,52 +357,20 @@ impl CompositeRecorder {
         Ok(())
     }
 
-    /// The stream output (every URL starts connecting now, and publishes from the first
-    /// keyframe) — and the segments and images outputs.
+    /// The stream, segments and images outputs, on the encoders' tees.
     fn attach_outputs(
         &mut self,
         session: &mut Session,
         streams: &EncodedStreams,
     ) -> Result<(), PipelineError> {
-        if let Some((kind, urls)) = &self.cfg.streams {
-            let scheme = if *kind == StreamKind::Srt {
-                "srt"
-            } else {
-                "rtmp"
-            };
-            let live = self.plugins.live_for_scheme(scheme).map_err(|e| {
-                PipelineError::Request(RpcError::new(Code::InvalidArgument, e.to_string()))
-            })?;
-            let tap = mux::attach(streams, live.descriptor.format)
-                .map_err(|e| PipelineError::Gst(e.to_string()))?;
-            let mut output = StreamOutput::new(
-                *kind,
-                tap,
-                live.factory(),
-                self.cfg.stream_rules.clone(),
-                self.cfg.reconnect,
-            );
-            for url in urls {
-                output.add(url.clone());
-            }
-            session.outputs.live = Some(output);
-        }
-        let plan = &self.cfg.outputs;
-        if plan.segments().is_some() || plan.images().next().is_some() {
-            let ctx = self.output_context(session);
-            if let Some(spec) = plan.segments() {
-                SegmentsOutput::validate(spec, &ctx).map_err(PipelineError::Request)?;
-                session.outputs.segments = Some(SegmentsOutput::attach(streams, spec, &ctx)?);
-            }
-            for spec in plan.images() {
-                ImagesOutput::validate(spec, &ctx).map_err(PipelineError::Request)?;
-                session
-                    .outputs
-                    .images
-                    .push(ImagesOutput::attach(streams, spec, &ctx)?);
-            }
-        }
-        Ok(())
+        let ctx = self.output_context(session);
+        live::attach(
+            &mut session.outputs,
+            &self.cfg.live,
+            &self.cfg.outputs,
+            streams,
+            &ctx,
+        )
     }
 
     /// What the segments and images outputs need to name and store what they write.

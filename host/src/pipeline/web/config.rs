@@ -15,13 +15,23 @@ use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 use crate::config::ServiceConfig;
 use crate::core::errors;
 use crate::core::request::RequestType;
-use crate::outputs::OutputPlan;
 use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
+use crate::outputs::live::{LiveOutputs, incompatible_codecs};
+use crate::outputs::stream::url::RequestApi;
+use crate::outputs::{OutputKind, OutputPlan};
 use crate::pipeline::encoding::{
     AudioCodec, Container, Encoding, EncodingRequest, VideoCodec, choose_file_format,
 };
 use crate::pipeline::token::egress_token;
 use crate::rpc::RpcError;
+
+/// What the web recorder produces (the rest is refused with Go's "not yet supported").
+const PRODUCES: [OutputKind; 4] = [
+    OutputKind::File,
+    OutputKind::Stream,
+    OutputKind::Segments,
+    OutputKind::Images,
+];
 
 /// What Chrome opens, and whether recording waits for the page's `START_RECORDING`.
 #[derive(Clone, PartialEq)]
@@ -90,9 +100,17 @@ pub struct WebConfig {
     pub audio_codec: Option<AudioCodec>,
     /// Set when `video` is.
     pub video_codec: Option<VideoCodec>,
+    /// The file output, resolved (with `has_file` false, the MP4 a file would be: the
+    /// encode is the same).
     pub file: FileOutputSpec,
+    /// Whether the request has a file output (a stream- or segments-only egress has none).
+    pub has_file: bool,
+    /// The stream output's URLs (checked as Go checks them) and how they are published.
+    pub live: LiveOutputs,
     /// Every output of the request (the file above is the resolved form of its file output).
     pub outputs: OutputPlan,
+    /// When the recording was asked for: `{time}` in every output's names.
+    pub started: SystemTime,
     /// 0 = no limit.
     pub max_duration: Duration,
     /// Bytes of the work dir; 0 = no limit.
@@ -394,16 +412,31 @@ impl WebConfig {
         }
         let encoding = Encoding::from_request(shape.encoding)?;
 
-        shape.outputs.refuse_not_yet_supported()?;
+        shape.outputs.refuse_unsupported(&PRODUCES)?;
+        let api = if matches!(req.request, Some(Request::Egress(_))) {
+            RequestApi::V2
+        } else {
+            RequestApi::V1
+        };
+        let live = LiveOutputs::parse(&shape.outputs, api)?;
+        let has_file = shape.outputs.file().is_some();
+        if shape.outputs.outputs.is_empty() {
+            return Err(errors::invalid_input("output"));
+        }
         let file = shape
             .outputs
             .file()
             .cloned()
-            .ok_or_else(|| errors::invalid_input("output"))?;
+            .unwrap_or(crate::outputs::FileSpec {
+                file_type: EncodedFileType::Mp4 as i32,
+                filepath: String::new(),
+                disable_manifest: false,
+                has_upload: false,
+            });
         // Uploads go through the storage sink plugins (`crate::storage`, checked there); only
         // the Go rule about local files is a request error here.
         let server_upload = config.storage.as_ref().is_some_and(|s| !s.is_local());
-        if config.disallow_local_storage && !file.has_upload && !server_upload {
+        if has_file && config.disallow_local_storage && !file.has_upload && !server_upload {
             return Err(errors::invalid_input("output"));
         }
         let cleaned = clean(&file.filepath);
@@ -469,12 +502,20 @@ impl WebConfig {
             }
         };
 
-        let requested = match EncodedFileType::try_from(file.file_type) {
+        // Streams and segments carry H.264 + AAC (Go): a file beside them is an MP4 of the
+        // same encode.
+        let file_type = live
+            .file_type(file.file_type)?
+            .map_or(file.file_type, |t| t as i32);
+        let requested = match EncodedFileType::try_from(file_type) {
             Ok(EncodedFileType::Mp4) => Some(Container::Mp4),
             Ok(EncodedFileType::Ogg) => Some(Container::Ogg),
             Ok(EncodedFileType::Mp3) => Some(Container::Mp3),
             _ => None,
         };
+        let mut encoding = encoding;
+        encoding.key_frame_interval =
+            live.keyframe_interval(&shape.outputs, encoding.key_frame_interval);
         // DEFAULT_FILETYPE with VP8 video becomes WebM (see `encoding`).
         let format = choose_file_format(
             requested,
@@ -483,6 +524,12 @@ impl WebConfig {
             encoding.audio_codec,
             encoding.video_codec,
         )?;
+        if live.needs_h264_aac()
+            && (format.video.is_some_and(|v| v != VideoCodec::H264)
+                || format.audio.is_some_and(|a| a != AudioCodec::Aac))
+        {
+            return Err(incompatible_codecs());
+        }
         let container = format.container;
         let names = FilenameInfo::new(
             &room_name,
@@ -517,7 +564,10 @@ impl WebConfig {
                 local_name,
                 disable_manifest: file.disable_manifest,
             },
+            has_file,
+            live,
             outputs: shape.outputs,
+            started: now,
             max_duration: config.session_limits.file_output_max_duration,
             max_size: config.session_limits.file_output_max_size,
             pipeline_latency: if latency.is_zero() {
@@ -626,7 +676,36 @@ mod tests {
             urls: vec!["rtmp://a/b/c".into()],
             ..Default::default()
         });
-        assert_eq!(err(&rc(r)), "stream output is not yet supported");
+        let cfg = WebConfig::new(&service(), &rc(r), "my room", SystemTime::now())
+            .expect("a stream beside the file");
+        assert_eq!(cfg.live.streams.as_ref().map(|(_, u)| u.len()), Some(1));
+        assert_eq!(cfg.file.container, Container::Mp4);
+        assert_eq!(
+            cfg.encoding.key_frame_interval, 2.0,
+            "streams: a keyframe every 2 s"
+        );
+        let mut r = base();
+        r.stream_outputs.push(livekit::StreamOutput {
+            urls: vec!["rtmp://a/key".into()],
+            ..Default::default()
+        });
+        let e = err(&rc(r));
+        assert!(e.contains("rtmp urls must be of format"), "Go's RTMP URL rule: {e}");
+        // Stream-only and segments-only egresses have no file.
+        let mut r = base();
+        r.file_outputs.clear();
+        r.segment_outputs.push(livekit::SegmentedFileOutput {
+            segment_duration: 6,
+            ..Default::default()
+        });
+        let cfg = WebConfig::new(&service(), &rc(r), "my room", SystemTime::now())
+            .expect("segments only");
+        assert!(!cfg.has_file);
+        assert_eq!(cfg.encoding.key_frame_interval, 6.0, "one GOP per segment");
+        assert_eq!(
+            (cfg.video_codec, cfg.audio_codec),
+            (Some(VideoCodec::H264), Some(AudioCodec::Aac))
+        );
         // An upload is not a request error here (crate::storage checks it), even when local
         // files are disallowed.
         let mut r = base();

@@ -21,16 +21,20 @@ use egress_proto::livekit::{EgressInfo, EgressStatus};
 use super::chrome::PageSignal;
 use super::config::WebConfig;
 use super::gst::GstEvent;
-use super::source::WebSource;
+use super::source::{AttachOutputs, WebSource};
 use crate::config::ServiceConfig;
 use crate::core::PipelineError;
 use crate::core::status::{
     END_REASON_LIMIT, END_REASON_SOURCE_CLOSED, InfoExt, MSG_LIMIT_BEFORE_START,
     MSG_START_NOT_RECEIVED, MSG_STOPPED_BEFORE_STARTED, now_nanos,
 };
-use crate::outputs::{FileOutput, OutputSet};
-use crate::pipeline::job::StopRequest;
-use crate::pipeline::lifecycle::{self, ManifestSource, Session};
+use crate::outputs::context::{OutputContext, OutputSettings};
+use crate::outputs::filename::{FilenameInfo, LocalTime};
+use crate::outputs::{FileOutput, OutputSet, live};
+use crate::pipeline::job::{Job, StopRequest, UpdateStreamCall};
+use crate::pipeline::lifecycle::{
+    self, END_REASON_ALL_STREAMS_STOPPED, Flow, ManifestSource, OutputEvent, Session, SessionEvent,
+};
 
 /// How long EOS may take to drain through the pipeline (Go: 30 s, then "pipeline frozen").
 const EOS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,17 +49,32 @@ enum Event {
     Page(Option<PageSignal>),
     Gst(Option<GstEvent>),
     Limit,
+    /// An `UpdateStream` call or a live destination's change.
+    Output(OutputEvent),
     SizeCheck,
     TemplateCheck,
+}
+
+impl From<SessionEvent> for Event {
+    fn from(ev: SessionEvent) -> Event {
+        match ev {
+            SessionEvent::Stop(req) => Event::Stop(req),
+            SessionEvent::Limit => Event::Limit,
+            SessionEvent::UpdateStream(call) => Event::Output(OutputEvent::UpdateStream(call)),
+            SessionEvent::OutputChanged => Event::Output(OutputEvent::Changed),
+        }
+    }
 }
 
 pub struct Controller {
     service: Arc<ServiceConfig>,
     cfg: WebConfig,
-    /// The info, the file output (from the work dir to its storage), stops and the limit.
+    /// What the outputs beside the file need to know of the recording.
+    context: OutputContext,
+    /// The info, the outputs, stops, UpdateStream calls and the limit.
     session: Session,
-    /// The file the pipeline writes.
-    local_path: PathBuf,
+    /// The file the pipeline writes (none for a stream- or segments-only egress).
+    local_path: Option<PathBuf>,
     size_tick: tokio::time::Interval,
     template_tick: tokio::time::Interval,
 }
@@ -68,15 +87,43 @@ fn ticker(every: Duration) -> tokio::time::Interval {
 
 impl Controller {
     pub fn new(
-        service: Arc<ServiceConfig>,
+        job: Job,
         cfg: WebConfig,
-        info: EgressInfo,
-        work_dir: PathBuf,
-        file: FileOutput,
+        file: Option<FileOutput>,
         updates: mpsc::UnboundedSender<EgressInfo>,
         stop: watch::Receiver<Option<StopRequest>>,
+        update_stream: mpsc::Receiver<UpdateStreamCall>,
     ) -> Controller {
-        let local_path = file.local_path().to_path_buf();
+        let Job {
+            config: service,
+            request,
+            info,
+            work_dir,
+            plugins,
+            ..
+        } = job;
+        let local_path = file.as_ref().map(|f| f.local_path().to_path_buf());
+        let retry_count = request.retry_count;
+        let e = &cfg.encoding;
+        let context = OutputContext {
+            service: service.clone(),
+            request,
+            plugins,
+            work_dir: work_dir.clone(),
+            filenames: FilenameInfo::new(
+                &cfg.room_name,
+                &cfg.room_id,
+                retry_count,
+                LocalTime::from_system(cfg.started),
+            ),
+            video_size: cfg.video.then(|| {
+                (
+                    u32::try_from(e.width).unwrap_or(0),
+                    u32::try_from(e.height).unwrap_or(0),
+                )
+            }),
+            settings: OutputSettings::default(),
+        };
         let manifest = ManifestSource {
             egress_id: cfg.egress_id.clone(),
             room_id: cfg.room_id.clone(),
@@ -85,7 +132,7 @@ impl Controller {
             disabled: cfg.file.disable_manifest,
         };
         let outputs = OutputSet {
-            files: vec![file],
+            files: file.into_iter().collect(),
             ..Default::default()
         };
         let session = Session::new(
@@ -96,10 +143,12 @@ impl Controller {
             updates,
             stop,
             cfg.max_duration,
-        );
+        )
+        .with_update_stream(update_stream);
         Controller {
             service,
             cfg,
+            context,
             session,
             local_path,
             size_tick: ticker(SIZE_CHECK_INTERVAL),
@@ -114,15 +163,12 @@ impl Controller {
         poll_template: bool,
         size_checks: bool,
     ) -> Event {
+        let size_checks = size_checks && self.cfg.max_size > 0 && self.local_path.is_some();
         tokio::select! {
-            req = self.session.stops.next() => Event::Stop(req),
+            ev = self.session.next_event() => ev.into(),
             sig = src.signals.recv() => Event::Page(sig),
             ev = src.recording.next_event() => Event::Gst(ev),
-            _ = lifecycle::sleep_until(self.session.limit_at) => {
-                self.session.limit_at = None;
-                Event::Limit
-            }
-            _ = self.size_tick.tick(), if size_checks && self.cfg.max_size > 0 => Event::SizeCheck,
+            _ = self.size_tick.tick(), if size_checks => Event::SizeCheck,
             _ = self.template_tick.tick(), if poll_template => Event::TemplateCheck,
         }
     }
@@ -130,6 +176,18 @@ impl Controller {
     pub async fn run(mut self) -> EgressInfo {
         self.session.write_plan();
         let output = self.local_path.clone();
+        let attach: AttachOutputs = {
+            let (live, plan, ctx) = (
+                self.cfg.live.clone(),
+                self.cfg.outputs.clone(),
+                self.context.clone(),
+            );
+            Box::new(move |streams| {
+                let mut set = OutputSet::default();
+                live::attach(&mut set, &live, &plan, streams, &ctx)?;
+                Ok(set)
+            })
+        };
         enum Setup {
             Started(Box<Result<WebSource, PipelineError>>),
             Stopped(StopRequest),
@@ -137,7 +195,7 @@ impl Controller {
         }
         let work_dir = self.session.work_dir().to_path_buf();
         let setup = {
-            let start = WebSource::start(&self.service, &self.cfg, &work_dir, output);
+            let start = WebSource::start(&self.service, &self.cfg, &work_dir, output, attach);
             // A stop or the session limit may come while Chrome is still loading the page.
             tokio::select! {
                 r = start => Setup::Started(Box::new(r)),
@@ -151,7 +209,17 @@ impl Controller {
             Setup::Limit => return self.finish_unstarted(Ok(MSG_LIMIT_BEFORE_START)),
         };
         let mut src = match started {
-            Ok(s) => s,
+            Ok(mut s) => {
+                // The outputs beside the file: their results show from now on.
+                if let Some(attached) = s.attached.take() {
+                    let outputs = &mut self.session.outputs;
+                    outputs.live = attached.live;
+                    outputs.segments = attached.segments;
+                    outputs.images = attached.images;
+                    self.session.send_update();
+                }
+                s
+            }
             Err(e) => {
                 tracing::error!(error = %e, "web source failed to start");
                 self.session.info.set_failed(&e);
@@ -202,6 +270,17 @@ impl Controller {
                         self.session.info.set_aborted(MSG_LIMIT_BEFORE_START);
                         return None;
                     }
+                    Event::Output(ev) => match self.session.on_output_event(ev).await {
+                        Flow::Continue => {}
+                        Flow::Ended => {
+                            self.session
+                                .info
+                                .set_end_reason(END_REASON_ALL_STREAMS_STOPPED);
+                            self.session.info.set_aborted(MSG_START_NOT_RECEIVED);
+                            return None;
+                        }
+                        Flow::Failed(e) => return Some(e),
+                    },
                     Event::Gst(Some(GstEvent::Error(e))) => return Some(PipelineError::Gst(e)),
                     Event::Gst(_) | Event::SizeCheck => {}
                     Event::TemplateCheck => {
@@ -242,6 +321,17 @@ impl Controller {
                     self.session.info.set_aborted(MSG_LIMIT_BEFORE_START);
                     return None;
                 }
+                Event::Output(ev) => match self.session.on_output_event(ev).await {
+                    Flow::Continue => {}
+                    Flow::Ended => {
+                        self.session
+                            .info
+                            .set_end_reason(END_REASON_ALL_STREAMS_STOPPED);
+                        self.session.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
+                        return None;
+                    }
+                    Flow::Failed(e) => return Some(e),
+                },
                 Event::Page(_) | Event::SizeCheck | Event::TemplateCheck => {}
             }
         }
@@ -257,11 +347,11 @@ impl Controller {
             } else {
                 // The page's console is gone (Chrome exited); keep recording what is on screen
                 // until told to stop, as the Go egress does.
+                let size_checks = self.cfg.max_size > 0 && self.local_path.is_some();
                 tokio::select! {
-                    req = self.session.stops.next() => Event::Stop(req),
+                    ev = self.session.next_event() => ev.into(),
                     ev = src.recording.next_event() => Event::Gst(ev),
-                    _ = lifecycle::sleep_until(self.session.limit_at) => { self.session.limit_at = None; Event::Limit }
-                    _ = self.size_tick.tick(), if self.cfg.max_size > 0 => Event::SizeCheck,
+                    _ = self.size_tick.tick(), if size_checks => Event::SizeCheck,
                 }
             };
             match event {
@@ -285,8 +375,21 @@ impl Controller {
                     tracing::info!("session limit reached");
                     return self.end_at_limit(src).await;
                 }
+                Event::Output(ev) => match self.session.on_output_event(ev).await {
+                    Flow::Continue => {}
+                    // The last stream was removed and nothing else is recorded (Go).
+                    Flow::Ended => return self.end(src, END_REASON_ALL_STREAMS_STOPPED).await,
+                    // The last output failed: what the others wrote is still finished.
+                    Flow::Failed(e) => {
+                        self.session.fail(&e);
+                        return self.drain(src).await.or(Some(e));
+                    }
+                },
                 Event::SizeCheck => {
-                    let size = std::fs::metadata(&self.local_path)
+                    let size = self
+                        .local_path
+                        .as_ref()
+                        .and_then(|p| std::fs::metadata(p).ok())
                         .map(|m| m.len())
                         .unwrap_or(0);
                     if size >= self.cfg.max_size {

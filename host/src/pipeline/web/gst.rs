@@ -2,11 +2,15 @@
 //! nothing from a request is ever parsed as pipeline syntax).
 //!
 //! ```text
-//! ximagesrc → framerate caps → queue → videoconvert → videorate → caps → queue → x264enc → profile caps → h264parse ─┐
-//!                                                                              (or vp8enc, for WebM) ────────────────┤
-//! pulsesrc → queue → audiorate → audioconvert → audioresample → caps → encoder → parser ─────────────────────────────┤
-//!                                                 mp4mux (fragmented) | oggmux | xingmux | webmmux → filesink
+//! ximagesrc → framerate caps → queue → videoconvert → videorate → caps → tee → queue → x264enc → profile caps → h264parse → tee ─┐
+//!                                                                          (images)        (or vp8enc, for WebM)   (streams, segments)
+//! pulsesrc → queue → audiorate → audioconvert → audioresample → caps → encoder → parser → tee ──────────────────────────────────────┤
+//!                                                      queue → mp4mux (fragmented) | oggmux | xingmux | webmmux → filesink ◀────┘
 //! ```
+//!
+//! The tees are the recorder's [`EncodedStreams`]: the file is one branch of them (none for a
+//! stream- or segments-only egress), and the stream, segments and image outputs attach theirs
+//! (`crate::outputs::live`) before capture starts.
 //!
 //! MP4 is written fragmented (one fragment a second): a handler that is killed mid-recording
 //! still leaves a playable file up to the last fragment, which the service then delivers.
@@ -45,6 +49,7 @@ use tokio::task::JoinHandle;
 
 use super::config::WebConfig;
 use crate::core::PipelineError;
+use crate::outputs::tap::EncodedStreams;
 use crate::pipeline::elements::{
     audio_encoder, caps_filter, file_end, gst_err, h264_encoder, link_chain, link_request,
     link_to_muxer, make, set, set_str, vp8_encoder,
@@ -111,6 +116,8 @@ struct Gate {
 
 pub struct Recording {
     pipeline: gst::Pipeline,
+    /// Where outputs beside the file attach (the encoders' tees).
+    streams: EncodedStreams,
     gate: Arc<Gate>,
     events: mpsc::UnboundedReceiver<GstEvent>,
     timing: Arc<Timing>,
@@ -128,6 +135,13 @@ fn queue(name: &str, latency: Duration, leaky: bool) -> Result<gst::Element, Pip
         set_str(&q, "leaky", "downstream")?;
     }
     Ok(q)
+}
+
+/// A tee whose branches come and go (an output with no branch yet must not stop the others).
+fn tee(name: &str) -> Result<gst::Element, PipelineError> {
+    let t = make("tee", Some(name))?;
+    set(&t, "allow-not-linked", true)?;
+    Ok(t)
 }
 
 /// Watches buffers entering an encoder: media timing, and the first one as `FirstFrame`.
@@ -188,11 +202,13 @@ fn gate_pad(pad: &gst::Pad, gate: Arc<Gate>) {
 }
 
 impl Recording {
-    /// Builds the pipeline writing to `out_path`. Nothing runs until [`prepare`](Self::prepare).
+    /// Builds the pipeline, writing the file to `out_path` when there is one. Nothing runs until
+    /// [`start_capture`](Self::start_capture); the other outputs attach to
+    /// [`streams`](Self::streams) before that.
     pub fn build(
         cfg: &WebConfig,
         inputs: &CaptureInputs,
-        out_path: &Path,
+        out_path: Option<&Path>,
     ) -> Result<Recording, PipelineError> {
         gst::init().map_err(gst_err)?;
         let pipeline = gst::Pipeline::with_name("pipeline");
@@ -204,7 +220,10 @@ impl Recording {
         let gate = Arc::new(Gate::default());
         let latency = cfg.pipeline_latency;
 
-        let mux = file_end(&pipeline, cfg.file.container, out_path)?;
+        let mux = out_path
+            .map(|p| file_end(&pipeline, cfg.file.container, p))
+            .transpose()?;
+        let mut streams = EncodedStreams::new(pipeline.clone(), latency);
 
         if cfg.video {
             let e = &cfg.encoding;
@@ -221,21 +240,32 @@ impl Recording {
             let rate = make("videorate", Some("video_rate"))?;
             set(&rate, "skip-to-first", true)?;
             let out_caps = caps_filter(Some("video_caps"), rate_caps)?;
+            let raw_tee = tee("raw_video_tee")?;
             let enc_queue = queue("video_encoder_queue", latency, false)?;
             let encoder = match cfg.video_codec.unwrap_or(VideoCodec::H264) {
                 VideoCodec::H264 => h264_encoder(&cfg.encoding, cfg.encoder_threads)?,
                 VideoCodec::Vp8 => vec![vp8_encoder(&cfg.encoding, cfg.encoder_threads)?],
             };
+            let video_tee = tee("video_tee")?;
             let mut chain = vec![
-                &src, &src_caps, &in_queue, &convert, &rate, &out_caps, &enc_queue,
+                &src, &src_caps, &in_queue, &convert, &rate, &out_caps, &raw_tee, &enc_queue,
             ];
             chain.extend(encoder.iter());
+            chain.push(&video_tee);
             pipeline.add_many(chain.iter().copied()).map_err(gst_err)?;
             link_chain(&chain)?;
-            let (Some(enc), Some(last)) = (encoder.first(), encoder.last()) else {
+            let Some(enc) = encoder.first() else {
                 return Err(gst_err("no video encoder"));
             };
-            link_request(last, &mux, "video_%u")?;
+            if let Some(mux) = &mux {
+                let q = make("queue", Some("file_video_queue"))?;
+                pipeline.add(&q).map_err(gst_err)?;
+                link_chain(&[&video_tee, &q])?;
+                link_request(&q, mux, "video_%u")?;
+            }
+            streams.video_encoder = Some(enc.clone());
+            streams.raw_video = Some(raw_tee.clone());
+            streams.video = Some(video_tee.clone());
             if let Some(pad) = src_caps.static_pad("src") {
                 gate_pad(&pad, gate.clone());
             }
@@ -266,17 +296,25 @@ impl Recording {
                     .build(),
             )?;
             let encoder = audio_encoder(codec, e)?;
+            let audio_tee = tee("audio_tee")?;
             let mut chain = vec![&src, &in_queue, &rate, &convert, &resample, &caps];
             chain.extend(encoder.iter());
+            chain.push(&audio_tee);
             pipeline.add_many(chain.iter().copied()).map_err(gst_err)?;
             link_chain(&chain)?;
             if let Some(pad) = src.static_pad("src") {
                 gate_pad(&pad, gate.clone());
             }
-            let (Some(enc), Some(last)) = (encoder.first(), encoder.last()) else {
+            let Some(enc) = encoder.first() else {
                 return Err(gst_err("no audio encoder"));
             };
-            link_to_muxer(last, &mux, cfg.file.container, "audio_%u")?;
+            if let Some(mux) = &mux {
+                let q = make("queue", Some("file_audio_queue"))?;
+                pipeline.add(&q).map_err(gst_err)?;
+                link_chain(&[&audio_tee, &q])?;
+                link_to_muxer(&q, mux, cfg.file.container, "audio_%u")?;
+            }
+            streams.audio = Some(audio_tee.clone());
             let first = (!cfg.video).then(|| tx.clone());
             watch_encoder_input(enc, timing.clone(), first);
         }
@@ -284,14 +322,21 @@ impl Recording {
         let bus = pipeline
             .bus()
             .ok_or_else(|| gst_err("pipeline has no bus"))?;
-        let bus_task = tokio::spawn(watch_bus(bus, tx));
+        let bus_task = tokio::spawn(watch_bus(bus, tx, streams.clone()));
         Ok(Recording {
             pipeline,
+            streams,
             gate,
             events,
             timing,
             bus_task,
         })
+    }
+
+    /// The encoded streams, for the outputs beside the file to attach to (before
+    /// [`start_capture`](Self::start_capture)).
+    pub fn streams(&self) -> &EncodedStreams {
+        &self.streams
     }
 
     /// Starts capturing behind the closed gate: the sources connect and run, nothing is
@@ -348,10 +393,14 @@ impl Drop for Recording {
     }
 }
 
-async fn watch_bus(bus: gst::Bus, tx: mpsc::UnboundedSender<GstEvent>) {
+async fn watch_bus(bus: gst::Bus, tx: mpsc::UnboundedSender<GstEvent>, streams: EncodedStreams) {
     let mut messages = bus.stream();
     while let Some(msg) = messages.next().await {
         use gst::MessageView;
+        // An output's own messages (splitmuxsink's fragments, a stream branch's errors).
+        if streams.on_bus_message(&msg) {
+            continue;
+        }
         match msg.view() {
             MessageView::Eos(_) => {
                 tracing::info!("pipeline received EOS");

@@ -23,7 +23,7 @@ use egress_proto::livekit::EgressInfo;
 use crate::core::PipelineError;
 use crate::core::status::InfoExt;
 use crate::outputs::FileOutput;
-use crate::pipeline::job::{Job, StopRequest};
+use crate::pipeline::job::{Job, StopRequest, UpdateStreamCall};
 pub use config::WebConfig;
 
 /// Runs a web recording to its end and returns the final info.
@@ -31,6 +31,7 @@ pub async fn run(
     job: Job,
     updates: mpsc::UnboundedSender<EgressInfo>,
     stop: watch::Receiver<Option<StopRequest>>,
+    update_stream: mpsc::Receiver<UpdateStreamCall>,
 ) -> EgressInfo {
     // The layout's renderer picks the page (issue 4); its errors fail the egress as the
     // request's own do.
@@ -51,24 +52,36 @@ pub async fn run(
             return info;
         }
     };
-    let file = match FileOutput::open(
-        &job.config,
-        &job.request,
-        &job.plugins,
-        &job.work_dir,
-        cfg.file.storage_path.clone(),
-    ) {
-        Ok(file) => file,
-        Err(e) => {
-            let mut info = job.info;
-            info.set_failed(&e);
-            return info;
+    let file = if cfg.has_file {
+        match FileOutput::open(
+            &job.config,
+            &job.request,
+            &job.plugins,
+            &job.work_dir,
+            cfg.file.storage_path.clone(),
+        ) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                let mut info = job.info;
+                info.set_failed(&e);
+                return info;
+            }
         }
+    } else {
+        None
     };
-    let (storage, key) = file.destination();
-    tracing::info!(egress_id = %cfg.egress_id, request_type = cfg.request_type.label(), source = ?cfg.source,
-        file = %cfg.file.storage_path, storage, key = %key, backup = file.backup_label(), "starting web recording");
-    controller::Controller::new(job.config, cfg, job.info, job.work_dir, file, updates, stop)
+    match &file {
+        Some(file) => {
+            let (storage, key) = file.destination();
+            tracing::info!(egress_id = %cfg.egress_id, request_type = cfg.request_type.label(), source = ?cfg.source,
+                file = %cfg.file.storage_path, storage, key = %key, backup = file.backup_label(), "starting web recording");
+        }
+        None => {
+            tracing::info!(egress_id = %cfg.egress_id, request_type = cfg.request_type.label(), source = ?cfg.source,
+                "starting web recording without a file output");
+        }
+    }
+    controller::Controller::new(job, cfg, file, updates, stop, update_stream)
         .run()
         .await
 }

@@ -16,6 +16,13 @@ use super::gst::{CaptureInputs, Recording};
 use super::pulse::Pulse;
 use crate::config::ServiceConfig;
 use crate::core::PipelineError;
+use crate::outputs::OutputSet;
+use crate::outputs::tap::EncodedStreams;
+
+/// Attaches the outputs beside the file to the built pipeline, before capture starts; returns
+/// them. Runs on a blocking thread, inside the runtime.
+pub type AttachOutputs =
+    Box<dyn FnOnce(&EncodedStreams) -> Result<OutputSet, PipelineError> + Send + 'static>;
 
 pub struct WebSource {
     display: Display,
@@ -23,6 +30,8 @@ pub struct WebSource {
     pub chrome: Chrome,
     pub recording: Recording,
     pub signals: mpsc::UnboundedReceiver<PageSignal>,
+    /// What [`AttachOutputs`] attached, until the controller takes it into its session.
+    pub attached: Option<OutputSet>,
 }
 
 impl WebSource {
@@ -31,7 +40,8 @@ impl WebSource {
         service: &ServiceConfig,
         cfg: &WebConfig,
         work_dir: &Path,
-        output: PathBuf,
+        output: Option<PathBuf>,
+        attach: AttachOutputs,
     ) -> Result<WebSource, PipelineError> {
         let e = &cfg.encoding;
         let (display, pulse) = tokio::join!(
@@ -59,9 +69,10 @@ impl WebSource {
         };
         let build_cfg = cfg.clone();
         let build = tokio::task::spawn_blocking(move || {
-            let r = Recording::build(&build_cfg, &inputs, &output)?;
+            let r = Recording::build(&build_cfg, &inputs, output.as_deref())?;
+            let attached = attach(r.streams())?;
             r.start_capture()?;
-            Ok::<_, PipelineError>(r)
+            Ok::<_, PipelineError>((r, attached))
         });
 
         let (signals_tx, signals) = mpsc::unbounded_channel();
@@ -91,7 +102,7 @@ impl WebSource {
         let recording = recording
             .unwrap_or_else(|e| Err(PipelineError::Gst(format!("pipeline build panicked: {e}"))));
         match (chrome, recording) {
-            (Ok(chrome), Ok(recording)) => {
+            (Ok(chrome), Ok((recording, attached))) => {
                 pulse.restart_sink_clock().await;
                 Ok(WebSource {
                     display,
@@ -99,13 +110,15 @@ impl WebSource {
                     chrome,
                     recording,
                     signals,
+                    attached: Some(attached),
                 })
             }
             (chrome, recording) => {
                 // A page error is what the user needs to see; a pipeline error otherwise.
                 let err = match (chrome, recording) {
-                    (Err(e), Ok(r)) => {
+                    (Err(e), Ok((r, attached))) => {
                         r.stop();
+                        drop(attached);
                         e
                     }
                     (Ok(c), Err(e)) => {
