@@ -96,6 +96,9 @@ impl OutputSet {
         for stream in &mut self.streams {
             stream.started_at = started_at;
         }
+        if let Some(live) = self.live.as_mut() {
+            live.media_started(started_at);
+        }
     }
 
     /// Waits for a live destination's status to change (forever without one); `true` when the

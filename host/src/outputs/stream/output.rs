@@ -61,6 +61,10 @@ pub struct StreamOutput {
     next_id: u64,
     events_tx: mpsc::UnboundedSender<(u64, DestinationEvent)>,
     events_rx: mpsc::UnboundedReceiver<(u64, DestinationEvent)>,
+    /// When the recording's media started (Unix ns; 0 before): a stream does not start before
+    /// it, however early its destination connected (the Chrome recorder connects while the
+    /// page loads).
+    media_started_at: i64,
 }
 
 fn nanos(t: SystemTime) -> i64 {
@@ -88,6 +92,17 @@ impl StreamOutput {
             next_id: 0,
             events_tx,
             events_rx,
+            media_started_at: 0,
+        }
+    }
+
+    /// The recording's media started at `at` (Unix ns): streams already publishing start then.
+    pub fn media_started(&mut self, at: i64) {
+        self.media_started_at = at;
+        for entry in &mut self.entries {
+            if entry.info.started_at > 0 && entry.info.started_at < at {
+                entry.info.started_at = at;
+            }
         }
     }
 
@@ -216,6 +231,7 @@ impl StreamOutput {
     }
 
     fn apply(&mut self, id: u64, event: DestinationEvent) {
+        let media_started_at = self.media_started_at;
         let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) else {
             return;
         };
@@ -226,7 +242,7 @@ impl StreamOutput {
         match event {
             DestinationEvent::Publishing { at, first } => {
                 if first {
-                    info.started_at = nanos(at);
+                    info.started_at = nanos(at).max(media_started_at);
                 }
             }
             DestinationEvent::Retrying { at, .. } => {
