@@ -199,6 +199,105 @@ async fn an_expired_request_is_ignored() {
     );
 }
 
+/// The value of the first `name{…}` sample whose labels contain all of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The psrpc series dashboards query since protocol's #1687/#1699 (egress `main`): requests
+/// received and expired, the claim wait by outcome, errors by `error_code`.
+#[tokio::test]
+async fn psrpc_metrics_count_received_expired_claimed_and_failed_requests() {
+    let stack = Stack::start().await;
+    let lk = stack.lk();
+    lk.run_ok(&["room", "create", "psrpc-room"]).await;
+    // 1. A StartEgress through livekit-server: claimed (granted), then refused by the handler.
+    let err = lk
+        .egress_start(UNSUPPORTED_TYPE, UNSUPPORTED_REQUEST)
+        .await
+        .expect_err("an audio-only room composite without a layout has no pipeline yet");
+    assert!(
+        format!("{}{}", err.stdout, err.stderr).contains("invalid_argument"),
+        "{err:?}"
+    );
+    // 2. An expired request: received, dropped unanswered.
+    let seen = raw_start_egress(
+        &stack,
+        Vec::new(),
+        now_unix_nanos() - 1_000_000,
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(seen.is_empty(), "{seen:?}");
+    // 3. A request whose caller never grants the bid: the claim times out at its expiry.
+    let expiry = now_unix_nanos() + 1_200_000_000;
+    let seen = raw_start_egress(&stack, Vec::new(), expiry, Duration::from_millis(2000)).await;
+    assert!(
+        matches!(seen[..], [envelope::Envelope::ClaimRequest(_)]),
+        "one bid, no response: {seen:?}"
+    );
+
+    let (_, text) = http_get(&stack.metrics_url()).await.unwrap();
+    let start = [
+        r#"service="EgressInternal""#,
+        r#"method="StartEgress""#,
+        r#"node_type="EGRESS""#,
+        "node_id=",
+    ];
+    let with =
+        |extra: &[&'static str]| -> Vec<&str> { start.iter().chain(extra).copied().collect() };
+    assert_eq!(
+        sample(&text, "livekit_psrpc_requests_received_total", &start),
+        Some(3.0),
+        "received:\n{text}"
+    );
+    assert_eq!(
+        sample(&text, "livekit_psrpc_requests_expired_total", &start),
+        Some(1.0),
+        "expired:\n{text}"
+    );
+    let granted = with(&[r#"outcome="granted""#]);
+    let timed_out = with(&[r#"outcome="timed_out""#]);
+    assert_eq!(
+        sample(&text, "livekit_psrpc_claim_wait_time_ms_count", &granted),
+        Some(1.0),
+        "granted claim:\n{text}"
+    );
+    assert_eq!(
+        sample(&text, "livekit_psrpc_claim_wait_time_ms_count", &timed_out),
+        Some(1.0),
+        "timed-out claim:\n{text}"
+    );
+    // The timed-out bid waited for the rest of the request's 1.2 s: Go's 1000..3000 ms bucket.
+    let waited = sample(&text, "livekit_psrpc_claim_wait_time_ms_sum", &timed_out).unwrap_or(0.0);
+    assert!((900.0..=1200.0).contains(&waited), "waited {waited} ms");
+    assert_eq!(
+        sample(
+            &text,
+            "livekit_psrpc_claim_wait_time_ms_bucket",
+            &with(&[r#"outcome="timed_out""#, r#"le="1000""#])
+        ),
+        Some(if waited <= 1000.0 { 1.0 } else { 0.0 }),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "livekit_psrpc_error_total",
+            &with(&[
+                r#"role="server""#,
+                r#"kind="rpc""#,
+                r#"error_code="invalid_argument""#
+            ])
+        ),
+        Some(1.0),
+        "errors by code:\n{text}"
+    );
+}
+
 #[tokio::test]
 async fn a_malformed_payload_gets_an_error_and_the_worker_stays_up() {
     let mut stack = Stack::start().await;

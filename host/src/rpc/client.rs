@@ -51,11 +51,20 @@ impl CallOptions {
     }
 }
 
+/// Client-side failures the service exports as `livekit_psrpc_error_total{role="client"}`,
+/// counted per call as Go's psrpc client metrics interceptor does: a unary call that ends in
+/// an error reports its code; a multi call with no successful response reports `Unknown`
+/// (Go's observer gets no code for multi calls).
+pub trait ClientObserver: Send + Sync {
+    fn call_failed(&self, _method: &Method, _code: Code) {}
+}
+
 pub struct RpcClient {
     bus: Bus,
     client_id: String,
     pending: Pending,
     tasks: Vec<JoinHandle<()>>,
+    observer: Option<Arc<dyn ClientObserver>>,
 }
 
 impl Drop for RpcClient {
@@ -100,6 +109,18 @@ impl RpcClient {
             client_id,
             pending,
             tasks,
+            observer: None,
+        }
+    }
+
+    pub fn with_observer(mut self, observer: Arc<dyn ClientObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe_failure(&self, method: &Method, code: Code) {
+        if let Some(o) = &self.observer {
+            o.call_failed(method, code);
         }
     }
 
@@ -127,6 +148,20 @@ impl RpcClient {
     /// A single-server call. Takes the first bid for queue methods, the best bid within the
     /// selection window for affinity methods.
     pub async fn call<Req: Message, Resp: Message + Default>(
+        &self,
+        method: Method,
+        topic: &[&str],
+        req: &Req,
+        opts: CallOptions,
+    ) -> Result<Resp, RpcError> {
+        let result = self.call_once(method, topic, req, opts).await;
+        if let Err(e) = &result {
+            self.observe_failure(&method, e.code);
+        }
+        result
+    }
+
+    async fn call_once<Req: Message, Resp: Message + Default>(
         &self,
         method: Method,
         topic: &[&str],
@@ -256,6 +291,7 @@ impl RpcClient {
             .publish(&channel, envelope::encode_request(&request))
             .await
         {
+            self.observe_failure(&method, Code::Unknown);
             return vec![Err(RpcError::new(
                 Code::Unavailable,
                 format!("publish failed: {e}"),
@@ -266,6 +302,9 @@ impl RpcClient {
             if let Event::Response(r) = event {
                 out.push(decode_response(r));
             }
+        }
+        if !out.iter().any(Result::is_ok) {
+            self.observe_failure(&method, Code::Unknown);
         }
         out
     }

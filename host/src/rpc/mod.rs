@@ -17,6 +17,8 @@ pub mod ids;
 pub mod server;
 
 pub use bus::{Bus, BusError, RedisTarget};
-pub use client::{CallOptions, RpcClient};
+pub use client::{CallOptions, ClientObserver, RpcClient};
 pub use error::{Code, RpcError};
-pub use server::{Method, Registration, RequestContext, Routing, RpcServer, ServerObserver};
+pub use server::{
+    ClaimOutcome, Method, Registration, RequestContext, Routing, RpcServer, ServerObserver,
+};

@@ -52,12 +52,42 @@ pub struct RequestContext {
     pub expiry_unix_nanos: i64,
 }
 
-/// Counters the service exports as `livekit_psrpc_*` metrics.
+/// How a bid ended, as psrpc's `ClaimOutcome` names it (the `outcome` label of
+/// `livekit_psrpc_claim_wait_time_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The caller picked us; the handler runs.
+    Granted,
+    /// The caller picked another server.
+    LostToPeer,
+    /// The request expired before the caller decided; the handler does not run.
+    TimedOut,
+}
+
+impl ClaimOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimOutcome::Granted => "granted",
+            ClaimOutcome::LostToPeer => "lost_to_peer",
+            ClaimOutcome::TimedOut => "timed_out",
+        }
+    }
+}
+
+/// Server-side lifecycle events the service exports as `livekit_psrpc_*` metrics, at the
+/// points where Go's psrpc reports them (`RequestObserver` and the server metrics
+/// interceptor):
+/// - `request_received`: every request taken off the bus (after the queue lock), expired or not;
+/// - `request_expired`: a received request already past its expiry, dropped unanswered;
+/// - `claimed`: a bid was published and the caller's decision (or expiry) arrived; `waited`
+///   is measured from the bid's publication;
+/// - `handled`: the handler ran and returned (`error` is its code). Requests answered
+///   without running the handler (malformed payloads) are not reported, as in Go.
 pub trait ServerObserver: Send + Sync {
     fn request_received(&self, _method: &Method) {}
     fn request_expired(&self, _method: &Method) {}
-    fn claimed(&self, _method: &Method, _won: bool) {}
-    fn responded(&self, _method: &Method, _error: Option<Code>) {}
+    fn claimed(&self, _method: &Method, _outcome: ClaimOutcome, _waited: Duration) {}
+    fn handled(&self, _method: &Method, _error: Option<Code>) {}
 }
 
 struct NoObserver;
@@ -240,6 +270,8 @@ impl<A, H> Served<A, H> {
             Ok(r) => r.map(|resp| resp.encode_to_vec()),
             Err(_) => Err(RpcError::new(Code::DeadlineExceeded, "request timed out")),
         };
+        let code = result.as_ref().err().map(|e| e.code);
+        self.server.observer.handled(method, code);
         self.respond(&req, result).await;
     }
 
@@ -257,24 +289,36 @@ impl<A, H> Served<A, H> {
             affinity,
         };
         let channel = channel::claim_request(self.method.service, &req.client_id);
-        if let Err(e) = self
+        let published = self
             .server
             .bus
             .publish(&channel, envelope::encode_claim_request(&bid))
-            .await
-        {
-            tracing::warn!(method = self.method.name, error = %e, "could not publish claim");
-        }
-        let won = match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(winner)) => winner == self.server.server_id,
-            _ => false,
+            .await;
+        // The wait is the caller's decision latency, so it starts once the bid is out.
+        let bid_at = tokio::time::Instant::now();
+        let outcome = match published {
+            // An unsent bid cannot be granted; like Go, give up at once and observe nothing.
+            Err(e) => {
+                tracing::warn!(method = self.method.name, error = %e, "could not publish claim");
+                None
+            }
+            Ok(()) => Some(match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(winner)) if winner == self.server.server_id => ClaimOutcome::Granted,
+                Ok(Ok(_)) => ClaimOutcome::LostToPeer,
+                // The caller's deadline passed (or the registration is closing) undecided.
+                _ => ClaimOutcome::TimedOut,
+            }),
         };
         self.claims
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&req.request_id);
-        self.server.observer.claimed(&self.method, won);
-        won
+        if let Some(outcome) = outcome {
+            self.server
+                .observer
+                .claimed(&self.method, outcome, bid_at.elapsed());
+        }
+        outcome == Some(ClaimOutcome::Granted)
     }
 
     async fn respond(&self, req: &Request, result: Result<Vec<u8>, RpcError>) {
@@ -284,18 +328,13 @@ impl<A, H> Served<A, H> {
             sent_at: now_unix_nanos(),
             ..Default::default()
         };
-        let code = match result {
-            Ok(raw) => {
-                resp.raw_response = raw;
-                None
-            }
+        match result {
+            Ok(raw) => resp.raw_response = raw,
             Err(e) => {
                 resp.error = e.message;
                 resp.code = e.code.as_str().to_owned();
-                Some(e.code)
             }
-        };
-        self.server.observer.responded(&self.method, code);
+        }
         let channel = channel::response(self.method.service, &req.client_id);
         if let Err(e) = self
             .server

@@ -5,12 +5,13 @@
 //! from 250 ms doubling to 1 min, as the Go egress does, because a lost status update leaves
 //! the server (and its webhooks) with a wrong picture of the recording.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use egress_proto::livekit::EgressInfo;
 
 use super::methods::{IO_CREATE_EGRESS, IO_UPDATE_EGRESS};
-use crate::rpc::{Bus, CallOptions, RpcClient, RpcError};
+use crate::rpc::{Bus, CallOptions, ClientObserver, RpcClient, RpcError};
 
 /// `google.protobuf.Empty`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -35,6 +36,12 @@ impl IoInfoClient {
             client: RpcClient::new(bus, "IOInfo").await,
             timeouts,
         }
+    }
+
+    /// Counts failed calls (each attempt, as Go's client interceptor sees them) in `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn ClientObserver>) -> Self {
+        self.client = self.client.with_observer(observer);
+        self
     }
 
     fn options(&self, timeout: Duration, cap: Option<i64>) -> CallOptions {

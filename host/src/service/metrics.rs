@@ -5,6 +5,7 @@
 //! there is one writer of truth (the [`Worker`]) and no way for a gauge to drift from it.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
@@ -13,7 +14,7 @@ use prometheus::{
 
 use super::worker::Worker;
 use crate::core::request::RequestType;
-use crate::rpc::{Code, Method, ServerObserver};
+use crate::rpc::{ClaimOutcome, ClientObserver, Code, Method, Routing, ServerObserver};
 use crate::storage::report::{UploadReport, UploadStatus};
 
 pub struct Metrics {
@@ -33,6 +34,7 @@ pub struct Metrics {
     rpc_received: IntCounterVec,
     rpc_expired: IntCounterVec,
     rpc_errors: IntCounterVec,
+    rpc_claim_wait: HistogramVec,
     cpu_sample: Mutex<Option<CpuSample>>,
 }
 
@@ -46,6 +48,12 @@ struct CpuSample {
 const UPLOAD_RESPONSE_BUCKETS_MS: [f64; 13] = [
     10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 15000.0, 20000.0,
     30000.0,
+];
+
+/// Go's buckets for `livekit_psrpc_claim_wait_time_ms` (protocol `rpc/metrics.go`): a granted
+/// claim settles in a few ms, a timed-out one runs to the caller's deadline.
+const CLAIM_WAIT_BUCKETS_MS: [f64; 10] = [
+    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 3000.0,
 ];
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -147,11 +155,23 @@ impl Metrics {
             "psrpc requests dropped as expired",
             &["service", "method"],
         )?;
+        // Go's labels since protocol #1699: `role` server/client, `kind` rpc/multirpc,
+        // and the psrpc code as `error_code`.
         let rpc_errors = counter(
             "livekit_psrpc_error_total",
-            "psrpc error responses sent",
-            &["service", "method", "code"],
+            "psrpc calls that ended in an error",
+            &["role", "kind", "service", "method", "error_code"],
         )?;
+        let rpc_claim_wait = HistogramVec::new(
+            HistogramOpts::new(
+                "livekit_psrpc_claim_wait_time_ms",
+                "time from publishing a bid to the caller's decision",
+            )
+            .const_label("node_type", "EGRESS")
+            .buckets(CLAIM_WAIT_BUCKETS_MS.to_vec()),
+            &["service", "method", "outcome"],
+        )?;
+        registry.register(Box::new(rpc_claim_wait.clone()))?;
         Ok(Metrics {
             registry,
             available,
@@ -169,6 +189,7 @@ impl Metrics {
             rpc_received,
             rpc_expired,
             rpc_errors,
+            rpc_claim_wait,
             cpu_sample: Mutex::new(None),
         })
     }
@@ -302,12 +323,36 @@ impl ServerObserver for Metrics {
             .inc();
     }
 
-    fn responded(&self, m: &Method, error: Option<Code>) {
+    fn claimed(&self, m: &Method, outcome: ClaimOutcome, waited: Duration) {
+        // Whole milliseconds, as Go observes `wait.Milliseconds()`.
+        self.rpc_claim_wait
+            .with_label_values(&[m.service, m.name, outcome.as_str()])
+            .observe(waited.as_millis() as f64);
+    }
+
+    fn handled(&self, m: &Method, error: Option<Code>) {
         if let Some(code) = error {
-            self.rpc_errors
-                .with_label_values(&[m.service, m.name, code.as_str()])
-                .inc();
+            self.count_rpc_error("server", m, code);
         }
+    }
+}
+
+impl ClientObserver for Metrics {
+    fn call_failed(&self, m: &Method, code: Code) {
+        self.count_rpc_error("client", m, code);
+    }
+}
+
+impl Metrics {
+    fn count_rpc_error(&self, role: &str, m: &Method, code: Code) {
+        // Go's metrics observer gets no error code for multi calls and records `unknown`.
+        let (kind, code) = match m.routing {
+            Routing::Multi => ("multirpc", Code::Unknown),
+            Routing::Affinity | Routing::Queue => ("rpc", code),
+        };
+        self.rpc_errors
+            .with_label_values(&[role, kind, m.service, m.name, code.as_str()])
+            .inc();
     }
 }
 
@@ -394,6 +439,153 @@ mod tests {
             1,
             "a failed backup write is not counted"
         );
+    }
+
+    /// The sample lines of `name` (not its `# HELP`/`# TYPE`), with the value parsed.
+    fn series(text: &str, name: &str) -> Vec<(String, f64)> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| {
+                let (labels, value) = l.rsplit_once(' ')?;
+                Some((labels.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn value_with(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+        series(text, name)
+            .into_iter()
+            .find(|(l, _)| labels.iter().all(|want| l.contains(want)))
+            .map(|(_, v)| v)
+    }
+
+    #[test]
+    fn psrpc_lifecycle_and_errors_are_counted_with_gos_names_and_labels() {
+        use crate::service::methods::{IO_UPDATE_EGRESS, LIST_ACTIVE_EGRESS, START_EGRESS};
+        let m = Metrics::new("NE_1", "c1").unwrap();
+        m.request_received(&START_EGRESS);
+        m.request_received(&START_EGRESS);
+        m.request_received(&START_EGRESS);
+        m.request_expired(&START_EGRESS);
+        m.claimed(
+            &START_EGRESS,
+            ClaimOutcome::Granted,
+            Duration::from_micros(3_900),
+        );
+        m.claimed(
+            &START_EGRESS,
+            ClaimOutcome::TimedOut,
+            Duration::from_millis(1_005),
+        );
+        m.handled(&START_EGRESS, None); // a success is no error
+        m.handled(&START_EGRESS, Some(Code::ResourceExhausted));
+        m.handled(&LIST_ACTIVE_EGRESS, Some(Code::Internal));
+        m.call_failed(&IO_UPDATE_EGRESS, Code::Unavailable);
+        m.call_failed(&IO_UPDATE_EGRESS, Code::Unavailable);
+        let text = m.render(&Worker::new("NE_1".into(), 2.0, 0.8), 1.0);
+
+        let start = [
+            r#"service="EgressInternal""#,
+            r#"method="StartEgress""#,
+            r#"node_type="EGRESS""#,
+            r#"node_id="NE_1""#,
+        ];
+        assert_eq!(
+            value_with(&text, "livekit_psrpc_requests_received_total", &start),
+            Some(3.0),
+            "{text}"
+        );
+        assert_eq!(
+            value_with(&text, "livekit_psrpc_requests_expired_total", &start),
+            Some(1.0),
+            "{text}"
+        );
+        // Lifecycle series carry no role label (they are server-side only in Go).
+        assert!(
+            !series(&text, "livekit_psrpc_requests_received_total")
+                .iter()
+                .any(|(l, _)| l.contains("role=")),
+            "{text}"
+        );
+
+        let claim = |outcome: &str, le: &str| {
+            let o = format!(r#"outcome="{outcome}""#);
+            let b = format!(r#"le="{le}""#);
+            value_with(
+                &text,
+                "livekit_psrpc_claim_wait_time_ms_bucket",
+                &[&o, &b, start[0], start[1]],
+            )
+        };
+        // 3.9 ms is observed as Go's whole 3 ms: inside le=5, outside le=1.
+        assert_eq!(claim("granted", "1"), Some(0.0), "{text}");
+        assert_eq!(claim("granted", "5"), Some(1.0), "{text}");
+        assert_eq!(claim("timed_out", "1000"), Some(0.0), "{text}");
+        assert_eq!(claim("timed_out", "3000"), Some(1.0), "{text}");
+        let buckets: Vec<String> = series(&text, "livekit_psrpc_claim_wait_time_ms_bucket")
+            .into_iter()
+            .filter(|(l, _)| l.contains(r#"outcome="granted""#))
+            .filter_map(|(l, _)| Some(l.split("le=\"").nth(1)?.split('"').next()?.to_owned()))
+            .collect();
+        assert_eq!(
+            buckets,
+            [
+                "1", "5", "10", "25", "50", "100", "250", "500", "1000", "3000", "+Inf"
+            ],
+            "Go's claim-wait buckets"
+        );
+        assert_eq!(
+            value_with(
+                &text,
+                "livekit_psrpc_claim_wait_time_ms_sum",
+                &[r#"outcome="timed_out""#]
+            ),
+            Some(1005.0),
+            "{text}"
+        );
+
+        let errors = series(&text, "livekit_psrpc_error_total");
+        assert_eq!(
+            errors.len(),
+            3,
+            "one series per role/kind/method/code:\n{text}"
+        );
+        for (labels, count) in [
+            (
+                [
+                    r#"role="server""#,
+                    r#"kind="rpc""#,
+                    r#"method="StartEgress""#,
+                    r#"error_code="resource_exhausted""#,
+                ],
+                1.0,
+            ),
+            // Go's observer has no code for multi calls: always `unknown`.
+            (
+                [
+                    r#"role="server""#,
+                    r#"kind="multirpc""#,
+                    r#"method="ListActiveEgress""#,
+                    r#"error_code="unknown""#,
+                ],
+                1.0,
+            ),
+            (
+                [
+                    r#"role="client""#,
+                    r#"kind="rpc""#,
+                    r#"service="IOInfo""#,
+                    r#"error_code="unavailable""#,
+                ],
+                2.0,
+            ),
+        ] {
+            assert_eq!(
+                value_with(&text, "livekit_psrpc_error_total", &labels),
+                Some(count),
+                "{labels:?}:\n{text}"
+            );
+        }
     }
 
     #[test]

@@ -204,7 +204,11 @@ pub async fn run(config: ServiceConfig, source: ConfigSource) -> ExitCode {
         update: config.io_update_timeout,
         selection: config.io_selection_timeout,
     };
-    let io = Arc::new(IoInfoClient::new(bus.clone(), timeouts).await);
+    let io = Arc::new(
+        IoInfoClient::new(bus.clone(), timeouts)
+            .await
+            .with_observer(metrics.clone()),
+    );
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
