@@ -10,6 +10,14 @@
 //	[--kind standard|agent|sip|ingress|egress] [--fps 30] --publish SOURCE=FILE ...
 //
 // FILE is .h264, .h265, .ivf (VP8, VP9 or AV1) or .ogg (Opus). It runs until SIGINT/SIGTERM.
+//
+// Video files are paced at --fps, as `lk room join --fps` paces every file. The SDK's own
+// pacing of .ivf files is wrong: pion/webrtc v4.2's ivfreader already scales each frame's
+// timestamp by the header's rate/scale (pts*30 for ffmpeg's 1/30 timebase) and server-sdk-go
+// v2.19.0's ReaderSampleProvider multiplies that by the timebase again, so every IVF frame
+// lasts a whole second. Published that way, a 30 fps VP8/VP9/AV1 file went out at 1 frame/s
+// (livekit-server's sender reports: one packet a second), its stream tracker declared the
+// layer stopped after 1.5 s, and a keyframe every 15 frames became one every 15 s.
 package main
 
 import (
@@ -46,7 +54,7 @@ func run() error {
 	room := flag.String("room", "", "room name")
 	identity := flag.String("identity", "", "participant identity")
 	kind := flag.String("kind", "standard", "participant kind")
-	fps := flag.Float64("fps", 30, "frame rate of .h264/.h265 files")
+	fps := flag.Float64("fps", 30, "frame rate of video files (.h264, .h265, .ivf)")
 	var pubs publishes
 	flag.Var(&pubs, "publish", "SOURCE=FILE (repeatable)")
 	flag.Parse()
@@ -84,7 +92,7 @@ func run() error {
 			return fmt.Errorf("--publish %q: %q is not a track source", p, source)
 		}
 		var opts []lksdk.ReaderSampleProviderOption
-		if ext := filepath.Ext(file); ext == ".h264" || ext == ".h265" {
+		if ext := filepath.Ext(file); ext == ".h264" || ext == ".h265" || ext == ".ivf" {
 			opts = append(opts, lksdk.ReaderTrackWithFrameDuration(time.Duration(float64(time.Second) / *fps)))
 		}
 		track, err := lksdk.NewLocalFileTrack(file, opts...)
