@@ -9,7 +9,7 @@ use std::time::Duration;
 use egress_e2e::mediamtx::{MediaMtx, MediaMtxOptions};
 use egress_e2e::recording::*;
 use egress_e2e::stream_check;
-use egress_e2e::{LiveKitServer, find_binary};
+use egress_e2e::{LiveKitServer, find_binary, free_port, http_get};
 use serde_json::{Value, json};
 use std::process::Stdio;
 use tokio::process::{Child, Command};
@@ -443,4 +443,171 @@ async fn a_stream_only_egress_whose_every_url_fails_ends_failed_and_bad_urls_are
         !error.is_empty() && !error.contains("untrusted-key"),
         "{failed:#}"
     );
+}
+
+/// The service's metrics URL, from the stack's config.
+fn metrics_url(stack: &RecordingStack) -> String {
+    let port = stack
+        .config
+        .lines()
+        .find_map(|l| l.strip_prefix("prometheus_port:"))
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .expect("prometheus_port in the stack's config");
+    format!("http://127.0.0.1:{port}/metrics")
+}
+
+async fn scrape(url: &str) -> String {
+    let (status, text) = http_get(url).await.expect("GET /metrics");
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
+/// The value of the series `name` whose labels include every `labels` pair.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+const BYTES: &str = "livekit_egress_stream_bytes_sent_total";
+const RECONNECTS: &str = "livekit_egress_stream_reconnects_total";
+const STATE: &str = "livekit_egress_stream_state";
+
+#[tokio::test]
+async fn each_destination_has_its_bytes_reconnects_and_state_in_the_metrics_without_its_key() {
+    let _serial = serial().await;
+    let stack = composite_stack().await;
+    let metrics = metrics_url(&stack);
+    let lk = stack.lk();
+    let mtx = MediaMtx::start().await;
+    let media = TestMedia::generate(60).await;
+    let room = "stream-metrics-room";
+    let mut publisher = join(&stack.livekit, room, "dave", &media, stack.egress.dir());
+    track_sid(&stack, room, "dave", "VIDEO").await;
+    track_sid(&stack, room, "dave", "AUDIO").await;
+
+    // One URL that publishes, one whose server is not there (refused: retried all along).
+    let live = mtx.rtmp_url("live/s3cretkey-metrics");
+    let refused = format!("rtmp://127.0.0.1:{}/live/s3cretkey-refused", free_port());
+    let request = json!({
+        "room_name": room,
+        "identity": "dave",
+        "stream_outputs": [{ "protocol": "RTMP", "urls": [live, refused] }],
+        "advanced": { "width": 640, "height": 360, "framerate": 30, "video_bitrate": 1000 },
+    });
+    let started = lk
+        .egress_start("participant", &request.to_string())
+        .await
+        .expect("egress start");
+    let id = started.egress_id.clone();
+    wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(40)).await;
+    let info = wait_for(&lk, &id, "publishing", Duration::from_secs(15), |i| {
+        int(&i["stream_results"][0]["started_at"]) > 0
+            && int(&i["stream_results"][1]["retries"]) >= 2
+    })
+    .await;
+    let shown_url = |i: usize| {
+        info["stream_results"][i]["url"]
+            .as_str()
+            .expect("url")
+            .to_owned()
+    };
+    let (url0, url1) = (shown_url(0), shown_url(1));
+    let dest = |n: &'static str, url: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("egress_id", id.clone()),
+            ("destination", n.to_owned()),
+            ("url", url.to_owned()),
+        ]
+    };
+    let get = |text: &str, name: &str, labels: &[(&'static str, String)], state: Option<&str>| {
+        let mut l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if let Some(s) = state {
+            l.push(("state", s));
+        }
+        sample(text, name, &l)
+    };
+    let (d0, d1) = (dest("0", &url0), dest("1", &url1));
+
+    // The handler reports every second; give the series a moment to appear.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let text = scrape(&metrics).await;
+        if get(&text, BYTES, &d0, None).is_some_and(|b| b > 0.0) {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no bytes for the first destination in:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let second = scrape(&metrics).await;
+    eprintln!(
+        "stream series:\n{}",
+        second
+            .lines()
+            .filter(|l| l.starts_with("livekit_egress_stream_"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let bytes = |t: &str| get(t, BYTES, &d0, None).unwrap_or(0.0);
+    assert!(
+        bytes(&second) > bytes(&first) + 10_000.0,
+        "the bytes grow while it publishes: {} then {} 3 s later",
+        bytes(&first),
+        bytes(&second)
+    );
+    assert_eq!(get(&second, STATE, &d0, Some("publishing")), Some(1.0));
+    assert_eq!(get(&second, STATE, &d0, Some("reconnecting")), Some(0.0));
+    assert_eq!(get(&second, RECONNECTS, &d0, None), Some(0.0));
+    assert_eq!(get(&second, STATE, &d1, Some("reconnecting")), Some(1.0));
+    assert!(
+        get(&second, RECONNECTS, &d1, None).is_some_and(|r| r >= 2.0),
+        "the refused destination's reconnects"
+    );
+    assert_eq!(get(&second, BYTES, &d1, None), Some(0.0));
+    // Labelled as the status shows the URL: redacted.
+    for text in [&first, &second] {
+        assert!(!text.contains("s3cretkey"), "a stream key in the metrics");
+    }
+
+    // The egress ends: both destinations FINISHED (the one still reconnecting too, at once).
+    lk.egress_stop(&id).await.expect("stop");
+    let t_stop = tokio::time::Instant::now();
+    let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(60)).await;
+    eprintln!("stopped in {:?}", t_stop.elapsed());
+    assert!(
+        t_stop.elapsed() < Duration::from_secs(20),
+        "a destination that is down holds the end: {:?}",
+        t_stop.elapsed()
+    );
+    let _ = publisher.kill().await;
+    assert_eq!(
+        status(&done["stream_results"][1]),
+        STREAM_FINISHED,
+        "{done:#}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let last = loop {
+        let text = scrape(&metrics).await;
+        if get(&text, STATE, &d0, Some("finished")) == Some(1.0)
+            && get(&text, STATE, &d1, Some("finished")) == Some(1.0)
+        {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not finished in:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(bytes(&last) >= bytes(&second));
+    assert!(!last.contains("s3cretkey"), "a stream key in the metrics");
 }

@@ -231,6 +231,11 @@ impl HandlerProcess {
                         "upload outcome with an unknown status; not counted"
                     ),
                 },
+                // So are stream destinations' numbers, labelled with their egress.
+                Ok(Some(HandlerMsg {
+                    kind: Some(handler_msg::Kind::StreamStats(stats)),
+                    egress_id,
+                })) => crate::outputs::stream::metrics::record(&egress_id, stats.into_samples()),
                 Ok(Some(msg)) => {
                     let routes = self.routes();
                     match routes.by_egress.get(&msg.egress_id) {

@@ -131,6 +131,9 @@ async fn run(config: ServiceConfig) -> Result<(), HandlerError> {
         });
     }));
 
+    // So do the live stream destinations' numbers, every second.
+    let stream_stats = tokio::spawn(report_stream_stats(out_tx.clone()));
+
     let shared = Arc::new(Shared {
         config: Arc::new(config),
         loaded: OnceCell::new(),
@@ -192,9 +195,31 @@ async fn run(config: ServiceConfig) -> Result<(), HandlerError> {
         }
     }
     drop(reporting);
+    // The last numbers (destinations that just ended), then the reporter lets go of the writer.
+    stream_stats.abort();
+    send_stream_stats(&out_tx);
     drop(out_tx);
     let _ = writer.await;
     Ok(())
+}
+
+/// Sends the live stream destinations' numbers to the service every second.
+async fn report_stream_stats(out: mpsc::UnboundedSender<HandlerMsg>) {
+    let mut tick = tokio::time::interval(crate::outputs::stream::metrics::REPORT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        send_stream_stats(&out);
+    }
+}
+
+fn send_stream_stats(out: &mpsc::UnboundedSender<HandlerMsg>) {
+    for (egress_id, samples) in crate::outputs::stream::metrics::take_report() {
+        let _ = out.send(HandlerMsg {
+            kind: Some(handler_msg::Kind::StreamStats(samples.into())),
+            egress_id,
+        });
+    }
 }
 
 /// A job's control receivers (its stop and UpdateStream lines; updates are wired in `run_job`).
@@ -340,7 +365,12 @@ async fn run_job(
                     work_dir: PathBuf::from(job.work_dir),
                     plugins,
                 };
-                tracing::Instrument::instrument(pipeline::run(job, control), span).await
+                // Its stream destinations' metrics are labelled with its id.
+                let run = crate::outputs::stream::metrics::for_egress(
+                    egress_id.clone(),
+                    pipeline::run(job, control),
+                );
+                tracing::Instrument::instrument(run, span).await
             }
             None => {
                 let mut info = info;

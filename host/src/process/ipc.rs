@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use egress_proto::livekit::{EgressInfo, UpdateStreamRequest};
 use egress_proto::rpc::StartEgressRequest;
 
+use crate::outputs::stream::metrics::{DestinationSample, DestinationState};
 use crate::storage::report::{UploadReport, UploadStatus};
 
 /// The environment variable that hands the handler the socket path.
@@ -24,7 +25,7 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Handler → service.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HandlerMsg {
-    #[prost(oneof = "handler_msg::Kind", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "handler_msg::Kind", tags = "1, 2, 3, 4, 5, 6")]
     pub kind: Option<handler_msg::Kind>,
     /// The egress this frame is about (empty on `Ready` and `Upload`, which are about the
     /// process).
@@ -54,6 +55,68 @@ pub mod handler_msg {
         /// first four: a peer that predates it decodes the frame with no kind and skips it.
         #[prost(message, tag = "5")]
         Upload(super::UploadOutcome),
+        /// The egress's live stream destinations (bytes, reconnects, state), for the
+        /// service's metrics; sent every second while it streams. Added after `Upload`, like it.
+        #[prost(message, tag = "6")]
+        StreamStats(super::StreamStats),
+    }
+}
+
+/// [`crate::outputs::stream::metrics::DestinationSample`]s on the wire.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamStats {
+    #[prost(message, repeated, tag = "1")]
+    pub destinations: Vec<DestinationStat>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DestinationStat {
+    #[prost(uint64, tag = "1")]
+    pub index: u64,
+    /// Redacted, as `StreamInfo.url`.
+    #[prost(string, tag = "2")]
+    pub url: String,
+    /// The metric's state label (`publishing`, …).
+    #[prost(string, tag = "3")]
+    pub state: String,
+    #[prost(uint64, tag = "4")]
+    pub bytes_sent: u64,
+    #[prost(uint64, tag = "5")]
+    pub reconnects: u64,
+}
+
+impl From<Vec<DestinationSample>> for StreamStats {
+    fn from(samples: Vec<DestinationSample>) -> Self {
+        StreamStats {
+            destinations: samples
+                .into_iter()
+                .map(|s| DestinationStat {
+                    index: s.index,
+                    url: s.url,
+                    state: s.state.label().to_owned(),
+                    bytes_sent: s.bytes_sent,
+                    reconnects: s.reconnects,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl StreamStats {
+    /// The samples; one with a state this build does not know is left out.
+    pub fn into_samples(self) -> Vec<DestinationSample> {
+        self.destinations
+            .into_iter()
+            .filter_map(|d| {
+                Some(DestinationSample {
+                    index: d.index,
+                    url: d.url,
+                    state: DestinationState::from_label(&d.state)?,
+                    bytes_sent: d.bytes_sent,
+                    reconnects: d.reconnects,
+                })
+            })
+            .collect()
     }
 }
 
@@ -248,6 +311,25 @@ mod tests {
         let decoded = HandlerMsg::decode(msg.encode_to_vec().as_slice()).unwrap();
         match decoded.kind {
             Some(handler_msg::Kind::Upload(o)) => assert_eq!(o.into_report(), Some(report)),
+            other => panic!("{other:?}"),
+        }
+        // Stream stats too.
+        let samples = vec![DestinationSample {
+            index: 2,
+            url: "rtmp://h/live/{abc...xyz}".into(),
+            state: DestinationState::Reconnecting,
+            bytes_sent: 123_456,
+            reconnects: 3,
+        }];
+        let msg = HandlerMsg {
+            kind: Some(handler_msg::Kind::StreamStats(samples.clone().into())),
+            egress_id: "EG_1".into(),
+        };
+        match HandlerMsg::decode(msg.encode_to_vec().as_slice())
+            .unwrap()
+            .kind
+        {
+            Some(handler_msg::Kind::StreamStats(s)) => assert_eq!(s.into_samples(), samples),
             other => panic!("{other:?}"),
         }
         // A kind from a newer peer (tag 9) decodes to no kind, which every reader skips.

@@ -136,6 +136,7 @@ impl Metrics {
             &["output_type"],
         )?;
         registry.register(Box::new(backup_storage_writes.clone()))?;
+        registry.register(crate::outputs::stream::metrics::collector()?)?;
         let counter = |name: &str,
                        help: &str,
                        labels: &[&str]|

@@ -21,7 +21,7 @@
 //! fills, chunks are dropped, and the gate closes until the next keyframe, so what is sent
 //! after a loss is again decodable. One slow destination costs only itself.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::backoff::ReconnectPolicy;
+use super::metrics::{DestinationState, DestinationStats};
 
 /// A connect that takes longer than this failed (retryable); plugins have their own, shorter,
 /// timeouts, this only bounds a plugin that has none.
@@ -156,7 +157,8 @@ struct Shared {
     queued_bytes: AtomicUsize,
     /// Set when a chunk was dropped: the task closes its gate until the next keyframe.
     dropped: AtomicBool,
-    bytes_sent: AtomicU64,
+    /// Bytes, reconnects and state, for the metrics.
+    stats: Arc<DestinationStats>,
 }
 
 impl Destination {
@@ -184,7 +186,12 @@ impl Destination {
 
     /// Bytes handed to the transport over all sessions.
     pub fn bytes_sent(&self) -> u64 {
-        self.input.shared.bytes_sent.load(Ordering::Relaxed)
+        self.input.shared.stats.bytes_sent()
+    }
+
+    /// The destination's counters (bytes, reconnects, state), for the metrics.
+    pub fn stats(&self) -> Arc<DestinationStats> {
+        self.input.shared.stats.clone()
     }
 
     /// Whether the task has ended (failed or finished).
@@ -234,7 +241,14 @@ async fn run(
         policy,
         events,
     } = setup;
+    let stats = shared.stats.clone();
     let emit = |e: DestinationEvent| {
+        match &e {
+            DestinationEvent::Publishing { .. } => stats.set_state(DestinationState::Publishing),
+            DestinationEvent::Retrying { .. } => stats.reconnecting(),
+            DestinationEvent::Failed { .. } => stats.set_state(DestinationState::Failed),
+            DestinationEvent::Finished { .. } => stats.set_state(DestinationState::Finished),
+        }
         let _ = events.send(e);
     };
     let mut ever_published = false;
@@ -261,6 +275,11 @@ async fn run(
                     emit(DestinationEvent::Finished { at: SystemTime::now() });
                     return;
                 }
+                _ = source_ended(&mut rx, &shared) => {
+                    tracing::info!(url = %redacted, "the egress ended while the stream destination was down");
+                    emit(DestinationEvent::Finished { at: SystemTime::now() });
+                    return;
+                }
                 _ = tokio::time::sleep(delay) => {}
             }
             emit(DestinationEvent::Retrying {
@@ -272,6 +291,10 @@ async fn run(
         last_attempt = Some(Instant::now());
         let connected = tokio::select! {
             _ = &mut stop => {
+                emit(DestinationEvent::Finished { at: SystemTime::now() });
+                return;
+            }
+            _ = source_ended(&mut rx, &shared) => {
                 emit(DestinationEvent::Finished { at: SystemTime::now() });
                 return;
             }
@@ -317,8 +340,21 @@ async fn run(
         }
         tracing::info!(url = %redacted, error = %error, attempt = attempt + 1, "stream destination disconnected; reconnecting");
         outage.get_or_insert_with(Instant::now);
+        stats.set_state(DestinationState::Reconnecting);
         attempt += 1;
         last_error = error.to_string();
+    }
+}
+
+/// Resolves when the source has ended (every input dropped) while no session is open: what it
+/// queued meanwhile is discarded (a new session starts from a keyframe after connecting, so it
+/// would have been anyway). Without this, a destination that is down when the egress ends would
+/// hold the egress's end until its reconnect window ran out.
+async fn source_ended(rx: &mut mpsc::UnboundedReceiver<Chunk>, shared: &Shared) {
+    while let Some(c) = rx.recv().await {
+        shared
+            .queued_bytes
+            .fetch_sub(c.data.len(), Ordering::Relaxed);
     }
 }
 
@@ -392,9 +428,7 @@ async fn publish(
             return SessionEnd::Failed(e);
         }
         let now = session.bytes_sent();
-        shared
-            .bytes_sent
-            .fetch_add(now.saturating_sub(sent_before), Ordering::Relaxed);
+        shared.stats.add_bytes(now.saturating_sub(sent_before));
         sent_before = now;
     }
 }
@@ -631,6 +665,19 @@ mod tests {
             next(&mut ev).await,
             DestinationEvent::Publishing { first: false, .. }
         ));
+        // The metrics follow: one reconnect, publishing again, the bytes of both sessions.
+        let stats = d.stats();
+        assert_eq!(stats.reconnects(), 1);
+        assert_eq!(stats.state(), DestinationState::Publishing);
+        let first_session: usize = f
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.0 == 1)
+            .map(|r| r.1.len())
+            .sum();
+        assert_eq!(stats.bytes_sent(), first_session as u64);
         d.offer(Chunk {
             data: flv_tag(2000, 9),
             pts: Duration::from_secs(2),
@@ -642,6 +689,7 @@ mod tests {
             keyframe: true,
         });
         d.finish().await;
+        assert_eq!(stats.state(), DestinationState::Finished);
         let got = f.received.lock().unwrap().clone();
         let second: Vec<_> = got.iter().filter(|r| r.0 == 2).collect();
         assert_eq!(
@@ -657,6 +705,40 @@ mod tests {
             a[1] - a[0] >= Duration::from_secs(1),
             "attempts a second apart at least"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_destination_that_is_down_when_the_source_ends_finishes_at_once() {
+        let errs: Vec<_> = (0..100)
+            .map(|_| Err(SinkError::retryable("connection refused")))
+            .collect();
+        let f = fake(errs, None);
+        let (d, mut ev, _) = spawn(f.clone(), ReconnectPolicy::default());
+        assert!(matches!(
+            next(&mut ev).await,
+            DestinationEvent::Retrying { .. }
+        ));
+        d.offer(Chunk {
+            data: flv_tag(0, 9),
+            pts: Duration::ZERO,
+            keyframe: true,
+        });
+        let stats = d.stats();
+        let began = Instant::now();
+        d.finish().await;
+        assert!(
+            began.elapsed() < Duration::from_secs(11),
+            "waited for the window: {:?}",
+            began.elapsed()
+        );
+        loop {
+            match next(&mut ev).await {
+                DestinationEvent::Retrying { .. } => {}
+                DestinationEvent::Finished { .. } => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(stats.state(), DestinationState::Finished);
     }
 
     #[tokio::test(start_paused = true)]
@@ -688,6 +770,8 @@ mod tests {
                 DestinationEvent::Retrying { .. } => retries += 1,
                 DestinationEvent::Failed { error, .. } => {
                     assert!(error.contains("connection refused"));
+                    assert_eq!(d.stats().state(), DestinationState::Failed);
+                    assert_eq!(d.stats().reconnects(), retries);
                     break;
                 }
                 other => panic!("{other:?}"),

@@ -6,10 +6,13 @@
 //! carry the redacted form ([`redaction`]).
 //!
 //! What every destination shares lives here (policy, keyframe gate, status, redaction); the
-//! plugins (`plugins/rtmp`, `plugins/srt`, third-party ones) own only the transport.
+//! plugins (`plugins/rtmp`, `plugins/srt`, third-party ones) own only the transport. Each
+//! destination's bytes, reconnects and state reach the service's Prometheus metrics
+//! ([`metrics`]).
 
 pub mod backoff;
 pub mod destination;
+pub mod metrics;
 pub mod mux;
 pub mod output;
 pub mod redaction;

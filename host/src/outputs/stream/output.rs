@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::backoff::ReconnectPolicy;
 use super::destination::{Destination, DestinationEvent, DestinationSetup, Framing};
+use super::metrics;
 use super::mux::MuxTap;
 
 /// One URL of the output, with its status.
@@ -65,6 +66,9 @@ pub struct StreamOutput {
     /// it, however early its destination connected (the Chrome recorder connects while the
     /// page loads).
     media_started_at: i64,
+    /// The egress the destinations' metrics are labelled with (`None`: not reported, outside
+    /// a handler's job).
+    egress_id: Option<String>,
 }
 
 fn nanos(t: SystemTime) -> i64 {
@@ -82,6 +86,10 @@ impl StreamOutput {
         policy: ReconnectPolicy,
     ) -> StreamOutput {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let egress_id = metrics::current_egress();
+        if egress_id.is_none() {
+            tracing::debug!("stream output outside an egress job: its metrics are not reported");
+        }
         StreamOutput {
             kind,
             tap,
@@ -93,6 +101,7 @@ impl StreamOutput {
             events_tx,
             events_rx,
             media_started_at: 0,
+            egress_id,
         }
     }
 
@@ -144,6 +153,9 @@ impl StreamOutput {
         });
         if let Ok(mut fanout) = self.tap.fanout.lock() {
             fanout.insert(id, destination.input());
+        }
+        if let Some(egress_id) = &self.egress_id {
+            metrics::track(egress_id, id, &url.redacted, destination.stats());
         }
         let info = StreamInfo {
             url: url.redacted.clone(),
