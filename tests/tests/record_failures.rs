@@ -71,14 +71,13 @@ async fn page_load_and_template_errors_fail_the_egress() {
     assert_eq!(done["error"], "template error: room is gone", "{done:#}");
 
     // Refused before anything starts, with the Go egress's texts.
-    let stream = json!({ "url": page.url(""), "stream_outputs": [{ "urls": ["rtmp://127.0.0.1/live/key"] }] });
+    let stream = json!({ "url": page.url(""), "stream_outputs": [{ "urls": ["rtmp://127.0.0.1/onlykey"] }] });
     let err = lk
         .egress_start("web", &stream.to_string())
         .await
-        .expect_err("stream outputs are refused");
+        .expect_err("an RTMP URL without an app is refused");
     assert!(
-        err.to_string()
-            .contains("stream output is not yet supported"),
+        err.to_string().contains("rtmp urls must be of format"),
         "{err}"
     );
     let bad_url = json!({ "url": "file:///etc/passwd", "file_outputs": [{ "filepath": "z.mp4" }] });

@@ -265,6 +265,22 @@ async fn a_room_composite_without_a_file_streams_over_srt_with_segments_and_imag
     let room = "live-composite-srt";
     let (video, audio) = publish_room(&stack, room).await;
 
+    // Bad segment settings are refused at StartEgress, naming the field, before Chrome starts.
+    let same_names = json!({
+        "room_name": room,
+        "layout": "grid",
+        "segment_outputs": [{ "playlist_name": "x.m3u8", "live_playlist_name": "x.m3u8" }],
+    });
+    let err = lk
+        .egress_start_room_composite(&same_names.to_string())
+        .await
+        .expect_err("identical playlist names are refused");
+    assert!(
+        err.to_string()
+            .contains("live_playlist_name cannot be identical to playlist_name"),
+        "{err}"
+    );
+
     let request = json!({
         "room_name": room,
         "layout": "grid",

@@ -17,6 +17,7 @@ use super::segments::SegmentsOutput;
 use super::stream::url::{RequestApi, StreamUrlError, parse_stream_url, stream_kind};
 use super::stream::{ReconnectPolicy, StreamKind, StreamOutput, StreamUrl, StreamUrlRules, mux};
 use super::tap::EncodedStreams;
+use crate::config::ServiceConfig;
 use crate::core::{PipelineError, errors};
 use crate::plugins::PluginRegistry;
 use crate::rpc::{Code, RpcError};
@@ -35,7 +36,8 @@ pub struct LiveOutputs {
     pub streams: Option<(StreamKind, Vec<StreamUrl>)>,
     /// How shorthand stream URLs resolve (`twitch://`), for UpdateStream too.
     pub stream_rules: StreamUrlRules,
-    /// When a dropped destination is tried again, and given up.
+    /// When a dropped destination is tried again, and given up (the config's
+    /// `stream_reconnect:`).
     pub reconnect: ReconnectPolicy,
     /// Whether the request has segments (they, like streams, carry H.264 + AAC).
     segments: bool,
@@ -45,7 +47,11 @@ impl LiveOutputs {
     /// The stream output's URLs, each checked as Go's `ValidateUrl` does (errors name the URL
     /// redacted). Raw PCM over a websocket is the track egress's; the recorders that call this
     /// refuse it.
-    pub fn parse(plan: &OutputPlan, api: RequestApi) -> Result<LiveOutputs, RpcError> {
+    pub fn parse(
+        config: &ServiceConfig,
+        plan: &OutputPlan,
+        api: RequestApi,
+    ) -> Result<LiveOutputs, RpcError> {
         let streams = plan
             .stream()
             .map(|spec| parse_streams(spec, api))
@@ -53,7 +59,7 @@ impl LiveOutputs {
         Ok(LiveOutputs {
             streams,
             stream_rules: StreamUrlRules::default(),
-            reconnect: ReconnectPolicy::default(),
+            reconnect: ReconnectPolicy::from_config(config),
             segments: plan.segments().is_some(),
         })
     }
@@ -157,6 +163,27 @@ pub fn check_plugins(live: &LiveOutputs, plugins: &PluginRegistry) -> Result<(),
     Ok(())
 }
 
+/// StartEgress-time check of every live output, answered as attaching it would answer: a
+/// live-destination plugin for the stream URLs, the segments' and images' names and storage,
+/// and video for images.
+pub fn validate(
+    live: &LiveOutputs,
+    plan: &OutputPlan,
+    ctx: &OutputContext,
+) -> Result<(), RpcError> {
+    check_plugins(live, &ctx.plugins)?;
+    if let Some(spec) = plan.segments() {
+        SegmentsOutput::validate(spec, ctx)?;
+    }
+    for spec in plan.images() {
+        if ctx.video_size.is_none() {
+            return Err(errors::invalid_input("audio_only images"));
+        }
+        ImagesOutput::validate(spec, ctx)?;
+    }
+    Ok(())
+}
+
 /// Attaches the stream output (every URL starts connecting now and publishes from the first
 /// keyframe), the segments output and the image outputs to a recorder's encoded streams,
 /// before its pipeline plays.
@@ -202,6 +229,14 @@ mod tests {
     use egress_proto::livekit::{self, SegmentedFileOutput, StreamOutput as Proto, output};
     use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 
+    fn service() -> ServiceConfig {
+        let yaml =
+            "api_key: k\napi_secret: s\nws_url: ws://lk:7880\nredis:\n  address: 127.0.0.1:6379\n";
+        crate::config::parse(yaml, &crate::config::EmptyEnv)
+            .expect("config")
+            .config
+    }
+
     fn plan(outputs: Vec<output::Config>) -> OutputPlan {
         let req = StartEgressRequest {
             request: Some(Request::Egress(livekit::StartEgressRequest {
@@ -236,7 +271,7 @@ mod tests {
     #[test]
     fn streams_get_a_keyframe_every_two_seconds_at_most_four() {
         let p = plan(vec![rtmp()]);
-        let live = LiveOutputs::parse(&p, RequestApi::V2).unwrap();
+        let live = LiveOutputs::parse(&service(), &p, RequestApi::V2).unwrap();
         assert!(live.needs_h264_aac());
         assert_eq!(live.keyframe_interval(&p, 0.0), 2.0);
         assert_eq!(live.keyframe_interval(&p, 3.0), 3.0);
@@ -246,19 +281,19 @@ mod tests {
     #[test]
     fn segments_get_one_gop_per_segment_or_less() {
         let p = plan(vec![segments(6)]);
-        let live = LiveOutputs::parse(&p, RequestApi::V2).unwrap();
+        let live = LiveOutputs::parse(&service(), &p, RequestApi::V2).unwrap();
         assert_eq!(live.keyframe_interval(&p, 0.0), 6.0);
         assert_eq!(live.keyframe_interval(&p, 8.0), 6.0);
         assert_eq!(live.keyframe_interval(&p, 1.0), 1.0);
         let p = plan(vec![segments(0), rtmp()]);
-        let live = LiveOutputs::parse(&p, RequestApi::V2).unwrap();
+        let live = LiveOutputs::parse(&service(), &p, RequestApi::V2).unwrap();
         assert_eq!(live.keyframe_interval(&p, 0.0), 2.0, "streams need 2 s");
     }
 
     #[test]
     fn without_live_outputs_the_request_decides() {
         let p = plan(vec![output::Config::File(livekit::FileOutput::default())]);
-        let live = LiveOutputs::parse(&p, RequestApi::V2).unwrap();
+        let live = LiveOutputs::parse(&service(), &p, RequestApi::V2).unwrap();
         assert!(!live.needs_h264_aac());
         assert_eq!(live.keyframe_interval(&p, 0.0), 0.0);
         assert_eq!(live.file_type(EncodedFileType::Ogg as i32).unwrap(), None);
@@ -267,7 +302,7 @@ mod tests {
     #[test]
     fn a_file_beside_live_outputs_is_mp4() {
         let p = plan(vec![rtmp()]);
-        let live = LiveOutputs::parse(&p, RequestApi::V2).unwrap();
+        let live = LiveOutputs::parse(&service(), &p, RequestApi::V2).unwrap();
         assert_eq!(
             live.file_type(EncodedFileType::DefaultFiletype as i32)
                 .unwrap(),
@@ -286,7 +321,7 @@ mod tests {
             urls: vec!["rtmp://host/key".into()],
             ..Default::default()
         })]);
-        let e = LiveOutputs::parse(&p, RequestApi::V2).unwrap_err();
+        let e = LiveOutputs::parse(&service(), &p, RequestApi::V2).unwrap_err();
         assert!(
             e.message.contains("rtmp urls must be of format"),
             "{}",
@@ -296,7 +331,7 @@ mod tests {
             urls: vec!["ws://host/audio".into()],
             ..Default::default()
         })]);
-        let e = LiveOutputs::parse(&p, RequestApi::V2).unwrap_err();
+        let e = LiveOutputs::parse(&service(), &p, RequestApi::V2).unwrap_err();
         assert!(e.message.contains("websocket"), "{}", e.message);
     }
 }

@@ -21,6 +21,8 @@
 //! egress), [`encoding`], [`elements`] (GStreamer building blocks), [`filename`] and [`token`].
 //! What a recording writes (files, websocket, the manifest) is `crate::outputs`'s.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
@@ -101,15 +103,16 @@ pub fn supports(request: &Classified) -> bool {
 /// that its storage resolves to active sink plugins, then (web recorder) asks the layout's
 /// renderer, so that an unknown layout fails StartEgress. Run by the service.
 pub async fn validate(
-    config: &ServiceConfig,
+    config: &Arc<ServiceConfig>,
     request: &StartEgressRequest,
     classified: &Classified,
-    plugins: &PluginRegistry,
+    plugins: &Arc<PluginRegistry>,
 ) -> Result<(), RpcError> {
     let now = SystemTime::now();
     let recorder = Recorder::for_request(classified);
-    // The stream output's URLs must have a live-destination plugin (a slim build refuses them
-    // here, naming the plugin).
+    // The live outputs are checked as attaching them would check them: a live-destination
+    // plugin for the stream URLs (a slim build refuses them here, naming the plugin), the
+    // segments' and images' names and storage.
     let live = match recorder {
         Recorder::Track => {
             track::config::TrackConfig::new(config, request, &request.room_name, now)?;
@@ -122,16 +125,31 @@ pub async fn validate(
                 &request.room_name,
                 now,
             )? {
-                composite::config::Parsed::Composite(cfg) => Some(cfg.live),
+                composite::config::Parsed::Composite(cfg) => {
+                    let ctx = cfg.output_context(
+                        config.clone(),
+                        request.clone(),
+                        plugins.clone(),
+                        PathBuf::new(),
+                    );
+                    Some((cfg.live.clone(), cfg.outputs.clone(), ctx))
+                }
                 composite::config::Parsed::Passthrough { .. } => None,
             }
         }
         Recorder::Web => {
-            Some(web::config::WebConfig::new(config, request, &request.room_name, now)?.live)
+            let cfg = web::config::WebConfig::new(config, request, &request.room_name, now)?;
+            let ctx = cfg.output_context(
+                config.clone(),
+                request.clone(),
+                plugins.clone(),
+                PathBuf::new(),
+            );
+            Some((cfg.live, cfg.outputs, ctx))
         }
     };
-    if let Some(live) = &live {
-        crate::outputs::live::check_plugins(live, plugins)?;
+    if let Some((live, plan, ctx)) = &live {
+        crate::outputs::live::validate(live, plan, ctx)?;
     }
     crate::storage::check(config, request, plugins)?;
     if recorder == Recorder::Web {

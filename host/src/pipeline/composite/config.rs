@@ -14,6 +14,7 @@ use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 use crate::config::ServiceConfig;
 use crate::core::errors;
 use crate::core::request::RequestType;
+use crate::outputs::context::{OutputContext, OutputSettings};
 use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
 use crate::outputs::live::{LiveOutputs, incompatible_codecs};
 use crate::outputs::stream::url::RequestApi;
@@ -318,6 +319,7 @@ impl CompositeConfig {
             return Err(errors::invalid_input("room_name"));
         }
         let live = LiveOutputs::parse(
+            config,
             &outputs,
             if request_type == RequestType::Media {
                 RequestApi::V2
@@ -425,6 +427,40 @@ impl CompositeConfig {
             max_duration: config.session_limits.file_output_max_duration,
             encoder_threads: config.video_encoder_threads,
         })))
+    }
+
+    /// What the segments and images outputs need to name and store what they write.
+    pub fn output_context(
+        &self,
+        service: std::sync::Arc<ServiceConfig>,
+        request: StartEgressRequest,
+        plugins: std::sync::Arc<crate::plugins::PluginRegistry>,
+        work_dir: std::path::PathBuf,
+    ) -> OutputContext {
+        let mut filenames = FilenameInfo::new(
+            &self.room_name,
+            &self.room_id,
+            self.retry_count,
+            LocalTime::from_system(self.started),
+        );
+        if let Selection::Participant { identity, .. } = &self.selection {
+            filenames.identifier = identity.clone();
+        }
+        let e = &self.encoding;
+        OutputContext {
+            service,
+            request,
+            plugins,
+            work_dir,
+            filenames,
+            video_size: self.video.then(|| {
+                (
+                    u32::try_from(e.width).unwrap_or(0),
+                    u32::try_from(e.height).unwrap_or(0),
+                )
+            }),
+            settings: OutputSettings::default(),
+        }
     }
 
     /// The storage path once the publisher is known: named after the participant (participant

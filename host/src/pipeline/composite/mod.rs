@@ -43,8 +43,7 @@ use crate::config::ServiceConfig;
 use crate::core::PipelineError;
 use crate::core::errors;
 use crate::core::status::{END_REASON_SOURCE_CLOSED, now_nanos};
-use crate::outputs::context::{OutputContext, OutputSettings};
-use crate::outputs::filename::{FilenameInfo, LocalTime};
+use crate::outputs::context::OutputContext;
 use crate::outputs::live;
 use crate::outputs::tap::EncodedStreams;
 use crate::outputs::{FileOutput, OutputSet};
@@ -375,30 +374,12 @@ impl CompositeRecorder {
 
     /// What the segments and images outputs need to name and store what they write.
     fn output_context(&self, session: &Session) -> OutputContext {
-        let mut filenames = FilenameInfo::new(
-            &self.cfg.room_name,
-            &self.cfg.room_id,
-            self.cfg.retry_count,
-            LocalTime::from_system(self.cfg.started),
-        );
-        if let room::Selection::Participant { identity, .. } = &self.cfg.selection {
-            filenames.identifier = identity.clone();
-        }
-        let e = &self.cfg.encoding;
-        OutputContext {
-            service: self.service.clone(),
-            request: self.request.clone(),
-            plugins: self.plugins.clone(),
-            work_dir: session.work_dir().to_path_buf(),
-            filenames,
-            video_size: self.cfg.video.then(|| {
-                (
-                    u32::try_from(e.width).unwrap_or(0),
-                    u32::try_from(e.height).unwrap_or(0),
-                )
-            }),
-            settings: OutputSettings::default(),
-        }
+        self.cfg.output_context(
+            self.service.clone(),
+            self.request.clone(),
+            self.plugins.clone(),
+            session.work_dir().to_path_buf(),
+        )
     }
 
     /// Builds and starts the pipeline with the tracks known so far, pushes the held frames and

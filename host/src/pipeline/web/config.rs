@@ -15,6 +15,7 @@ use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 use crate::config::ServiceConfig;
 use crate::core::errors;
 use crate::core::request::RequestType;
+use crate::outputs::context::{OutputContext, OutputSettings};
 use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
 use crate::outputs::live::{LiveOutputs, incompatible_codecs};
 use crate::outputs::stream::url::RequestApi;
@@ -353,6 +354,37 @@ pub async fn render_page(
 }
 
 impl WebConfig {
+    /// What the stream, segments and images outputs need to name and store what they write.
+    pub fn output_context(
+        &self,
+        service: std::sync::Arc<ServiceConfig>,
+        request: StartEgressRequest,
+        plugins: std::sync::Arc<crate::plugins::PluginRegistry>,
+        work_dir: std::path::PathBuf,
+    ) -> OutputContext {
+        let filenames = FilenameInfo::new(
+            &self.room_name,
+            &self.room_id,
+            request.retry_count,
+            LocalTime::from_system(self.started),
+        );
+        let e = &self.encoding;
+        OutputContext {
+            service,
+            request,
+            plugins,
+            work_dir,
+            filenames,
+            video_size: self.video.then(|| {
+                (
+                    u32::try_from(e.width).unwrap_or(0),
+                    u32::try_from(e.height).unwrap_or(0),
+                )
+            }),
+            settings: OutputSettings::default(),
+        }
+    }
+
     /// Validates `req` and derives the pipeline settings. `now` stamps `{time}`/`{utc}` and the
     /// token; `room_name` is the info's (livekit-server's, else the request's). A template
     /// request gets the bundled template's page; see [`with_page`](Self::with_page).
@@ -418,7 +450,7 @@ impl WebConfig {
         } else {
             RequestApi::V1
         };
-        let live = LiveOutputs::parse(&shape.outputs, api)?;
+        let live = LiveOutputs::parse(config, &shape.outputs, api)?;
         let has_file = shape.outputs.file().is_some();
         if shape.outputs.outputs.is_empty() {
             return Err(errors::invalid_input("output"));
@@ -690,7 +722,10 @@ mod tests {
             ..Default::default()
         });
         let e = err(&rc(r));
-        assert!(e.contains("rtmp urls must be of format"), "Go's RTMP URL rule: {e}");
+        assert!(
+            e.contains("rtmp urls must be of format"),
+            "Go's RTMP URL rule: {e}"
+        );
         // Stream-only and segments-only egresses have no file.
         let mut r = base();
         r.file_outputs.clear();

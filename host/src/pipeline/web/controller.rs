@@ -28,8 +28,7 @@ use crate::core::status::{
     END_REASON_LIMIT, END_REASON_SOURCE_CLOSED, InfoExt, MSG_LIMIT_BEFORE_START,
     MSG_START_NOT_RECEIVED, MSG_STOPPED_BEFORE_STARTED, now_nanos,
 };
-use crate::outputs::context::{OutputContext, OutputSettings};
-use crate::outputs::filename::{FilenameInfo, LocalTime};
+use crate::outputs::context::OutputContext;
 use crate::outputs::{FileOutput, OutputSet, live};
 use crate::pipeline::job::{Job, StopRequest, UpdateStreamCall};
 use crate::pipeline::lifecycle::{
@@ -103,27 +102,7 @@ impl Controller {
             ..
         } = job;
         let local_path = file.as_ref().map(|f| f.local_path().to_path_buf());
-        let retry_count = request.retry_count;
-        let e = &cfg.encoding;
-        let context = OutputContext {
-            service: service.clone(),
-            request,
-            plugins,
-            work_dir: work_dir.clone(),
-            filenames: FilenameInfo::new(
-                &cfg.room_name,
-                &cfg.room_id,
-                retry_count,
-                LocalTime::from_system(cfg.started),
-            ),
-            video_size: cfg.video.then(|| {
-                (
-                    u32::try_from(e.width).unwrap_or(0),
-                    u32::try_from(e.height).unwrap_or(0),
-                )
-            }),
-            settings: OutputSettings::default(),
-        };
+        let context = cfg.output_context(service.clone(), request, plugins, work_dir.clone());
         let manifest = ManifestSource {
             egress_id: cfg.egress_id.clone(),
             room_id: cfg.room_id.clone(),
