@@ -80,6 +80,20 @@ async fn slim_build_validates_records_locally_and_refuses_missing_plugins() {
         "StartEgress with S3 on a slim build: {text}"
     );
 
+    // A stream output needs the `rtmp` live-destination plugin: refused at StartEgress, naming it.
+    let stream = json!({
+        "url": page.url(""),
+        "stream_outputs": [{ "urls": ["rtmp://127.0.0.1:1935/live/slimkey"] }]
+    });
+    let text = match lk.egress_start("web", &stream.to_string()).await {
+        Ok(started) => started.status,
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        text.contains("no active live destination serves rtmp:// URLs") && text.contains("`rtmp`"),
+        "StartEgress with an RTMP stream on a slim build: {text}"
+    );
+
     let request = json!({ "url": page.url(""), "file_outputs": [{ "filepath": "slim/page.mp4" }] });
     let started = lk
         .egress_start("web", &request.to_string())
