@@ -18,8 +18,9 @@
 //! (one track over WebRTC without transcoding, to a file or a websocket; also v2 media with the
 //! PASSTHROUGH preset) and [`composite`] (participant, track composite and v2 media over WebRTC:
 //! decoded, mixed and re-encoded). Shared by them: [`lifecycle`] (stop requests and the end of an
-//! egress), [`encoding`], [`elements`] (GStreamer building blocks), [`filename`] and [`token`].
-//! What a recording writes (files, websocket, the manifest) is `crate::outputs`'s.
+//! egress), [`encoding`], [`elements`] (GStreamer building blocks) and [`token`]. What a
+//! recording writes (files, streams, segments, images, websocket, the manifest) and how it is
+//! named is `crate::outputs`'s.
 
 use std::path::PathBuf;
 use std::sync::Arc;
