@@ -2,14 +2,17 @@
 //! requested through livekit-server, streamed to a real mediamtx over RTMP and SRT while also
 //! recorded to MP4; what the server recorded is checked as a viewer would (codecs, keyframe
 //! first, decodes cleanly, duration), and the status the way an operator reads it
-//! (`stream_results` in `lk egress list`).
+//! (`stream_results` in `lk egress list`, the service's `/metrics`). Failures are real ones: a
+//! destination black-holed by toxiproxy, servers stopped, a refused port; nginx-rtmp is the
+//! second RTMP implementation. Tests that wait out the reconnect window set it to 5 s
+//! (`stream_reconnect.window`).
 
 use std::time::Duration;
 
 use egress_e2e::mediamtx::{MediaMtx, MediaMtxOptions};
 use egress_e2e::recording::*;
 use egress_e2e::stream_check;
-use egress_e2e::{LiveKitServer, find_binary, free_port, http_get};
+use egress_e2e::{LiveKitServer, NginxRtmp, Toxiproxy, find_binary, free_port, http_get};
 use serde_json::{Value, json};
 use std::process::Stdio;
 use tokio::process::{Child, Command};
@@ -610,4 +613,256 @@ async fn each_destination_has_its_bytes_reconnects_and_state_in_the_metrics_with
     };
     assert!(bytes(&last) >= bytes(&second));
     assert!(!last.contains("s3cretkey"), "a stream key in the metrics");
+}
+
+/// Where the video of `file` stands still for half a second or more (ffmpeg's freezedetect),
+/// in seconds from its start. The test video's box never stops.
+async fn freezes(file: &std::path::Path) -> Vec<f64> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "info", "-nostats", "-i"])
+        .arg(file)
+        .args([
+            "-an",
+            "-vf",
+            "freezedetect=n=0.001:d=0.5",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .await
+        .expect("run ffmpeg freezedetect");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| l.split("freeze_start: ").nth(1))
+        .filter_map(|t| t.trim().parse().ok())
+        .collect()
+}
+
+/// A composite stack whose stream destinations are given up after 5 s of outage
+/// (`stream_reconnect.window`), so that the window can be waited out in a test.
+async fn short_window_stack() -> RecordingStack {
+    RecordingStack::start_with(|y| {
+        format!(
+            "{y}  participant_cpu_cost: 0.5\n  track_composite_cpu_cost: 0.5\nstream_reconnect:\n  window: 5s\n"
+        )
+    })
+    .await
+}
+
+/// The reconnect window of [`short_window_stack`].
+const WINDOW: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn a_black_holed_destination_fails_after_the_window_while_nginx_rtmp_and_the_file_go_on() {
+    let _serial = serial().await;
+    let stack = short_window_stack().await;
+    let lk = stack.lk();
+    let mtx = MediaMtx::start().await;
+    let nginx = NginxRtmp::start().await;
+    let toxi = Toxiproxy::start().await;
+    let hole = toxi
+        .proxy("hole", &format!("127.0.0.1:{}", mtx.rtmp_port()))
+        .await;
+    let media = TestMedia::generate(90).await;
+    let room = "stream-blackhole-room";
+    let mut publisher = join(&stack.livekit, room, "erin", &media, stack.egress.dir());
+    track_sid(&stack, room, "erin", "VIDEO").await;
+    track_sid(&stack, room, "erin", "AUDIO").await;
+
+    let holed = format!("rtmp://{hole}/live/s3cretkey-hole");
+    let nginx_key = "s3cretkey-nginx";
+    let request = json!({
+        "room_name": room,
+        "identity": "erin",
+        "file_outputs": [{ "filepath": "streams/{publisher_identity}-blackhole.mp4" }],
+        "stream_outputs": [{ "protocol": "RTMP", "urls": [holed, nginx.rtmp_url(nginx_key)] }],
+        "advanced": { "width": 640, "height": 360, "framerate": 30, "video_bitrate": 1000 },
+    });
+    let started = lk
+        .egress_start("participant", &request.to_string())
+        .await
+        .expect("egress start");
+    let id = started.egress_id.clone();
+    let (_, active_at) = wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(40)).await;
+    wait_for(&lk, &id, "both publishing", Duration::from_secs(15), |i| {
+        int(&i["stream_results"][0]["started_at"]) > 0
+            && int(&i["stream_results"][1]["started_at"]) > 0
+    })
+    .await;
+    nginx
+        .wait_for_publisher(nginx_key, Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // Everything sent through the hole is dropped: the sender's writes still succeed, mediamtx
+    // hears nothing and closes after its read timeout (10 s), and every reconnect is accepted
+    // by the proxy and then never answered. The URL fails once the outage outlasts the window.
+    toxi.blackhole("hole").await;
+    let holed_at = tokio::time::Instant::now();
+    let info = wait_for(
+        &lk,
+        &id,
+        "the black-holed URL FAILED",
+        Duration::from_secs(45),
+        |i| status(&i["stream_results"][0]) == STREAM_FAILED,
+    )
+    .await;
+    let took = holed_at.elapsed();
+    eprintln!("black-holed URL failed {took:?} after the hole opened: {info:#}");
+    let failed = &info["stream_results"][0];
+    assert!(took >= WINDOW, "failed before its window ran out: {took:?}");
+    assert!(int(&failed["retries"]) >= 1, "{failed:#}");
+    assert!(
+        !failed["error"].as_str().unwrap_or_default().is_empty(),
+        "{failed:#}"
+    );
+    assert_eq!(
+        status(&info["stream_results"][1]),
+        STREAM_ACTIVE,
+        "{info:#}"
+    );
+    assert_eq!(status_of(&info), status::ACTIVE, "the egress goes on");
+
+    // The other server keeps receiving.
+    let before = nginx.bytes_received(nginx_key).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = nginx.bytes_received(nginx_key).await;
+    assert!(
+        after > before,
+        "nginx-rtmp stopped receiving: {before} → {after}"
+    );
+
+    lk.egress_stop(&id).await.expect("stop");
+    let stopped_at = std::time::Instant::now();
+    let (done, _) = wait_for_status(&lk, &id, status::COMPLETE, Duration::from_secs(60)).await;
+    let _ = publisher.kill().await;
+    assert_eq!(
+        status(&done["stream_results"][0]),
+        STREAM_FAILED,
+        "{done:#}"
+    );
+    assert_eq!(
+        status(&done["stream_results"][1]),
+        STREAM_FINISHED,
+        "{done:#}"
+    );
+    assert_eq!(int(&done["stream_results"][1]["retries"]), 0, "{done:#}");
+
+    // The file: as long as it says, covering the whole ACTIVE span (plus what the mixer's
+    // latency still held at the stop), clean, and moving all along: the hole cost it nothing.
+    let file = location(&done);
+    let p = probe(&file).await;
+    let reported = int(&done["file_results"][0]["duration"]) as f64 / 1e9;
+    let active = stopped_at.duration_since(active_at).as_secs_f64();
+    eprintln!(
+        "file {:.2} s (reported {reported:.2} s), ACTIVE → stop {active:.2} s",
+        p.duration
+    );
+    assert!(
+        (p.duration - reported).abs() <= reported * 0.02,
+        "file of {:.2} s, reported {reported:.2} s",
+        p.duration
+    );
+    assert!(
+        p.duration >= active - 0.5 && p.duration <= active + 4.0,
+        "file of {:.2} s for {active:.2} s ACTIVE",
+        p.duration
+    );
+    let freezes = freezes(&file).await;
+    assert!(
+        freezes.iter().all(|&at| at < 1.0),
+        "the file's video froze at {freezes:?} s"
+    );
+    assert!(
+        decodes_cleanly(&file).await,
+        "the file does not decode cleanly"
+    );
+
+    // nginx-rtmp (the second RTMP implementation) recorded one publish, as long as the file
+    // less its start (the destination publishes from the first keyframe), and it plays.
+    let recs = nginx
+        .wait_for_recordings(nginx_key, 1, Duration::from_secs(15))
+        .await;
+    assert_eq!(recs.len(), 1, "one publish, no reconnect: {recs:?}");
+    assert_playable(&recs[0]).await;
+    let streamed = stream_check::duration(&recs[0]).await;
+    eprintln!("nginx-rtmp recorded {streamed:.2} s");
+    assert!(
+        streamed > p.duration - 3.0 && streamed < p.duration + 1.0,
+        "nginx-rtmp recorded {streamed:.2} s of a {:.2} s file",
+        p.duration
+    );
+
+    let logs = stack.egress.log();
+    assert!(!logs.contains("s3cretkey"), "a stream key is in the logs");
+}
+
+#[tokio::test]
+async fn a_stream_only_egress_ends_failed_with_the_last_error_when_every_server_is_gone() {
+    let _serial = serial().await;
+    let stack = short_window_stack().await;
+    let lk = stack.lk();
+    let mut mtx = MediaMtx::start().await;
+    let mut nginx = NginxRtmp::start().await;
+    let media = TestMedia::generate(60).await;
+    let room = "stream-alldown-room";
+    let mut publisher = join(&stack.livekit, room, "frank", &media, stack.egress.dir());
+    track_sid(&stack, room, "frank", "VIDEO").await;
+    track_sid(&stack, room, "frank", "AUDIO").await;
+
+    let request = json!({
+        "room_name": room,
+        "identity": "frank",
+        "stream_outputs": [{ "protocol": "RTMP", "urls": [
+            mtx.rtmp_url("live/s3cretkey-mtx"),
+            nginx.rtmp_url("s3cretkey-nginx"),
+        ] }],
+        "advanced": { "width": 640, "height": 360, "framerate": 30, "video_bitrate": 1000 },
+    });
+    let started = lk
+        .egress_start("participant", &request.to_string())
+        .await
+        .expect("egress start");
+    let id = started.egress_id.clone();
+    wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(40)).await;
+    wait_for(&lk, &id, "both publishing", Duration::from_secs(15), |i| {
+        int(&i["stream_results"][0]["started_at"]) > 0
+            && int(&i["stream_results"][1]["started_at"]) > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Both servers go away (connections closed, new ones refused): each URL retries for the
+    // window, then fails; with no other output the egress fails with the last error.
+    mtx.stop().await;
+    nginx.stop().await;
+    let gone_at = tokio::time::Instant::now();
+    let (failed, _) = wait_for_status(&lk, &id, status::FAILED, Duration::from_secs(40)).await;
+    let took = gone_at.elapsed();
+    let _ = publisher.kill().await;
+    eprintln!("egress FAILED {took:?} after both servers went: {failed:#}");
+    assert!(took >= WINDOW, "failed before the window ran out: {took:?}");
+    assert!(took < WINDOW + Duration::from_secs(15), "{took:?}");
+    let streams = failed["stream_results"].as_array().expect("stream_results");
+    assert_eq!(streams.len(), 2, "{failed:#}");
+    for s in streams {
+        assert_eq!(status(s), STREAM_FAILED, "{failed:#}");
+        assert!(int(&s["retries"]) >= 1, "retried within the window: {s:#}");
+    }
+    // The egress's error is the error of the URL that failed last.
+    let last = streams
+        .iter()
+        .max_by_key(|s| int(&s["ended_at"]))
+        .expect("a stream");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(!error.is_empty(), "{failed:#}");
+    assert_eq!(
+        error,
+        last["error"].as_str().unwrap_or_default(),
+        "{failed:#}"
+    );
+    assert!(!error.contains("s3cretkey"), "{error}");
+    let logs = stack.egress.log();
+    assert!(!logs.contains("s3cretkey"), "a stream key is in the logs");
 }

@@ -313,7 +313,12 @@ impl StreamOutput {
         {
             return None;
         }
-        self.entries.last().map(|e| e.info.error.clone())
+        // The one that failed last (Go fails the egress with the error of the stream whose
+        // failure left it without outputs), not the last added.
+        self.entries
+            .iter()
+            .max_by_key(|e| e.info.ended_at)
+            .map(|e| e.info.error.clone())
     }
 
     /// The egress ends: each destination sends what is queued and closes; every ACTIVE URL
