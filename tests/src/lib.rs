@@ -35,6 +35,7 @@ pub mod nginx_rtmp;
 pub mod plugin_build;
 mod ports;
 mod process;
+pub mod proc_stats;
 pub mod recording;
 mod redis;
 mod stack;

@@ -157,3 +157,25 @@ pub async fn max_keyframe_interval(file: &Path) -> Option<f64> {
         .map(|w| w[1] - w[0])
         .reduce(f64::max)
 }
+
+/// How long a player reads `input` for (a file or an HLS playlist): the last `time=` of
+/// `ffmpeg -i INPUT -c copy -f null -`. Panics when ffmpeg fails.
+pub async fn copy_duration(input: &Path) -> f64 {
+    let out = run(
+        "ffmpeg",
+        &["-hide_banner", "-nostats", "-stats", "-i"],
+        input,
+        &["-c", "copy", "-f", "null", "-"],
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg -i {}: {err}", input.display());
+    let t = err
+        .rsplit("time=")
+        .next()
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no time= in ffmpeg's output: {err}"));
+    t.split(':')
+        .map(|p| p.parse::<f64>().unwrap_or(0.0))
+        .fold(0.0, |acc, p| acc * 60.0 + p)
+}

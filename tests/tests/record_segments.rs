@@ -113,27 +113,6 @@ async fn first_video_packet_flags(ts: &Path) -> String {
     .await
 }
 
-/// `ffmpeg -i <playlist> -c copy -f null -`: how many seconds it read.
-async fn ffmpeg_copy_duration(playlist: &Path) -> f64 {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-stats", "-i"])
-        .arg(playlist)
-        .args(["-c", "copy", "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run ffmpeg");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffmpeg failed: {err}");
-    let t = err
-        .rsplit("time=")
-        .next()
-        .and_then(|s| s.split_whitespace().next())
-        .expect("a time= in ffmpeg's output");
-    let parts: Vec<f64> = t.split(':').map(|p| p.parse().expect("h:m:s")).collect();
-    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
-}
-
 /// Width and height of an image.
 async fn dimensions(path: &Path) -> (u32, u32) {
     let wh = ffprobe(
@@ -345,7 +324,7 @@ async fn a_participant_egress_records_a_file_segments_and_images_at_once() {
     );
 
     // What a player reads: as long as the MP4, within 2 %.
-    let read = ffmpeg_copy_duration(&playlist).await;
+    let read = egress_e2e::stream_check::copy_duration(&playlist).await;
     assert!(
         (read - file_duration).abs() / file_duration < 0.02,
         "ffmpeg read {read:.3} s of the playlist, the MP4 lasts {file_duration:.3} s"
