@@ -7,6 +7,7 @@
 //! second RTMP implementation. Tests that wait out the reconnect window set it to 5 s
 //! (`stream_reconnect.window`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use egress_e2e::mediamtx::{MediaMtx, MediaMtxOptions};
@@ -777,6 +778,36 @@ async fn a_black_holed_destination_fails_after_the_window_while_nginx_rtmp_and_t
     assert!(
         decodes_cleanly(&file).await,
         "the file does not decode cleanly"
+    );
+
+    // The manifest beside the file lists both streams as they ended, URLs redacted.
+    let manifest_path = PathBuf::from(
+        done["manifest_location"]
+            .as_str()
+            .expect("manifest_location"),
+    );
+    let text = std::fs::read_to_string(&manifest_path).expect("manifest");
+    assert!(
+        !text.contains("s3cretkey"),
+        "a stream key in the manifest: {text}"
+    );
+    let manifest: Value = serde_json::from_str(&text).expect("manifest json");
+    let listed = manifest["streams"]
+        .as_array()
+        .expect("streams in the manifest");
+    assert_eq!(listed.len(), 2, "{manifest:#}");
+    for (i, (want, retried)) in [("FAILED", true), ("FINISHED", false)].iter().enumerate() {
+        let (m, s) = (&listed[i], &done["stream_results"][i]);
+        assert_eq!(m["url"], s["url"], "{manifest:#}");
+        assert_eq!(m["status"], *want, "{manifest:#}");
+        assert_eq!(int(&m["started_at"]), int(&s["started_at"]), "{manifest:#}");
+        assert_eq!(int(&m["ended_at"]), int(&s["ended_at"]), "{manifest:#}");
+        assert_eq!(int(&m["retries"]) > 0, *retried, "{manifest:#}");
+    }
+    assert_eq!(listed[0]["error"], done["stream_results"][0]["error"]);
+    assert_eq!(
+        manifest["files"][0]["location"],
+        done["file_results"][0]["location"]
     );
 
     // nginx-rtmp (the second RTMP implementation) recorded one publish, as long as the file

@@ -1,8 +1,13 @@
 //! The egress manifest (reference §2.8): a JSON summary written as `<egress_id>.json` beside
 //! the output unless the output sets `disable_manifest`. Empty fields are left out, as Go's
-//! `omitempty` does.
+//! `omitempty` does. Beyond Go's fields it lists the egress's streams (`streams`, redacted as
+//! `StreamInfo.url`), so a recording's manifest says where it was also published and how that
+//! went.
 
+use egress_proto::livekit::{StreamInfo, stream_info};
 use serde::Serialize;
+
+use super::OutputSet;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Manifest {
@@ -20,6 +25,10 @@ pub struct Manifest {
     pub ended_at: i64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<ManifestFile>,
+    /// Every stream URL the egress published to, as its `StreamInfo` ended (beyond Go, whose
+    /// manifest has no streams). URLs are redacted as in `StreamInfo.url`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<ManifestStream>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +37,57 @@ pub struct ManifestFile {
     pub filename: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub location: String,
+}
+
+/// One stream URL (RTMP, SRT or websocket) and how it went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ManifestStream {
+    /// Redacted (`rtmp://host/app/{abc...xyz}`), as `StreamInfo.url`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    /// `ACTIVE`, `FINISHED` or `FAILED`, as the `StreamInfo.Status` enum names it.
+    pub status: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub started_at: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ended_at: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub duration: i64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub retries: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub last_retry_at: i64,
+}
+
+impl From<&StreamInfo> for ManifestStream {
+    fn from(s: &StreamInfo) -> Self {
+        ManifestStream {
+            url: s.url.clone(),
+            status: stream_info::Status::try_from(s.status)
+                .map(|st| st.as_str_name().to_owned())
+                .unwrap_or_else(|_| s.status.to_string()),
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            duration: s.duration,
+            error: s.error.clone(),
+            retries: s.retries,
+            last_retry_at: s.last_retry_at,
+        }
+    }
+}
+
+/// The streams of `outputs` for the manifest: the websocket's entry, then every live URL, in
+/// the order `stream_results` lists them.
+pub fn streams(outputs: &OutputSet) -> Vec<ManifestStream> {
+    let live = outputs.live.as_ref().map(|l| l.infos()).unwrap_or_default();
+    outputs
+        .streams
+        .iter()
+        .chain(live.iter())
+        .map(ManifestStream::from)
+        .collect()
 }
 
 /// A segments output: its playlist and every stored segment.
@@ -59,6 +119,10 @@ pub struct ManifestImage {
 }
 
 fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u32(v: &u32) -> bool {
     *v == 0
 }
 
@@ -103,5 +167,45 @@ mod tests {
         );
         assert_eq!(Manifest::storage_path("a/b.mp4", "EG_1"), "a/EG_1.json");
         assert_eq!(Manifest::storage_path("b.mp4", "EG_1"), "EG_1.json");
+    }
+
+    #[test]
+    fn the_manifest_lists_the_streams_as_their_status_ended() {
+        let mut outputs = OutputSet::default();
+        outputs.streams.push(StreamInfo {
+            url: "wss://h/audio?token={abc...xyz}".into(),
+            status: stream_info::Status::Finished as i32,
+            started_at: 10,
+            ended_at: 30,
+            duration: 20,
+            ..Default::default()
+        });
+        outputs.streams.push(StreamInfo {
+            url: "rtmp://h/live/{s3c...one}".into(),
+            status: stream_info::Status::Failed as i32,
+            started_at: 10,
+            ended_at: 25,
+            duration: 15,
+            error: "no answer within 5s".into(),
+            retries: 3,
+            last_retry_at: 24,
+        });
+        let m = Manifest {
+            egress_id: "EG_1".into(),
+            streams: streams(&outputs),
+            ..Default::default()
+        };
+        let json: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
+        assert_eq!(
+            json["streams"],
+            serde_json::json!([
+                { "url": "wss://h/audio?token={abc...xyz}", "status": "FINISHED", "started_at": 10, "ended_at": 30, "duration": 20 },
+                { "url": "rtmp://h/live/{s3c...one}", "status": "FAILED", "started_at": 10, "ended_at": 25, "duration": 15,
+                  "error": "no answer within 5s", "retries": 3, "last_retry_at": 24 },
+            ])
+        );
+        // Without streams there is no key, as Go's manifest has none.
+        let text = String::from_utf8(Manifest::default().to_json()).unwrap();
+        assert!(!text.contains("streams"), "{text}");
     }
 }

@@ -344,6 +344,7 @@ impl Session {
                 started_at: info.started_at,
                 ended_at: info.ended_at,
                 files: self.outputs.manifest_files(),
+                streams: crate::outputs::manifest::streams(&self.outputs),
             };
             if let Some(stored) = self.outputs.store_manifest(&doc, &self.work_dir).await {
                 info.manifest_location = stored;
