@@ -7,7 +7,9 @@
 //! The WebRTC recorders also share the loop itself ([`record`]): they implement [`Recorder`]
 //! (their own events, what a stop does to held media, how they leave the room and close their
 //! media) and [`record`] does the rest. The Chrome controller has phases of its own (the page's
-//! start signal, the first frame) and drives a [`Session`] itself.
+//! start signal, the first frame) and drives a [`Session`] itself; both take what the session
+//! reacts to (stops, the limit, `UpdateStream`, a destination's change) from
+//! [`Session::next_event`] and apply the outputs' part with [`Session::on_output_event`].
 //!
 //! [`controller`]: super::web::controller
 //! [`track`]: super::track
@@ -116,6 +118,9 @@ pub struct Session {
     /// `UpdateStream` calls, for a recorder with a stream output (`None`: the caller answers
     /// them "non-streaming").
     update_stream: Option<mpsc::Receiver<UpdateStreamCall>>,
+    /// Go's text for an egress stopped before it started (the Chrome recorder says the start
+    /// signal never came while its page has not given it).
+    abort_message: &'static str,
 }
 
 impl Session {
@@ -139,6 +144,7 @@ impl Session {
             work_dir,
             updates,
             update_stream: None,
+            abort_message: MSG_STOPPED_BEFORE_STARTED,
         };
         session.sync_results();
         session
@@ -285,8 +291,13 @@ impl Session {
             self.end(reason);
         } else {
             self.info.set_end_reason(reason);
-            self.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
+            self.info.set_aborted(self.abort_message);
         }
+    }
+
+    /// What a stop before ACTIVE says (Go's `MSG_STOPPED_BEFORE_STARTED` unless set).
+    pub fn set_abort_message(&mut self, message: &'static str) {
+        self.abort_message = message;
     }
 
     /// The session limit: LIMIT_REACHED when active, else ABORTED.
@@ -417,10 +428,11 @@ pub async fn record<R: Recorder>(mut session: Session, mut recorder: R) -> Egres
         }
         (flow, _) => flow,
     };
-    let media = recorder.close(&mut session).await;
-    if let Flow::Failed(e) = flow {
-        session.fail(&e);
+    // The first error is the one reported: the flow's, then whatever closing adds.
+    if let Flow::Failed(e) = &flow {
+        session.fail(e);
     }
+    let media = recorder.close(&mut session).await;
     session.finish(media).await
 }
 

@@ -6,6 +6,12 @@
 //!    │ stop before start ─▶ ABORTED          │ GStreamer/Chrome error, kill ─▶ FAILED (partial file still delivered)
 //! ```
 //!
+//! [`Controller`] sets the source up (Xvfb, PulseAudio, Chrome loading the page, the pipeline
+//! with its outputs attached), racing stop requests and the session limit; then the page's
+//! recorder ([`PageRecorder`]: start signal, first frame, size limit, the template's error,
+//! EOS) runs in the loop every recorder shares ([`lifecycle::record`]), which takes stops, the
+//! limit, `UpdateStream` and destination changes, and delivers and settles at the end.
+//!
 //! Every status change goes to the service on `updates` as it happens; the final info is the
 //! return value.
 
@@ -16,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use egress_proto::livekit::{EgressInfo, EgressStatus};
+use egress_proto::livekit::EgressInfo;
 
 use super::chrome::PageSignal;
 use super::config::WebConfig;
@@ -31,9 +37,7 @@ use crate::core::status::{
 use crate::outputs::context::OutputContext;
 use crate::outputs::{FileOutput, OutputSet, live};
 use crate::pipeline::job::{Job, StopRequest, UpdateStreamCall};
-use crate::pipeline::lifecycle::{
-    self, END_REASON_ALL_STREAMS_STOPPED, Flow, ManifestSource, OutputEvent, Session, SessionEvent,
-};
+use crate::pipeline::lifecycle::{self, Flow, ManifestSource, Recorder, Session};
 
 /// How long EOS may take to drain through the pipeline (Go: 30 s, then "pipeline frozen").
 const EOS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,29 +45,6 @@ const EOS_TIMEOUT: Duration = Duration::from_secs(30);
 const SIZE_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 /// How often a page that has not signalled start is checked for a `div.error`.
 const TEMPLATE_ERROR_POLL: Duration = Duration::from_secs(1);
-
-/// Something the controller reacts to while recording.
-enum Event {
-    Stop(StopRequest),
-    Page(Option<PageSignal>),
-    Gst(Option<GstEvent>),
-    Limit,
-    /// An `UpdateStream` call or a live destination's change.
-    Output(OutputEvent),
-    SizeCheck,
-    TemplateCheck,
-}
-
-impl From<SessionEvent> for Event {
-    fn from(ev: SessionEvent) -> Event {
-        match ev {
-            SessionEvent::Stop(req) => Event::Stop(req),
-            SessionEvent::Limit => Event::Limit,
-            SessionEvent::UpdateStream(call) => Event::Output(OutputEvent::UpdateStream(call)),
-            SessionEvent::OutputChanged => Event::Output(OutputEvent::Changed),
-        }
-    }
-}
 
 pub struct Controller {
     service: Arc<ServiceConfig>,
@@ -74,8 +55,6 @@ pub struct Controller {
     session: Session,
     /// The file the pipeline writes (none for a stream- or segments-only egress).
     local_path: Option<PathBuf>,
-    size_tick: tokio::time::Interval,
-    template_tick: tokio::time::Interval,
 }
 
 fn ticker(every: Duration) -> tokio::time::Interval {
@@ -130,25 +109,6 @@ impl Controller {
             context,
             session,
             local_path,
-            size_tick: ticker(SIZE_CHECK_INTERVAL),
-            template_tick: ticker(TEMPLATE_ERROR_POLL),
-        }
-    }
-
-    /// Waits for the next event. `poll_template` adds the periodic `div.error` check.
-    async fn next_event(
-        &mut self,
-        src: &mut WebSource,
-        poll_template: bool,
-        size_checks: bool,
-    ) -> Event {
-        let size_checks = size_checks && self.cfg.max_size > 0 && self.local_path.is_some();
-        tokio::select! {
-            ev = self.session.next_event() => ev.into(),
-            sig = src.signals.recv() => Event::Page(sig),
-            ev = src.recording.next_event() => Event::Gst(ev),
-            _ = self.size_tick.tick(), if size_checks => Event::SizeCheck,
-            _ = self.template_tick.tick(), if poll_template => Event::TemplateCheck,
         }
     }
 
@@ -188,242 +148,29 @@ impl Controller {
             Setup::Limit => return self.finish_unstarted(Ok(MSG_LIMIT_BEFORE_START)),
         };
         let mut src = match started {
-            Ok(mut s) => {
-                // The outputs beside the file: their results show from now on.
-                if let Some(attached) = s.attached.take() {
-                    let outputs = &mut self.session.outputs;
-                    outputs.live = attached.live;
-                    outputs.segments = attached.segments;
-                    outputs.images = attached.images;
-                    self.session.send_update();
-                }
-                s
-            }
+            Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "web source failed to start");
                 self.session.info.set_failed(&e);
-                return self.finish(None).await;
+                return self.session.finish(None).await;
             }
         };
-        let outcome = self.record(&mut src).await;
-        let duration = src.recording.media_duration();
-        src.close().await;
-        if let Some(e) = outcome
-            && !self.session.info.status_is(EgressStatus::EgressFailed)
-        {
-            self.session.info.set_failed(&e);
+        // The outputs beside the file: their results show from now on.
+        if let Some(attached) = src.attached.take() {
+            let outputs = &mut self.session.outputs;
+            outputs.live = attached.live;
+            outputs.segments = attached.segments;
+            outputs.images = attached.images;
+            self.session.send_update();
         }
-        self.finish(duration).await
-    }
-
-    /// Drives the recording until the pipeline has drained (or failed). Returns the error that
-    /// ended it, if any.
-    async fn record(&mut self, src: &mut WebSource) -> Option<PipelineError> {
-        // Waiting for START_RECORDING.
-        if self.cfg.source.await_start_signal {
-            tracing::debug!("waiting for start signal");
-            loop {
-                match self.next_event(src, true, false).await {
-                    Event::Page(Some(PageSignal::StartRecording)) => break,
-                    Event::Page(Some(PageSignal::EndRecording)) => {
-                        self.session.info.set_end_reason(END_REASON_SOURCE_CLOSED);
-                        self.session.info.set_aborted(MSG_START_NOT_RECEIVED);
-                        return None;
-                    }
-                    // The console listener ended: Chrome is gone, and the page will never signal.
-                    Event::Page(None) => {
-                        return Some(PipelineError::Chrome(
-                            "chrome exited before the start signal".into(),
-                        ));
-                    }
-                    Event::Stop(StopRequest::Graceful { reason }) => {
-                        self.session.info.set_end_reason(&reason);
-                        self.session.info.set_aborted(MSG_START_NOT_RECEIVED);
-                        return None;
-                    }
-                    Event::Stop(StopRequest::Kill { error }) => {
-                        return Some(PipelineError::Killed(error));
-                    }
-                    Event::Limit => {
-                        self.session.info.set_end_reason(END_REASON_LIMIT);
-                        self.session.info.set_aborted(MSG_LIMIT_BEFORE_START);
-                        return None;
-                    }
-                    Event::Output(ev) => match self.session.on_output_event(ev).await {
-                        Flow::Continue => {}
-                        Flow::Ended => {
-                            self.session
-                                .info
-                                .set_end_reason(END_REASON_ALL_STREAMS_STOPPED);
-                            self.session.info.set_aborted(MSG_START_NOT_RECEIVED);
-                            return None;
-                        }
-                        Flow::Failed(e) => return Some(e),
-                    },
-                    Event::Gst(Some(GstEvent::Error(e))) => return Some(PipelineError::Gst(e)),
-                    Event::Gst(_) | Event::SizeCheck => {}
-                    Event::TemplateCheck => {
-                        if let Some(text) = src.chrome.error_text().await {
-                            return Some(PipelineError::Template(text));
-                        }
-                    }
-                }
-            }
-        }
-
-        src.recording.open_gate();
-        // Until the first frame is captured the egress has not started.
-        loop {
-            match self.next_event(src, false, false).await {
-                Event::Gst(Some(GstEvent::FirstFrame)) => break,
-                Event::Gst(Some(GstEvent::Error(e))) => return Some(PipelineError::Gst(e)),
-                Event::Gst(None) | Event::Gst(Some(GstEvent::Eos)) => {
-                    return Some(PipelineError::Gst(
-                        "pipeline ended before the first frame".into(),
-                    ));
-                }
-                Event::Stop(StopRequest::Graceful { reason }) => {
-                    self.session.info.set_end_reason(&reason);
-                    self.session.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
-                    return None;
-                }
-                Event::Stop(StopRequest::Kill { error }) => {
-                    return Some(PipelineError::Killed(error));
-                }
-                Event::Page(Some(PageSignal::EndRecording)) => {
-                    self.session.info.set_end_reason(END_REASON_SOURCE_CLOSED);
-                    self.session.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
-                    return None;
-                }
-                Event::Limit => {
-                    self.session.info.set_end_reason(END_REASON_LIMIT);
-                    self.session.info.set_aborted(MSG_LIMIT_BEFORE_START);
-                    return None;
-                }
-                Event::Output(ev) => match self.session.on_output_event(ev).await {
-                    Flow::Continue => {}
-                    Flow::Ended => {
-                        self.session
-                            .info
-                            .set_end_reason(END_REASON_ALL_STREAMS_STOPPED);
-                        self.session.info.set_aborted(MSG_STOPPED_BEFORE_STARTED);
-                        return None;
-                    }
-                    Flow::Failed(e) => return Some(e),
-                },
-                Event::Page(_) | Event::SizeCheck | Event::TemplateCheck => {}
-            }
-        }
-
-        // Stamps the file's start (reported with ACTIVE) and starts following the file.
-        self.session.activate(now_nanos());
-
-        // Recording.
-        let mut page_open = true;
-        loop {
-            let event = if page_open {
-                self.next_event(src, false, true).await
-            } else {
-                // The page's console is gone (Chrome exited); keep recording what is on screen
-                // until told to stop, as the Go egress does.
-                let size_checks = self.cfg.max_size > 0 && self.local_path.is_some();
-                tokio::select! {
-                    ev = self.session.next_event() => ev.into(),
-                    ev = src.recording.next_event() => Event::Gst(ev),
-                    _ = self.size_tick.tick(), if size_checks => Event::SizeCheck,
-                }
-            };
-            match event {
-                Event::Stop(StopRequest::Graceful { reason }) => {
-                    return self.end(src, &reason).await;
-                }
-                Event::Stop(StopRequest::Kill { error }) => {
-                    let err = PipelineError::Killed(error);
-                    self.session.info.set_failed(&err);
-                    return self.drain(src).await.or(Some(err));
-                }
-                Event::Page(Some(PageSignal::EndRecording)) => {
-                    return self.end(src, END_REASON_SOURCE_CLOSED).await;
-                }
-                Event::Page(Some(PageSignal::StartRecording)) => {}
-                Event::Page(None) => {
-                    tracing::warn!("chrome's console closed; recording continues until stopped");
-                    page_open = false;
-                }
-                Event::Limit => {
-                    tracing::info!("session limit reached");
-                    return self.end_at_limit(src).await;
-                }
-                Event::Output(ev) => match self.session.on_output_event(ev).await {
-                    Flow::Continue => {}
-                    // The last stream was removed and nothing else is recorded (Go).
-                    Flow::Ended => return self.end(src, END_REASON_ALL_STREAMS_STOPPED).await,
-                    // The last output failed: what the others wrote is still finished.
-                    Flow::Failed(e) => {
-                        self.session.fail(&e);
-                        return self.drain(src).await.or(Some(e));
-                    }
-                },
-                Event::SizeCheck => {
-                    let size = self
-                        .local_path
-                        .as_ref()
-                        .and_then(|p| std::fs::metadata(p).ok())
-                        .map(|m| m.len())
-                        .unwrap_or(0);
-                    if size >= self.cfg.max_size {
-                        tracing::warn!(
-                            size,
-                            limit = self.cfg.max_size,
-                            "output storage limit reached"
-                        );
-                        return self.end_at_limit(src).await;
-                    }
-                }
-                Event::Gst(Some(GstEvent::Error(e))) => return Some(PipelineError::Gst(e)),
-                // An EOS nobody asked for: the sources ended by themselves.
-                Event::Gst(Some(GstEvent::Eos)) => {
-                    self.session.info.set_end_reason(END_REASON_SOURCE_CLOSED);
-                    return None;
-                }
-                Event::Gst(None) => return Some(PipelineError::Gst("pipeline bus closed".into())),
-                Event::Gst(Some(GstEvent::FirstFrame)) | Event::TemplateCheck => {}
-            }
-        }
-    }
-
-    /// A graceful end: ENDING (sent at once, as Go does), then EOS.
-    async fn end(&mut self, src: &mut WebSource, reason: &str) -> Option<PipelineError> {
-        self.session.end(reason);
-        self.drain(src).await
-    }
-
-    async fn end_at_limit(&mut self, src: &mut WebSource) -> Option<PipelineError> {
-        self.session.info.set_end_reason(END_REASON_LIMIT);
-        self.session.info.set_limit_reached();
-        self.drain(src).await
-    }
-
-    /// Sends EOS and waits for it to reach the file, or for an error, the timeout, or a kill.
-    async fn drain(&mut self, src: &mut WebSource) -> Option<PipelineError> {
-        src.recording.send_eos();
-        let deadline = Instant::now() + EOS_TIMEOUT;
-        loop {
-            tokio::select! {
-                ev = src.recording.next_event() => match ev {
-                    Some(GstEvent::Eos) => return None,
-                    Some(GstEvent::Error(e)) => return Some(PipelineError::Gst(e)),
-                    Some(GstEvent::FirstFrame) => {}
-                    None => return Some(PipelineError::Gst("pipeline bus closed".into())),
-                },
-                req = self.session.stops.next() => {
-                    if let StopRequest::Kill { error } = req {
-                        return Some(PipelineError::Killed(error));
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => return Some(PipelineError::Frozen),
-            }
-        }
+        let recorder = PageRecorder::new(
+            src,
+            &mut self.session,
+            self.cfg.source.await_start_signal,
+            self.local_path.clone(),
+            self.cfg.max_size,
+        );
+        lifecycle::record(self.session, recorder).await
     }
 
     /// Ends an egress whose source never started: aborted by a stop (`Err`) or the session
@@ -444,10 +191,232 @@ impl Controller {
         }
         self.session.finish_unstarted()
     }
+}
 
-    /// Delivers the file (also a partial one after a failure), writes the manifest and settles
-    /// the final status.
-    async fn finish(self, media: Option<Duration>) -> EgressInfo {
-        self.session.finish(media).await
+/// Where the page's recording is, inside the session's STARTING and ACTIVE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PagePhase {
+    /// The page has not said `START_RECORDING` yet (the gate is closed).
+    AwaitingStart,
+    /// The gate is open; no frame has reached the encoder yet.
+    AwaitingFirstFrame,
+    /// ACTIVE.
+    Recording,
+}
+
+/// What the page's recorder reacts to (the session's own events come from the shared loop).
+enum PageEvent {
+    Page(Option<PageSignal>),
+    Gst(Option<GstEvent>),
+    SizeCheck,
+    TemplateCheck,
+}
+
+/// The Chrome recorder in the shared loop ([`lifecycle::record`]): the page's start and end
+/// signals, the first frame (ACTIVE), the size limit, the template's `div.error` and the
+/// pipeline's EOS; at the end it drains the pipeline and closes Chrome, Xvfb and PulseAudio.
+struct PageRecorder {
+    /// Taken by `close`.
+    src: Option<WebSource>,
+    phase: PagePhase,
+    /// Chrome's console is still there (after it goes, recording goes on until stopped, as
+    /// Go does).
+    page_open: bool,
+    /// The pipeline reached EOS by itself: nothing left to drain.
+    eos_seen: bool,
+    local_path: Option<PathBuf>,
+    max_size: u64,
+    size_tick: tokio::time::Interval,
+    template_tick: tokio::time::Interval,
+}
+
+impl PageRecorder {
+    fn new(
+        src: WebSource,
+        session: &mut Session,
+        await_start_signal: bool,
+        local_path: Option<PathBuf>,
+        max_size: u64,
+    ) -> PageRecorder {
+        let mut recorder = PageRecorder {
+            src: Some(src),
+            phase: PagePhase::AwaitingStart,
+            page_open: true,
+            eos_seen: false,
+            // Go checks the file's size, so only a file output has a size limit.
+            max_size: if local_path.is_some() { max_size } else { 0 },
+            local_path,
+            size_tick: ticker(SIZE_CHECK_INTERVAL),
+            template_tick: ticker(TEMPLATE_ERROR_POLL),
+        };
+        if await_start_signal {
+            tracing::debug!("waiting for start signal");
+            session.set_abort_message(MSG_START_NOT_RECEIVED);
+        } else {
+            recorder.open_gate(session);
+        }
+        recorder
+    }
+
+    /// Starts recording: what is captured from now on is encoded.
+    fn open_gate(&mut self, session: &mut Session) {
+        if let Some(src) = &self.src {
+            src.recording.open_gate();
+        }
+        self.phase = PagePhase::AwaitingFirstFrame;
+        session.set_abort_message(MSG_STOPPED_BEFORE_STARTED);
+    }
+
+    /// Aborts before ACTIVE: `reason` and `message` (Go's texts for the phase).
+    fn abort(session: &mut Session, reason: &str, message: &str) -> Flow {
+        session.info.set_end_reason(reason);
+        session.info.set_aborted(message);
+        Flow::Ended
+    }
+
+    fn file_size(&self) -> u64 {
+        self.local_path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len())
+    }
+}
+
+impl Recorder for PageRecorder {
+    type Event = PageEvent;
+
+    async fn next_event(&mut self) -> PageEvent {
+        let PageRecorder {
+            src,
+            phase,
+            page_open,
+            max_size,
+            size_tick,
+            template_tick,
+            ..
+        } = self;
+        let Some(src) = src.as_mut() else {
+            return std::future::pending().await;
+        };
+        let size_checks = *phase == PagePhase::Recording && *max_size > 0;
+        let template_checks = *phase == PagePhase::AwaitingStart;
+        tokio::select! {
+            sig = src.signals.recv(), if *page_open => PageEvent::Page(sig),
+            ev = src.recording.next_event() => PageEvent::Gst(ev),
+            _ = size_tick.tick(), if size_checks => PageEvent::SizeCheck,
+            _ = template_tick.tick(), if template_checks => PageEvent::TemplateCheck,
+        }
+    }
+
+    async fn on_event(&mut self, session: &mut Session, event: PageEvent) -> Flow {
+        use PagePhase::*;
+        match (self.phase, event) {
+            (_, PageEvent::Gst(Some(GstEvent::Error(e)))) => Flow::Failed(PipelineError::Gst(e)),
+            (_, PageEvent::Gst(None)) => {
+                Flow::Failed(PipelineError::Gst("pipeline bus closed".into()))
+            }
+            (AwaitingStart, PageEvent::Page(Some(PageSignal::StartRecording))) => {
+                self.open_gate(session);
+                Flow::Continue
+            }
+            (AwaitingStart, PageEvent::Page(Some(PageSignal::EndRecording))) => {
+                Self::abort(session, END_REASON_SOURCE_CLOSED, MSG_START_NOT_RECEIVED)
+            }
+            // The console listener ended: Chrome is gone, and the page will never signal.
+            (AwaitingStart, PageEvent::Page(None)) => Flow::Failed(PipelineError::Chrome(
+                "chrome exited before the start signal".into(),
+            )),
+            (AwaitingStart, PageEvent::TemplateCheck) => {
+                let error = match &self.src {
+                    Some(src) => src.chrome.error_text().await,
+                    None => None,
+                };
+                match error {
+                    Some(text) => Flow::Failed(PipelineError::Template(text)),
+                    None => Flow::Continue,
+                }
+            }
+            (AwaitingFirstFrame, PageEvent::Gst(Some(GstEvent::FirstFrame))) => {
+                // Stamps the recording's start (reported with ACTIVE); outputs follow it.
+                self.phase = Recording;
+                session.activate(now_nanos());
+                Flow::Continue
+            }
+            (AwaitingFirstFrame, PageEvent::Gst(Some(GstEvent::Eos))) => Flow::Failed(
+                PipelineError::Gst("pipeline ended before the first frame".into()),
+            ),
+            (AwaitingFirstFrame, PageEvent::Page(Some(PageSignal::EndRecording))) => Self::abort(
+                session,
+                END_REASON_SOURCE_CLOSED,
+                MSG_STOPPED_BEFORE_STARTED,
+            ),
+            (Recording, PageEvent::Page(Some(PageSignal::EndRecording))) => {
+                session.end(END_REASON_SOURCE_CLOSED);
+                Flow::Ended
+            }
+            (AwaitingFirstFrame | Recording, PageEvent::Page(None)) => {
+                tracing::warn!("chrome's console closed; recording continues until stopped");
+                self.page_open = false;
+                Flow::Continue
+            }
+            (Recording, PageEvent::SizeCheck) => {
+                let size = self.file_size();
+                if size < self.max_size {
+                    return Flow::Continue;
+                }
+                tracing::warn!(size, limit = self.max_size, "output storage limit reached");
+                session.limit_reached();
+                Flow::Ended
+            }
+            // An EOS nobody asked for: the sources ended by themselves.
+            (Recording, PageEvent::Gst(Some(GstEvent::Eos))) => {
+                self.eos_seen = true;
+                session.info.set_end_reason(END_REASON_SOURCE_CLOSED);
+                Flow::Ended
+            }
+            _ => Flow::Continue,
+        }
+    }
+
+    async fn leave(&mut self) -> Option<String> {
+        // No room to leave: Chrome's page is closed with the rest in `close`.
+        None
+    }
+
+    /// Drains the pipeline when it recorded anything (EOS to every output), then stops
+    /// capture, Chrome, Xvfb and PulseAudio.
+    async fn close(&mut self, session: &mut Session) -> Option<Duration> {
+        let mut src = self.src.take()?;
+        if session.phase.started_at().is_some()
+            && !self.eos_seen
+            && let Some(e) = drain(session, &mut src).await
+        {
+            session.fail(&e);
+        }
+        let duration = src.recording.media_duration();
+        src.close().await;
+        duration
+    }
+}
+
+/// Sends EOS and waits for it to reach every output, or for an error, the timeout, or a kill.
+async fn drain(session: &mut Session, src: &mut WebSource) -> Option<PipelineError> {
+    src.recording.send_eos();
+    let deadline = Instant::now() + EOS_TIMEOUT;
+    loop {
+        tokio::select! {
+            ev = src.recording.next_event() => match ev {
+                Some(GstEvent::Eos) => return None,
+                Some(GstEvent::Error(e)) => return Some(PipelineError::Gst(e)),
+                Some(GstEvent::FirstFrame) => {}
+                None => return Some(PipelineError::Gst("pipeline bus closed".into())),
+            },
+            req = session.stops.next() => {
+                if let StopRequest::Kill { error } = req {
+                    return Some(PipelineError::Killed(error));
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return Some(PipelineError::Frozen),
+        }
     }
 }
