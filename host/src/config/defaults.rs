@@ -39,6 +39,13 @@ pub const DEFAULT_STREAM_RECONNECT_MAX_DELAY: Duration = Duration::from_secs(10)
 pub const DEFAULT_STREAM_RECONNECT_MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_STREAM_RECONNECT_JITTER: f64 = 0.2;
 
+// HLS segments and images (ours; see `SegmentsConfig`, `ImagesConfig`).
+/// Go's fixed live playlist window.
+pub const DEFAULT_LIVE_PLAYLIST_WINDOW: u32 = 5;
+pub const DEFAULT_SEGMENT_PARALLEL_UPLOADS: u32 = 4;
+/// More parallel uploads than this only open connections the storage throttles anyway.
+pub const MAX_SEGMENT_PARALLEL_UPLOADS: u32 = 64;
+
 // Per-request S3 defaults (`pkg/config/storage.go`).
 pub const DEFAULT_S3_MAX_RETRIES: u32 = 5;
 pub const DEFAULT_S3_MAX_RETRY_DELAY: Duration = Duration::from_secs(5);

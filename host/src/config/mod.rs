@@ -25,9 +25,9 @@ pub use env::{EmptyEnv, Env, ProcessEnv};
 pub use error::{ConfigError, ConfigIssue, ConfigWarning};
 pub use model::{
     AliOssConfig, AudioTempoController, AzureConfig, CpuCostConfig, DebugConfig, GcpConfig,
-    LatencyConfig, LoggingConfig, MemorySource, PluginEntry, PluginSource, ProxyConfig,
-    RedisConfig, S3Config, ServiceConfig, SessionLimits, StorageConfig, StreamReconnect,
-    TestOverrides, TlsConfig, WasmSandbox,
+    ImagesConfig, LatencyConfig, LoggingConfig, MemorySource, PluginEntry, PluginSource,
+    ProxyConfig, RedisConfig, S3Config, SegmentsConfig, ServiceConfig, SessionLimits,
+    StorageConfig, StreamReconnect, TestOverrides, TlsConfig, WasmSandbox,
 };
 pub use plugin_config::redact as redact_plugin_config;
 pub use secret::{REDACTED, Secret};

@@ -76,6 +76,10 @@ pub struct ServiceConfig {
     pub test_overrides: TestOverrides,
     /// How a live stream destination that dropped is tried again, and when it is given up.
     pub stream_reconnect: StreamReconnect,
+    /// HLS segment outputs: the live playlist's window and the uploads at once.
+    pub segments: SegmentsConfig,
+    /// Image outputs: whether a failed image fails the egress.
+    pub images: ImagesConfig,
 
     // service only
     /// 0 = off.
@@ -513,6 +517,35 @@ impl Default for StreamReconnect {
             retry_srt: true,
         }
     }
+}
+
+/// `segments:`: HLS segment outputs. Not Go keys: Go's live playlist holds 5 segments and its
+/// segment uploads are unbounded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentsConfig {
+    /// Segments listed in a live playlist (`live_playlist_name`), at least 1 (default 5, Go's).
+    pub live_playlist_window: u32,
+    /// Segment uploads of one output running at once, 1 to 64 (default 4).
+    pub parallel_uploads: u32,
+}
+
+impl Default for SegmentsConfig {
+    fn default() -> Self {
+        use super::defaults::*;
+        SegmentsConfig {
+            live_playlist_window: DEFAULT_LIVE_PLAYLIST_WINDOW,
+            parallel_uploads: DEFAULT_SEGMENT_PARALLEL_UPLOADS,
+        }
+    }
+}
+
+/// `images:`: image outputs. Not a Go key: Go fails the egress at the first image it cannot
+/// store; we report it and record on unless `upload_failure_fails_egress: true`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImagesConfig {
+    /// `true` is Go's behaviour: an image that cannot be stored (after retries) fails the
+    /// egress, naming it (default false).
+    pub upload_failure_fails_egress: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

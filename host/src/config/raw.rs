@@ -59,6 +59,8 @@ pub(crate) struct RawConfig {
     pub audio_tempo_controller: AudioTempoController,
     pub test_overrides: TestOverrides,
     pub stream_reconnect: RawStreamReconnect,
+    pub segments: RawSegments,
+    pub images: RawImages,
 
     pub health_port: u16,
     pub template_port: u16,
@@ -131,4 +133,20 @@ pub(crate) struct RawStreamReconnect {
     pub min_interval: Option<GoDuration>,
     pub jitter: Option<f64>,
     pub retry_srt: Option<bool>,
+}
+
+/// `segments:` as written: absent keys take the defaults; the numbers are signed so that a
+/// negative one is an error naming the key rather than a type error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawSegments {
+    pub live_playlist_window: Option<i64>,
+    pub parallel_uploads: Option<i64>,
+}
+
+/// `images:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawImages {
+    pub upload_failure_fails_egress: Option<bool>,
 }

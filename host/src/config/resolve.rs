@@ -8,13 +8,21 @@ use super::env::{self, Env};
 use super::error::{ConfigIssue, ConfigWarning};
 use super::model::{
     AliOssConfig, AudioTempoController, AzureConfig, CpuCostConfig, DebugConfig, GcpConfig,
-    LatencyConfig, LoggingConfig, MemorySource, PluginEntry, PluginSource, ProxyConfig,
-    RedisConfig, S3Config, ServiceConfig, StorageConfig, StreamReconnect, WasmSandbox,
+    ImagesConfig, LatencyConfig, LoggingConfig, MemorySource, PluginEntry, PluginSource,
+    ProxyConfig, RedisConfig, S3Config, SegmentsConfig, ServiceConfig, StorageConfig,
+    StreamReconnect, WasmSandbox,
 };
-use super::raw::{RawConfig, RawCpuCost, RawPlugin, RawStreamReconnect};
+use super::raw::{RawConfig, RawCpuCost, RawImages, RawPlugin, RawSegments, RawStreamReconnect};
 use super::secret::Secret;
 
 use super::defaults::*;
+
+/// `images:`: absent keys take the defaults (Go's behaviour is opt-in).
+fn images(raw: RawImages) -> ImagesConfig {
+    ImagesConfig {
+        upload_failure_fails_egress: raw.upload_failure_fails_egress.unwrap_or(false),
+    }
+}
 
 /// Collects warnings and issues while resolving.
 pub(crate) struct Resolver<'a> {
@@ -166,6 +174,8 @@ impl<'a> Resolver<'a> {
 
         let audio_tempo_controller = self.audio_tempo(raw.audio_tempo_controller);
         let stream_reconnect = self.stream_reconnect(raw.stream_reconnect);
+        let segments = self.segments(raw.segments);
+        let images = images(raw.images);
         let cpu_cost = self.cpu_cost(raw.cpu_cost);
         let plugins = raw.plugins.map(|entries| self.plugins(entries));
 
@@ -211,6 +221,8 @@ impl<'a> Resolver<'a> {
             audio_tempo_controller,
             test_overrides: raw.test_overrides,
             stream_reconnect,
+            segments,
+            images,
             health_port: raw.health_port,
             template_port,
             prometheus_port: raw.prometheus_port,
@@ -676,6 +688,47 @@ impl<'a> Resolver<'a> {
             );
         }
         r
+    }
+
+    /// `segments:`: absent keys take the defaults; a window must hold a segment and the
+    /// uploads are bounded.
+    fn segments(&mut self, raw: RawSegments) -> SegmentsConfig {
+        let default = SegmentsConfig::default();
+        let live_playlist_window = self.count(
+            "segments.live_playlist_window",
+            raw.live_playlist_window,
+            default.live_playlist_window,
+            u32::MAX,
+        );
+        let parallel_uploads = self.count(
+            "segments.parallel_uploads",
+            raw.parallel_uploads,
+            default.parallel_uploads,
+            MAX_SEGMENT_PARALLEL_UPLOADS,
+        );
+        SegmentsConfig {
+            live_playlist_window,
+            parallel_uploads,
+        }
+    }
+
+    /// A count of at least 1 and at most `max` (the default when absent); an error naming
+    /// `key` otherwise.
+    fn count(&mut self, key: &str, raw: Option<i64>, default: u32, max: u32) -> u32 {
+        let Some(v) = raw else {
+            return default;
+        };
+        match u32::try_from(v) {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ if max == u32::MAX => {
+                self.invalid(key, format!("{v} must be at least 1"));
+                default
+            }
+            _ => {
+                self.invalid(key, format!("{v} must be between 1 and {max}"));
+                default
+            }
+        }
     }
 
     fn audio_tempo(&mut self, mut a: AudioTempoController) -> AudioTempoController {

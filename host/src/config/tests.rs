@@ -830,3 +830,82 @@ fn stream_reconnect_defaults_keys_and_rules() {
     assert!(again.warnings.is_empty(), "{:?}", again.warnings);
     assert_eq!(again.config.stream_reconnect, c.stream_reconnect);
 }
+
+#[test]
+fn segments_and_images_defaults_keys_and_rules() {
+    // A Go config has no such sections: Go's window, 4 uploads, images not fatal; no warning.
+    let loaded = ok(MINIMAL);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = loaded.config;
+    assert_eq!(c.segments, SegmentsConfig::default());
+    assert_eq!(
+        (c.segments.live_playlist_window, c.segments.parallel_uploads),
+        (5, 4)
+    );
+    assert!(!c.images.upload_failure_fails_egress);
+
+    // Every key.
+    let loaded = ok(&with(
+        "segments:\n  live_playlist_window: 8\n  parallel_uploads: 1\nimages:\n  upload_failure_fails_egress: true\n",
+    ));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.config.segments,
+        SegmentsConfig {
+            live_playlist_window: 8,
+            parallel_uploads: 1
+        }
+    );
+    assert!(loaded.config.images.upload_failure_fails_egress);
+    // Absent keys keep their defaults; empty sections are the defaults.
+    let c = ok(&with("segments:\n  parallel_uploads: 16\nimages:\n")).config;
+    assert_eq!(
+        (c.segments.live_playlist_window, c.segments.parallel_uploads),
+        (5, 16)
+    );
+    assert_eq!(c.images, ImagesConfig::default());
+
+    // Unknown keys are warnings with their path.
+    let loaded = ok(&with("segments:\n  window: 3\nimages:\n  fail: true\n"));
+    assert_eq!(
+        warnings(&loaded),
+        [
+            "unknown key segments.window (ignored)",
+            "unknown key images.fail (ignored)"
+        ]
+    );
+    // Bad values are errors naming the key.
+    assert_eq!(
+        errors(&with(
+            "segments:\n  live_playlist_window: 0\n  parallel_uploads: 65\n"
+        )),
+        [
+            "invalid value for segments.live_playlist_window: 0 must be at least 1",
+            "invalid value for segments.parallel_uploads: 65 must be between 1 and 64",
+        ]
+    );
+    assert_eq!(
+        errors(&with("segments:\n  parallel_uploads: -2\n")),
+        ["invalid value for segments.parallel_uploads: -2 must be between 1 and 64"]
+    );
+    let errs = errors(&with("images:\n  upload_failure_fails_egress: sometimes\n"));
+    assert!(
+        errs.len() == 1 && errs[0].contains("images.upload_failure_fails_egress"),
+        "{errs:?}"
+    );
+
+    // The printed config carries both sections and parses back to them.
+    let c = ok(&with(
+        "segments:\n  live_playlist_window: 3\nimages:\n  upload_failure_fails_egress: true\n",
+    ))
+    .config;
+    let yaml = c.to_redacted_yaml();
+    assert!(
+        yaml.contains("segments:\n  live_playlist_window: 3\n  parallel_uploads: 4\nimages:\n  upload_failure_fails_egress: true\n"),
+        "{yaml}"
+    );
+    let again = ok(&yaml);
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    assert_eq!(again.config.segments, c.segments);
+    assert_eq!(again.config.images, c.images);
+}

@@ -16,17 +16,31 @@ use crate::plugins::PluginRegistry;
 use crate::rpc::{Code, RpcError};
 use crate::storage::{self, StorageError, Targets};
 
-/// Settings beyond Go's config (the recorder's config fills them from YAML; the defaults are
-/// Go's behaviour where Go has one).
+/// Settings beyond Go's config (the recorder's config fills them from the YAML's `segments:`
+/// and `images:` with [`OutputSettings::from_config`]; the defaults are Go's behaviour where
+/// Go has one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputSettings {
-    /// Segments listed in the live playlist (Go's fixed 5).
+    /// Segments listed in the live playlist (`segments.live_playlist_window`; Go's fixed 5).
     pub live_playlist_window: usize,
     /// Go's behaviour: the first image that cannot be stored fails the egress. Off by default:
-    /// a missing thumbnail is reported and the recording goes on.
+    /// a missing thumbnail is reported and the recording goes on
+    /// (`images.upload_failure_fails_egress`).
     pub image_upload_failure_fails_egress: bool,
-    /// Segment uploads running at once (Go: unbounded).
+    /// Segment uploads running at once (`segments.parallel_uploads`; Go: unbounded).
     pub parallel_uploads: usize,
+}
+
+impl OutputSettings {
+    /// The settings the config's `segments:` and `images:` sections ask for (their defaults
+    /// are [`OutputSettings::default`]).
+    pub fn from_config(config: &ServiceConfig) -> OutputSettings {
+        OutputSettings {
+            live_playlist_window: config.segments.live_playlist_window as usize,
+            image_upload_failure_fails_egress: config.images.upload_failure_fails_egress,
+            parallel_uploads: config.segments.parallel_uploads as usize,
+        }
+    }
 }
 
 impl Default for OutputSettings {
@@ -93,4 +107,34 @@ pub(crate) fn check_storage(targets: &Targets, plugins: &PluginRegistry) -> Resu
                 RpcError::new(Code::PermissionDenied, e.to_string())
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EmptyEnv, parse};
+
+    #[test]
+    fn settings_come_from_the_config_and_default_as_before() {
+        let base = "api_key: k\napi_secret: s\nws_url: ws://x\nredis:\n  address: localhost:6379\n";
+        let config = |extra: &str| {
+            parse(&format!("{base}{extra}"), &EmptyEnv)
+                .expect("valid config")
+                .config
+        };
+        assert_eq!(
+            OutputSettings::from_config(&config("")),
+            OutputSettings::default()
+        );
+        assert_eq!(
+            OutputSettings::from_config(&config(
+                "segments:\n  live_playlist_window: 3\n  parallel_uploads: 2\nimages:\n  upload_failure_fails_egress: true\n"
+            )),
+            OutputSettings {
+                live_playlist_window: 3,
+                image_upload_failure_fails_egress: true,
+                parallel_uploads: 2,
+            }
+        );
+    }
 }

@@ -234,7 +234,7 @@ async fn run(
         });
         if config.fail_on_upload_error && !fatal_sent {
             fatal_sent = true;
-            let _ = notices.send(ImagesNotice::Fatal(error));
+            let _ = notices.send(ImagesNotice::Fatal(format!("{name}: {error}")));
         }
     };
 

@@ -447,6 +447,7 @@ impl CompositeConfig {
             filenames.identifier = identity.clone();
         }
         let e = &self.encoding;
+        let settings = OutputSettings::from_config(&service);
         OutputContext {
             service,
             request,
@@ -459,7 +460,7 @@ impl CompositeConfig {
                     u32::try_from(e.height).unwrap_or(0),
                 )
             }),
-            settings: OutputSettings::default(),
+            settings,
         }
     }
 

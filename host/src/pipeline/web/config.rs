@@ -369,6 +369,7 @@ impl WebConfig {
             LocalTime::from_system(self.started),
         );
         let e = &self.encoding;
+        let settings = OutputSettings::from_config(&service);
         OutputContext {
             service,
             request,
@@ -381,7 +382,7 @@ impl WebConfig {
                     u32::try_from(e.height).unwrap_or(0),
                 )
             }),
-            settings: OutputSettings::default(),
+            settings,
         }
     }
 
