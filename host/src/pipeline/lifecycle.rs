@@ -4,12 +4,11 @@
 //! its outputs delivered (a partial file too), its status settled, its manifest written. One
 //! place, so that the recorders end an egress the same way Go does.
 //!
-//! The WebRTC recorders also share the loop itself ([`record`]): they implement [`Recorder`]
-//! (their own events, what a stop does to held media, how they leave the room and close their
-//! media) and [`record`] does the rest. The Chrome controller has phases of its own (the page's
-//! start signal, the first frame) and drives a [`Session`] itself; both take what the session
-//! reacts to (stops, the limit, `UpdateStream`, a destination's change) from
-//! [`Session::next_event`] and apply the outputs' part with [`Session::on_output_event`].
+//! Every recorder also shares the loop itself ([`record`]): it implements [`Recorder`] (its own
+//! events, what a stop does to held media, how it leaves the room and closes its media) and
+//! [`record`] does the rest — stops, the limit, `UpdateStream` and destination changes
+//! ([`Session::next_event`], [`Session::on_output_event`]), then delivery and the final status.
+//! The Chrome recorder's setup (the page loading) runs before the loop and races stops itself.
 //!
 //! [`controller`]: super::web::controller
 //! [`track`]: super::track
@@ -381,7 +380,7 @@ pub enum Flow {
     Failed(PipelineError),
 }
 
-/// A recorder driven by [`record`]: the WebRTC recorders (track, composite).
+/// A recorder driven by [`record`]: web (Chrome), track and composite.
 pub trait Recorder {
     type Event: Send;
 
