@@ -8,6 +8,8 @@
 //! * [`Stack`]: all three services, started and ready.
 //! * [`free_port`], [`http_get`].
 //! * [`plugin_build`]: the object storage sinks built as dylib plugins.
+//! * [`hls`]: what a user checks on stored HLS segments and images (RFC 8216, PAT/PMT,
+//!   keyframes, image size and brightness), and an `lk room join` publisher.
 //! * [`recording`]: test pages, test media and publishers, ffprobe checks for recording tests.
 //! * [`browser`]: a headless Chromium publishing camera and microphone with livekit-client.
 //! * [`storage`]: storage emulators for sink tests: [`Moto`] and [`S3sFs`] (S3), [`Azurite`]
@@ -26,6 +28,7 @@
 
 pub mod browser;
 mod egress;
+pub mod hls;
 mod http;
 mod json_api;
 mod livekit;

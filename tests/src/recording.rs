@@ -539,8 +539,13 @@ pub async fn ffmpeg(args: &[&str]) {
 /// A recording stack whose egress bids on composites on a 2-core host (Go's participant cost
 /// is 2 cores).
 pub async fn composite_stack() -> RecordingStack {
+    composite_stack_with("").await
+}
+
+/// [`composite_stack`] with `extra` (top-level YAML keys) added to the egress's config.
+pub async fn composite_stack_with(extra: &str) -> RecordingStack {
     RecordingStack::start_with(|y| {
-        format!("{y}  participant_cpu_cost: 0.5\n  track_composite_cpu_cost: 0.5\n")
+        format!("{y}  participant_cpu_cost: 0.5\n  track_composite_cpu_cost: 0.5\n{extra}")
     })
     .await
 }

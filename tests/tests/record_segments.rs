@@ -6,177 +6,18 @@
 //! images come at the asked interval and size and show the picture, and the final EgressInfo
 //! reports all three.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use egress_e2e::hls::{check_segments, dimensions, int, lk_join, mean_luma, valid_playlist};
 use egress_e2e::recording::*;
-use egress_host::outputs::segments::check::{check_playlist, check_playlist_update};
-use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use egress_host::outputs::segments::check::check_playlist_update;
+use serde_json::json;
 
 const SEGMENT_SECONDS: u32 = 2;
 const LIVE_WINDOW: usize = 5;
 const IMAGE_INTERVAL: u32 = 2;
 const RECORD_SECONDS: u64 = 16;
-
-/// `lk room join --identity IDENTITY --publish …` in the background (killed on drop).
-fn lk_join(stack: &RecordingStack, room: &str, identity: &str, publish: &[&Path]) -> Child {
-    let log = std::fs::File::create(stack.egress.dir().join(format!("publisher-{identity}.log")))
-        .expect("publisher log");
-    let livekit = &stack.livekit;
-    let mut cmd = Command::new(egress_e2e::find_binary("lk"));
-    cmd.args([
-        "--url",
-        &livekit.http_url(),
-        "--api-key",
-        livekit.api_key(),
-        "--api-secret",
-        livekit.api_secret(),
-    ])
-    .args(["room", "join", "--identity", identity, "--fps", "30"]);
-    for p in publish {
-        cmd.arg("--publish").arg(p);
-    }
-    cmd.arg(room)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup log"))
-        .stderr(log)
-        .kill_on_drop(true);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("LIVEKIT_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.spawn().expect("start lk room join")
-}
-
-/// Whether a TS file has a PAT and the PMT it points to.
-fn has_pat_and_pmt(ts: &[u8]) -> bool {
-    let mut pmt_pid = None;
-    for p in ts.chunks_exact(188) {
-        if p[0] != 0x47 {
-            return false;
-        }
-        let pid = (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
-        let start = p[1] & 0x40 != 0;
-        let payload_at = if p[3] & 0x20 != 0 {
-            5 + usize::from(p[4])
-        } else {
-            4
-        };
-        if pid == 0 && start && pmt_pid.is_none() {
-            // Pointer field, then the PAT section: 8 header bytes, then the program entries.
-            let s = payload_at + 1 + usize::from(p[payload_at]);
-            let entry = &p[s + 8..s + 12];
-            pmt_pid = Some((u16::from(entry[2] & 0x1f) << 8) | u16::from(entry[3]));
-        } else if Some(pid) == pmt_pid && start {
-            return true;
-        }
-    }
-    false
-}
-
-/// `ffprobe -v error ARGS INPUT`, stdout.
-async fn ffprobe(args: &[&str], input: &Path) -> String {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error"])
-        .args(args)
-        .arg(input)
-        .output()
-        .await
-        .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {args:?} {}: {}",
-        input.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The flags of the first video packet (`K` for a keyframe).
-async fn first_video_packet_flags(ts: &Path) -> String {
-    ffprobe(
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=flags",
-            "-of",
-            "csv=p=0",
-            "-read_intervals",
-            "%+#1",
-        ],
-        ts,
-    )
-    .await
-}
-
-/// Width and height of an image.
-async fn dimensions(path: &Path) -> (u32, u32) {
-    let wh = ffprobe(
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=width,height",
-            "-of",
-            "csv=p=0",
-        ],
-        path,
-    )
-    .await;
-    let mut it = wh
-        .trim()
-        .split(',')
-        .map(|v| v.parse::<u32>().expect("a number"));
-    (it.next().unwrap_or(0), it.next().unwrap_or(0))
-}
-
-/// Mean luma (0–255) of an image.
-async fn mean_luma(path: &Path) -> f64 {
-    let graph = format!("movie={},signalstats", path.display());
-    let out = ffprobe(
-        &[
-            "-f",
-            "lavfi",
-            "-show_entries",
-            "frame_tags=lavfi.signalstats.YAVG",
-            "-of",
-            "csv=p=0",
-        ],
-        Path::new(&graph),
-    )
-    .await;
-    out.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("YAVG from {out:?}"))
-}
-
-/// Checks a playlist text on its own; returns it parsed.
-fn valid_playlist(text: &str, what: &str) -> egress_host::outputs::segments::check::ParsedPlaylist {
-    let (parsed, violations) = check_playlist(text);
-    assert!(
-        violations.is_empty(),
-        "{what} breaks RFC 8216: {violations:?}\n{text}"
-    );
-    let m3u8 = m3u8_rs::parse_media_playlist_res(text.as_bytes())
-        .unwrap_or_else(|e| panic!("{what}: m3u8-rs: {e:?}\n{text}"));
-    assert_eq!(
-        m3u8.segments.len(),
-        parsed.segments.len(),
-        "{what}: m3u8-rs sees the same segments"
-    );
-    assert_eq!(m3u8.end_list, parsed.end_list);
-    parsed
-}
-
-fn int(v: &Value) -> i64 {
-    v.as_i64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0)
-}
 
 #[tokio::test]
 async fn a_participant_egress_records_a_file_segments_and_images_at_once() {
@@ -185,7 +26,7 @@ async fn a_participant_egress_records_a_file_segments_and_images_at_once() {
     let lk = stack.lk();
     let media = TestMedia::generate(60).await;
     let room = "segments-room";
-    let publisher = lk_join(&stack, room, "alice", &[&media.video, &media.audio]);
+    let publisher = lk_join(&stack, room, "alice", 30, &[&media.video, &media.audio]);
     track_sid(&stack, room, "alice", "VIDEO").await;
     track_sid(&stack, room, "alice", "AUDIO").await;
 
@@ -297,20 +138,7 @@ async fn a_participant_egress_records_a_file_segments_and_images_at_once() {
         main.segments.len(),
         "{done:#}"
     );
-    let mut size = 0u64;
-    for s in &main.segments {
-        let path = playlist.parent().expect("playlist dir").join(&s.uri);
-        let ts =
-            std::fs::read(&path).unwrap_or_else(|e| panic!("{} listed but not stored: {e}", s.uri));
-        size += ts.len() as u64;
-        assert!(has_pat_and_pmt(&ts), "{}: PAT and PMT", s.uri);
-        let flags = first_video_packet_flags(&path).await;
-        assert!(
-            flags.trim_start().starts_with('K'),
-            "{} starts with a keyframe: {flags:?}",
-            s.uri
-        );
-    }
+    let size = check_segments(&main, playlist.parent().expect("playlist dir"), true).await;
     assert_eq!(
         int(&seg["size"]) as u64,
         size,
