@@ -40,6 +40,7 @@ mod ports;
 mod process;
 pub mod proc_stats;
 pub mod recording;
+pub mod seekable;
 mod redis;
 mod stack;
 pub mod storage;

@@ -113,6 +113,8 @@ impl FileOutput {
     pub async fn deliver(&mut self, ended_at: i64) -> Result<(), PipelineError> {
         self.info.ended_at = ended_at;
         self.info.duration = ended_at - self.info.started_at;
+        // A WebM written append-only gets its duration and cues before storage takes its end.
+        super::webm_finish::finish_recording(&self.local).await;
         let size = std::fs::metadata(&self.local).map(|m| m.len()).unwrap_or(0);
         let upload = match self.upload.take() {
             Some(u) if size > 0 => u,

@@ -24,6 +24,7 @@ pub mod segments;
 pub mod store;
 pub mod stream;
 pub mod tap;
+pub mod webm_finish;
 pub mod websocket;
 
 use std::path::Path;

@@ -2,13 +2,18 @@
 //!
 //! The segment is written in live mode to a writer that cannot seek, so libwebm only ever
 //! appends (no cues, no duration rewritten at the end): the upload can tail the file, and a file
-//! cut off by a crash plays up to its last whole cluster. Frames before the first keyframe are
+//! cut off by a crash plays up to its last whole cluster. Its head goes through
+//! [`HeadRoom`], which leaves room there for the Duration and the SeekHead that
+//! `crate::outputs::webm_finish::finish` writes once the recording is over (with the Cues it
+//! appends), so that the stored file is seekable. Frames before the first keyframe are
 //! dropped (a decoder cannot start on them); the frame size comes from that keyframe's header
 //! (VP8: RFC 6386 §9.1; VP9: the uncompressed frame header, VP9 bitstream spec §6.2).
 
 use std::io::{self, Write};
 
 use webm::mux::{Segment, SegmentBuilder, SegmentMode, VideoCodecId, VideoTrack, Writer};
+
+use crate::outputs::webm_finish::HeadRoom;
 
 /// VP8's and VP9's RTP clock (RFC 7741, RFC 9628).
 pub const VIDEO_RATE: u64 = 90_000;
@@ -105,7 +110,7 @@ enum State<W: Write> {
     /// No keyframe yet: nothing written.
     Waiting(W),
     Writing {
-        segment: Segment<W>,
+        segment: Segment<HeadRoom<W>>,
         track: VideoTrack,
     },
     /// A libwebm call failed; the file ends here.
@@ -150,7 +155,7 @@ impl<W: Write> WebmWriter<W> {
             let State::Waiting(out) = std::mem::replace(&mut self.state, State::Broken) else {
                 return Ok(false);
             };
-            let builder = SegmentBuilder::new(Writer::new_non_seek(out))
+            let builder = SegmentBuilder::new(Writer::new_non_seek(HeadRoom::new(out)))
                 .and_then(|b| b.set_mode(SegmentMode::Live))
                 .and_then(|b| b.set_writing_app(concat!("egress-rs ", env!("CARGO_PKG_VERSION"))))
                 .map_err(|e| webm_error("segment", e))?;
@@ -202,7 +207,7 @@ impl<W: Write> WebmWriter<W> {
         match self.state {
             State::Waiting(_) | State::Broken => Ok(None),
             State::Writing { segment, .. } => match segment.finalize(None) {
-                Ok(w) => Ok(Some(w.into_inner())),
+                Ok(w) => Ok(Some(w.into_inner().into_inner()?)),
                 Err(_) => Err(io::Error::other("libwebm could not finalize the segment")),
             },
         }
@@ -286,6 +291,136 @@ mod tests {
         inter[0] |= 0b0000_0100;
         assert_eq!(vp9_keyframe_size(&inter), None);
         assert_eq!(vp9_keyframe_size(&[0x82]), None, "truncated");
+    }
+
+    fn ffprobe(args: &[&str], file: &std::path::Path) -> String {
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error"])
+            .args(args)
+            .arg(file)
+            .output()
+            .expect("run ffprobe");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// 5 s of VP8 at 30 fps, a keyframe every 15 frames, written to `path` as a recording is.
+    fn record_five_seconds(path: &std::path::Path) {
+        let mut w = WebmWriter::new(std::fs::File::create(path).unwrap(), WebmCodec::Vp8);
+        let mut delta = keyframe();
+        delta[0] |= 1;
+        for n in 0..150u64 {
+            let frame = if n % 15 == 0 {
+                keyframe()
+            } else {
+                delta.clone()
+            };
+            assert!(w.push(1_000 + n * 3000, &frame, n % 15 == 0).unwrap());
+        }
+        w.finish().unwrap().expect("a file").sync_all().unwrap();
+    }
+
+    #[test]
+    fn a_finished_recording_has_its_duration_and_seeks_to_a_keyframe() {
+        use crate::outputs::webm_finish::{Finished, finish};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("track.webm");
+        record_five_seconds(&path);
+        // While recording: playable, no duration (append-only).
+        assert_eq!(
+            ffprobe(
+                &["-show_entries", "format=duration", "-of", "csv=p=0"],
+                &path
+            ),
+            "N/A"
+        );
+        let frames = ffprobe(
+            &["-show_entries", "packet=pts_time", "-of", "csv=p=0"],
+            &path,
+        );
+        assert_eq!(frames.lines().count(), 150);
+
+        match finish(&path).unwrap() {
+            Finished::Finished {
+                duration,
+                cue_points,
+            } => {
+                assert_eq!(cue_points, 10, "a cue per keyframe");
+                assert!((duration.as_secs_f64() - 5.0).abs() < 0.01, "{duration:?}");
+            }
+            other => panic!("not finished: {other:?}"),
+        }
+        let duration: f64 = ffprobe(
+            &["-show_entries", "format=duration", "-of", "csv=p=0"],
+            &path,
+        )
+        .parse()
+        .expect("ffprobe reports a duration");
+        assert!((duration - 5.0).abs() < 0.05, "ffprobe: {duration} s");
+        assert_eq!(
+            ffprobe(
+                &["-show_entries", "packet=pts_time", "-of", "csv=p=0"],
+                &path
+            ),
+            frames,
+            "the same frames at the same times"
+        );
+        // Seeking to 2.6 s lands on the keyframe at 2.5 s.
+        let landed = ffprobe(
+            &[
+                "-read_intervals",
+                "2.6%+#1",
+                "-show_entries",
+                "packet=pts_time,flags",
+                "-of",
+                "csv=p=0",
+            ],
+            &path,
+        );
+        assert!(landed.starts_with("2.500000,K"), "{landed}");
+        assert_eq!(
+            finish(&path).unwrap(),
+            Finished::AlreadySeekable,
+            "finishing twice changes nothing"
+        );
+    }
+
+    /// A finish cut short after the Cues were appended but before the head was written is
+    /// finished again to the same bytes (one Cues, not two).
+    #[test]
+    fn a_finish_cut_short_is_done_again() {
+        use crate::outputs::webm_finish::{Finished, finish};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("again.webm");
+        record_five_seconds(&path);
+        let live = std::fs::read(&path).unwrap();
+        assert!(matches!(finish(&path).unwrap(), Finished::Finished { .. }));
+        let finished = std::fs::read(&path).unwrap();
+        // The head (up to the first Cluster) as it was while recording, the rest finished.
+        let cluster = live
+            .windows(4)
+            .position(|w| w == [0x1F, 0x43, 0xB6, 0x75])
+            .unwrap();
+        let cut_short = [&live[..cluster], &finished[cluster..]].concat();
+        std::fs::write(&path, &cut_short).unwrap();
+        assert!(matches!(finish(&path).unwrap(), Finished::Finished { .. }));
+        assert_eq!(std::fs::read(&path).unwrap(), finished);
+    }
+
+    #[test]
+    fn a_file_cut_off_mid_block_is_left_as_it_is() {
+        use crate::outputs::webm_finish::finish;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.webm");
+        record_five_seconds(&path);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 20]).unwrap();
+        assert!(finish(&path).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), &bytes[..bytes.len() - 20]);
     }
 
     #[test]
