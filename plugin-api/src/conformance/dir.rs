@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 use super::{Inspector, Stored};
 use crate::types::Receipt;
 
-/// Objects are files `root/key`; anything hidden (a name starting with `.`) is a leftover.
+/// Objects are files `root/key` (a key's `/` are directory separators). Every file under the
+/// kit's prefix, whatever its name, is listed as a leftover unless it is an object the kit
+/// finished: a `.x.tmp`, an `x.part` and an `x.bin` written by an aborted object alike.
 pub struct DirInspector {
     root: PathBuf,
 }
@@ -32,19 +34,21 @@ impl Inspector for DirInspector {
                 size: bytes.len() as u64,
                 sha256: Sha256::digest(&bytes).into(),
             })),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // A directory at the key is not an object.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || path.is_dir() => Ok(None),
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         }
     }
 
+    /// Every file under `root/prefix`, as its key (`prefix/…`, `/`-separated).
     async fn leftovers(&self, prefix: &str) -> Result<Vec<String>, String> {
         let mut out = Vec::new();
-        walk(&self.root.join(prefix), &mut out).map_err(|e| e.to_string())?;
+        walk(&self.root.join(prefix), prefix, &mut out).map_err(|e| e.to_string())?;
         Ok(out)
     }
 }
 
-fn walk(dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+fn walk(dir: &Path, key: &str, out: &mut Vec<String>) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -52,11 +56,11 @@ fn walk(dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
     };
     for entry in entries {
         let entry = entry?;
-        let path = entry.path();
+        let child = format!("{key}/{}", entry.file_name().to_string_lossy());
         if entry.file_type()?.is_dir() {
-            walk(&path, out)?;
-        } else if entry.file_name().to_string_lossy().starts_with('.') {
-            out.push(path.display().to_string());
+            walk(&entry.path(), &child, out)?;
+        } else {
+            out.push(child);
         }
     }
     Ok(())

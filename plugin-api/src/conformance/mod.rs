@@ -14,9 +14,14 @@
 //! ```
 //!
 //! Checks: the descriptor; validate, create and health check with the good config; invalid
-//! configs; ordered writes of odd-sized chunks; an empty object; a large object streamed with
-//! bounded memory (resident set sampled while writing); abort; drop without finish; overwrite;
-//! concurrent objects; error classification; nothing left behind.
+//! configs; ordered writes of odd-sized chunks under a nested key, invisible until `finish`; an
+//! empty object; a large object streamed with bounded memory (resident set sampled while
+//! writing); abort and drop without finish (nothing at the key, no file of any name left
+//! beside it); overwrite; concurrent objects; unsafe keys (`..`, `.`, empty segments, empty and
+//! absolute keys: refused as permanent errors, never stored outside the root); the plugin's own
+//! error classification cases; nothing left behind.
+//!
+//! `plugin-api/tests/kit_catches.rs` proves each check fails on a sink that breaks its rule.
 //!
 //! Live destinations (API 1.2) have a suite of their own, [`LiveKit`], run against a real
 //! receiver ([`LiveReceiver`]) with real media ([`LiveStream`], cut from an FLV or MPEG-TS
@@ -28,7 +33,8 @@ mod live;
 mod memory;
 mod stream;
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -62,6 +68,8 @@ pub trait Inspector: Send + Sync {
     async fn stored(&self, key: &str, receipt: Option<&Receipt>) -> Result<Option<Stored>, String>;
 
     /// Anything under `prefix` that is not a finished object: temp files, partial uploads.
+    /// An inspector that cannot tell finished objects from the rest may list everything under
+    /// `prefix` by key (as [`DirInspector`] does): the kit ignores the keys it finished itself.
     async fn leftovers(&self, prefix: &str) -> Result<Vec<String>, String>;
 }
 
@@ -188,6 +196,8 @@ pub struct Kit {
     prefix: String,
     invalid: Vec<(Value, Option<String>)>,
     failures: Vec<FailureCase>,
+    /// Keys of the objects the kit finished and verified: not leftovers.
+    finished: Mutex<BTreeSet<String>>,
 }
 
 impl Kit {
@@ -204,6 +214,7 @@ impl Kit {
             prefix: "conformance".to_string(),
             invalid: Vec::new(),
             failures: Vec::new(),
+            finished: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -278,6 +289,9 @@ impl Kit {
             "concurrent objects".into(),
             self.concurrent(&*factory).await,
         ));
+        report
+            .results
+            .push(("unsafe keys".into(), self.unsafe_keys(&*factory).await));
         for case in &self.failures {
             report.results.push((
                 format!("error classification: {}", case.name),
@@ -368,12 +382,13 @@ impl Kit {
             0,
             5,
         ];
-        let key = self.key("ordered", 0);
+        // A nested key: a key's `/` are path (or URL) separators, kept as they are.
+        let key = format!("{}/ordered/nested/key/0.bin", self.prefix);
         let pattern = Pattern::new(1);
         let mut object = open(factory, &key, None).await?;
         let mut hasher = Sha256::new();
         let mut offset = 0u64;
-        for size in sizes {
+        for (i, size) in sizes.into_iter().enumerate() {
             let chunk = pattern.chunk(offset, size);
             hasher.update(&chunk);
             offset += size as u64;
@@ -381,6 +396,9 @@ impl Kit {
                 .write(chunk)
                 .await
                 .map_err(|e| format!("write of {size} bytes at {offset} failed: {e}"))?;
+            if i == sizes.len() / 2 {
+                self.invisible_before_finish(&key).await?;
+            }
         }
         let receipt = finish(object).await?;
         self.verify(&key, &receipt, offset, hasher.finalize().into())
@@ -457,6 +475,7 @@ impl Kit {
         }
         object.abort().await;
         self.absent(&key).await?;
+        self.clean(&format!("{}/abort", self.prefix)).await?;
         Ok(String::new())
     }
 
@@ -469,6 +488,7 @@ impl Kit {
             .map_err(|e| format!("write failed: {e}"))?;
         drop(object);
         self.absent(&key).await?;
+        self.clean(&format!("{}/dropped", self.prefix)).await?;
         Ok(String::new())
     }
 
@@ -564,17 +584,102 @@ impl Kit {
     }
 
     async fn nothing_left(&self) -> Check {
+        self.clean(&self.prefix).await?;
+        Ok(String::new())
+    }
+
+    /// Nothing under `prefix` but the objects the kit finished, allowing asynchronous cleanup
+    /// some time. Names do not matter: `x.part` is as much a leftover as `.x.tmp`.
+    async fn clean(&self, prefix: &str) -> Result<(), String> {
         let deadline = Instant::now() + self.options.settle;
         loop {
-            let left = self.inspector.leftovers(&self.prefix).await?;
+            let left: Vec<String> = {
+                let found = self.inspector.leftovers(prefix).await?;
+                let finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
+                found
+                    .into_iter()
+                    .filter(|k| !finished.contains(k))
+                    .collect()
+            };
             if left.is_empty() {
-                return Ok(String::new());
+                return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!("left behind: {}", left.join(", ")));
+                return Err(format!("left behind under {prefix}: {}", left.join(", ")));
             }
             sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The contract says nothing is visible under a key until `finish` returns.
+    async fn invisible_before_finish(&self, key: &str) -> Result<(), String> {
+        match self.inspector.stored(key, None).await? {
+            None => Ok(()),
+            Some(s) => Err(format!(
+                "{key}: {} bytes visible before finish (write under a temporary name and move \
+                 it into place in finish)",
+                s.size
+            )),
+        }
+    }
+
+    /// Keys that could escape the sink's root must be refused with a permanent error before
+    /// anything is written. An absolute key may instead be stored without its leading `/`
+    /// (object stores do, as the Go egress does), but never outside the root.
+    async fn unsafe_keys(&self, factory: &dyn SinkFactory) -> Check {
+        let p = &self.prefix;
+        let refused = [
+            format!("{p}/unsafe/../../../escape.bin"),
+            format!("../{p}-escape.bin"),
+            format!("{p}/unsafe/./dot.bin"),
+            format!("{p}/unsafe//empty-segment.bin"),
+            String::new(),
+        ];
+        for key in &refused {
+            match store_small(factory, key).await {
+                Ok(receipt) => {
+                    return Err(format!(
+                        "key {key:?} was accepted and stored at {}; keys with `..`, `.` or \
+                         empty segments must be refused (permanent error)",
+                        receipt.location
+                    ));
+                }
+                Err(e) if !e.is_permanent() => {
+                    return Err(format!(
+                        "key {key:?} was refused with the wrong class (want permanent): {e}"
+                    ));
+                }
+                Err(_) => {}
+            }
+        }
+        let absolute = format!("/{p}/unsafe/absolute.bin");
+        let relative = &absolute[1..];
+        match store_small(factory, &absolute).await {
+            Err(e) if e.is_permanent() => {}
+            Err(e) => {
+                return Err(format!(
+                    "key {absolute:?} was refused with the wrong class (want permanent): {e}"
+                ));
+            }
+            Ok(receipt) => match self.inspector.stored(relative, Some(&receipt)).await? {
+                Some(_) => self.remember(relative),
+                None => {
+                    return Err(format!(
+                        "key {absolute:?} was stored outside the root, at {}; refuse absolute \
+                         keys (permanent error) or drop the leading `/`",
+                        receipt.location
+                    ));
+                }
+            },
+        }
+        Ok(format!("{} refused", refused.len() + 1))
+    }
+
+    fn remember(&self, key: &str) {
+        self.finished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_string());
     }
 
     async fn verify(
@@ -598,8 +703,13 @@ impl Kit {
         if receipt.location.is_empty() {
             return Err(format!("{key}: receipt has no location"));
         }
+        self.remember(key);
         match self.inspector.stored(key, Some(receipt)).await? {
-            None => Err(format!("{key}: nothing stored after finish")),
+            None => Err(format!(
+                "{key}: nothing stored at the key after finish (receipt location {}; a key's \
+                 `/` separate path segments and must be kept)",
+                receipt.location
+            )),
             Some(s) if s.size != size => {
                 Err(format!("{key}: stored {} bytes, wrote {size}", s.size))
             }
@@ -638,6 +748,16 @@ async fn open(
         .open(spec)
         .await
         .map_err(|e| format!("{key}: open failed: {e}"))
+}
+
+/// Open, write 1000 bytes and finish, keeping the sink's error as it is.
+async fn store_small(factory: &dyn SinkFactory, key: &str) -> Result<Receipt, SinkError> {
+    let mut object = factory.open(ObjectSpec::new(key)).await?;
+    if let Err(e) = object.write(Pattern::new(11).chunk(0, 1000)).await {
+        object.abort().await;
+        return Err(e);
+    }
+    object.finish().await
 }
 
 async fn finish(object: Box<dyn SinkObject>) -> Result<Receipt, String> {

@@ -41,7 +41,7 @@ fn file_sink_passes_the_kit() {
     ))
     .failure(FailureCase::new(
         "directory is a file",
-        json!({ "directory": dir.path().join("conformance/ordered/0.bin") }),
+        json!({ "directory": dir.path().join("conformance/ordered/nested/key/0.bin") }),
         "x/y.bin",
         Expect::Permanent,
     ));
