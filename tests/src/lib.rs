@@ -18,6 +18,8 @@
 //!   recordings, its API to list and kick publishers), [`NginxRtmp`] (a second RTMP
 //!   implementation, recording FLV) and [`Toxiproxy`] (stalls or cuts a connection);
 //!   [`stream_check`]: what a user checks on a received stream (codecs, keyframes, decode errors).
+//! * [`docker`]: the egress images (built by `scripts/docker-images`) and containers of them on
+//!   the private dockerd of scripts/docker-setup.
 //!
 //! Every service logs to files in its temp dir and is killed (its whole process group, SIGTERM
 //! then SIGKILL) when dropped. A service that fails to start makes the test panic with the tail of
@@ -27,6 +29,7 @@
 //! `/var/cache/egress-rs/bin`), where `scripts/setup` builds `livekit-server` and `lk`.
 
 pub mod browser;
+pub mod docker;
 mod egress;
 pub mod hls;
 mod http;
