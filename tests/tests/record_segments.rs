@@ -12,7 +12,7 @@ use std::time::Duration;
 use egress_e2e::hls::{check_segments, dimensions, int, lk_join, mean_luma, valid_playlist};
 use egress_e2e::recording::*;
 use egress_host::outputs::segments::check::check_playlist_update;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const SEGMENT_SECONDS: u32 = 2;
 const LIVE_WINDOW: usize = 5;
@@ -218,6 +218,71 @@ async fn a_participant_egress_records_a_file_segments_and_images_at_once() {
             .exists(),
         "no image beyond the count"
     );
+
+    // The manifest, as Go's: beside the file (its location in the info), the playlist and the
+    // images, the same document each time, listing the playlist with every segment and every
+    // image.
+    let manifest_at = PathBuf::from(
+        done["manifest_location"]
+            .as_str()
+            .expect("manifest_location"),
+    );
+    assert_eq!(manifest_at, storage_root.join(format!("segtest/{id}.json")));
+    let text = std::fs::read_to_string(&manifest_at).expect("manifest beside the file");
+    for beside in ["segtest/hls", "segtest/img"] {
+        let copy = storage_root.join(format!("{beside}/{id}.json"));
+        let again = std::fs::read_to_string(&copy)
+            .unwrap_or_else(|e| panic!("manifest beside {beside}: {e}"));
+        assert_eq!(again, text, "{} is the same manifest", copy.display());
+    }
+    let manifest: Value = serde_json::from_str(&text).expect("manifest JSON");
+    assert_eq!(manifest["egress_id"], id.as_str(), "{manifest:#}");
+    assert_eq!(
+        manifest["files"][0]["location"],
+        file.to_string_lossy().as_ref()
+    );
+    let playlists = manifest["playlists"].as_array().expect("playlists");
+    assert_eq!(playlists.len(), 1, "{manifest:#}");
+    assert_eq!(
+        playlists[0]["location"],
+        playlist.to_string_lossy().as_ref(),
+        "{manifest:#}"
+    );
+    let listed: Vec<(String, String)> = playlists[0]["segments"]
+        .as_array()
+        .expect("segments")
+        .iter()
+        .map(|s| {
+            (
+                s["filename"].as_str().unwrap_or_default().to_owned(),
+                s["location"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = main
+        .segments
+        .iter()
+        .map(|s| {
+            let name = format!("segtest/hls/{}", s.uri);
+            let at = storage_root.join(&name).to_string_lossy().into_owned();
+            (name, at)
+        })
+        .collect();
+    assert_eq!(listed, expected, "every segment, in order");
+    let shots = manifest["images"].as_array().expect("images");
+    assert_eq!(shots.len(), count, "{manifest:#}");
+    for (i, shot) in shots.iter().enumerate() {
+        let name = format!("segtest/img/shot_{i:05}.jpeg");
+        assert_eq!(shot["filename"], name.as_str(), "{manifest:#}");
+        assert_eq!(
+            shot["location"],
+            storage_root.join(&name).to_string_lossy().as_ref()
+        );
+        assert!(
+            shot["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{shot}"
+        );
+    }
 
     println!(
         "file {file_duration:.3} s; {} segments, EXTINF sum {:.3} s, ffmpeg {read:.3} s, {size} bytes; live playlist seen in {live_versions} versions; {count} images every {spacing:.3} s, luma {lumas:?}",

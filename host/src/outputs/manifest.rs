@@ -1,8 +1,10 @@
 //! The egress manifest (reference §2.8): a JSON summary written as `<egress_id>.json` beside
-//! the output unless the output sets `disable_manifest`. Empty fields are left out, as Go's
-//! `omitempty` does. Beyond Go's fields it lists the egress's streams (`streams`, redacted as
-//! `StreamInfo.url`), so a recording's manifest says where it was also published and how that
-//! went.
+//! each output (the file, the playlist, each image directory) unless the output sets
+//! `disable_manifest` (it is written anyway when the backup storage was used), as Go writes it.
+//! Empty fields are left out, as Go's `omitempty` does. It lists the files, the playlists with
+//! every stored segment, and every stored image, as Go's does; beyond Go's fields it lists the
+//! egress's streams (`streams`, redacted as `StreamInfo.url`), so a recording's manifest says
+//! where it was also published and how that went.
 
 use egress_proto::livekit::{StreamInfo, stream_info};
 use serde::Serialize;
@@ -25,6 +27,12 @@ pub struct Manifest {
     pub ended_at: i64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<ManifestFile>,
+    /// Go's `playlists`: each segments output's playlist and the segments stored for it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub playlists: Vec<ManifestPlaylist>,
+    /// Go's `images`: every stored image of every image output, in the order they were taken.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ManifestImage>,
     /// Every stream URL the egress published to, as its `StreamInfo` ended (beyond Go, whose
     /// manifest has no streams). URLs are redacted as in `StreamInfo.url`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -207,5 +215,48 @@ mod tests {
         // Without streams there is no key, as Go's manifest has none.
         let text = String::from_utf8(Manifest::default().to_json()).unwrap();
         assert!(!text.contains("streams"), "{text}");
+    }
+
+    #[test]
+    fn the_manifest_lists_playlists_with_their_segments_and_images_as_gos() {
+        let m = Manifest {
+            egress_id: "EG_1".into(),
+            playlists: vec![ManifestPlaylist {
+                location: "s3://b/hls/main.m3u8".into(),
+                segments: vec![
+                    ManifestSegment {
+                        filename: "hls/seg_00000.ts".into(),
+                        location: "s3://b/hls/seg_00000.ts".into(),
+                    },
+                    ManifestSegment {
+                        filename: "hls/seg_00001.ts".into(),
+                        location: "s3://b/hls/seg_00001.ts".into(),
+                    },
+                ],
+            }],
+            images: vec![ManifestImage {
+                filename: "img/shot_00000.jpeg".into(),
+                timestamp: "2026-01-02T03:04:05.123456789Z".into(),
+                location: "s3://b/img/shot_00000.jpeg".into(),
+            }],
+            ..Default::default()
+        };
+        let json: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "egress_id": "EG_1",
+                "playlists": [{ "location": "s3://b/hls/main.m3u8", "segments": [
+                    { "filename": "hls/seg_00000.ts", "location": "s3://b/hls/seg_00000.ts" },
+                    { "filename": "hls/seg_00001.ts", "location": "s3://b/hls/seg_00001.ts" },
+                ] }],
+                "images": [{ "filename": "img/shot_00000.jpeg",
+                    "timestamp": "2026-01-02T03:04:05.123456789Z",
+                    "location": "s3://b/img/shot_00000.jpeg" }],
+            })
+        );
+        // Without them there are no keys (Go's omitempty).
+        let text = String::from_utf8(Manifest::default().to_json()).unwrap();
+        assert_eq!(text, "{}\n");
     }
 }

@@ -37,7 +37,7 @@ use egress_proto::livekit::{
 use crate::core::status::{InfoExt, deprecated_file_result, now_nanos};
 use crate::storage::local::DeliveryPlan;
 pub use file::FileOutput;
-use manifest::{Manifest, ManifestFile};
+use manifest::{Manifest, ManifestFile, ManifestImage, ManifestPlaylist};
 pub use plan::{
     FileSpec, ImagesSpec, Output, OutputKind, OutputPlan, SegmentsSpec, StreamSpec, WebsocketSpec,
 };
@@ -229,11 +229,54 @@ impl OutputSet {
             .collect()
     }
 
-    /// Stores the manifest beside the first stored file, in the storage that took it; returns
-    /// its location.
-    pub async fn store_manifest(&self, manifest: &Manifest, work_dir: &Path) -> Option<String> {
-        let file = self.files.iter().find(|f| !f.info.location.is_empty())?;
-        file.store_manifest(manifest, work_dir).await
+    /// Go's `playlists`: the segments output's playlist and its stored segments (after
+    /// `deliver`).
+    pub fn manifest_playlists(&self) -> Vec<ManifestPlaylist> {
+        self.segments
+            .iter()
+            .filter_map(segments::SegmentsOutput::manifest)
+            .collect()
+    }
+
+    /// Go's `images`: every stored image of every image output (after `deliver`).
+    pub fn manifest_images(&self) -> Vec<ManifestImage> {
+        self.images
+            .iter()
+            .flat_map(images::ImagesOutput::manifest)
+            .collect()
+    }
+
+    /// Stores the manifest beside each output, as Go's sinks do: beside the first stored file
+    /// (unless `file_manifest_disabled`), the playlist and each image directory (unless that
+    /// output disabled it), each in its own storage; an output that used the backup storage
+    /// stores it in any case (Go forces it). Returns the first location stored.
+    pub async fn store_manifest(
+        &self,
+        manifest: &Manifest,
+        work_dir: &Path,
+        file_manifest_disabled: bool,
+    ) -> Option<String> {
+        let mut first = None;
+        if let Some(file) = self.files.iter().find(|f| !f.info.location.is_empty())
+            && (!file_manifest_disabled || file.backup_used)
+        {
+            first = file.store_manifest(manifest, work_dir).await;
+        }
+        if let Some(segments) = &self.segments
+            && segments.info().segment_count > 0
+            && (!segments.disable_manifest() || segments.backup_used())
+        {
+            let stored = segments.store_manifest(manifest).await;
+            first = first.or(stored);
+        }
+        for images in &self.images {
+            if images.info().image_count > 0 && (!images.disable_manifest() || images.backup_used())
+            {
+                let stored = images.store_manifest(manifest).await;
+                first = first.or(stored);
+            }
+        }
+        first
     }
 }
 

@@ -328,7 +328,7 @@ impl Session {
 
     /// Delivers the outputs (a partial file after a failure too), writes the manifest and
     /// settles the final status: a recording still ACTIVE or ENDING is COMPLETE; a COMPLETE or
-    /// LIMIT_REACHED one with a stored file gets its manifest beside the file; `ended_at` is
+    /// LIMIT_REACHED one gets its manifest beside each output that wants one; `ended_at` is
     /// stamped if nothing set it.
     pub async fn finish(mut self, media: Option<Duration>) -> EgressInfo {
         DeliveryPlan::remove(&self.work_dir);
@@ -341,10 +341,8 @@ impl Session {
         {
             info.set_complete();
         }
-        if !self.manifest.disabled
-            && !self.outputs.location().is_empty()
-            && (info.status_is(EgressStatus::EgressComplete)
-                || info.status_is(EgressStatus::EgressLimitReached))
+        if info.status_is(EgressStatus::EgressComplete)
+            || info.status_is(EgressStatus::EgressLimitReached)
         {
             let doc = Manifest {
                 egress_id: self.manifest.egress_id.clone(),
@@ -355,8 +353,15 @@ impl Session {
                 ended_at: info.ended_at,
                 files: self.outputs.manifest_files(),
                 streams: crate::outputs::manifest::streams(&self.outputs),
+                playlists: self.outputs.manifest_playlists(),
+                images: self.outputs.manifest_images(),
             };
-            if let Some(stored) = self.outputs.store_manifest(&doc, &self.work_dir).await {
+            let disabled = self.manifest.disabled;
+            if let Some(stored) = self
+                .outputs
+                .store_manifest(&doc, &self.work_dir, disabled)
+                .await
+            {
                 info.manifest_location = stored;
             }
         }
