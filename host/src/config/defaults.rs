@@ -39,6 +39,12 @@ pub const DEFAULT_STREAM_RECONNECT_MAX_DELAY: Duration = Duration::from_secs(10)
 pub const DEFAULT_STREAM_RECONNECT_MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_STREAM_RECONNECT_JITTER: f64 = 0.2;
 
+// Live streams (ours; see `StreamsConfig`).
+/// Twitch's documented global ingest for `twitch://<key>`; Go asks Twitch's API instead.
+pub const DEFAULT_TWITCH_INGEST: &str = "rtmps://live.twitch.tv:443/app/{stream_key}";
+/// A stream's keyframe interval when the request sets none (Go: 4 s, at YouTube's limit).
+pub const DEFAULT_STREAM_KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
+
 // HLS segments and images (ours; see `SegmentsConfig`, `ImagesConfig`).
 /// Go's fixed live playlist window.
 pub const DEFAULT_LIVE_PLAYLIST_WINDOW: u32 = 5;

@@ -27,7 +27,7 @@ pub use model::{
     AliOssConfig, AudioTempoController, AzureConfig, CpuCostConfig, DebugConfig, GcpConfig,
     ImagesConfig, LatencyConfig, LoggingConfig, MemorySource, PluginEntry, PluginSource,
     ProxyConfig, RedisConfig, S3Config, SegmentsConfig, ServiceConfig, SessionLimits,
-    StorageConfig, StreamReconnect, TestOverrides, TlsConfig, WasmSandbox,
+    StorageConfig, StreamReconnect, StreamsConfig, TestOverrides, TlsConfig, WasmSandbox,
 };
 pub use plugin_config::redact as redact_plugin_config;
 pub use secret::{REDACTED, Secret};

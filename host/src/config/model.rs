@@ -76,6 +76,8 @@ pub struct ServiceConfig {
     pub test_overrides: TestOverrides,
     /// How a live stream destination that dropped is tried again, and when it is given up.
     pub stream_reconnect: StreamReconnect,
+    /// Live stream outputs: the Twitch ingest and the default keyframe interval.
+    pub streams: StreamsConfig,
     /// HLS segment outputs: the live playlist's window and the uploads at once.
     pub segments: SegmentsConfig,
     /// Image outputs: whether a failed image fails the egress.
@@ -515,6 +517,28 @@ impl Default for StreamReconnect {
             min_interval: DEFAULT_STREAM_RECONNECT_MIN_INTERVAL,
             jitter: DEFAULT_STREAM_RECONNECT_JITTER,
             retry_srt: true,
+        }
+    }
+}
+
+/// `streams:`: live stream outputs. Not Go keys: Go resolves `twitch://` through Twitch's API
+/// during request validation and gives streams a keyframe every 4 s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamsConfig {
+    /// What `twitch://<key>` becomes: an `rtmp(s)://` URL with `{stream_key}` (default Twitch's
+    /// global ingest, `rtmps://live.twitch.tv:443/app/{stream_key}`).
+    pub twitch_ingest: String,
+    /// A stream's keyframe interval when the request sets none (default 2s; `4s` is Go's).
+    #[serde(with = "duration")]
+    pub keyframe_interval: Duration,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        use super::defaults::*;
+        StreamsConfig {
+            twitch_ingest: DEFAULT_TWITCH_INGEST.to_owned(),
+            keyframe_interval: DEFAULT_STREAM_KEYFRAME_INTERVAL,
         }
     }
 }

@@ -59,6 +59,7 @@ pub(crate) struct RawConfig {
     pub audio_tempo_controller: AudioTempoController,
     pub test_overrides: TestOverrides,
     pub stream_reconnect: RawStreamReconnect,
+    pub streams: RawStreams,
     pub segments: RawSegments,
     pub images: RawImages,
 
@@ -133,6 +134,14 @@ pub(crate) struct RawStreamReconnect {
     pub min_interval: Option<GoDuration>,
     pub jitter: Option<f64>,
     pub retry_srt: Option<bool>,
+}
+
+/// `streams:` as written: absent keys take the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawStreams {
+    pub twitch_ingest: Option<String>,
+    pub keyframe_interval: Option<GoDuration>,
 }
 
 /// `segments:` as written: absent keys take the defaults; the numbers are signed so that a

@@ -10,9 +10,11 @@ use super::model::{
     AliOssConfig, AudioTempoController, AzureConfig, CpuCostConfig, DebugConfig, GcpConfig,
     ImagesConfig, LatencyConfig, LoggingConfig, MemorySource, PluginEntry, PluginSource,
     ProxyConfig, RedisConfig, S3Config, SegmentsConfig, ServiceConfig, StorageConfig,
-    StreamReconnect, WasmSandbox,
+    StreamReconnect, StreamsConfig, WasmSandbox,
 };
-use super::raw::{RawConfig, RawCpuCost, RawImages, RawPlugin, RawSegments, RawStreamReconnect};
+use super::raw::{
+    RawConfig, RawCpuCost, RawImages, RawPlugin, RawSegments, RawStreamReconnect, RawStreams,
+};
 use super::secret::Secret;
 
 use super::defaults::*;
@@ -174,6 +176,7 @@ impl<'a> Resolver<'a> {
 
         let audio_tempo_controller = self.audio_tempo(raw.audio_tempo_controller);
         let stream_reconnect = self.stream_reconnect(raw.stream_reconnect);
+        let streams = self.streams(raw.streams);
         let segments = self.segments(raw.segments);
         let images = images(raw.images);
         let cpu_cost = self.cpu_cost(raw.cpu_cost);
@@ -221,6 +224,7 @@ impl<'a> Resolver<'a> {
             audio_tempo_controller,
             test_overrides: raw.test_overrides,
             stream_reconnect,
+            streams,
             segments,
             images,
             health_port: raw.health_port,
@@ -688,6 +692,40 @@ impl<'a> Resolver<'a> {
             );
         }
         r
+    }
+
+    /// `streams:`: absent keys take the defaults; the Twitch ingest must be an RTMP(S) URL with
+    /// `{stream_key}`, and streams need keyframes.
+    fn streams(&mut self, raw: RawStreams) -> StreamsConfig {
+        let default = StreamsConfig::default();
+        let twitch_ingest = match raw.twitch_ingest {
+            Some(t)
+                if (t.starts_with("rtmp://") || t.starts_with("rtmps://"))
+                    && t.contains("{stream_key}") =>
+            {
+                t
+            }
+            Some(t) => {
+                self.invalid(
+                    "streams.twitch_ingest",
+                    format!("{t:?} must be an rtmp:// or rtmps:// URL containing {{stream_key}}"),
+                );
+                default.twitch_ingest
+            }
+            None => default.twitch_ingest,
+        };
+        let keyframe_interval = match raw.keyframe_interval {
+            Some(d) if d.0.is_zero() => {
+                self.invalid("streams.keyframe_interval", "0s: streams need keyframes");
+                default.keyframe_interval
+            }
+            Some(d) => d.0,
+            None => default.keyframe_interval,
+        };
+        StreamsConfig {
+            twitch_ingest,
+            keyframe_interval,
+        }
     }
 
     /// `segments:`: absent keys take the defaults; a window must hold a segment and the

@@ -909,3 +909,54 @@ fn segments_and_images_defaults_keys_and_rules() {
     assert_eq!(again.config.segments, c.segments);
     assert_eq!(again.config.images, c.images);
 }
+
+#[test]
+fn streams_defaults_keys_and_rules() {
+    // A Go config has no such section: Twitch's global ingest and 2 s keyframes, no warning.
+    let loaded = ok(MINIMAL);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.config.streams, StreamsConfig::default());
+    assert_eq!(
+        loaded.config.streams.twitch_ingest,
+        "rtmps://live.twitch.tv:443/app/{stream_key}"
+    );
+    assert_eq!(
+        loaded.config.streams.keyframe_interval,
+        Duration::from_secs(2)
+    );
+
+    // Every key; `4s` is Go's keyframe interval.
+    let loaded = ok(&with(
+        "streams:\n  twitch_ingest: rtmp://fra05.contribute.live-video.net/app/{stream_key}\n  keyframe_interval: 4s\n",
+    ));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.config.streams,
+        StreamsConfig {
+            twitch_ingest: "rtmp://fra05.contribute.live-video.net/app/{stream_key}".into(),
+            keyframe_interval: Duration::from_secs(4),
+        }
+    );
+
+    // Unknown keys warn with their path; bad values are errors naming the key.
+    let loaded = ok(&with("streams:\n  keyframe: 4s\n"));
+    assert_eq!(
+        warnings(&loaded),
+        ["unknown key streams.keyframe (ignored)"]
+    );
+    assert_eq!(
+        errors(&with(
+            "streams:\n  twitch_ingest: https://example.com/{stream_key}\n  keyframe_interval: 0s\n"
+        )),
+        [
+            "invalid value for streams.twitch_ingest: \"https://example.com/{stream_key}\" must be an rtmp:// or rtmps:// URL containing {stream_key}",
+            "invalid value for streams.keyframe_interval: 0s: streams need keyframes",
+        ]
+    );
+
+    // The printed config carries the section and parses back to it.
+    let c = ok(&with("streams:\n  keyframe_interval: 4s\n")).config;
+    let yaml = c.to_redacted_yaml();
+    assert!(yaml.contains("  keyframe_interval: 4s\n"), "{yaml}");
+    assert_eq!(ok(&yaml).config.streams, c.streams);
+}

@@ -22,10 +22,6 @@ use crate::core::{PipelineError, errors};
 use crate::plugins::PluginRegistry;
 use crate::rpc::{Code, RpcError};
 
-/// Keyframe interval of a stream output when the request sets none (Go: 4 s, at YouTube's
-/// limit; restreams then showed the "keyframe frequency" warning).
-pub const STREAM_KEYFRAME_SECS: f64 = 2.0;
-
 /// Segment length when the request sets none (Go's default).
 const DEFAULT_SEGMENT_SECS: f64 = 4.0;
 
@@ -41,6 +37,10 @@ pub struct LiveOutputs {
     pub reconnect: ReconnectPolicy,
     /// Whether the request has segments (they, like streams, carry H.264 + AAC).
     segments: bool,
+    /// A stream's keyframe interval (s) when the request sets none (`streams.keyframe_interval`,
+    /// default 2; Go's 4 s is at YouTube's limit, and restreams then showed its "keyframe
+    /// frequency" warning).
+    stream_keyframe_secs: f64,
 }
 
 impl LiveOutputs {
@@ -52,15 +52,17 @@ impl LiveOutputs {
         plan: &OutputPlan,
         api: RequestApi,
     ) -> Result<LiveOutputs, RpcError> {
+        let rules = StreamUrlRules::from_config(config);
         let streams = plan
             .stream()
-            .map(|spec| parse_streams(spec, api))
+            .map(|spec| parse_streams(spec, api, &rules))
             .transpose()?;
         Ok(LiveOutputs {
             streams,
-            stream_rules: StreamUrlRules::default(),
+            stream_rules: rules,
             reconnect: ReconnectPolicy::from_config(config),
             segments: plan.segments().is_some(),
+            stream_keyframe_secs: config.streams.keyframe_interval.as_secs_f64(),
         })
     }
 
@@ -71,8 +73,8 @@ impl LiveOutputs {
     }
 
     /// The keyframe interval (s) the outputs need, from the request's (`requested`, 0 = none):
-    /// a stream gets one at least every 2 s when the request sets none, and never more than
-    /// 4 s apart (YouTube and Twitch ask for ≤ 4 s); segments are cut on keyframes the encoder
+    /// a stream gets one every `streams.keyframe_interval` (2 s) when the request sets none,
+    /// and never more than twice that apart (YouTube and Twitch ask for ≤ 4 s); segments are cut on keyframes the encoder
     /// places on their boundaries (one GOP per segment at most).
     pub fn keyframe_interval(&self, plan: &OutputPlan, requested: f64) -> f64 {
         if let Some(seg) = plan.segments() {
@@ -83,7 +85,7 @@ impl LiveOutputs {
             };
             let kfi = if requested > 0.0 { requested.min(d) } else { d };
             return if self.streams.is_some() {
-                kfi.min(STREAM_KEYFRAME_SECS)
+                kfi.min(self.stream_keyframe_secs)
             } else {
                 kfi
             };
@@ -92,9 +94,9 @@ impl LiveOutputs {
             return requested;
         }
         if requested <= 0.0 {
-            STREAM_KEYFRAME_SECS
+            self.stream_keyframe_secs
         } else {
-            requested.min(STREAM_KEYFRAME_SECS * 2.0)
+            requested.min(self.stream_keyframe_secs * 2.0)
         }
     }
 
@@ -125,6 +127,7 @@ pub fn incompatible_codecs() -> RpcError {
 fn parse_streams(
     spec: &StreamSpec,
     api: RequestApi,
+    rules: &StreamUrlRules,
 ) -> Result<(StreamKind, Vec<StreamUrl>), RpcError> {
     let invalid = |e: StreamUrlError| RpcError::new(Code::InvalidArgument, e.to_string());
     let kind = stream_kind(spec.protocol, &spec.urls, api).map_err(invalid)?;
@@ -134,11 +137,10 @@ fn parse_streams(
     if spec.urls.is_empty() {
         return Err(errors::invalid_input("stream url"));
     }
-    let rules = StreamUrlRules::default();
     let urls = spec
         .urls
         .iter()
-        .map(|u| parse_stream_url(u, kind, &rules).map_err(invalid))
+        .map(|u| parse_stream_url(u, kind, rules).map_err(invalid))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((kind, urls))
 }
@@ -276,6 +278,27 @@ mod tests {
         assert_eq!(live.keyframe_interval(&p, 0.0), 2.0);
         assert_eq!(live.keyframe_interval(&p, 3.0), 3.0);
         assert_eq!(live.keyframe_interval(&p, 10.0), 4.0);
+    }
+
+    #[test]
+    fn the_config_sets_the_stream_keyframe_interval_and_the_twitch_ingest() {
+        let yaml = "api_key: k\napi_secret: s\nws_url: ws://lk:7880\nredis:\n  address: 127.0.0.1:6379\nstreams:\n  keyframe_interval: 4s\n  twitch_ingest: rtmp://ingest.example/app/{stream_key}\n";
+        let config = crate::config::parse(yaml, &crate::config::EmptyEnv)
+            .expect("config")
+            .config;
+        let p = plan(vec![output::Config::Stream(Proto {
+            urls: vec!["twitch://abcdefkey".into()],
+            ..Default::default()
+        })]);
+        let live = LiveOutputs::parse(&config, &p, RequestApi::V2).unwrap();
+        assert_eq!(
+            live.keyframe_interval(&p, 0.0),
+            4.0,
+            "Go's 4 s, from the config"
+        );
+        assert_eq!(live.keyframe_interval(&p, 10.0), 8.0);
+        let (_, urls) = live.streams.as_ref().expect("streams");
+        assert_eq!(urls[0].url, "rtmp://ingest.example/app/abcdefkey");
     }
 
     #[test]

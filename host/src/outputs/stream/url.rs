@@ -32,7 +32,7 @@ use regex::Regex;
 
 /// Twitch's documented global ingest, used for `twitch://<key>` unless the operator configures
 /// another template. Go resolves the closest ingest through Twitch's API at validation time.
-pub const TWITCH_GLOBAL_INGEST: &str = "rtmps://live.twitch.tv:443/app/{stream_key}";
+pub const TWITCH_GLOBAL_INGEST: &str = crate::config::defaults::DEFAULT_TWITCH_INGEST;
 
 /// Go's text for an RTMP URL that does not match its regex `^(rtmps?://)(.*/)(.*/)(\S*)( live=1)?$`.
 pub const RTMP_FORMAT: &str =
@@ -123,6 +123,15 @@ pub enum FindError {
 pub struct StreamUrlRules {
     /// Template for `twitch://<key>`; `{stream_key}` is replaced by the key.
     pub twitch_ingest_template: String,
+}
+
+impl StreamUrlRules {
+    /// The rules the config sets (`streams.twitch_ingest`).
+    pub fn from_config(config: &crate::config::ServiceConfig) -> StreamUrlRules {
+        StreamUrlRules {
+            twitch_ingest_template: config.streams.twitch_ingest.clone(),
+        }
+    }
 }
 
 impl Default for StreamUrlRules {
