@@ -53,6 +53,7 @@ pub mod abi;
 pub mod blocking;
 pub mod config;
 mod error;
+pub mod key;
 mod live;
 pub mod log;
 mod macros;

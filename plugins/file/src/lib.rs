@@ -20,7 +20,6 @@
 
 mod config;
 mod error;
-mod key;
 mod object;
 
 use std::path::PathBuf;
@@ -28,7 +27,7 @@ use std::path::PathBuf;
 use egress_plugin_api::blocking::Worker;
 use egress_plugin_api::{
     Capabilities, Descriptor, ObjectSpec, SinkError, SinkFactory, SinkObject, SinkPlugin, Value,
-    async_trait, export_sink,
+    async_trait, export_sink, key,
 };
 
 pub use config::FileConfig;
@@ -70,9 +69,9 @@ impl SinkFactory for FileSink {
     }
 
     async fn open(&self, spec: ObjectSpec) -> Result<Box<dyn SinkObject>, SinkError> {
-        let relative = key::to_relative_path(&spec.key)?;
-        let object =
-            object::FileObject::open(&self.config, self.config.directory.join(relative)).await?;
+        // Refuses keys that could leave the directory (`..`, absolute) as permanent errors.
+        let target = key::path_under(&self.config.directory, &spec.key)?;
+        let object = object::FileObject::open(&self.config, target).await?;
         Ok(Box::new(object))
     }
 }

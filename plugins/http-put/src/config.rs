@@ -149,25 +149,11 @@ impl HttpPutConfig {
         h
     }
 
-    /// The URL of the object at `key`.
-    pub fn object_url(&self, key: &str) -> String {
-        let base = self.url.trim_end_matches('/');
-        let path: Vec<String> = key.split('/').map(percent_encode).collect();
-        format!("{base}/{}", path.join("/"))
+    /// The URL of the object at `key`: each segment percent-encoded, never outside `url`
+    /// (`..`, `.`, empty segments and absolute keys are refused as permanent errors).
+    pub fn object_url(&self, key: &str) -> Result<String, SinkError> {
+        egress_plugin_api::key::url_under(&self.url, key)
     }
-}
-
-/// Percent-encode everything but RFC 3986 unreserved characters.
-fn percent_encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 pub(crate) fn schema() -> Value {
@@ -199,9 +185,10 @@ mod tests {
     fn validates_fields() {
         let ok = HttpPutConfig::parse(&json!({"url": "http://127.0.0.1:8080/up/"})).unwrap();
         assert_eq!(
-            ok.object_url("a b/c.mp4"),
+            ok.object_url("a b/c.mp4").unwrap(),
             "http://127.0.0.1:8080/up/a%20b/c.mp4"
         );
+        assert!(ok.object_url("a/../../admin").unwrap_err().is_permanent());
         for (bad, field) in [
             (json!({}), "url"),
             (json!({"url": "ftp://x"}), "url"),

@@ -130,18 +130,14 @@ impl SinkFactory for HttpPut {
     }
 
     async fn open(&self, spec: ObjectSpec) -> Result<Box<dyn SinkObject>, SinkError> {
-        if spec.key.is_empty() || spec.key.starts_with('/') {
-            return Err(SinkError::permanent(format!(
-                "invalid object key {:?}",
-                spec.key
-            )));
-        }
+        // Refuses keys that could leave the base URL (`..`, absolute) as permanent errors.
+        let url = self.config.object_url(&spec.key)?;
         let mut headers = self.config.base_headers();
         if !spec.content_type.is_empty() {
             headers.push(("Content-Type".into(), spec.content_type.clone()));
         }
         let target = Target {
-            url: self.config.object_url(&spec.key),
+            url,
             headers,
             timeout: self.config.timeout(),
             retry: self.config.retry(),
