@@ -1,5 +1,4 @@
-//! The README's example sink, for real: the conformance kit, compiled in (the host's
-//! `plugins_conformance` test runs it through the dylib and WASM loaders too), and the README
+//! The README's example sink, for real: the conformance kit, compiled in, and the README
 //! shows this crate's source verbatim (checked below), so the example cannot rot.
 
 use std::path::Path;
