@@ -36,6 +36,9 @@ const TEST_ONLY: &[&str] = &[
     "srt-tools",
     // The Go test publisher.
     "lk-publish",
+    // Docker for the container tests (scripts/docker-setup).
+    "docker.io",
+    "debootstrap",
     // The plugin tests' WASM target and the tidy gate's tools.
     "wasm32-wasip2",
     "rustfmt",
