@@ -18,6 +18,7 @@
 //!   recordings, its API to list and kick publishers), [`NginxRtmp`] (a second RTMP
 //!   implementation, recording FLV) and [`Toxiproxy`] (stalls or cuts a connection);
 //!   [`stream_check`]: what a user checks on a received stream (codecs, keyframes, decode errors).
+//! * [`ws_receiver`]: a websocket server recording what an egress's websocket output sends.
 //! * [`docker`]: the egress images (built by `scripts/docker-images`) and containers of them on
 //!   the private dockerd of scripts/docker-setup.
 //!
@@ -50,6 +51,7 @@ pub mod storage;
 pub mod stream_check;
 mod tools;
 pub mod toxiproxy;
+pub mod ws_receiver;
 
 pub use egress::{Egress, egress_bin, egress_config, egress_slim_bin};
 pub use http::http_get;

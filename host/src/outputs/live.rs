@@ -28,8 +28,13 @@ const DEFAULT_SEGMENT_SECS: f64 = 4.0;
 /// A request's stream output, checked, and how its URLs are published.
 #[derive(Debug, Clone)]
 pub struct LiveOutputs {
-    /// The stream output's URLs, checked as Go checks them (`None`: no stream output).
+    /// The stream output's URLs, checked as Go checks them (`None`: no stream output or a
+    /// websocket).
     pub streams: Option<(StreamKind, Vec<StreamUrl>)>,
+    /// A stream output with protocol WEBSOCKET or a `ws://` / `wss://` URL: raw PCM of the
+    /// recording's audio to that URL ([`super::websocket`]); the recording is then audio-only
+    /// (Go).
+    pub websocket: Option<StreamUrl>,
     /// How shorthand stream URLs resolve (`twitch://`), for UpdateStream too.
     pub stream_rules: StreamUrlRules,
     /// When a dropped destination is tried again, and given up (the config's
@@ -45,20 +50,24 @@ pub struct LiveOutputs {
 
 impl LiveOutputs {
     /// The stream output's URLs, each checked as Go's `ValidateUrl` does (errors name the URL
-    /// redacted). Raw PCM over a websocket is the track egress's; the recorders that call this
-    /// refuse it.
+    /// redacted). A websocket URL goes to [`websocket`](Self::websocket), not to `streams`.
     pub fn parse(
         config: &ServiceConfig,
         plan: &OutputPlan,
         api: RequestApi,
     ) -> Result<LiveOutputs, RpcError> {
         let rules = StreamUrlRules::from_config(config);
-        let streams = plan
+        let parsed = plan
             .stream()
             .map(|spec| parse_streams(spec, api, &rules))
             .transpose()?;
+        let (streams, websocket) = match parsed {
+            Some((StreamKind::Websocket, mut urls)) => (None, urls.pop()),
+            other => (other, None),
+        };
         Ok(LiveOutputs {
             streams,
+            websocket,
             stream_rules: rules,
             reconnect: ReconnectPolicy::from_config(config),
             segments: plan.segments().is_some(),
@@ -131,10 +140,11 @@ fn parse_streams(
 ) -> Result<(StreamKind, Vec<StreamUrl>), RpcError> {
     let invalid = |e: StreamUrlError| RpcError::new(Code::InvalidArgument, e.to_string());
     let kind = stream_kind(spec.protocol, &spec.urls, api).map_err(invalid)?;
-    if kind == StreamKind::Websocket {
-        return Err(errors::not_supported("websocket stream output"));
-    }
     if spec.urls.is_empty() {
+        return Err(errors::invalid_input("stream url"));
+    }
+    // One websocket sink per egress (Go's websocket output takes one URL).
+    if kind == StreamKind::Websocket && spec.urls.len() > 1 {
         return Err(errors::invalid_input("stream url"));
     }
     let urls = spec
@@ -339,7 +349,28 @@ mod tests {
     }
 
     #[test]
-    fn bad_urls_and_websockets_are_refused() {
+    fn a_websocket_url_is_the_websocket_output_not_a_stream() {
+        let p = plan(vec![output::Config::Stream(Proto {
+            urls: vec!["ws://host/audio".into()],
+            ..Default::default()
+        })]);
+        let live = LiveOutputs::parse(&service(), &p, RequestApi::V2).unwrap();
+        assert!(live.streams.is_none());
+        assert_eq!(
+            live.websocket.as_ref().map(|u| u.url.as_str()),
+            Some("ws://host/audio")
+        );
+        assert!(!live.needs_h264_aac(), "PCM needs no H.264 + AAC encode");
+        let p = plan(vec![output::Config::Stream(Proto {
+            urls: vec!["ws://a/pcm".into(), "wss://b/pcm".into()],
+            ..Default::default()
+        })]);
+        let e = LiveOutputs::parse(&service(), &p, RequestApi::V2).unwrap_err();
+        assert!(e.message.contains("stream url"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
         let p = plan(vec![output::Config::Stream(Proto {
             urls: vec!["rtmp://host/key".into()],
             ..Default::default()
@@ -350,11 +381,5 @@ mod tests {
             "{}",
             e.message
         );
-        let p = plan(vec![output::Config::Stream(Proto {
-            urls: vec!["ws://host/audio".into()],
-            ..Default::default()
-        })]);
-        let e = LiveOutputs::parse(&service(), &p, RequestApi::V2).unwrap_err();
-        assert!(e.message.contains("websocket"), "{}", e.message);
     }
 }

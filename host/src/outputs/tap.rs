@@ -24,6 +24,8 @@ pub struct EncodedStreams {
     pub audio: Option<gst::Element>,
     /// `tee` of the raw video the encoder takes (images).
     pub raw_video: Option<gst::Element>,
+    /// `tee` of the raw (mixed) audio the encoder takes (the websocket's PCM).
+    pub raw_audio: Option<gst::Element>,
     /// The video encoder, asked for keyframes.
     pub video_encoder: Option<gst::Element>,
     /// How late one stream may be against the other at a muxer (the pipeline's latency).
@@ -38,6 +40,7 @@ impl EncodedStreams {
             video: None,
             audio: None,
             raw_video: None,
+            raw_audio: None,
             video_encoder: None,
             latency,
             bus_hooks: Arc::default(),

@@ -1,6 +1,7 @@
-//! The websocket output of a track egress (Go's `WebsocketSink`): the track's Opus packets are
-//! decoded to raw PCM ([`super::pcm`]) and sent as binary messages to the request's
-//! `websocket_url`.
+//! The websocket output (Go's `WebsocketSink`): a track egress's Opus packets are decoded to
+//! raw PCM ([`super::pcm`]) and sent as binary messages to the request's `websocket_url`; a
+//! composite recorder's mixed audio comes in as PCM already, from an `appsink` branch on its
+//! raw audio tee ([`attach_pcm_branch`]), for a stream output with a `ws://` / `wss://` URL.
 //!
 //! What the receiver sees, as with Go: the upgrade request carries `Content-Type: audio/x-raw`;
 //! binary messages of S16LE 48 kHz stereo PCM, 20 ms each ([`MESSAGE_BYTES`]); a text message
@@ -26,7 +27,11 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, header::CONTENT_TYPE};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::pcm::{MESSAGE_BYTES, OpusToPcm, PcmError, PcmStats};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use super::pcm::{CHANNELS, MESSAGE_BYTES, OpusToPcm, PcmError, PcmStats, SAMPLE_RATE};
+use super::tap::EncodedStreams;
 use crate::webrtc::Frame;
 
 /// The `Content-Type` Go sends with the upgrade request (`types.MimeTypeRawAudio`).
@@ -52,11 +57,18 @@ pub enum WebsocketError {
     Send(String),
     #[error(transparent)]
     Decode(#[from] PcmError),
+    /// The PCM branch could not be added to the recorder's pipeline.
+    #[error("websocket branch: {0}")]
+    Branch(String),
 }
 
 enum Command {
     Frame(Frame),
     Muted(bool),
+    /// Raw S16LE 48 kHz stereo, any length (cut into 20 ms messages by the task).
+    Pcm(Vec<u8>),
+    /// The recording ended: send the rest and close (the PCM branch may still hold a sender).
+    End,
 }
 
 /// What went out, reported when the output finishes.
@@ -80,6 +92,16 @@ impl WebsocketOutput {
     /// Connects to `url` (Go dials when the track is found) and starts the connection task.
     pub async fn connect(url: &str) -> Result<WebsocketOutput, WebsocketError> {
         let pcm = OpusToPcm::new()?;
+        Self::start(url, Some(pcm)).await
+    }
+
+    /// Connects to `url` for raw PCM (a composite recorder's mixed audio, fed through
+    /// [`attach_pcm_branch`]).
+    pub async fn connect_pcm(url: &str) -> Result<WebsocketOutput, WebsocketError> {
+        Self::start(url, None).await
+    }
+
+    async fn start(url: &str, pcm: Option<OpusToPcm>) -> Result<WebsocketOutput, WebsocketError> {
         let ws = tokio::time::timeout(DIAL_TIMEOUT, dial(url))
             .await
             .map_err(|_| WebsocketError::Dial(format!("dial {url}: i/o timeout")))??;
@@ -102,12 +124,88 @@ impl WebsocketOutput {
 
     /// Sends what is queued and the last partial message, then closes the connection.
     pub async fn finish(self) -> Sent {
+        // The PCM branch's sender may outlive this call (the pipeline drops it), so say it.
+        let _ = self.tx.send(Command::End).await;
         drop(self.tx);
         self.task.await.unwrap_or_else(|e| Sent {
             error: Some(WebsocketError::Send(format!("websocket task: {e}"))),
             ..Default::default()
         })
     }
+}
+
+/// How much raw audio the PCM branch holds while the connection is slow; older audio is
+/// dropped past it, so a slow receiver never holds up the recorder's other outputs.
+const BRANCH_QUEUE: Duration = Duration::from_secs(1);
+
+/// Adds the PCM branch to a composite recorder's raw audio tee, before its pipeline plays
+/// (Go's websocket bin): `queue (leaky) → audioconvert → audioresample →
+/// audio/x-raw,S16LE,48000,2 → appsink`, whose samples go to `output`'s connection task.
+pub fn attach_pcm_branch(
+    streams: &EncodedStreams,
+    output: &WebsocketOutput,
+) -> Result<(), WebsocketError> {
+    let err = |e: &dyn std::fmt::Display| WebsocketError::Branch(e.to_string());
+    let tee = streams
+        .raw_audio
+        .as_ref()
+        .ok_or_else(|| WebsocketError::Branch("the recording has no audio".into()))?;
+    let make = |factory: &str| {
+        gst::ElementFactory::make(factory)
+            .name(format!("websocket_{factory}"))
+            .build()
+            .map_err(|_| {
+                WebsocketError::Branch(format!(
+                    "could not create {factory} (is its GStreamer plugin installed?)"
+                ))
+            })
+    };
+    let queue = make("queue")?;
+    queue.set_property_from_str("leaky", "downstream");
+    queue.set_property("max-size-time", BRANCH_QUEUE.as_nanos() as u64);
+    queue.set_property("max-size-buffers", 0u32);
+    queue.set_property("max-size-bytes", 0u32);
+    let convert = make("audioconvert")?;
+    let resample = make("audioresample")?;
+    let caps = make("capsfilter")?;
+    caps.set_property(
+        "caps",
+        gst::Caps::builder("audio/x-raw")
+            .field("format", "S16LE")
+            .field("layout", "interleaved")
+            .field("rate", SAMPLE_RATE as i32)
+            .field("channels", CHANNELS as i32)
+            .build(),
+    );
+    let sink = make("appsink")?;
+    sink.set_property("sync", false);
+    sink.set_property("async", false);
+    sink.set_property("emit-signals", true);
+    let chain = [&queue, &convert, &resample, &caps, &sink];
+    streams.pipeline.add_many(chain).map_err(|e| err(&e))?;
+    gst::Element::link_many(chain).map_err(|e| err(&e))?;
+    tee.link(&queue).map_err(|e| err(&e))?;
+    let tx = output.tx.clone();
+    // `appsink` without gstreamer-app: its `new-sample` signal and `pull-sample` action. The
+    // signal comes on the queue's streaming thread (no tokio runtime), so a blocking send is
+    // the backpressure, and the leaky queue above bounds it.
+    sink.connect("new-sample", false, move |args| {
+        let bytes = (|| {
+            let sink = args.first()?.get::<gst::Element>().ok()?;
+            let sample = sink.emit_by_name::<Option<gst::Sample>>("pull-sample", &[])?;
+            let map = sample.buffer()?.map_readable().ok()?;
+            Some(map.as_slice().to_vec())
+        })();
+        match bytes {
+            // A closed channel: the connection ended, and finishing reports why.
+            Some(b) => {
+                let _ = tx.blocking_send(Command::Pcm(b));
+            }
+            None => tracing::warn!("could not take a PCM sample for the websocket"),
+        }
+        Some(gst::FlowReturn::Ok.to_value())
+    });
+    Ok(())
 }
 
 async fn dial(url: &str) -> Result<Ws, WebsocketError> {
@@ -171,19 +269,33 @@ fn errno_text(e: &io::Error) -> String {
     }
 }
 
-/// The connection task: decode and send until the recording loop drops its sender, then close.
-async fn run(ws: Ws, mut rx: mpsc::Receiver<Command>, mut pcm: OpusToPcm) -> Sent {
+/// The connection task: decode (Opus input) or cut (PCM input) and send until the recording
+/// loop ends it, then close.
+async fn run(ws: Ws, mut rx: mpsc::Receiver<Command>, mut opus: Option<OpusToPcm>) -> Sent {
     let (mut sink, mut stream) = ws.split();
     let mut sent = Sent::default();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_PERIOD, PING_PERIOD);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut messages = Vec::new();
+    // PCM input not yet sent: less than one message.
+    let mut raw: Vec<u8> = Vec::with_capacity(MESSAGE_BYTES);
+    let mut raw_samples = 0u64;
     let result: Result<(), WebsocketError> = async {
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(Command::Frame(f)) => {
-                        pcm.push(f.rtp_time, f.clock_rate, f.received_at, &f.data, &mut messages)?;
+                        if let Some(pcm) = opus.as_mut() {
+                            pcm.push(f.rtp_time, f.clock_rate, f.received_at, &f.data, &mut messages)?;
+                            send_pcm(&mut sink, &mut messages, &mut sent).await?;
+                        }
+                    }
+                    Some(Command::Pcm(bytes)) => {
+                        raw_samples += (bytes.len() / (CHANNELS * 2)) as u64;
+                        raw.extend_from_slice(&bytes);
+                        while raw.len() >= MESSAGE_BYTES {
+                            messages.push(raw.drain(..MESSAGE_BYTES).collect());
+                        }
                         send_pcm(&mut sink, &mut messages, &mut sent).await?;
                     }
                     Some(Command::Muted(muted)) => {
@@ -194,7 +306,7 @@ async fn run(ws: Ws, mut rx: mpsc::Receiver<Command>, mut pcm: OpusToPcm) -> Sen
                             tracing::warn!(error = %e, muted, "could not send the mute message");
                         }
                     }
-                    None => return Ok(()),
+                    Some(Command::End) | None => return Ok(()),
                 },
                 msg = stream.next() => match msg {
                     // gorilla answers a close frame with its own, and the next write fails with
@@ -214,11 +326,20 @@ async fn run(ws: Ws, mut rx: mpsc::Receiver<Command>, mut pcm: OpusToPcm) -> Sen
         }
     }
     .await;
-    sent.pcm = pcm.stats;
+    sent.pcm = match &opus {
+        Some(pcm) => pcm.stats,
+        None => PcmStats {
+            samples: raw_samples,
+            ..Default::default()
+        },
+    };
     match result {
         Ok(()) => {
-            if let Some(rest) = pcm.flush() {
+            if let Some(rest) = opus.as_mut().and_then(OpusToPcm::flush) {
                 messages.push(rest);
+            }
+            if !raw.is_empty() {
+                messages.push(std::mem::take(&mut raw));
             }
             if let Err(e) = send_pcm(&mut sink, &mut messages, &mut sent).await {
                 sent.error = Some(e);

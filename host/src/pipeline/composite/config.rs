@@ -173,6 +173,31 @@ fn media_selection(media: &livekit::MediaSource) -> (MediaSelection, bool, bool)
     (sel, audio, video)
 }
 
+/// Go: a websocket output is raw PCM of the audio (`AudioOutCodec = audio/x-raw`), so the
+/// recording is audio-only (video is dropped when audio is there too), nothing else can share
+/// that encode, and a recording without audio has nothing to send. Returns whether video is
+/// recorded.
+fn websocket_audio_only(
+    live: &LiveOutputs,
+    outputs: &OutputPlan,
+    audio: bool,
+    video: bool,
+) -> Result<bool, RpcError> {
+    if live.websocket.is_none() {
+        return Ok(video);
+    }
+    if !audio {
+        return Err(RpcError::new(
+            Code::InvalidArgument,
+            "format websocket incompatible with codec video/h264",
+        ));
+    }
+    if outputs.outputs.len() > 1 {
+        return Err(incompatible_codecs());
+    }
+    Ok(false)
+}
+
 /// The track egress request a PASSTHROUGH media request stands for (the info keeps the
 /// original request).
 pub fn passthrough_request(
@@ -331,6 +356,7 @@ impl CompositeConfig {
         if !has_file && outputs.outputs.is_empty() {
             return Err(errors::invalid_input("output"));
         }
+        let video = websocket_audio_only(&live, &outputs, audio, video)?;
         let file = outputs.file().cloned().unwrap_or(FileSpec {
             file_type: EncodedFileType::Mp4 as i32,
             filepath: String::new(),
@@ -552,6 +578,51 @@ mod tests {
         assert_eq!(
             (c.container, c.audio_codec, c.video),
             (Container::Ogg, Some(AudioCodec::Opus), false)
+        );
+    }
+
+    #[test]
+    fn a_websocket_stream_makes_the_recording_audio_only() {
+        let ws = |urls: Vec<&str>| livekit::StreamOutput {
+            urls: urls.into_iter().map(String::from).collect(),
+            ..Default::default()
+        };
+        let c = composite(Request::Participant(livekit::ParticipantEgressRequest {
+            room_name: "r".into(),
+            identity: "alice".into(),
+            stream_outputs: vec![ws(vec!["ws://127.0.0.1:9000/pcm"])],
+            ..Default::default()
+        }));
+        assert!(c.audio && !c.video, "video dropped, audio kept");
+        assert_eq!(
+            c.live.websocket.as_ref().map(|u| u.url.as_str()),
+            Some("ws://127.0.0.1:9000/pcm")
+        );
+        assert!(c.live.streams.is_none());
+        let err = |r| match parse(r) {
+            Err(e) => e.message,
+            Ok(_) => panic!("accepted"),
+        };
+        assert_eq!(
+            err(Request::TrackComposite(
+                livekit::TrackCompositeEgressRequest {
+                    room_name: "r".into(),
+                    video_track_id: "TR_v".into(),
+                    stream_outputs: vec![ws(vec!["wss://host/pcm"])],
+                    ..Default::default()
+                }
+            )),
+            "format websocket incompatible with codec video/h264"
+        );
+        assert_eq!(
+            err(Request::Participant(livekit::ParticipantEgressRequest {
+                room_name: "r".into(),
+                identity: "alice".into(),
+                stream_outputs: vec![ws(vec!["ws://host/pcm"])],
+                file_outputs: vec![file("a.mp4")],
+                ..Default::default()
+            })),
+            "no supported codec is compatible with all outputs"
         );
     }
 

@@ -5,7 +5,7 @@
 //! appsrc (H.264|H.265|VP8|VP9|AV1) → parse → decoder → videoconvert → videoscale → caps ─┐
 //! videotestsrc black (live) ──────────────────────────────────────────────────── compositor → x264enc|vp8enc ─┐
 //! appsrc (Opus) → opusdec → audioconvert → audioresample → [mono → pan L/R] → caps ─┐                          │
-//! audiotestsrc silence (live) ───────────────────────────────────────────────────── audiomixer → encoder ─────┤
+//! audiotestsrc silence (live) ──────────────────────────────────────── audiomixer → raw tee (websocket) → encoder ┤
 //!                                                       mp4mux (fragmented, append-only) | oggmux | webmmux → filesink
 //! ```
 //!
@@ -279,10 +279,19 @@ impl Mixer {
         let mixer = make("audiomixer", None)?;
         set(&mixer, "latency", MIXER_LATENCY.as_nanos() as u64)?;
         let out_caps = caps_filter(None, s.raw_audio_caps(2))?;
+        // The mixed audio before it is encoded, for the websocket's raw PCM.
+        let raw_tee = make("tee", Some("raw_audio_tee"))?;
+        set(&raw_tee, "allow-not-linked", true)?;
+        streams.raw_audio = Some(raw_tee.clone());
         let queue = make("queue", None)?;
         // The encoders take their own sample formats (avenc_aac: planar float).
-        let mut chain: Vec<gst::Element> =
-            vec![mixer.clone(), out_caps, queue, make("audioconvert", None)?];
+        let mut chain: Vec<gst::Element> = vec![
+            mixer.clone(),
+            out_caps,
+            raw_tee,
+            queue,
+            make("audioconvert", None)?,
+        ];
         chain.extend(audio_encoder(codec, e)?);
         let audio_tee = make("tee", Some("audio_tee"))?;
         set(&audio_tee, "allow-not-linked", true)?;

@@ -35,7 +35,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use egress_proto::livekit::{self, EgressInfo};
+use egress_proto::livekit::{self, EgressInfo, StreamInfo, stream_info};
 use egress_proto::rpc::StartEgressRequest;
 use egress_proto::rpc::start_egress_request::Request;
 
@@ -46,6 +46,7 @@ use crate::core::status::{END_REASON_SOURCE_CLOSED, now_nanos};
 use crate::outputs::context::OutputContext;
 use crate::outputs::live;
 use crate::outputs::tap::EncodedStreams;
+use crate::outputs::websocket::{self, WebsocketOutput};
 use crate::outputs::{FileOutput, OutputSet};
 use crate::pipeline::job::{Job, StopRequest, UpdateStreamCall};
 use crate::pipeline::lifecycle::{
@@ -90,9 +91,19 @@ pub async fn run(
         url: String::new(),
         disabled: cfg.disable_manifest,
     };
+    let mut outputs = OutputSet::default();
+    // Go lists a websocket output as an ACTIVE stream from the start (`AddStream`).
+    if let Some(url) = &cfg.live.websocket {
+        outputs.streams.push(StreamInfo {
+            url: url.redacted.clone(),
+            started_at: now_nanos(),
+            status: stream_info::Status::Active as i32,
+            ..Default::default()
+        });
+    }
     let session = Session::new(
         job.info,
-        OutputSet::default(),
+        outputs,
         manifest,
         job.work_dir,
         updates,
@@ -114,6 +125,7 @@ pub async fn run(
         cfg,
         source,
         mixer: None,
+        websocket: None,
         opened: false,
         tracks: HashMap::new(),
         publisher: None,
@@ -147,6 +159,9 @@ struct CompositeRecorder {
     source: Subscription<RoomEvent, WebrtcError>,
     /// The GStreamer pipeline, once started (after the hold).
     mixer: Option<Mixer>,
+    /// The websocket receiving the mixed audio as PCM (a `ws://` stream output), connected
+    /// when the pipeline starts.
+    websocket: Option<WebsocketOutput>,
     /// The file is named and its storage open (every required track is there).
     opened: bool,
     tracks: HashMap<String, TrackState>,
@@ -251,10 +266,16 @@ impl Recorder for CompositeRecorder {
     }
 
     async fn close(&mut self, session: &mut Session) -> Option<Duration> {
-        match self.mixer.take() {
+        let duration = match self.mixer.take() {
             Some(m) => drain(session, m).await,
             None => None,
+        };
+        // After the EOS: every sample is queued to the connection task, which sends the rest
+        // and closes.
+        if let Some(ws) = self.websocket.take() {
+            finish_websocket(session, ws).await;
         }
+        duration
     }
 }
 
@@ -424,6 +445,23 @@ impl CompositeRecorder {
         .map_err(|e| PipelineError::Gst(format!("pipeline build: {e}")))??;
         // The outputs beside the file attach to the encoders before the pipeline plays.
         self.attach_outputs(session, m.streams())?;
+        if let Some(url) = self.cfg.live.websocket.as_ref().map(|u| u.url.clone()) {
+            // Go dials when its websocket sink starts, with the pipeline.
+            let ws = match WebsocketOutput::connect_pcm(&url).await {
+                Ok(ws) => ws,
+                Err(e) => {
+                    // Go: a dial error is `psrpc.InvalidArgument` with the dialer's text.
+                    session.outputs.streams_failed(&e.to_string());
+                    return Err(PipelineError::Request(RpcError::new(
+                        Code::InvalidArgument,
+                        e.to_string(),
+                    )));
+                }
+            };
+            websocket::attach_pcm_branch(m.streams(), &ws)
+                .map_err(|e| PipelineError::Gst(e.to_string()))?;
+            self.websocket = Some(ws);
+        }
         let m = tokio::task::spawn_blocking(move || -> Result<Mixer, PipelineError> {
             m.start()?;
             Ok(m)
@@ -478,6 +516,21 @@ async fn drain(session: &mut Session, mut mixer: Mixer) -> Option<Duration> {
             session.fail(&e);
             Some(duration)
         }
+    }
+}
+
+/// Closes the websocket output; a connection that ended early fails the stream and the egress
+/// (Go: a failed write is a destination error, Unavailable).
+async fn finish_websocket(session: &mut Session, ws: WebsocketOutput) {
+    let sent = ws.finish().await;
+    tracing::info!(bytes = sent.bytes, messages = sent.messages, duration = ?sent.pcm.duration(),
+        "websocket output finished");
+    if let Some(e) = sent.error {
+        session.outputs.streams_failed(&e.to_string());
+        session.fail(&PipelineError::Request(RpcError::new(
+            Code::Unavailable,
+            e.to_string(),
+        )));
     }
 }
 

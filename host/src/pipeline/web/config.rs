@@ -452,6 +452,10 @@ impl WebConfig {
             RequestApi::V1
         };
         let live = LiveOutputs::parse(config, &shape.outputs, api)?;
+        // The PCM branch is the composite recorder's for now (Go's web egress has it too).
+        if live.websocket.is_some() {
+            return Err(errors::not_supported("websocket stream output"));
+        }
         let has_file = shape.outputs.file().is_some();
         if shape.outputs.outputs.is_empty() {
             return Err(errors::invalid_input("output"));
