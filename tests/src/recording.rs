@@ -118,6 +118,33 @@ impl RecordingStack {
     pub fn output(&self, path: &str) -> PathBuf {
         self.egress.dir().join(path)
     }
+
+    /// The service's `/metrics` (its `prometheus_port`) as text.
+    pub async fn scrape_metrics(&self) -> String {
+        let port = self
+            .config
+            .lines()
+            .find_map(|l| l.strip_prefix("prometheus_port:"))
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .expect("prometheus_port in the stack's config");
+        let (status, text) = crate::http_get(&format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .expect("GET /metrics");
+        assert_eq!(status, 200, "{text}");
+        text
+    }
+}
+
+/// The value of the Prometheus series `name` whose labels include every `labels` pair.
+pub fn metric_sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// The latest EgressInfo of `egress_id`, as `lk egress list --json` prints it.

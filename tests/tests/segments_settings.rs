@@ -3,7 +3,8 @@
 //! segments and images to an S3 emulator, with `images.upload_failure_fails_egress: true`
 //! (Go's behaviour) and a live playlist window of 3. The images' S3 refuses them: the egress
 //! ends FAILED with an error naming the image, while the file and the segments it recorded are
-//! all in the bucket and the live playlist lists the last 3 segments.
+//! all in the bucket and the live playlist lists the last 3 segments. The service's `/metrics`
+//! shows Go's HLS queue gauges and each output's upload outcomes during and after it.
 
 use std::time::Duration;
 
@@ -15,6 +16,10 @@ use serde_json::json;
 
 const BUCKET: &str = "settings";
 const LIVE_WINDOW: usize = 3;
+const UPLOADS: &str = "livekit_egress_output_uploads_total";
+const SEGMENT_QUEUE: &str = "livekit_egress_segments_uploads_channel_size";
+const PLAYLIST_QUEUE: &str = "livekit_egress_playlist_uploads_channel_size";
+const LATENCY: &str = "livekit_egress_segment_playlists_stored_seconds";
 
 #[tokio::test]
 async fn with_gos_image_switch_a_refused_image_fails_the_egress_naming_it() {
@@ -62,7 +67,52 @@ async fn with_gos_image_switch_a_refused_image_fails_the_egress_naming_it() {
         .expect("egress start");
     let id = started.egress_id.clone();
     wait_for_status(&lk, &id, status::ACTIVE, Duration::from_secs(40)).await;
-    tokio::time::sleep(Duration::from_secs(12)).await;
+
+    // While it records, the service's /metrics has Go's queue gauges and the outputs' upload
+    // outcomes: segments and playlists stored, images refused.
+    let uploads = |text: &str, output: &str, object: &str, status: &str| {
+        metric_sample(
+            text,
+            UPLOADS,
+            &[
+                ("egress_id", id.as_str()),
+                ("output", output),
+                ("object", object),
+                ("status", status),
+            ],
+        )
+        .unwrap_or(0.0)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+    let mut during = String::new();
+    while tokio::time::Instant::now() < deadline {
+        during = stack.scrape_metrics().await;
+        if uploads(&during, "segments", "segment", "success") >= 2.0
+            && uploads(&during, "images", "image", "failed") >= 1.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for gauge in [SEGMENT_QUEUE, PLAYLIST_QUEUE] {
+        let v = metric_sample(&during, gauge, &[("egress_id", id.as_str())]);
+        assert!(
+            v.is_some_and(|v| (0.0..=2.0).contains(&v)),
+            "{gauge} while recording: {v:?}\n{during}"
+        );
+    }
+    assert!(
+        uploads(&during, "segments", "segment", "success") >= 2.0
+            && uploads(&during, "segments", "playlist", "success") >= 2.0,
+        "segments and playlists stored while recording:\n{during}"
+    );
+    assert!(
+        uploads(&during, "images", "image", "failed") >= 1.0
+            && uploads(&during, "images", "image", "success") == 0.0,
+        "images refused while recording:\n{during}"
+    );
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
     lk.egress_stop(&id).await.expect("egress stop");
     let (done, _) = wait_for_status(&lk, &id, status::FAILED, Duration::from_secs(120)).await;
     drop(publisher);
@@ -129,6 +179,53 @@ async fn with_gos_image_switch_a_refused_image_fails_the_egress_naming_it() {
         live.media_sequence as usize,
         main.segments.len() - LIVE_WINDOW
     );
+    // After the end (the handler's last report): every segment counted once, the playlists'
+    // final versions too, none failed; Go's gauges at 0; the playlist latencies observed.
+    let after = {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = stack.scrape_metrics().await;
+            if uploads(&text, "segments", "segment", "success") as usize == main.segments.len()
+                || tokio::time::Instant::now() > deadline
+            {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    assert_eq!(
+        uploads(&after, "segments", "segment", "success") as usize,
+        main.segments.len(),
+        "{after}"
+    );
+    assert_eq!(uploads(&after, "segments", "segment", "failed"), 0.0);
+    assert_eq!(uploads(&after, "segments", "playlist", "failed"), 0.0);
+    assert!(
+        uploads(&after, "segments", "playlist", "success") >= main.segments.len() as f64,
+        "playlists stored as segments came (an older waiting version may be skipped):\n{after}"
+    );
+    let images_failed = uploads(&after, "images", "image", "failed");
+    assert!(images_failed >= 1.0, "{after}");
+    for gauge in [SEGMENT_QUEUE, PLAYLIST_QUEUE] {
+        assert_eq!(
+            metric_sample(&after, gauge, &[("egress_id", id.as_str())]),
+            Some(0.0),
+            "{gauge} after the end:\n{after}"
+        );
+    }
+    // Without an egress label (a node-wide histogram); the registry's const labels follow.
+    let latencies = after
+        .lines()
+        .find(|l| l.starts_with(&format!("{LATENCY}_count")))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        latencies as usize >= main.segments.len(),
+        "{latencies} playlist latencies observed for {} segments",
+        main.segments.len()
+    );
+
+    println!("metrics: {images_failed} images failed, {latencies} playlist latencies");
     println!(
         "FAILED with {error:?}; MP4 {:.2} s, {} segments, live playlist of {}",
         p.duration,

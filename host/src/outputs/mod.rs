@@ -24,6 +24,7 @@ pub mod segments;
 pub mod store;
 pub mod stream;
 pub mod tap;
+pub mod upload_metrics;
 pub mod webm_finish;
 pub mod websocket;
 

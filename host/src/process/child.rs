@@ -236,6 +236,11 @@ impl HandlerProcess {
                     kind: Some(handler_msg::Kind::StreamStats(stats)),
                     egress_id,
                 })) => crate::outputs::stream::metrics::record(&egress_id, stats.into_samples()),
+                // And the segments and image outputs' queues and upload outcomes.
+                Ok(Some(HandlerMsg {
+                    kind: Some(handler_msg::Kind::OutputStats(stats)),
+                    egress_id,
+                })) => crate::outputs::upload_metrics::record(&egress_id, stats.into_samples()),
                 Ok(Some(msg)) => {
                     let routes = self.routes();
                     match routes.by_egress.get(&msg.egress_id) {

@@ -131,7 +131,8 @@ async fn run(config: ServiceConfig) -> Result<(), HandlerError> {
         });
     }));
 
-    // So do the live stream destinations' numbers, every second.
+    // So do the live stream destinations' and the segments and image outputs' numbers, every
+    // second.
     let stream_stats = tokio::spawn(report_stream_stats(out_tx.clone()));
 
     let shared = Arc::new(Shared {
@@ -203,7 +204,8 @@ async fn run(config: ServiceConfig) -> Result<(), HandlerError> {
     Ok(())
 }
 
-/// Sends the live stream destinations' numbers to the service every second.
+/// Sends the live stream destinations' and the segments and image outputs' numbers to the
+/// service every second.
 async fn report_stream_stats(out: mpsc::UnboundedSender<HandlerMsg>) {
     let mut tick = tokio::time::interval(crate::outputs::stream::metrics::REPORT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -217,6 +219,13 @@ fn send_stream_stats(out: &mpsc::UnboundedSender<HandlerMsg>) {
     for (egress_id, samples) in crate::outputs::stream::metrics::take_report() {
         let _ = out.send(HandlerMsg {
             kind: Some(handler_msg::Kind::StreamStats(samples.into())),
+            egress_id,
+        });
+    }
+    // The segments and image outputs' numbers travel on the same tick.
+    for (egress_id, samples) in crate::outputs::upload_metrics::take_report() {
+        let _ = out.send(HandlerMsg {
+            kind: Some(handler_msg::Kind::OutputStats(samples.into())),
             egress_id,
         });
     }

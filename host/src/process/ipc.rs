@@ -15,6 +15,7 @@ use egress_proto::livekit::{EgressInfo, UpdateStreamRequest};
 use egress_proto::rpc::StartEgressRequest;
 
 use crate::outputs::stream::metrics::{DestinationSample, DestinationState};
+use crate::outputs::upload_metrics::{OutputKind, OutputSample, UploadObject};
 use crate::storage::report::{UploadReport, UploadStatus};
 
 /// The environment variable that hands the handler the socket path.
@@ -25,7 +26,7 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Handler → service.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HandlerMsg {
-    #[prost(oneof = "handler_msg::Kind", tags = "1, 2, 3, 4, 5, 6")]
+    #[prost(oneof = "handler_msg::Kind", tags = "1, 2, 3, 4, 5, 6, 7")]
     pub kind: Option<handler_msg::Kind>,
     /// The egress this frame is about (empty on `Ready` and `Upload`, which are about the
     /// process).
@@ -59,6 +60,10 @@ pub mod handler_msg {
         /// service's metrics; sent every second while it streams. Added after `Upload`, like it.
         #[prost(message, tag = "6")]
         StreamStats(super::StreamStats),
+        /// The egress's segments and image outputs (queues, upload outcomes, playlist
+        /// latencies), for the service's metrics; sent with `StreamStats`. Added after it.
+        #[prost(message, tag = "7")]
+        OutputStats(super::OutputStats),
     }
 }
 
@@ -114,6 +119,101 @@ impl StreamStats {
                     state: DestinationState::from_label(&d.state)?,
                     bytes_sent: d.bytes_sent,
                     reconnects: d.reconnects,
+                })
+            })
+            .collect()
+    }
+}
+
+/// [`crate::outputs::upload_metrics::OutputSample`]s on the wire.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OutputStats {
+    #[prost(message, repeated, tag = "1")]
+    pub outputs: Vec<OutputStat>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OutputStat {
+    /// The metric's output label (`segments`, `images`).
+    #[prost(string, tag = "1")]
+    pub output: String,
+    #[prost(uint64, tag = "2")]
+    pub segments_queue: u64,
+    #[prost(uint64, tag = "3")]
+    pub playlists_queue: u64,
+    #[prost(message, repeated, tag = "4")]
+    pub uploads: Vec<ObjectUploads>,
+    /// Segment close → both playlists stored, in microseconds.
+    #[prost(uint64, repeated, tag = "5")]
+    pub playlist_latencies_us: Vec<u64>,
+    #[prost(bool, tag = "6")]
+    pub ended: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ObjectUploads {
+    /// The metric's object label (`segment`, `playlist`, `image`).
+    #[prost(string, tag = "1")]
+    pub object: String,
+    #[prost(uint64, tag = "2")]
+    pub stored: u64,
+    #[prost(uint64, tag = "3")]
+    pub failed: u64,
+}
+
+impl From<Vec<OutputSample>> for OutputStats {
+    fn from(samples: Vec<OutputSample>) -> Self {
+        OutputStats {
+            outputs: samples
+                .into_iter()
+                .map(|s| OutputStat {
+                    output: s.output.map(|k| k.label()).unwrap_or_default().to_owned(),
+                    segments_queue: s.segments_queue,
+                    playlists_queue: s.playlists_queue,
+                    uploads: s
+                        .uploads
+                        .into_iter()
+                        .map(|(o, stored, failed)| ObjectUploads {
+                            object: o.label().to_owned(),
+                            stored,
+                            failed,
+                        })
+                        .collect(),
+                    playlist_latencies_us: s
+                        .playlist_latencies
+                        .iter()
+                        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+                        .collect(),
+                    ended: s.ended,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl OutputStats {
+    /// The samples; an output or object this build does not know is left out.
+    pub fn into_samples(self) -> Vec<OutputSample> {
+        self.outputs
+            .into_iter()
+            .filter_map(|o| {
+                Some(OutputSample {
+                    output: Some(OutputKind::from_label(&o.output)?),
+                    segments_queue: o.segments_queue,
+                    playlists_queue: o.playlists_queue,
+                    uploads: o
+                        .uploads
+                        .into_iter()
+                        .filter_map(|u| {
+                            Some((UploadObject::from_label(&u.object)?, u.stored, u.failed))
+                        })
+                        .collect(),
+                    playlist_latencies: o
+                        .playlist_latencies_us
+                        .into_iter()
+                        .map(std::time::Duration::from_micros)
+                        .collect(),
+                    ended: o.ended,
                 })
             })
             .collect()
@@ -330,6 +430,29 @@ mod tests {
             .kind
         {
             Some(handler_msg::Kind::StreamStats(s)) => assert_eq!(s.into_samples(), samples),
+            other => panic!("{other:?}"),
+        }
+        // And the segments and image outputs' numbers.
+        let outputs = vec![OutputSample {
+            output: Some(OutputKind::Segments),
+            segments_queue: 2,
+            playlists_queue: 1,
+            uploads: vec![
+                (UploadObject::Segment, 7, 1),
+                (UploadObject::Playlist, 14, 0),
+            ],
+            playlist_latencies: vec![std::time::Duration::from_millis(180)],
+            ended: true,
+        }];
+        let msg = HandlerMsg {
+            kind: Some(handler_msg::Kind::OutputStats(outputs.clone().into())),
+            egress_id: "EG_1".into(),
+        };
+        match HandlerMsg::decode(msg.encode_to_vec().as_slice())
+            .unwrap()
+            .kind
+        {
+            Some(handler_msg::Kind::OutputStats(s)) => assert_eq!(s.into_samples(), outputs),
             other => panic!("{other:?}"),
         }
         // A kind from a newer peer (tag 9) decodes to no kind, which every reader skips.

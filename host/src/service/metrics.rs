@@ -137,6 +137,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(backup_storage_writes.clone()))?;
         registry.register(crate::outputs::stream::metrics::collector()?)?;
+        registry.register(crate::outputs::upload_metrics::collector()?)?;
         let counter = |name: &str,
                        help: &str,
                        labels: &[&str]|

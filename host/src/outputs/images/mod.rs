@@ -28,6 +28,7 @@ use super::plan::ImagesSpec;
 use super::retry::RetryPolicy;
 use super::store::{ObjectBody, ObjectMeta, ObjectStore, SinkStore};
 use super::tap::EncodedStreams;
+use super::upload_metrics::{self, OutputKind, Tracking};
 use crate::core::PipelineError;
 use crate::core::errors;
 use crate::rpc::{Code, RpcError};
@@ -43,6 +44,8 @@ pub struct ImagesOutput {
     outcome: Option<ImagesOutcome>,
     fail_on_upload_error: bool,
     disable_manifest: bool,
+    /// Its upload outcomes reach the service's metrics until it finishes.
+    _metrics: Option<Tracking>,
 }
 
 impl ImagesOutput {
@@ -85,6 +88,12 @@ impl ImagesOutput {
         };
         let uploader =
             ImageUploader::spawn(config, store.clone() as Arc<dyn ObjectStore>, notices_tx);
+        let metrics = upload_metrics::track(
+            &ctx.request.egress_id,
+            OutputKind::Images,
+            uploader.uploads(),
+            None,
+        );
         let branch_config = ImagesBranchConfig {
             capture_interval: naming.capture_interval,
             size: naming.size,
@@ -104,6 +113,7 @@ impl ImagesOutput {
             outcome: None,
             fail_on_upload_error,
             disable_manifest: spec.disable_manifest,
+            _metrics: Some(metrics),
         })
     }
 
@@ -137,6 +147,7 @@ impl ImagesOutput {
             return Ok(());
         };
         let outcome = uploader.finish().await;
+        self._metrics = None; // the next report is its last
         tracing::info!(
             images = outcome.info.image_count,
             failed = outcome.failed,

@@ -28,6 +28,7 @@ use super::gst::CapturedImage;
 use crate::outputs::manifest::ManifestImage;
 use crate::outputs::retry::RetryPolicy;
 use crate::outputs::store::{IMAGE_CONTENT_TYPE, ObjectBody, ObjectMeta, ObjectStore};
+use crate::outputs::upload_metrics::{UploadCounts, UploadObject};
 
 pub const DEFAULT_MAX_UPLOAD_QUEUE_MINUTES: u32 = 60;
 /// Go's floor for the image queue (#1338).
@@ -119,6 +120,7 @@ impl ImageSender {
 
 pub struct ImageUploader {
     sender: Option<ImageSender>,
+    uploads: Arc<UploadCounts>,
     finish: Option<tokio::sync::oneshot::Sender<()>>,
     info: Arc<Mutex<ImagesInfo>>,
     task: JoinHandle<ImagesOutcome>,
@@ -141,6 +143,7 @@ impl ImageUploader {
             ..Default::default()
         }));
         let (finish, finish_rx) = tokio::sync::oneshot::channel();
+        let uploads = Arc::new(UploadCounts::default());
         let task = tokio::spawn(run(
             config,
             store,
@@ -149,9 +152,11 @@ impl ImageUploader {
             counters.clone(),
             info.clone(),
             notices,
+            uploads.clone(),
         ));
         ImageUploader {
             sender: Some(ImageSender { tx, counters }),
+            uploads,
             finish: Some(finish),
             info,
             task,
@@ -165,6 +170,11 @@ impl ImageUploader {
 
     pub fn info(&self) -> ImagesInfo {
         self.info.lock().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    /// Images stored and failed so far (for the metrics).
+    pub fn uploads(&self) -> Arc<UploadCounts> {
+        self.uploads.clone()
     }
 
     /// Images waiting for their upload (a gauge).
@@ -198,6 +208,7 @@ impl ImageUploader {
 /// At most this many failure texts are kept.
 const KEPT_ERRORS: usize = 10;
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     config: ImageUploaderConfig,
     store: Arc<dyn ObjectStore>,
@@ -206,6 +217,7 @@ async fn run(
     counters: Arc<Counters>,
     info: Arc<Mutex<ImagesInfo>>,
     notices: mpsc::UnboundedSender<ImagesNotice>,
+    uploads: Arc<UploadCounts>,
 ) -> ImagesOutcome {
     let naming = &config.naming;
     let meta = ObjectMeta {
@@ -223,6 +235,7 @@ async fn run(
     let mut fatal_sent = false;
     let mut fail = |outcome: &mut ImagesOutcome, name: String, error: String| {
         outcome.failed += 1;
+        uploads.failed(UploadObject::Image);
         if outcome.errors.len() < KEPT_ERRORS {
             outcome.errors.push(format!("{name}: {error}"));
         }
@@ -272,6 +285,7 @@ async fn run(
             .await
         {
             Ok(stored) => {
+                uploads.stored(UploadObject::Image);
                 outcome.backup_used |= stored.backup_used;
                 outcome.manifest.push(ManifestImage {
                     filename: path,

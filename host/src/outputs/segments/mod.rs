@@ -32,6 +32,7 @@ use super::plan::SegmentsSpec;
 use super::retry::RetryPolicy;
 use super::store::{ObjectBody, ObjectMeta, ObjectStore, SinkStore};
 use super::tap::EncodedStreams;
+use super::upload_metrics::{self, OutputKind, Tracking};
 use crate::core::PipelineError;
 use crate::core::errors;
 use crate::rpc::{Code, RpcError};
@@ -47,6 +48,8 @@ pub struct SegmentsOutput {
     notices: mpsc::UnboundedReceiver<SegmentsNotice>,
     outcome: Option<SegmentsOutcome>,
     disable_manifest: bool,
+    /// Its queues and upload outcomes reach the service's metrics until it finishes.
+    _metrics: Option<Tracking>,
 }
 
 impl SegmentsOutput {
@@ -85,6 +88,13 @@ impl SegmentsOutput {
         };
         let uploader =
             SegmentUploader::spawn(config, store.clone() as Arc<dyn ObjectStore>, notices_tx);
+        let gauges = uploader.gauges();
+        let metrics = upload_metrics::track(
+            &ctx.request.egress_id,
+            OutputKind::Segments,
+            gauges.uploads(),
+            Some(gauges),
+        );
         let branch_config = SegmentsBranchConfig {
             naming: naming.clone(),
             work_dir: ctx.work_dir.join("segments"),
@@ -105,6 +115,7 @@ impl SegmentsOutput {
             notices,
             outcome: None,
             disable_manifest: spec.disable_manifest,
+            _metrics: Some(metrics),
         })
     }
 
@@ -143,6 +154,7 @@ impl SegmentsOutput {
             return Ok(());
         };
         let outcome = uploader.finish().await;
+        self._metrics = None; // the next report is its last
         tracing::info!(segments = outcome.info.segment_count, size = outcome.info.size,
             playlist = %outcome.info.playlist_location, lost = outcome.lost.len(), "segments output finished");
         let errors = outcome.errors.clone();

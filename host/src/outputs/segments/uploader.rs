@@ -54,6 +54,7 @@ use crate::outputs::store::{
     ObjectBody, ObjectMeta, ObjectStore, PLAYLIST_CACHE_CONTROL, PLAYLIST_CONTENT_TYPE,
     SEGMENT_CONTENT_TYPE, StoreError, StoredObject,
 };
+use crate::outputs::upload_metrics::{UploadCounts, UploadObject};
 
 /// Go's `max_upload_queue` default, minutes.
 pub const DEFAULT_MAX_UPLOAD_QUEUE_MINUTES: u32 = 60;
@@ -147,6 +148,8 @@ pub struct SegmentGauges {
     playlist_taken: [AtomicU64; 2],
     /// Segment closed → both playlists listing it stored, per committed segment.
     latencies: Mutex<Vec<Duration>>,
+    /// Segments and playlist versions stored or failed (after retries), for the metrics.
+    uploads: Arc<UploadCounts>,
 }
 
 impl SegmentGauges {
@@ -161,6 +164,10 @@ impl SegmentGauges {
                     > self.playlist_taken[i].load(Ordering::Relaxed)
             })
             .count()
+    }
+    /// Segments and playlist versions stored or failed so far.
+    pub fn uploads(&self) -> Arc<UploadCounts> {
+        self.uploads.clone()
     }
     /// Drains the recorded latencies (the metrics layer observes them into a histogram).
     pub fn take_latencies(&self) -> Vec<Duration> {
@@ -355,6 +362,10 @@ async fn run(
                     tracing::error!("a segment upload task panicked");
                     continue;
                 };
+                match &result {
+                    Ok(_) => gauges.uploads.stored(UploadObject::Segment),
+                    Err(_) => gauges.uploads.failed(UploadObject::Segment),
+                }
                 finished.insert(seq, (segment, result));
                 while let Some((segment, result)) = finished.remove(&next_commit) {
                     next_commit += 1;
@@ -594,6 +605,7 @@ impl PlaylistStore {
                         .await;
                     match stored {
                         Ok(o) => {
+                            latency.gauges.uploads.stored(UploadObject::Playlist);
                             result.backup_used |= o.backup_used;
                             result.final_error = None;
                             latency.stored(slot, v.number);
@@ -607,6 +619,7 @@ impl PlaylistStore {
                             }
                         }
                         Err((e, _)) => {
+                            latency.gauges.uploads.failed(UploadObject::Playlist);
                             tracing::warn!(playlist = %path, error = %e, "playlist upload failed");
                             result.final_error =
                                 Some(format!("playlist {path} could not be stored: {e}"));
