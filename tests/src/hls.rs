@@ -210,3 +210,119 @@ pub fn int(v: &Value) -> i64 {
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         .unwrap_or(0)
 }
+
+/// The audio of `input` (a file or a playlist) as a player reads it: the first packet's time,
+/// the span its packets cover, and every hole between two packets (where the next starts more
+/// than `tolerance` after the previous one ended), as (at seconds, length seconds).
+pub struct AudioTimeline {
+    pub first_pts: f64,
+    pub covered: f64,
+    pub holes: Vec<(f64, f64)>,
+    pub packets: usize,
+}
+
+pub async fn audio_timeline(input: &Path, tolerance: f64) -> AudioTimeline {
+    let out = ffprobe(
+        &[
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ],
+        input,
+    )
+    .await;
+    let mut packets: Vec<(f64, f64)> = out
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split(',');
+            let pts = it.next()?.trim().parse().ok()?;
+            let dur = it.next()?.trim().parse().ok()?;
+            Some((pts, dur))
+        })
+        .collect();
+    packets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut holes = Vec::new();
+    let mut covered = 0.0;
+    for w in packets.windows(2) {
+        let (pts, dur) = w[0];
+        let gap = w[1].0 - (pts + dur);
+        if gap > tolerance {
+            holes.push((pts + dur, gap));
+        }
+    }
+    for (_, dur) in &packets {
+        covered += dur;
+    }
+    AudioTimeline {
+        first_pts: packets.first().map(|p| p.0).unwrap_or(0.0),
+        covered,
+        holes,
+        packets: packets.len(),
+    }
+}
+
+/// Silences in the decoded audio of `input` (quieter than `noise_db` for at least `min_secs`),
+/// as (start, end) seconds from ffmpeg's silencedetect; an open silence ends at `f64::MAX`.
+pub async fn silences(input: &Path, noise_db: f64, min_secs: f64) -> Vec<(f64, f64)> {
+    let filter = format!("silencedetect=noise={noise_db}dB:d={min_secs}");
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(input)
+        .args(["-vn", "-af", &filter, "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run ffmpeg");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg silencedetect: {err}");
+    let value = |line: &str, key: &str| -> Option<f64> {
+        line.split(key)
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let mut found = Vec::new();
+    let mut start = None;
+    for line in err.lines() {
+        if let Some(s) = value(line, "silence_start: ") {
+            start = Some(s);
+        } else if let Some(e) = value(line, "silence_end: ") {
+            found.push((start.take().unwrap_or(0.0), e));
+        }
+    }
+    if let Some(s) = start {
+        found.push((s, f64::MAX));
+    }
+    found
+}
+
+/// (frames, seconds) of the video of one segment, as ffprobe counts and times its packets.
+pub async fn video_frames_and_span(ts: &Path) -> (usize, f64) {
+    let out = ffprobe(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+        ],
+        ts,
+    )
+    .await;
+    let mut pts: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    pts.sort_by(f64::total_cmp);
+    let span = match (pts.first(), pts.last()) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0.0,
+    };
+    (pts.len(), span)
+}
