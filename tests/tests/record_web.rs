@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use egress_e2e::recording::*;
+use egress_e2e::seekable::assert_seekable;
 use serde_json::json;
 
 /// How long the tests record after the egress reports ACTIVE.
@@ -101,6 +102,8 @@ async fn web_page_is_recorded_to_mp4_until_stopped() {
         (video.duration - audio.duration).abs() < 0.2,
         "tracks differ: {p:?}"
     );
+    // No key_frame_interval in the request: x264's own distance, 250 frames.
+    assert_seekable(&location, asked, 250.0 / 30.0).await;
 
     let level = mean_volume(&location).await;
     assert!(level > -30.0, "the tone is missing: mean volume {level} dB");
@@ -178,6 +181,8 @@ async fn page_signals_start_and_end_an_audio_only_ogg_recording() {
         "recorded {:.2}s of the page's 5 s",
         p.duration
     );
+    // Every Opus packet is a sync point; a seek in Ogg lands on a page (oggmux: under 1 s).
+    assert_seekable(&location, 5.0, 1.0).await;
     let level = mean_volume(&location).await;
     assert!(level > -30.0, "the tone is missing: mean volume {level} dB");
 }
