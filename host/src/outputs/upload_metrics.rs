@@ -223,8 +223,8 @@ struct Recorded {
 static RECORDED: Mutex<BTreeMap<(String, OutputKind), Recorded>> = Mutex::new(BTreeMap::new());
 
 /// Go's upload-time buckets are for whole files; these resolve the ≤ 1 s target.
-const LATENCY_BUCKETS: [f64; 14] = [
-    0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
 ];
 
 static PLAYLIST_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
