@@ -179,3 +179,64 @@ pub async fn copy_duration(input: &Path) -> f64 {
         .map(|p| p.parse::<f64>().unwrap_or(0.0))
         .fold(0.0, |acc, p| acc * 60.0 + p)
 }
+
+/// A stream's status as an operator reads it (`stream_results` in `lk egress list`), and a poll
+/// of the egress until its info says something.
+pub mod status {
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use crate::Lk;
+    use crate::recording::egress_info;
+
+    /// `StreamInfo.Status` values.
+    pub const STREAM_ACTIVE: i64 = 0;
+    pub const STREAM_FINISHED: i64 = 1;
+    pub const STREAM_FAILED: i64 = 2;
+
+    /// A `StreamInfo`'s status, whether lk printed the name or the number (-1: unknown).
+    pub fn status(s: &Value) -> i64 {
+        match &s["status"] {
+            Value::String(t) => match t.as_str() {
+                "ACTIVE" => STREAM_ACTIVE,
+                "FINISHED" => STREAM_FINISHED,
+                "FAILED" => STREAM_FAILED,
+                _ => -1,
+            },
+            v => v.as_i64().unwrap_or(STREAM_ACTIVE),
+        }
+    }
+
+    /// An integer field, whether lk printed it as a number or a string (0 when absent).
+    pub fn int(v: &Value) -> i64 {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0)
+    }
+
+    /// Polls the egress until `pred` holds for its info; panics with `what` and the last info
+    /// after `timeout`.
+    pub async fn wait_for(
+        lk: &Lk,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(info) = egress_info(lk, id).await
+                && pred(&info)
+            {
+                return info;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {timeout:?}: {:#}",
+                egress_info(lk, id).await.unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}

@@ -13,6 +13,9 @@ use std::time::Duration;
 use egress_e2e::mediamtx::{MediaMtx, MediaMtxOptions};
 use egress_e2e::recording::*;
 use egress_e2e::stream_check;
+use egress_e2e::stream_check::status::{
+    STREAM_ACTIVE, STREAM_FAILED, STREAM_FINISHED, int, status, wait_for,
+};
 use egress_e2e::{LiveKitServer, NginxRtmp, Toxiproxy, find_binary, free_port, http_get};
 use serde_json::{Value, json};
 use std::process::Stdio;
@@ -62,34 +65,6 @@ fn join(
     cmd.spawn().expect("start lk room join")
 }
 
-const STREAM_ACTIVE: i64 = 0;
-const STREAM_FINISHED: i64 = 1;
-const STREAM_FAILED: i64 = 2;
-
-/// Polls the egress until `pred` holds for its info.
-async fn wait_for(
-    lk: &egress_e2e::Lk,
-    id: &str,
-    what: &str,
-    timeout: Duration,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(info) = egress_info(lk, id).await
-            && pred(&info)
-        {
-            return info;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {timeout:?}: {:#}",
-            egress_info(lk, id).await.unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 fn stream<'a>(info: &'a Value, url_part: &str) -> &'a Value {
     info["stream_results"]
         .as_array()
@@ -98,24 +73,6 @@ fn stream<'a>(info: &'a Value, url_part: &str) -> &'a Value {
                 .find(|s| s["url"].as_str().is_some_and(|u| u.contains(url_part)))
         })
         .unwrap_or_else(|| panic!("no stream with {url_part:?}: {info:#}"))
-}
-
-fn status(s: &Value) -> i64 {
-    match &s["status"] {
-        Value::String(t) => match t.as_str() {
-            "ACTIVE" => STREAM_ACTIVE,
-            "FINISHED" => STREAM_FINISHED,
-            "FAILED" => STREAM_FAILED,
-            _ => -1,
-        },
-        v => v.as_i64().unwrap_or(STREAM_ACTIVE),
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    v.as_i64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0)
 }
 
 /// What a viewer of a server-side recording checks: H.264 + AAC, decodes without errors. (Not

@@ -15,12 +15,11 @@ use egress_e2e::mediamtx::{MediaMtx, MediaMtxOptions};
 use egress_e2e::recording::*;
 use egress_e2e::storage::{S3_REGION, S3S_ACCESS_KEY, S3S_SECRET_KEY};
 use egress_e2e::stream_check;
+use egress_e2e::stream_check::status::{STREAM_FINISHED, int, status, wait_for};
 use egress_host::outputs::segments::check::check_playlist;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const BUCKET: &str = "live";
-const STREAM_ACTIVE: i64 = 0;
-const STREAM_FINISHED: i64 = 1;
 
 /// mediamtx starts an RTMP recording only after probing 2 s of the publish (and an SRT one at
 /// its first keyframe after the probe), so its recordings lack up to this much of the start.
@@ -34,48 +33,6 @@ async fn publish_room(stack: &RecordingStack, room: &str) -> (Publisher, Publish
     let audio = Publisher::start(&stack.livekit, room, "microphone", &media.audio, None, dir);
     wait_for_publishers(&stack.lk(), room, 2, Duration::from_secs(30)).await;
     (video, audio)
-}
-
-/// Polls the egress until `pred` holds for its info.
-async fn wait_for(
-    lk: &egress_e2e::Lk,
-    id: &str,
-    what: &str,
-    timeout: Duration,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(info) = egress_info(lk, id).await
-            && pred(&info)
-        {
-            return info;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {timeout:?}: {:#}",
-            egress_info(lk, id).await.unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn status(s: &Value) -> i64 {
-    match &s["status"] {
-        Value::String(t) => match t.as_str() {
-            "ACTIVE" => STREAM_ACTIVE,
-            "FINISHED" => STREAM_FINISHED,
-            "FAILED" => 2,
-            _ => -1,
-        },
-        v => v.as_i64().unwrap_or(STREAM_ACTIVE),
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    v.as_i64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0)
 }
 
 /// H.264 + AAC that decodes without errors, lasting at least `min_secs`.
