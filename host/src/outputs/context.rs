@@ -72,6 +72,27 @@ pub struct OutputContext {
 }
 
 impl OutputContext {
+    /// A recording's context; the settings beyond Go's come from the service's config.
+    pub fn new(
+        service: Arc<ServiceConfig>,
+        request: StartEgressRequest,
+        plugins: Arc<PluginRegistry>,
+        work_dir: PathBuf,
+        filenames: FilenameInfo,
+        video_size: Option<(u32, u32)>,
+    ) -> OutputContext {
+        let settings = OutputSettings::from_config(&service);
+        OutputContext {
+            service,
+            request,
+            plugins,
+            work_dir,
+            filenames,
+            video_size,
+            settings,
+        }
+    }
+
     /// The request's `retry_count` (names must carry `{retry}` on a retry).
     pub fn retry_count(&self) -> i32 {
         self.request.retry_count

@@ -182,6 +182,14 @@ pub enum EncodingRequest {
 }
 
 impl Encoding {
+    /// The encoded picture's width and height (0 for a nonsensical negative value).
+    pub fn video_size(&self) -> (u32, u32) {
+        (
+            u32::try_from(self.width).unwrap_or(0),
+            u32::try_from(self.height).unwrap_or(0),
+        )
+    }
+
     pub fn from_request(req: Option<EncodingRequest>) -> Result<Encoding, RpcError> {
         let mut e = Encoding::default();
         match req {

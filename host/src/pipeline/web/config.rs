@@ -15,7 +15,7 @@ use egress_proto::rpc::{StartEgressRequest, start_egress_request::Request};
 use crate::config::ServiceConfig;
 use crate::core::errors;
 use crate::core::request::RequestType;
-use crate::outputs::context::{OutputContext, OutputSettings};
+use crate::outputs::context::OutputContext;
 use crate::outputs::filename::{FilenameInfo, LocalTime, clean};
 use crate::outputs::live::{LiveOutputs, incompatible_codecs};
 use crate::outputs::stream::url::RequestApi;
@@ -368,22 +368,8 @@ impl WebConfig {
             request.retry_count,
             LocalTime::from_system(self.started),
         );
-        let e = &self.encoding;
-        let settings = OutputSettings::from_config(&service);
-        OutputContext {
-            service,
-            request,
-            plugins,
-            work_dir,
-            filenames,
-            video_size: self.video.then(|| {
-                (
-                    u32::try_from(e.width).unwrap_or(0),
-                    u32::try_from(e.height).unwrap_or(0),
-                )
-            }),
-            settings,
-        }
+        let video_size = self.video.then(|| self.encoding.video_size());
+        OutputContext::new(service, request, plugins, work_dir, filenames, video_size)
     }
 
     /// Validates `req` and derives the pipeline settings. `now` stamps `{time}`/`{utc}` and the
